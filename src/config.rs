@@ -1,0 +1,205 @@
+//! Configuration loading shared by every command: TOML, `${ENV}` expansion, secrets
+//! from the environment or from `*_file` keys, unknown keys refused by name.
+//!
+//! Each command keeps its own config struct beside the code that uses it (with
+//! `#[serde(deny_unknown_fields)]`); this module only knows how to read one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: environment variable {var} is not set (referenced as ${{{var}}})")]
+    MissingEnv { path: PathBuf, var: String },
+    #[error("cannot read secret file {path}: {source}")]
+    SecretFile { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Reads a TOML file into `T`, expanding `${VAR}` references from the environment
+/// first. Error messages name the file, the line and the offending key.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    from_str(&raw, path)
+}
+
+/// Like [`load`] for text already in memory; `origin` names it in errors.
+pub fn from_str<T: DeserializeOwned>(raw: &str, origin: &Path) -> Result<T, ConfigError> {
+    let expanded = expand_env(raw, |v| std::env::var(v).ok())
+        .map_err(|var| ConfigError::MissingEnv { path: origin.to_owned(), var })?;
+    toml::from_str(&expanded)
+        .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+}
+
+/// Replaces `${NAME}` with the variable's value. `$${` escapes a literal `${`.
+/// Comments are expanded too, which is harmless and keeps this simple.
+pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            match body.find('}') {
+                Some(end) => {
+                    let name = &body[..end];
+                    out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A secret value (token, password). Its `Debug` and `Display` never show it, so
+/// it cannot leak through logs or error messages.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Resolves a secret given either inline (`token = "${TOKEN}"`) or as a file
+    /// (`token_file = "/etc/wattledger/token"`); a trailing newline in the file is
+    /// dropped. Both set is an error, neither is `None`.
+    pub fn resolve(
+        key: &str,
+        inline: Option<&Secret>,
+        file: Option<&Path>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+                "set either `{key}` or `{key}_file`, not both"
+            ))),
+            (Some(s), None) => Ok(Some(s.clone())),
+            (None, Some(p)) => {
+                let raw = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::SecretFile { path: p.to_owned(), source })?;
+                Ok(Some(Secret(raw.trim_end_matches(['\n', '\r']).to_string())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Parses durations written as `30s`, `1m`, `1h`, `500ms`, `2d` in config files.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 5m or 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h or d)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Serde helper: `#[serde(with = "crate::config::duration")]` for `Duration` fields
+/// written as strings like `30s`.
+pub mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", v.as_secs_f64()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_env_and_escapes() {
+        let got = expand_env("a=${X} b=$${X} c=$y", |v| (v == "X").then(|| "1".to_string())).unwrap();
+        assert_eq!(got, "a=1 b=${X} c=$y");
+        assert_eq!(expand_env("${NOPE}", |_| None), Err("NOPE".to_string()));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct C {
+            a: u32,
+        }
+        let err = from_str::<C>("a = 1\nbogus = 2\n", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        assert!(err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! wattledger: measures what each joule earns.
+//!
+//! Layering (dependencies point one way):
+//! `model` <- `collect`, `ship`, `store` <- `revenue`, `aggregate` <- `alert`, `web` <- `cli`.
+//! `sim` sits beside `collect` and serves tests, benchmarks and the demo only.
+
+pub mod collect;
+pub mod config;
+pub mod model;
+pub mod ship;
+pub mod store;
+pub mod cli;

@@ -1,0 +1,120 @@
+//! Measurement, tag and field names of the wattledger schema (see `docs/metrics.md`).
+//!
+//! Every module names the schema through these constants so that a rename is one
+//! edit and a typo is a compile error. Counters are raw counters: consumers take
+//! deltas and treat a decrease as a reset.
+
+/// Tags every device point carries, added by the agent.
+pub const TAG_SITE: &str = "site";
+pub const TAG_HOST: &str = "host";
+pub const TAG_WORKLOAD: &str = "workload";
+
+/// GPU telemetry read through NVML, one point per GPU per poll.
+pub mod gpu {
+    pub const MEASUREMENT: &str = "gpu";
+    pub const TAG_GPU: &str = "gpu";
+    pub const TAG_UUID: &str = "uuid";
+    pub const TAG_MODEL: &str = "model";
+    pub const POWER_W: &str = "power_w";
+    /// Counter: NVML total energy since driver load, in joules.
+    pub const ENERGY_J: &str = "energy_j";
+    pub const UTIL_GPU_PCT: &str = "util_gpu_pct";
+    pub const UTIL_MEM_PCT: &str = "util_mem_pct";
+    pub const MEM_USED_BYTES: &str = "mem_used_bytes";
+    pub const MEM_TOTAL_BYTES: &str = "mem_total_bytes";
+    pub const TEMP_C: &str = "temp_c";
+    pub const SM_CLOCK_MHZ: &str = "sm_clock_mhz";
+    pub const POWER_LIMIT_W: &str = "power_limit_w";
+    /// `ok`, `lost`, or an error's text.
+    pub const STATUS: &str = "status";
+}
+
+/// ASIC miner telemetry, one point per miner per poll.
+pub mod asic {
+    pub const MEASUREMENT: &str = "asic";
+    pub const TAG_MINER: &str = "miner";
+    pub const TAG_MAKE: &str = "make";
+    pub const TAG_MODEL: &str = "model";
+    pub const TAG_FIRMWARE: &str = "firmware";
+    /// `reported`, `estimated` or `meter`.
+    pub const TAG_POWER_SOURCE: &str = "power_source";
+    pub const POWER_W: &str = "power_w";
+    pub const HASHRATE_THS: &str = "hashrate_ths";
+    /// Counter: sum of the difficulty of accepted shares.
+    pub const DIFF_ACCEPTED: &str = "diff_accepted";
+    pub const SHARES_ACCEPTED: &str = "shares_accepted";
+    pub const SHARES_REJECTED: &str = "shares_rejected";
+    pub const TEMP_C_MAX: &str = "temp_c_max";
+    pub const FAN_RPM_AVG: &str = "fan_rpm_avg";
+    pub const UPTIME_S: &str = "uptime_s";
+    pub const ONLINE: &str = "online";
+}
+
+/// Token counters scraped from inference servers' Prometheus `/metrics`.
+pub mod inference {
+    pub const MEASUREMENT: &str = "inference";
+    pub const TAG_SERVER: &str = "server";
+    pub const TAG_MODEL: &str = "model";
+    pub const PROMPT_TOKENS: &str = "prompt_tokens";
+    pub const GENERATION_TOKENS: &str = "generation_tokens";
+    pub const REQUESTS: &str = "requests";
+}
+
+/// Whole-host power from RAPL, Redfish/IPMI, a PDU or a site meter.
+pub mod host_power {
+    pub const MEASUREMENT: &str = "host_power";
+    pub const TAG_SOURCE: &str = "source";
+    pub const POWER_W: &str = "power_w";
+    pub const ENERGY_J: &str = "energy_j";
+}
+
+/// Bitcoin market data, stored so that history is reproducible.
+pub mod market {
+    pub const MEASUREMENT: &str = "market";
+    pub const TAG_SOURCE: &str = "source";
+    pub const BTC_USD: &str = "btc_usd";
+    pub const DIFFICULTY: &str = "difficulty";
+    pub const BLOCK_SUBSIDY_BTC: &str = "block_subsidy_btc";
+    pub const FEES_BTC_PER_BLOCK: &str = "fees_btc_per_block";
+    pub const HASHPRICE_USD_PER_PHS_DAY: &str = "hashprice_usd_per_phs_day";
+}
+
+/// Measured energy price per site.
+pub mod energy_price {
+    pub const MEASUREMENT: &str = "energy_price";
+    pub const TAG_SITE: &str = "site";
+    pub const USD_PER_KWH: &str = "usd_per_kwh";
+}
+
+/// The aggregator's output: one point per workload per window.
+pub mod workload_efficiency {
+    pub const MEASUREMENT: &str = "workload_efficiency";
+    pub const TAG_SITE: &str = "site";
+    pub const TAG_WORKLOAD: &str = "workload";
+    /// The revenue model: `bitcoin_fpps`, `ai_contract`, `ai_on_demand`, `ai_tokens`.
+    pub const TAG_KIND: &str = "kind";
+    pub const WINDOW_S: &str = "window_s";
+    pub const ENERGY_J: &str = "energy_j";
+    pub const FACILITY_ENERGY_J: &str = "facility_energy_j";
+    pub const REVENUE_USD: &str = "revenue_usd";
+    pub const ENERGY_COST_USD: &str = "energy_cost_usd";
+    pub const PROFIT_USD: &str = "profit_usd";
+    pub const REVENUE_USD_PER_KWH: &str = "revenue_usd_per_kwh";
+    pub const PROFIT_USD_PER_KWH: &str = "profit_usd_per_kwh";
+    pub const COVERAGE: &str = "coverage";
+}
+
+/// The agent's own telemetry.
+pub mod agent {
+    pub const MEASUREMENT: &str = "agent";
+    pub const POINTS_COLLECTED: &str = "points_collected";
+    pub const POINTS_SHIPPED: &str = "points_shipped";
+    pub const POINTS_SPOOLED: &str = "points_spooled";
+    pub const POINTS_DROPPED: &str = "points_dropped";
+    pub const ERRORS: &str = "errors";
+    pub const COLLECT_LATENCY_MS: &str = "collect_latency_ms";
+    pub const SPOOL_BYTES: &str = "spool_bytes";
+}
+
+/// Joules in one kilowatt-hour.
+pub const J_PER_KWH: f64 = 3.6e6;

@@ -1,0 +1,116 @@
+//! The store boundary: where measurements are kept and read back. Two
+//! implementations pass one contract suite: InfluxDB (line protocol writes,
+//! InfluxQL reads) and an embedded SQLite store that needs no server.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::config::Secret;
+use crate::model::{FieldValue, Point};
+
+/// What to read: some fields of one measurement, for series whose tags match
+/// every filter, with `start_ns <= time < end_ns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesQuery {
+    pub measurement: String,
+    pub fields: Vec<String>,
+    pub tag_filters: Vec<(String, String)>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// One series (a distinct tag set) with its rows in time order. `values[i][j]` is
+/// field `fields[j]` at `times_ns[i]`, `None` where that row lacks the field.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Series {
+    pub tags: BTreeMap<String, String>,
+    pub fields: Vec<String>,
+    pub times_ns: Vec<i64>,
+    pub values: Vec<Vec<Option<FieldValue>>>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes points; a point with the same series and timestamp overwrites the old
+    /// one (fields merge), as in InfluxDB, so replays are idempotent.
+    async fn write(&self, points: &[Point]) -> Result<(), StoreError>;
+
+    /// Reads matching series, each with rows sorted by time.
+    async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError>;
+
+    /// Distinct values of one tag in one measurement, sorted.
+    async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Checks that the store answers and the credentials work.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Write(#[from] crate::ship::WriteError),
+    #[error("query failed: {0}")]
+    Query(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("embedded store: {0}")]
+    Embedded(String),
+}
+
+/// `[store]` in the agent's and the aggregator's configs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// InfluxDB (or compatible) base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: Option<String>,
+    /// Write API: `v1` (`/write`, InfluxDB 1.x) or `v2` (`/api/v2/write`, InfluxDB
+    /// 1.8+, 2.x, 3.x, Cloud, and wattledger's own ingest).
+    #[serde(default)]
+    pub api: WriteApi,
+    /// v1 database; also the database InfluxQL reads use (DBRP-mapped on 2.x).
+    pub database: Option<String>,
+    pub retention_policy: Option<String>,
+    /// v2 organisation and bucket; `bucket` defaults to `database`.
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Embedded store: the SQLite file.
+    pub path: Option<PathBuf>,
+    /// Per-request timeout, e.g. `10s`.
+    #[serde(default = "default_timeout", with = "crate::config::duration")]
+    pub timeout: std::time::Duration,
+    /// Gzip request bodies.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Influxdb,
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteApi {
+    V1,
+    #[default]
+    V2,
+}
+
+fn default_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+fn default_true() -> bool {
+    true
+}
