@@ -11,3 +11,4 @@ pub mod ship;
 pub mod store;
 pub mod cli;
 pub mod agent;
+pub mod sim;

@@ -3,4 +3,6 @@
 //! to the configured store in order, removing points only once the store confirmed
 //! them. See `docs/config.md` (`## Agent`) and `agents/README.md`.
 
+pub mod config;
 pub mod spool;
+pub mod workloads;
