@@ -1,6 +1,8 @@
 //! Shipping: line protocol and the writers that send it to InfluxDB-compatible
 //! servers. Writers never know where points came from.
 
+pub mod lineproto;
+
 use async_trait::async_trait;
 
 /// Sends one batch of line protocol (newline-separated, nanosecond precision) to a
