@@ -133,7 +133,9 @@ pub fn encode_batch(points: &[Point]) -> Result<String, EncodeError> {
     Ok(out)
 }
 
-fn encode_inner(p: &Point, out: &mut String) -> Result<(), EncodeError> {
+/// Checks that `point` can be written as line protocol, by the same rules as
+/// [`encode`]; the embedded store uses it so that both stores accept the same points.
+pub fn validate(p: &Point) -> Result<(), EncodeError> {
     if p.measurement.is_empty() {
         return Err(EncodeError::EmptyMeasurement);
     }
@@ -149,7 +151,14 @@ fn encode_inner(p: &Point, out: &mut String) -> Result<(), EncodeError> {
     if p.measurement.starts_with('#') {
         return Err(bad("measurement", &p.measurement, "starts with `#`, which makes the line a comment"));
     }
-    push_escaped(out, &p.measurement, MEASUREMENT_SPECIAL).map_err(|r| bad("measurement", &p.measurement, r))?;
+    check_name(&p.measurement, MEASUREMENT_SPECIAL).map_err(|r| bad("measurement", &p.measurement, r))?;
+    if !p.tags.windows(2).all(|w| w[0].0 < w[1].0) {
+        for (i, (k, _)) in p.tags.iter().enumerate() {
+            if p.tags[..i].iter().any(|(e, _)| e == k) {
+                return Err(bad("tag key", k, "appears twice"));
+            }
+        }
+    }
     for (k, v) in &p.tags {
         if k.is_empty() {
             return Err(bad("tag key", k, "is empty"));
@@ -157,31 +166,44 @@ fn encode_inner(p: &Point, out: &mut String) -> Result<(), EncodeError> {
         if v.is_empty() {
             return Err(bad("value of tag", k, "is empty; leave the tag out instead"));
         }
-        out.push(',');
-        push_escaped(out, k, KEY_SPECIAL).map_err(|r| bad("tag key", k, r))?;
-        out.push('=');
-        push_escaped(out, v, KEY_SPECIAL).map_err(|r| bad("tag value", v, r))?;
+        check_name(k, KEY_SPECIAL).map_err(|r| bad("tag key", k, r))?;
+        check_name(v, KEY_SPECIAL).map_err(|r| bad("tag value", v, r))?;
     }
-    let mut sep = ' ';
     for (k, v) in &p.fields {
         if k.is_empty() {
             return Err(bad("field key", k, "is empty"));
         }
+        check_name(k, KEY_SPECIAL).map_err(|r| bad("field key", k, r))?;
+        if let FieldValue::Float(f) = v {
+            if !f.is_finite() {
+                return Err(EncodeError::NonFinite {
+                    measurement: p.measurement.clone(),
+                    field: k.clone(),
+                    value: *f,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_inner(p: &Point, out: &mut String) -> Result<(), EncodeError> {
+    validate(p)?;
+    push_escaped(out, &p.measurement, MEASUREMENT_SPECIAL);
+    for (k, v) in &p.tags {
+        out.push(',');
+        push_escaped(out, k, KEY_SPECIAL);
+        out.push('=');
+        push_escaped(out, v, KEY_SPECIAL);
+    }
+    let mut sep = ' ';
+    for (k, v) in &p.fields {
         out.push(sep);
         sep = ',';
-        push_escaped(out, k, KEY_SPECIAL).map_err(|r| bad("field key", k, r))?;
+        push_escaped(out, k, KEY_SPECIAL);
         out.push('=');
         match v {
-            FieldValue::Float(f) => {
-                if !f.is_finite() {
-                    return Err(EncodeError::NonFinite {
-                        measurement: p.measurement.clone(),
-                        field: k.clone(),
-                        value: *f,
-                    });
-                }
-                out.push_str(ryu::Buffer::new().format_finite(*f));
-            }
+            FieldValue::Float(f) => out.push_str(ryu::Buffer::new().format_finite(*f)),
             FieldValue::Int(i) => {
                 out.push_str(itoa::Buffer::new().format(*i));
                 out.push('i');
@@ -204,17 +226,9 @@ fn encode_inner(p: &Point, out: &mut String) -> Result<(), EncodeError> {
     Ok(())
 }
 
-/// Writes a name with `special` bytes backslash-escaped; see the module doc for the
-/// names that are refused.
-fn push_escaped(out: &mut String, s: &str, special: &[u8]) -> Result<(), &'static str> {
+/// Refuses the names described in the module doc.
+fn check_name(s: &str, special: &[u8]) -> Result<(), &'static str> {
     let bytes = s.as_bytes();
-    let needs_care = bytes
-        .iter()
-        .any(|b| special.contains(b) || matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0));
-    if !needs_care {
-        out.push_str(s);
-        return Ok(());
-    }
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\n' | b'\r' => return Err("contains a line break, which line protocol cannot carry in names"),
@@ -229,8 +243,13 @@ fn push_escaped(out: &mut String, s: &str, special: &[u8]) -> Result<(), &'stati
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Writes a name (already checked) with `special` bytes backslash-escaped.
+fn push_escaped(out: &mut String, s: &str, special: &[u8]) {
     let mut last = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
         if special.contains(&b) {
             out.push_str(&s[last..i]);
             out.push('\\');
@@ -238,7 +257,6 @@ fn push_escaped(out: &mut String, s: &str, special: &[u8]) -> Result<(), &'stati
         }
     }
     out.push_str(&s[last..]);
-    Ok(())
 }
 
 fn push_string_field(out: &mut String, s: &str) {

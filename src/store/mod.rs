@@ -2,6 +2,8 @@
 //! implementations pass one contract suite: InfluxDB (line protocol writes,
 //! InfluxQL reads) and an embedded SQLite store that needs no server.
 
+pub mod embedded;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -58,6 +60,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("embedded store: {0}")]
     Embedded(String),
+    /// A point that no store can keep (NaN, no fields, a name line protocol cannot
+    /// carry). Nothing of its batch was written.
+    #[error("invalid point: {0}")]
+    Invalid(#[from] crate::ship::lineproto::EncodeError),
 }
 
 /// `[store]` in the agent's and the aggregator's configs.
