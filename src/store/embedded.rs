@@ -77,6 +77,14 @@ impl EmbeddedStore {
         Self::init(conn, format!("embedded sqlite {}", path.display()))
     }
 
+    /// From the `[store]` section (`kind = "embedded"`, `path = ...`).
+    pub fn from_config(cfg: &super::StoreConfig) -> Result<Self, StoreError> {
+        let path = cfg.path.as_deref().ok_or_else(|| {
+            crate::config::ConfigError::Invalid("[store] `path` is required when kind = \"embedded\"".into())
+        })?;
+        EmbeddedStore::open(path)
+    }
+
     /// A store that lives only as long as this value (tests, one-off runs).
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(sql_err("cannot open an in-memory database"))?;
@@ -491,6 +499,28 @@ impl Store for EmbeddedStore {
                 .map_err(sql_err("checking the store"))
         })
         .await
+    }
+}
+
+/// Line protocol straight into the store, so an agent can point its shipper at a
+/// local embedded store. Bodies are nanosecond precision, as [`Writer`] says; a
+/// body with a bad line writes nothing.
+#[async_trait]
+impl crate::ship::Writer for EmbeddedStore {
+    async fn write_lines(&self, body: &str) -> Result<(), crate::ship::WriteError> {
+        let points = lineproto::parse(body, lineproto::Precision::Ns).map_err(|e| {
+            crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
+        })?;
+        Store::write(self, &points).await.map_err(|e| match e {
+            StoreError::Invalid(e) => {
+                crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
+            }
+            other => crate::ship::WriteError::Unavailable { server: self.description.clone(), message: other.to_string() },
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
     }
 }
 

@@ -64,6 +64,8 @@ pub enum StoreError {
     /// carry). Nothing of its batch was written.
     #[error("invalid point: {0}")]
     Invalid(#[from] crate::ship::lineproto::EncodeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// `[store]` in the agent's and the aggregator's configs.
@@ -96,6 +98,13 @@ pub struct StoreConfig {
     /// Gzip request bodies.
     #[serde(default = "default_true")]
     pub gzip: bool,
+    /// Retries of one batch after the first attempt (network errors, 429, 5xx).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Total time one batch may spend in retries, e.g. `30s`; after that it fails
+    /// as retryable (the agent's spool keeps it).
+    #[serde(default = "default_max_retry_time", with = "crate::config::duration")]
+    pub max_retry_time: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,6 +124,14 @@ pub enum WriteApi {
 
 fn default_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(10)
+}
+
+fn default_max_retries() -> u32 {
+    4
+}
+
+fn default_max_retry_time() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_true() -> bool {

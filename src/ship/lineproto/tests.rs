@@ -193,6 +193,12 @@ fn point() -> impl Strategy<Value = Point> {
         })
 }
 
+#[test]
+fn split_lines_keeps_strings_whole() {
+    let body = "a v=\"x\ny\" 1\n\nb,t=q\"=\" v=1 2\nc s=\"a\\\"\nb\" 3";
+    assert_eq!(split_lines(body), ["a v=\"x\ny\" 1", "b,t=q\"=\" v=1 2", "c s=\"a\\\"\nb\" 3"]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -240,6 +246,16 @@ proptest! {
             prop_assert_eq!(parse_ns(&out).unwrap(), vec![p]);
         } else {
             prop_assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn split_lines_matches_the_encoder(points in proptest::collection::vec(point(), 1..6)) {
+        let body = encode_batch(&points).unwrap();
+        let lines = split_lines(&body);
+        prop_assert_eq!(lines.len(), points.len());
+        for (line, p) in lines.iter().zip(&points) {
+            prop_assert_eq!(&parse_ns(line).unwrap(), &vec![p.clone()]);
         }
     }
 
