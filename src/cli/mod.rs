@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod gpus;
+
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
 pub struct Cli {
@@ -19,7 +21,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Read the local GPUs once through NVML.
+    Gpus(gpus::GpusArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +46,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::Gpus(args) => gpus::run(args).await,
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {
