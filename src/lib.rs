@@ -10,3 +10,4 @@ pub mod model;
 pub mod ship;
 pub mod store;
 pub mod cli;
+pub mod sim;

@@ -1,6 +1,9 @@
 //! The command line: one binary, one subcommand per job. Each subcommand lives in
 //! its own file here and only wires library code together.
 
+mod probe;
+mod sim;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,7 +22,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Read one miner (or scan a range) once: detect make/firmware, print the normalized reading.
+    Probe(probe::ProbeArgs),
+    /// Simulated devices on loopback (tests, demos, benchmarks).
+    Sim(sim::SimArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +49,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::Probe(a) => probe::run(a).await,
+        Command::Sim(a) => sim::run(a).await,
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {
