@@ -349,14 +349,19 @@ fn make_data(make: SimMake) -> MakeData {
             patches.extend([
                 p("summary", "SUMMARY/0/Elapsed", Q::Elapsed),
                 p("summary", "SUMMARY/0/Accepted", Q::SharesAccepted),
-                p("summary", "SUMMARY/0/Rejected", Q::SharesRejected),
-                p("summary", "SUMMARY/0/Difficulty Accepted", Q::DiffAccepted),
-                p("summary", "SUMMARY/0/MHS 5s", Q::Hash),
                 p("summary", "SUMMARY/0/MHS av", Q::Hash),
                 p("summary", "SUMMARY/0/HS RT", Q::Hash),
                 p("summary", "SUMMARY/0/Power", Q::Power),
-                p("summary", "SUMMARY/0/Power_RT", Q::Power),
             ]);
+            if v1 {
+                // Fields only the v1 capture has.
+                patches.extend([
+                    p("summary", "SUMMARY/0/Rejected", Q::SharesRejected),
+                    p("summary", "SUMMARY/0/Difficulty Accepted", Q::DiffAccepted),
+                    p("summary", "SUMMARY/0/MHS 5s", Q::Hash),
+                    p("summary", "SUMMARY/0/Power_RT", Q::Power),
+                ]);
+            }
             let replies = if v1 {
                 vec![
                     ("summary", load(cap!("whatsminer-v1/summary.json"))),

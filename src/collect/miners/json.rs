@@ -194,7 +194,8 @@ mod tests {
         assert_eq!(num(&json!("37603.30")), Some(37603.30));
         assert_eq!(num(&json!("3000 W")), Some(3000.0));
         assert_eq!(num(&json!("")), None);
-        assert_eq!(num(&json!("'20210322.22.REL'")), Some(20210322.22));
+        assert_eq!(num(&json!("'72.5'")), Some(72.5));
+        assert_eq!(num(&json!("20210322.22.REL")), None); // a version, not a number
         let mut v = Vec::new();
         nums(&json!("78-50-69-70"), &mut v);
         assert_eq!(v, vec![78.0, 50.0, 69.0, 70.0]);

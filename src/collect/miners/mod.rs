@@ -241,6 +241,43 @@ pub fn identify_cgminer(doc: &Value) -> Identity {
     }
 }
 
+/// Identifies a Whatsminer from a document holding `get_version` (btminer API v1/v2).
+pub fn identify_whatsminer(doc: &Value) -> Identity {
+    Identity {
+        make: Some("Whatsminer".into()),
+        model: s(doc, "devdetails/DEVDETAILS/0/Model"),
+        firmware: s(doc, "get_version/Msg/fw_ver").map(|fw| format!("btminer {fw}")),
+        map: &profiles::WHATSMINER,
+    }
+}
+
+/// Identifies a Bitaxe from AxeOS `system_info`: the model follows from the ASIC.
+pub fn identify_axeos(doc: &Value) -> Identity {
+    let model = s(doc, "system_info/ASICModel").map(|a| match a.as_str() {
+        "BM1366" => "Ultra".to_owned(),
+        "BM1368" => "Supra".to_owned(),
+        "BM1370" => "Gamma".to_owned(),
+        "BM1397" => "Max".to_owned(),
+        _ => a,
+    });
+    Identity {
+        make: Some("Bitaxe".into()),
+        model,
+        firmware: s(doc, "system_info/version").map(|v| format!("AxeOS {v}")),
+        map: &profiles::AXEOS,
+    }
+}
+
+/// Identifies an ePIC-controlled miner from its `/summary`.
+pub fn identify_epic(doc: &Value) -> Identity {
+    Identity {
+        make: Some("ePIC".into()),
+        model: None,
+        firmware: s(doc, "summary/Software").map(|v| format!("ePIC UMC {v}")),
+        map: &profiles::EPIC,
+    }
+}
+
 /// Applies the identity, the sanity check and the power estimate to extracted values.
 pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading {
     let x = profiles::extract(id.map, doc);
@@ -456,16 +493,12 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
                 Ok(Err(e)) => return Err(ctx.not_miner(format!("summary: {e}"))),
                 Err(e) => return Err(ctx.unreachable(e)),
             };
+            let _ = fw;
             let mut doc = Map::new();
             doc.insert("get_version".into(), v);
             doc.insert("summary".into(), summary);
-            let id = Identity {
-                make: Some("Whatsminer".into()),
-                model: None,
-                firmware: Some(format!("btminer {fw}")),
-                map: &profiles::WHATSMINER,
-            };
-            return Ok(finish(host, port, &id, &Value::Object(doc)));
+            let doc = Value::Object(doc);
+            return Ok(finish(host, port, &identify_whatsminer(&doc), &doc));
         }
     }
     // A cgminer that rejects multi-commands: one connection per command.
@@ -499,38 +532,20 @@ async fn finish_cgminer(ctx: &Ctx<'_>, mut doc: Value) -> MinerReading {
 async fn probe_http(ctx: &Ctx<'_>) -> Result<MinerReading, ProbeError> {
     match ctx.http_get_json("/api/system/info").await {
         Ok(v) if v.get("hashRate").is_some() => {
-            let asic_model = s(&v, "ASICModel");
-            let model = asic_model.as_deref().map(|a| match a {
-                "BM1366" => "Ultra".to_owned(),
-                "BM1368" => "Supra".to_owned(),
-                "BM1370" => "Gamma".to_owned(),
-                "BM1397" => "Max".to_owned(),
-                other => other.to_owned(),
-            });
-            let id = Identity {
-                make: Some("Bitaxe".into()),
-                model,
-                firmware: s(&v, "version").map(|v| format!("AxeOS {v}")),
-                map: &profiles::AXEOS,
-            };
             let mut doc = Map::new();
             doc.insert("system_info".into(), v);
-            return Ok(finish(ctx.host, ctx.port, &id, &Value::Object(doc)));
+            let doc = Value::Object(doc);
+            return Ok(finish(ctx.host, ctx.port, &identify_axeos(&doc), &doc));
         }
         Ok(_) | Err(WireError::HttpStatus { .. }) | Err(WireError::NotHttp) => {}
         Err(e) => return Err(ctx.unreachable(e)),
     }
     match ctx.http_get_json("/summary").await {
         Ok(v) if v.get("Session").is_some() => {
-            let id = Identity {
-                make: Some("ePIC".into()),
-                model: None,
-                firmware: s(&v, "Software").map(|v| format!("ePIC UMC {v}")),
-                map: &profiles::EPIC,
-            };
             let mut doc = Map::new();
             doc.insert("summary".into(), v);
-            Ok(finish(ctx.host, ctx.port, &id, &Value::Object(doc)))
+            let doc = Value::Object(doc);
+            Ok(finish(ctx.host, ctx.port, &identify_epic(&doc), &doc))
         }
         Ok(_) | Err(WireError::HttpStatus { .. }) | Err(WireError::NotHttp) => {
             Err(ctx.not_miner("an HTTP server, but neither AxeOS /api/system/info nor ePIC /summary"))

@@ -63,6 +63,8 @@ pub enum Src {
     P(&'static str),
     /// Numbers inside `KEY[...]` groups of the bracket strings found at a path.
     Br(&'static str, &'static str, Pick),
+    /// The sum of every number at a path (per-board hashrates, per-pool counters).
+    Sum(&'static str),
 }
 
 /// A hashrate source: its unit, optionally overridden by a unit field (`rate_unit`).
@@ -200,9 +202,94 @@ pub static EPIC: FieldMap = FieldMap {
     uptime_s: &[Src::P("summary/Session/Uptime")],
 };
 
+/// Whatsminer btminer API v3 (TCP 4433): `get.miner.status` summary (`summary`) and pools
+/// (`pools`). Hashrates are TH/s. No client yet (the v3 transport needs the login salt);
+/// the map is checked against the captures.
+pub static WHATSMINER_V3: FieldMap = FieldMap {
+    id: "whatsminer-v3",
+    hashrate: &[r("summary/msg/summary/hash-realtime", Unit::Ths), r("summary/msg/summary/hash-average", Unit::Ths)],
+    rated_hashrate: &[r("summary/msg/summary/factory-hash", Unit::Ths)],
+    power_w: &[Src::P("summary/msg/summary/power-realtime"), Src::P("summary/msg/summary/power-5min")],
+    diff_accepted: &[],
+    shares_accepted: &[Src::Sum("pools/msg/pools/*/accepted")],
+    shares_rejected: &[Src::Sum("pools/msg/pools/*/rejected")],
+    temps_c: &[
+        Src::P("summary/msg/summary/chip-temp-max"),
+        Src::P("summary/msg/summary/board-temperature"),
+    ],
+    fans_rpm: &[Src::P("summary/msg/summary/fan-speed-in"), Src::P("summary/msg/summary/fan-speed-out")],
+    uptime_s: &[Src::P("summary/msg/summary/elapsed")],
+};
+
+/// Braiins OS 23+ REST API (`/api/v1/miner/stats` = `stats`, `/api/v1/miner/details` =
+/// `details`, `/api/v1/cooling/state` = `cooling`). Units are explicit in the keys.
+/// Power is the firmware's approximation, still `reported`. No client yet (needs a login token).
+pub static BRAIINS_REST: FieldMap = FieldMap {
+    id: "braiins-os-rest",
+    hashrate: &[
+        r("stats/miner_stats/real_hashrate/last_5s/gigahash_per_second", Unit::Ghs),
+        r("stats/miner_stats/real_hashrate/last_15s/gigahash_per_second", Unit::Ghs),
+    ],
+    rated_hashrate: &[
+        r("details/sticker_hashrate/gigahash_per_second", Unit::Ghs),
+        r("stats/miner_stats/nominal_hashrate/gigahash_per_second", Unit::Ghs),
+    ],
+    power_w: &[Src::P("stats/power_stats/approximated_consumption/watt")],
+    diff_accepted: &[],
+    shares_accepted: &[Src::P("stats/pool_stats/accepted_shares")],
+    shares_rejected: &[Src::P("stats/pool_stats/rejected_shares")],
+    temps_c: &[Src::P("cooling/highest_temperature/temperature/degree_c")],
+    fans_rpm: &[Src::P("cooling/fans/*/rpm")],
+    uptime_s: &[Src::P("details/bosminer_uptime_s")],
+};
+
+/// Braiins OS 21.x GraphQL (`system` and `pools` queries). Hashrates are MH/s; the only
+/// power figure is the tuner's target (a setting), so no power.
+pub static BRAIINS_GQL: FieldMap = FieldMap {
+    id: "braiins-os-graphql",
+    hashrate: &[r("system/data/bosminer/info/workSolver/realHashrate/mhs5S", Unit::Mhs)],
+    rated_hashrate: &[r("system/data/bosminer/info/workSolver/nominalMhs", Unit::Mhs)],
+    power_w: &[],
+    diff_accepted: &[],
+    shares_accepted: &[Src::Sum("pools/data/bosminer/info/poolGroups/*/pools/*/shares/acceptedSolutions")],
+    shares_rejected: &[Src::Sum("pools/data/bosminer/info/poolGroups/*/pools/*/shares/rejectedSolutions")],
+    temps_c: &[],
+    fans_rpm: &[Src::P("system/data/bosminer/info/fans/*/rpm")],
+    uptime_s: &[Src::P("system/data/bos/uptime/durationS")],
+};
+
+/// Goldshell (BFGMiner-style `devs`/`summary` under one document, as the composite captures
+/// hold them). Hashrate MH/s summed over boards; no power reported.
+pub static GOLDSHELL: FieldMap = FieldMap {
+    id: "goldshell",
+    hashrate: &[r("SUMMARY/0/MHS 20s", Unit::Mhs), Rate { src: Src::Sum("DEVS/*/MHS 20s"), unit: Unit::Mhs, unit_key: None }],
+    rated_hashrate: &[],
+    power_w: &[],
+    diff_accepted: &[],
+    shares_accepted: &[Src::Sum("DEVS/*/Accepted")],
+    shares_rejected: &[Src::Sum("DEVS/*/Rejected")],
+    temps_c: &[Src::P("DEVS/*/tstemp-#")],
+    fans_rpm: &[Src::P("DEVS/*/fan#")],
+    uptime_s: &[Src::P("SUMMARY/0/Elapsed")],
+};
+
+/// Proto rig API (`mining`, `cooling`, `pools`). GH/s. NB: the captures are simulator data.
+pub static PROTO: FieldMap = FieldMap {
+    id: "proto",
+    hashrate: &[r("mining/mining-status/hashrate_ghs", Unit::Ghs)],
+    rated_hashrate: &[r("mining/mining-status/ideal_hashrate_ghs", Unit::Ghs)],
+    power_w: &[Src::P("mining/mining-status/power_usage_watts")],
+    diff_accepted: &[],
+    shares_accepted: &[Src::P("pools/pools/0/accepted")],
+    shares_rejected: &[Src::P("pools/pools/0/rejected")],
+    temps_c: &[Src::P("mining/mining-status/average_asic_temp_c"), Src::P("mining/mining-status/average_hb_temp_c")],
+    fans_rpm: &[Src::P("cooling/cooling-status/fans/*/rpm")],
+    uptime_s: &[Src::P("mining/mining-status/mining_uptime_s")],
+};
+
 /// Every map, for listing and tests.
-pub fn all() -> [&'static FieldMap; 6] {
-    [&ANTMINER, &LUXOS, &AVALON, &WHATSMINER, &AXEOS, &EPIC]
+pub fn all() -> [&'static FieldMap; 11] {
+    [&ANTMINER, &LUXOS, &AVALON, &WHATSMINER, &AXEOS, &EPIC, &WHATSMINER_V3, &BRAIINS_REST, &BRAIINS_GQL, &GOLDSHELL, &PROTO]
 }
 
 /// The normalized quantities of one reading, before the sanity check.
@@ -223,6 +310,13 @@ fn values(doc: &Value, src: &Src) -> Vec<f64> {
     let mut out = Vec::new();
     match *src {
         Src::P(path) => select(doc, path).into_iter().for_each(|v| nums(v, &mut out)),
+        Src::Sum(path) => {
+            let mut all = Vec::new();
+            select(doc, path).into_iter().for_each(|v| nums(v, &mut all));
+            if !all.is_empty() {
+                out.push(all.iter().sum());
+            }
+        }
         Src::Br(path, key, pick) => {
             for s in select(doc, path).into_iter().filter_map(|v| v.as_str()) {
                 for group in bracket_nums(s, key) {
