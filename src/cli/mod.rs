@@ -1,6 +1,9 @@
 //! The command line: one binary, one subcommand per job. Each subcommand lives in
 //! its own file here and only wires library code together.
 
+mod probe;
+mod sim;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Read the local GPUs once through NVML.
     Gpus(gpus::GpusArgs),
+    /// Read one miner (or scan a range) once: detect make/firmware, print the normalized reading.
+    Probe(probe::ProbeArgs),
+    /// Simulated devices on loopback (tests, demos, benchmarks).
+    Sim(sim::SimArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -48,6 +55,8 @@ pub fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Gpus(args) => gpus::run(args).await,
+        Command::Probe(a) => probe::run(a).await,
+        Command::Sim(a) => sim::run(a).await,
     }
 }
 

@@ -10,6 +10,7 @@
 //! workload mapping lives in one place.
 
 pub mod nvml;
+pub mod miners;
 
 use async_trait::async_trait;
 
