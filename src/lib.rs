@@ -8,7 +8,7 @@ pub mod collect;
 pub mod config;
 pub mod model;
 pub mod ship;
+pub mod sim;
 pub mod store;
 pub mod cli;
 pub mod agent;
-pub mod sim;

@@ -10,6 +10,8 @@
 //! workload mapping lives in one place.
 
 pub mod inference;
+pub mod miners;
+pub mod nvml;
 
 use async_trait::async_trait;
 
