@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod gpus;
+pub mod agent;
 
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
@@ -31,6 +32,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Simulated devices on loopback (tests, demos, benchmarks).
     Sim(sim::SimArgs),
+    /// Run the per-host agent: collect, spool to disk, ship.
+    Agent(agent::AgentArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +60,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gpus(args) => gpus::run(args).await,
         Command::Probe(a) => probe::run(a).await,
         Command::Sim(a) => sim::run(a).await,
+        Command::Agent(args) => agent::run(args).await,
     }
 }
 
