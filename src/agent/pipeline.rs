@@ -38,7 +38,7 @@ use crate::agent::spool::Spool;
 use crate::agent::telemetry::AgentStats;
 use crate::agent::workloads::WorkloadMap;
 use crate::collect::Source;
-use crate::model::{schema, Clock, Point};
+use crate::model::{schema, Clock, FieldValue, Point};
 use crate::ship::{lineproto, WriteError, Writer};
 
 /// Most bytes of line protocol in one write request.
@@ -60,7 +60,15 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// Adds the agent's tags and writes unsigned integers as signed ones: InfluxDB
+    /// 1.x cannot store unsigned fields (`1u` fails the whole line), and one type
+    /// per field everywhere avoids type conflicts between agents.
     fn apply(&self, p: &mut Point) {
+        for (_, v) in &mut p.fields {
+            if let FieldValue::UInt(u) = *v {
+                *v = if u <= i64::MAX as u64 { FieldValue::Int(u as i64) } else { FieldValue::Float(u as f64) };
+            }
+        }
         p.set_tag(schema::TAG_SITE, self.site.as_str());
         p.set_tag(schema::TAG_HOST, self.host.as_str());
         if let Some(w) = self.workloads.workload_for(p) {

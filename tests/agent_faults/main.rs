@@ -117,6 +117,7 @@ fn load(text: &str, dir: &Path) -> AgentConfig {
 
 /// Starts an agent in this process; returns its counters, a stop handle and its task.
 fn spawn_agent(cfg: AgentConfig) -> (Arc<AgentStats>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let _ = tracing_subscriber::fmt().with_env_filter("wattledger=warn").with_test_writer().try_init();
     let agent = Agent::new(cfg, Arc::new(SystemClock)).unwrap();
     let stats = agent.stats();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -129,6 +130,18 @@ fn spawn_agent(cfg: AgentConfig) -> (Arc<AgentStats>, tokio::sync::oneshot::Send
             .unwrap();
     });
     (stats, tx, task)
+}
+
+/// Fails with the store's refusals when it refused anything.
+fn assert_nothing_rejected(stats: &AgentStats, spool_dir: &Path) {
+    let rejected = stats.rejected.load(Relaxed);
+    if rejected > 0 {
+        let mut saved = String::new();
+        for e in std::fs::read_dir(spool_dir.join("rejected")).into_iter().flatten().flatten() {
+            saved.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default().lines().take(5).collect::<Vec<_>>().join("\n"));
+        }
+        panic!("the store rejected {rejected} points; first lines of the saved batches:\n{saved}");
+    }
 }
 
 async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -163,6 +176,7 @@ async fn outage_every_collected_point_is_stored_once() {
     stop.send(()).unwrap();
     task.await.unwrap();
 
+    assert_nothing_rejected(&stats, &dir.path().join("spool"));
     let s = stats.snapshot();
     assert_eq!(s.spool_pending, 0, "{s:?}");
     assert_eq!(s.shipped, s.collected, "{s:?}");
@@ -207,7 +221,7 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     // Slow shipping, so that unconfirmed records are in the spool when the process dies.
-    let text = config_text(&spool_dir, &influx, &db, &rig, "").replace("batch_interval = \"200ms\"", "batch_interval = \"700ms\"");
+    let text = config_text(&spool_dir, &influx, &db, &rig, "").replace("batch_interval = \"200ms\"", "batch_interval = \"2s\"");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, text).unwrap();
     AgentConfig::load(&config).unwrap();
@@ -228,6 +242,7 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
         .map(|l| key_of(&wattledger::ship::lineproto::parse(l, wattledger::ship::lineproto::Precision::Ns).unwrap()[0]))
         .collect();
     assert_eq!(pending_keys.len(), pending.len());
+    assert!(!pending.is_empty(), "the crash left unconfirmed points (one ship at ~2 s, the kill at 3.3 s)");
     let before = influx.point_keys(&db, ".*").await;
     assert!(!before.is_empty(), "the first run shipped something");
 
@@ -301,7 +316,12 @@ async fn hostile_sources_do_not_delay_the_others() {
     influx.create_db(&db).await;
     let rig = rig(4, 6, vec![(0, Fault::Hang), (1, Fault::Garbage)], Some(2)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (stats, stop, task) = spawn_agent(load(&config_text(&dir.path().join("spool"), &influx, &db, &rig, ""), dir.path()));
+    // Addresses from a range are reported once they have answered; the faulty ones
+    // are listed explicitly so that their absence of answers is reported too.
+    let faulty: Vec<String> = (0..2).map(|i| format!("\"{}\"", rig.fleet.miners()[i].addr)).collect();
+    let text = config_text(&dir.path().join("spool"), &influx, &db, &rig, "")
+        .replace("targets = [", &format!("targets = [{}, ", faulty.join(", ")));
+    let (stats, stop, task) = spawn_agent(load(&text, dir.path()));
     let run_for = Duration::from_secs(5);
     tokio::time::sleep(run_for).await;
     stop.send(()).unwrap();
