@@ -238,12 +238,25 @@ pub(crate) async fn run_shipper(
         }
         let full = batch.records >= batch_size;
         let send = writer.write_lines(&batch.body);
+        tokio::pin!(send);
+        // A request in flight when shutdown begins gets the drain budget, no more
+        // (the writer's own retries can take much longer).
         let result = match drain_deadline {
-            Some(d) => match tokio::time::timeout_at(d, send).await {
+            Some(d) => match tokio::time::timeout_at(d, &mut send).await {
                 Ok(r) => r,
                 Err(_) => return,
             },
-            None => send.await,
+            None => tokio::select! {
+                r = &mut send => r,
+                _ = stop.changed() => {
+                    let d = tokio::time::Instant::now() + drain_for;
+                    drain_deadline = Some(d);
+                    match tokio::time::timeout_at(d, &mut send).await {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    }
+                }
+            },
         };
         match result {
             Ok(()) => {
@@ -452,6 +465,19 @@ default = "tokens"
         async fn collect(&mut self, _: i64) -> Result<Vec<Point>, crate::collect::SourceError> {
             std::future::pending().await
         }
+    }
+
+    #[test]
+    fn stamp_adds_tags_and_writes_unsigned_as_signed() {
+        let cfg = config(std::path::Path::new("/nonexistent"), "");
+        let stamp = Stamp { site: "lab".into(), host: "rig1".into(), workloads: WorkloadMap::new(&cfg.workloads).unwrap() };
+        let mut p = Point::new("asic", 1).tag("miner", "10.0.0.1:4028").field("shares_accepted", 7u64).field("big", u64::MAX);
+        stamp.apply(&mut p);
+        assert_eq!(p.tag_value("site"), Some("lab"));
+        assert_eq!(p.tag_value("host"), Some("rig1"));
+        assert_eq!(p.tag_value("workload"), Some("tokens"));
+        assert_eq!(p.field_value("shares_accepted"), Some(&FieldValue::Int(7)));
+        assert_eq!(p.field_value("big"), Some(&FieldValue::Float(u64::MAX as f64)));
     }
 
     #[tokio::test]
