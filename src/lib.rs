@@ -10,3 +10,5 @@ pub mod model;
 pub mod ship;
 pub mod store;
 pub mod cli;
+pub mod aggregate;
+pub mod revenue;
