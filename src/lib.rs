@@ -12,3 +12,4 @@ pub mod store;
 pub mod cli;
 pub mod aggregate;
 pub mod revenue;
+pub mod web;

@@ -407,3 +407,8 @@ pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
     }
     Ok(Window::new(a, b))
 }
+
+/// Opens the store `[store]` names.
+pub async fn open_store(cfg: &crate::store::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Unavailable(format!("store kind {:?} is not available in this build", cfg.kind)))
+}

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod aggregator;
+pub mod report;
+
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
 pub struct Cli {
@@ -19,7 +22,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Per-workload comparison over a time range: energy, revenue, cost, revenue per kWh, volatility.
+    Report(report::ReportArgs),
+    /// The central service: windows on schedule, write-back, JSON API, optional ingest.
+    Aggregator(aggregator::AggregatorArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +49,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::Report(args) => report::run(args).await,
+        Command::Aggregator(args) => aggregator::run(args).await,
+    }
 }
 
 fn init_logging(filter: &str, json: bool) {
