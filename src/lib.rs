@@ -14,3 +14,4 @@ pub mod cli;
 pub mod aggregate;
 pub mod revenue;
 pub mod web;
+pub mod agent;
