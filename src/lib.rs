@@ -9,4 +9,5 @@ pub mod config;
 pub mod model;
 pub mod ship;
 pub mod store;
+pub mod web;
 pub mod cli;
