@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod demo;
 pub mod model;
 pub mod ship;
 pub mod store;
