@@ -197,3 +197,24 @@ pub fn rig_scenario(gpus: usize, start_unix_ns: Option<i64>, speed: f64) -> Stri
     }
     s.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_how_to_build_the_fake() {
+        let e = FakeNvmlError::NotBuilt { searched: "target/debug".into() };
+        assert!(e.to_string().contains("cargo build -p fake-nvml"), "{e}");
+        let e = FakeNvml::install_from(Path::new("/nonexistent/libnvidia_ml.so"), "{}").err().unwrap();
+        assert!(e.to_string().contains("cannot copy the fake NVML library"), "{e}");
+    }
+
+    #[test]
+    fn rig_scenario_is_json_with_the_asked_gpus() {
+        let v: serde_json::Value = serde_json::from_str(&rig_scenario(5, Some(7), 60.0)).unwrap();
+        assert_eq!(v["gpus"].as_array().unwrap().len(), 5);
+        assert_eq!(v["start_unix_ns"], 7);
+        assert_eq!(v["speed"], 60.0);
+    }
+}
