@@ -11,3 +11,7 @@ pub mod ship;
 pub mod sim;
 pub mod store;
 pub mod cli;
+pub mod aggregate;
+pub mod revenue;
+pub mod web;
+pub mod agent;
