@@ -85,3 +85,66 @@ impl Drop for TestDb {
 pub fn store_config(toml_text: &str) -> wattledger::store::StoreConfig {
     toml::from_str(toml_text).unwrap_or_else(|e| panic!("bad test config: {e}\n{toml_text}"))
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An influxd of this test's own (from `WATTLEDGER_TEST_INFLUXD_BIN`), on free
+/// loopback ports with its data in a temporary folder, for settings the shared server
+/// must not have (authentication, a small body limit). Stopped when dropped.
+pub struct PrivateInfluxd {
+    pub url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateInfluxd {
+    pub async fn start(auth_enabled: bool, max_body_size: usize) -> PrivateInfluxd {
+        let bin = server_url("WATTLEDGER_TEST_INFLUXD_BIN");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let (http, rpc) = (free_port(), free_port());
+        let conf = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [http]\n  enabled = true\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n\
+               pprof-enabled = false\n  bind-socket = \"{d}/influxdb.sock\"\n\
+               auth-enabled = {auth_enabled}\n  max-body-size = {max_body_size}\n\
+             [logging]\n  level = \"warn\"\n"
+        );
+        let conf_path = dir.path().join("influxdb.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .args(["run", "-config"])
+            .arg(&conf_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let url = format!("http://127.0.0.1:{http}");
+        let mut server = PrivateInfluxd { url, child, _dir: dir };
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{}/ping", server.url)).await {
+                if r.status().is_success() {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("influxd exited during start-up ({status})");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("influxd did not answer /ping within 10 s");
+    }
+}
+
+impl Drop for PrivateInfluxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
