@@ -233,7 +233,8 @@ impl InfluxQlReader {
                 resp.status().as_u16()
             )));
         }
-        self.query("SHOW MEASUREMENTS LIMIT 1").await.map(|_| ())
+        // Unlike SHOW MEASUREMENTS, this fails for a database that does not exist.
+        self.query(&format!("SHOW RETENTION POLICIES ON {}", quote_ident(&self.database))).await.map(|_| ())
     }
 
     /// Declared types of the fields of `measurement` (a name may have several in
