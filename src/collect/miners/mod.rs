@@ -287,7 +287,8 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
     };
     let mut errors = Vec::new();
     let addr = format!("{host}:{port}");
-    let rated_ths = x.rated_ths.or(spec.map(|s| s.rated_ths));
+    // The table first: a miner's own nominal figure can carry the same unit slip as its reading.
+    let rated_ths = spec.map(|s| s.rated_ths).or(x.rated_ths);
     let hashrate_ths = match x.hashrate_ths {
         Some(h) => match check_hashrate(h, rated_ths) {
             Ok(h) => Some(h),
