@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod gpus;
+pub mod aggregator;
+pub mod report;
+
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
 pub struct Cli {
@@ -23,10 +27,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read the local GPUs once through NVML.
+    Gpus(gpus::GpusArgs),
     /// Read one miner (or scan a range) once: detect make/firmware, print the normalized reading.
     Probe(probe::ProbeArgs),
     /// Simulated devices on loopback (tests, demos, benchmarks).
     Sim(sim::SimArgs),
+    /// Per-workload comparison over a time range: energy, revenue, cost, revenue per kWh, volatility.
+    Report(report::ReportArgs),
+    /// The central service: windows on schedule, write-back, JSON API, optional ingest.
+    Aggregator(aggregator::AggregatorArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,8 +60,11 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Gpus(args) => gpus::run(args).await,
         Command::Probe(a) => probe::run(a).await,
         Command::Sim(a) => sim::run(a).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Aggregator(args) => aggregator::run(args).await,
     }
 }
 

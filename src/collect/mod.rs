@@ -9,6 +9,7 @@
 //! server name); the agent adds `site`, `host` and `workload` afterwards, so that
 //! workload mapping lives in one place.
 
+pub mod nvml;
 pub mod miners;
 
 use async_trait::async_trait;

@@ -1,4 +1,6 @@
-//! Simulated devices for tests, benchmarks and the demo: real programs speaking the real
-//! protocols on loopback, clearly test doubles.
+//! Simulated hardware for tests, benchmarks and the demo: real programs speaking the
+//! real protocols on loopback (a fake NVML library, simulated miners and inference
+//! servers), clearly test doubles, never used by production code paths.
 
+pub mod gpus;
 pub mod miners;

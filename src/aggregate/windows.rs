@@ -1,0 +1,348 @@
+//! Windows computed from the store.
+//!
+//! Windows are aligned to wall-clock boundaries (multiples of the window length
+//! since the Unix epoch, so 1 h windows start on the hour UTC). Each window of each
+//! workload is computed from one read of its devices' series, `[start − max_gap,
+//! end + max_gap)`, so that the intervals crossing the edges are seen and memory
+//! holds one window of samples at a time, however long the range. The results
+//! are written back as `workload_efficiency`, one point per workload, window
+//! length and window start: recomputing a window overwrites it.
+
+use std::collections::BTreeMap;
+
+use super::compare::WindowResult;
+use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
+use super::market::MarketHistory;
+use super::signal::Window;
+use super::tariff::Tariff;
+use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
+use crate::model::{FieldValue, Point};
+use crate::revenue::{DeviceTracks, ModelKind, RevenueInput, RevenueModel};
+use crate::store::{Series, SeriesQuery, Store, StoreError};
+
+/// A workload ready to compute: its model with terms, site, PUE and tariff (a
+/// measured tariff's prices are loaded per range and passed beside the plan).
+#[derive(Debug)]
+pub struct WorkloadPlan {
+    pub name: String,
+    pub site: String,
+    pub kind: ModelKind,
+    pub model: Box<dyn RevenueModel>,
+    pub pue: f64,
+    pub tariff: Tariff,
+    pub max_gap_ns: i64,
+}
+
+/// Wall-clock-aligned windows of `len_ns` covering `[from_ns, to_ns)`; the first
+/// and last are clipped to the range.
+pub fn aligned_windows(from_ns: i64, to_ns: i64, len_ns: i64) -> Vec<Window> {
+    let mut out = Vec::new();
+    if len_ns <= 0 || to_ns <= from_ns {
+        return out;
+    }
+    let mut start = from_ns.div_euclid(len_ns) * len_ns;
+    while start < to_ns {
+        let end = start + len_ns;
+        out.push(Window::new(start.max(from_ns), end.min(to_ns)));
+        start = end;
+    }
+    out
+}
+
+/// The tags that identify one device in each measurement.
+fn identity_tags(measurement: &str) -> &'static [&'static str] {
+    match measurement {
+        m if m == gpu::MEASUREMENT => &[schema::TAG_HOST, gpu::TAG_UUID, gpu::TAG_GPU],
+        m if m == asic::MEASUREMENT => &[schema::TAG_HOST, asic::TAG_MINER],
+        m if m == inference::MEASUREMENT => &[schema::TAG_HOST, inference::TAG_SERVER],
+        _ => &[schema::TAG_HOST],
+    }
+}
+
+/// A device id such as `rig-1/GPU-1234…`: the identity tags present, joined.
+pub fn device_id(measurement: &str, tags: &BTreeMap<String, String>) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for key in identity_tags(measurement) {
+        if let Some(v) = tags.get(*key) {
+            // A GPU with a UUID is named by it; the index is only a fallback.
+            if *key == gpu::TAG_GPU && tags.contains_key(gpu::TAG_UUID) {
+                continue;
+            }
+            parts.push(v);
+        }
+    }
+    if parts.is_empty() {
+        tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Samples of one device, merged from every series that names it.
+#[derive(Debug, Default)]
+pub struct DeviceSamples {
+    pub tracks: DeviceTracks,
+    pub energy: Vec<EnergySample>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Turns series into devices. Rows are `(time, field → value)`; a device's rows
+/// from several series (tags changed, e.g. a firmware upgrade) are merged in time
+/// order.
+pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
+    struct Row {
+        time_ns: i64,
+        values: BTreeMap<String, FieldValue>,
+    }
+    let mut by_id: BTreeMap<String, (BTreeMap<String, String>, Vec<Row>)> = BTreeMap::new();
+    for s in series {
+        let id = device_id(measurement, &s.tags);
+        let entry = by_id.entry(id).or_insert_with(|| (s.tags.clone(), Vec::new()));
+        for (i, &t) in s.times_ns.iter().enumerate() {
+            let mut values = BTreeMap::new();
+            for (j, f) in s.fields.iter().enumerate() {
+                if let Some(Some(v)) = s.values.get(i).and_then(|row| row.get(j)) {
+                    values.insert(f.clone(), v.clone());
+                }
+            }
+            entry.1.push(Row { time_ns: t, values });
+        }
+    }
+    by_id
+        .into_iter()
+        .map(|(id, (tags, mut rows))| {
+            rows.sort_by_key(|r| r.time_ns);
+            let mut dev = DeviceSamples { tags, ..Default::default() };
+            dev.tracks.id = id;
+            for row in &rows {
+                let num = |f: &str| row.values.get(f).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
+                let power_w = num(gpu::POWER_W);
+                let energy_j = if measurement == gpu::MEASUREMENT { num(gpu::ENERGY_J) } else { None };
+                dev.energy.push(EnergySample { time_ns: row.time_ns, power_w, energy_j });
+                for (f, v) in &row.values {
+                    if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
+                        dev.tracks.tracks.entry(f.clone()).or_default().push((row.time_ns, x));
+                    }
+                }
+                let healthy = match row.values.get(gpu::STATUS).and_then(FieldValue::as_str) {
+                    Some(status) => status == "ok",
+                    None => match row.values.get(asic::ONLINE) {
+                        Some(v) => v.as_f64().is_some_and(|x| x != 0.0),
+                        None => power_w.is_some() || !row.values.is_empty(),
+                    },
+                };
+                dev.tracks.healthy.push((row.time_ns, healthy));
+            }
+            dev
+        })
+        .collect()
+}
+
+/// Fields read for a measurement: the energy inputs, the health flags and the
+/// model's revenue inputs.
+fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
+    let mut fields: Vec<&str> = match measurement {
+        m if m == gpu::MEASUREMENT => vec![gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS],
+        m if m == asic::MEASUREMENT => vec![asic::POWER_W, asic::ONLINE],
+        _ => vec![],
+    };
+    if kind.revenue_measurement() == measurement {
+        for f in kind.revenue_fields() {
+            if !fields.contains(f) {
+                fields.push(f);
+            }
+        }
+    }
+    fields.into_iter().map(String::from).collect()
+}
+
+async fn read_devices(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    measurement: &str,
+    win: Window,
+) -> Result<Vec<DeviceSamples>, StoreError> {
+    let q = SeriesQuery {
+        measurement: measurement.to_string(),
+        fields: fields_for(measurement, plan.kind),
+        tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
+        start_ns: win.start_ns - plan.max_gap_ns,
+        end_ns: win.end_ns + plan.max_gap_ns,
+    };
+    Ok(devices_from_series(measurement, store.read(&q).await?))
+}
+
+/// Computes one workload's window from the store.
+pub async fn compute_window(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    tariff: &Tariff,
+    win: Window,
+    market: &MarketHistory,
+) -> Result<WindowResult, StoreError> {
+    let energy_m = plan.kind.energy_measurement();
+    let devices = read_devices(store, plan, energy_m, win).await?;
+    let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
+        None
+    } else {
+        Some(read_devices(store, plan, plan.kind.revenue_measurement(), win).await?)
+    };
+    Ok(compute_from_devices(plan, tariff, win, &devices, revenue_devices.as_deref(), market))
+}
+
+/// The pure part of [`compute_window`]: energy, coverage, cost and revenue from
+/// devices already read.
+pub fn compute_from_devices(
+    plan: &WorkloadPlan,
+    tariff: &Tariff,
+    win: Window,
+    devices: &[DeviceSamples],
+    revenue_devices: Option<&[DeviceSamples]>,
+    market: &MarketHistory,
+) -> WindowResult {
+    let mut warnings = Vec::new();
+    let mut total = DeviceEnergy::default();
+    let mut reporting = 0usize;
+    for dev in devices {
+        let e = device_energy(&dev.energy, win, plan.max_gap_ns);
+        let inside = dev.energy.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns);
+        if inside || e.covered_ns > 0 {
+            reporting += 1;
+        }
+        total.energy_j += e.energy_j;
+        total.covered_ns += e.covered_ns;
+    }
+    let energy_cost_usd = match tariff.cost_usd(win, |seg| {
+        let it: f64 = devices.iter().map(|d| device_energy(&d.energy, seg, plan.max_gap_ns).energy_j).sum();
+        facility_energy_j(it, plan.pue)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            warnings.push(format!("site {}: {e}", plan.site));
+            0.0
+        }
+    };
+    let tracks: Vec<DeviceTracks> =
+        revenue_devices.unwrap_or(devices).iter().map(|d| d.tracks.clone()).collect();
+    let at = market.at(win.end_ns);
+    if plan.kind == ModelKind::BitcoinFpps {
+        if let Some(w) = &at.warning {
+            warnings.push(w.clone());
+        }
+    }
+    let input = RevenueInput { devices: &tracks, window: win, max_gap_ns: plan.max_gap_ns, market: at.market.as_ref() };
+    let revenue = match plan.model.revenue(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            warnings.push(format!("workload {}: {e}", plan.name));
+            Default::default()
+        }
+    };
+    WindowResult {
+        workload: plan.name.clone(),
+        site: plan.site.clone(),
+        model: plan.kind,
+        window: win,
+        energy_j: total.energy_j,
+        facility_energy_j: facility_energy_j(total.energy_j, plan.pue),
+        revenue_usd: revenue.revenue_usd,
+        energy_cost_usd,
+        covered_ns: total.covered_ns,
+        devices: reporting,
+        work_th: revenue.work_th,
+        tokens: revenue.tokens,
+        warnings,
+    }
+}
+
+/// `3600s` → `1h`: the `window` tag of written-back points.
+pub fn window_label(len_ns: i64) -> String {
+    let s = len_ns / 1_000_000_000;
+    match s {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The `workload_efficiency` point for a window, stamped at the window start.
+pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
+    Point::new(we::MEASUREMENT, w.window.start_ns)
+        .tag(we::TAG_SITE, w.site.as_str())
+        .tag(we::TAG_WORKLOAD, w.workload.as_str())
+        .tag(we::TAG_KIND, w.model.as_str())
+        .tag(we::TAG_WINDOW, window_label(len_ns))
+        .field(we::WINDOW_S, w.window.len_s())
+        .field(we::ENERGY_J, w.energy_j)
+        .field(we::FACILITY_ENERGY_J, w.facility_energy_j)
+        .field(we::REVENUE_USD, w.revenue_usd)
+        .field(we::ENERGY_COST_USD, w.energy_cost_usd)
+        .field(we::PROFIT_USD, w.profit_usd())
+        .field_opt(we::REVENUE_USD_PER_KWH, w.revenue_usd_per_kwh())
+        .field_opt(we::PROFIT_USD_PER_KWH, w.profit_usd_per_kwh())
+        .field(we::COVERAGE, w.coverage())
+        .field(we::AVG_POWER_W, w.avg_power_w())
+        .field(we::DEVICES, w.devices as i64)
+        .field_opt(we::WORK_TH, w.work_th)
+        .field_opt(we::TOKENS, w.tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revenue::{build, Terms};
+
+    const H: i64 = 3_600_000_000_000;
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn windows_align_to_the_hour() {
+        let w = aligned_windows(H + 15 * 60 * S, 3 * H, H);
+        assert_eq!(w, vec![Window::new(H + 15 * 60 * S, 2 * H), Window::new(2 * H, 3 * H)]);
+        assert_eq!(window_label(H), "1h");
+        assert_eq!(window_label(300 * S), "5m");
+    }
+
+    fn gpu_series(uuid: &str, rows: &[(i64, f64, f64, &str)]) -> Series {
+        Series {
+            tags: [("host", "rig1"), ("uuid", uuid), ("workload", "h100")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: vec!["power_w".into(), "energy_j".into(), "status".into()],
+            times_ns: rows.iter().map(|r| r.0 * S).collect(),
+            values: rows
+                .iter()
+                .map(|r| vec![Some(FieldValue::Float(r.1)), Some(FieldValue::Float(r.2)), Some(FieldValue::Str(r.3.into()))])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn contract_window_from_series() {
+        // One H100 at 700 W rented at $2/GPU-hour on a site with PUE 1.2 and
+        // $0.05/kWh, sampled every 60 s for the hour [0, 3600 s]; the energy
+        // counter rises 42,000 J per minute (700 W × 60 s).
+        //   energy   = 60 × 42,000 = 2,520,000 J = 0.7 kWh
+        //   facility = 0.7 × 1.2 = 0.84 kWh; cost = 0.84 × 0.05 = $0.042
+        //   revenue  = 1 GPU-hour × $2 = $2; per kWh = 2 / 0.7 = $2.857
+        let rows: Vec<(i64, f64, f64, &str)> = (0..=60).map(|i| (i * 60, 700.0, 1e6 + i as f64 * 42_000.0, "ok")).collect();
+        let devices = devices_from_series("gpu", vec![gpu_series("GPU-1", &rows)]);
+        let plan = WorkloadPlan {
+            name: "h100".into(),
+            site: "a".into(),
+            kind: ModelKind::AiContract,
+            model: build(ModelKind::AiContract, Terms { usd_per_gpu_hour: 2.0, ..Default::default() }),
+            pue: 1.2,
+            tariff: Tariff::Flat { usd_per_kwh: 0.05 },
+            max_gap_ns: 90 * S,
+        };
+        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), &devices, None, &MarketHistory::none());
+        assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
+        assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
+        assert!((w.revenue_usd - 2.0).abs() < 1e-12);
+        assert!((w.revenue_usd_per_kwh().unwrap() - 2.0 / 0.7).abs() < 1e-9);
+        assert_eq!(w.coverage(), 1.0);
+        let p = efficiency_point(&w, H);
+        assert_eq!(p.tag_value("window"), Some("1h"));
+        assert_eq!(p.field_value("revenue_usd"), Some(&FieldValue::Float(2.0)));
+    }
+}
