@@ -473,6 +473,9 @@ impl SimFleet {
         if spec.mix.iter().all(|(_, w)| *w == 0) {
             return Err(SimError::Spec("--mix has no make with a weight above 0".into()));
         }
+        if let Some((i, f)) = spec.faults.iter().find(|(i, _)| *i >= spec.count) {
+            return Err(SimError::Spec(format!("fault {f:?} for miner {i}, but the fleet has {} miners (0..{})", spec.count, spec.count)));
+        }
         let cycle: Vec<SimMake> = spec.mix.iter().flat_map(|(m, w)| std::iter::repeat_n(*m, *w as usize)).collect();
         let mut datas: Vec<(SimMake, Arc<MakeData>)> = Vec::new();
         let (stop, stop_rx) = watch::channel(false);

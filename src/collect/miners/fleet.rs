@@ -170,11 +170,27 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let ro = opts.read_options();
     let mut set = tokio::task::JoinSet::new();
+    let mut out: Vec<Option<MinerReading>> = vec![None; endpoints.len()];
+    let take = |res: Result<(usize, MinerReading), tokio::task::JoinError>, out: &mut Vec<Option<MinerReading>>| match res {
+        Ok((i, r)) => {
+            on_done(&r);
+            out[i] = Some(r);
+        }
+        Err(e) => tracing::error!("miner poll task failed: {e}"),
+    };
     for (i, e) in endpoints.iter().enumerate() {
-        let sem = sem.clone();
+        // A task exists only while it holds a slot: memory stays bounded by `concurrency`,
+        // not by the fleet size.
+        let permit = match sem.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        while let Some(res) = set.try_join_next() {
+            take(res, &mut out);
+        }
         let (host, port) = (e.host.clone(), e.port);
         set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
+            let _permit = permit;
             // The outer timeout is a backstop: `read` already keeps to the deadline.
             let r = match tokio::time::timeout(ro.timeout + Duration::from_millis(250), super::read(&host, port, &ro)).await {
                 Ok(r) => r,
@@ -183,15 +199,8 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
             (i, r)
         });
     }
-    let mut out: Vec<Option<MinerReading>> = vec![None; endpoints.len()];
     while let Some(res) = set.join_next().await {
-        match res {
-            Ok((i, r)) => {
-                on_done(&r);
-                out[i] = Some(r);
-            }
-            Err(e) => tracing::error!("miner poll task failed: {e}"),
-        }
+        take(res, &mut out);
     }
     out.into_iter()
         .zip(endpoints)

@@ -104,6 +104,13 @@ impl MinerReading {
         }
     }
 
+    /// Replaces power with a configured meter's reading (PDU outlet, smart plug).
+    pub fn with_meter(mut self, power_w: f64) -> Self {
+        self.power_w = Some(power_w);
+        self.power_source = Some(PowerSource::Meter);
+        self
+    }
+
     /// `host:port`, the `miner` tag.
     pub fn miner_id(&self) -> String {
         if self.host.contains(':') {

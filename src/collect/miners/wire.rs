@@ -60,7 +60,8 @@ pub async fn tcp_request(
         .map_err(|_| WireError::Timeout { stage: "send" })?
         .map_err(WireError::Io)?;
     let mut buf = Vec::with_capacity(8192.min(cap.max(1)));
-    let mut chunk = [0u8; 16384];
+    // On the heap: thousands of these futures may be alive at once.
+    let mut chunk = vec![0u8; 16384];
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
             .await
@@ -127,7 +128,8 @@ pub async fn http_request(
         .map_err(WireError::Io)?;
     // Headers are capped too; the body cap is checked as it arrives.
     let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 16384];
+    // On the heap: thousands of these futures may be alive at once.
+    let mut chunk = vec![0u8; 16384];
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
             .await
