@@ -66,10 +66,17 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
     close(wm1.power_w, 3417.0);
     let wm2 = r(4).await;
     close(wm2.hashrate_ths, 124.5);
-    let axe = r(5).await;
+    let axe = r(6).await;
     assert_eq!(axe.make.as_deref(), Some("Bitaxe"));
     close(axe.hashrate_ths, 1.0);
-    let epic = r(6).await;
+    let wm3 = r(5).await;
+    assert_eq!(a[5].port(), 4433);
+    assert_eq!((wm3.make.as_deref(), wm3.model.as_deref()), (Some("Whatsminer"), Some("M60S_VK40")));
+    assert_eq!(wm3.firmware.as_deref(), Some("btminer 20251209.16.Rel2 (API v3)"));
+    close(wm3.hashrate_ths, 171.259); // hash-realtime, TH/s
+    close(wm3.power_w, 3156.0);
+    assert_eq!(wm3.uptime_s, Some(50000));
+    let epic = r(7).await;
     assert_eq!(epic.make.as_deref(), Some("ePIC"));
     close(epic.hashrate_ths, 90.07199);
 
@@ -83,7 +90,7 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
     assert_eq!(ant2.shares_accepted, Some(4057 + (110.56689e12 * 600.0 / TWO_32 * 0.998 / 524288.0).floor() as u64));
     let wm1b = r(3).await;
     close(wm1b.diff_accepted, 158334976.0 + (70.66811452e12 * 600.0 / TWO_32 * 0.998).floor());
-    let axe2 = r(5).await;
+    let axe2 = r(6).await;
     assert_eq!(axe2.uptime_s, Some(4 + 600));
 
     // Reboot: counters and uptime restart from zero.

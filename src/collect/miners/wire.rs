@@ -93,6 +93,41 @@ pub async fn tcp_request(
     Ok(buf)
 }
 
+/// Whatsminer API v3 framing: a little-endian u32 length, then that many bytes of JSON, in
+/// both directions. The announced length is checked against `cap` before anything is read.
+pub async fn framed_request(
+    host: &str,
+    port: u16,
+    payload: &[u8],
+    deadline: Instant,
+    cap: usize,
+) -> Result<Vec<u8>, WireError> {
+    let mut stream = connect(host, port, deadline).await?;
+    let mut req = (payload.len() as u32).to_le_bytes().to_vec();
+    req.extend_from_slice(payload);
+    tokio::time::timeout_at(deadline, stream.write_all(&req))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "send" })?
+        .map_err(WireError::Io)?;
+    let mut len = [0u8; 4];
+    match tokio::time::timeout_at(deadline, stream.read_exact(&mut len)).await {
+        Err(_) => return Err(WireError::Timeout { stage: "read" }),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Empty),
+        Ok(Err(e)) => return Err(WireError::Io(e)),
+        Ok(Ok(_)) => {}
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > cap {
+        return Err(WireError::TooLarge { cap });
+    }
+    let mut body = vec![0u8; n];
+    tokio::time::timeout_at(deadline, stream.read_exact(&mut body))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "read" })?
+        .map_err(WireError::Io)?;
+    Ok(body)
+}
+
 /// One HTTP reply, body already de-chunked.
 #[derive(Debug)]
 pub struct HttpReply {
