@@ -8,6 +8,7 @@ pub mod collect;
 pub mod config;
 pub mod model;
 pub mod ship;
+pub mod sim;
 pub mod store;
 pub mod cli;
 pub mod aggregate;

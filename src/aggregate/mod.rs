@@ -410,5 +410,10 @@ pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
 
 /// Opens the store `[store]` names.
 pub async fn open_store(cfg: &crate::store::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    Err(StoreError::Unavailable(format!("store kind {:?} is not available in this build", cfg.kind)))
+    match cfg.kind {
+        crate::store::StoreKind::Embedded => Ok(Arc::new(crate::store::embedded::EmbeddedStore::from_config(cfg)?)),
+        crate::store::StoreKind::Influxdb => Err(StoreError::Unavailable(
+            "[store] kind = \"influxdb\" is not available in this build yet; use kind = \"embedded\"".into(),
+        )),
+    }
 }

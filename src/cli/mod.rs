@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod aggregator;
 pub mod report;
+pub mod gpus;
 
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
@@ -27,6 +28,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The central service: windows on schedule, write-back, JSON API, optional ingest.
     Aggregator(aggregator::AggregatorArgs),
+    /// Read the local GPUs once through NVML.
+    Gpus(gpus::GpusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -52,6 +55,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Report(args) => report::run(args).await,
         Command::Aggregator(args) => aggregator::run(args).await,
+        Command::Gpus(args) => gpus::run(args).await,
     }
 }
 

@@ -15,7 +15,10 @@ pub mod gpu {
     pub const TAG_GPU: &str = "gpu";
     pub const TAG_UUID: &str = "uuid";
     pub const TAG_MODEL: &str = "model";
+    /// Averaged power (NVML_FI_DEV_POWER_AVERAGE, else nvmlDeviceGetPowerUsage).
     pub const POWER_W: &str = "power_w";
+    /// Instantaneous power (NVML_FI_DEV_POWER_INSTANT), where the driver reports it.
+    pub const POWER_INSTANT_W: &str = "power_instant_w";
     /// Counter: NVML total energy since driver load, in joules.
     pub const ENERGY_J: &str = "energy_j";
     pub const UTIL_GPU_PCT: &str = "util_gpu_pct";

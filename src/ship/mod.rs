@@ -1,7 +1,24 @@
 //! Shipping: line protocol and the writers that send it to InfluxDB-compatible
 //! servers. Writers never know where points came from.
 
+pub mod influx;
+pub mod lineproto;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
+
+use crate::store::{StoreConfig, StoreError, StoreKind};
+
+/// The writer a `[store]` section names: an [`influx::InfluxWriter`] for
+/// `kind = "influxdb"` (v1 or v2 API), or the embedded SQLite store itself for
+/// `kind = "embedded"` (it parses the lines and stores the points).
+pub fn writer_from_config(cfg: &StoreConfig) -> Result<Arc<dyn Writer>, StoreError> {
+    match cfg.kind {
+        StoreKind::Influxdb => Ok(Arc::new(influx::InfluxWriter::from_config(cfg)?)),
+        StoreKind::Embedded => Ok(Arc::new(crate::store::embedded::EmbeddedStore::from_config(cfg)?)),
+    }
+}
 
 /// Sends one batch of line protocol (newline-separated, nanosecond precision) to a
 /// server. Implementations retry what InfluxDB says is retryable (429, 503, network

@@ -2,6 +2,8 @@
 //! implementations pass one contract suite: InfluxDB (line protocol writes,
 //! InfluxQL reads) and an embedded SQLite store that needs no server.
 
+pub mod embedded;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -58,6 +60,12 @@ pub enum StoreError {
     Unavailable(String),
     #[error("embedded store: {0}")]
     Embedded(String),
+    /// A point that no store can keep (NaN, no fields, a name line protocol cannot
+    /// carry). Nothing of its batch was written.
+    #[error("invalid point: {0}")]
+    Invalid(#[from] crate::ship::lineproto::EncodeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// `[store]` in the agent's and the aggregator's configs.
@@ -90,6 +98,13 @@ pub struct StoreConfig {
     /// Gzip request bodies.
     #[serde(default = "default_true")]
     pub gzip: bool,
+    /// Retries of one batch after the first attempt (network errors, 429, 5xx).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Total time one batch may spend in retries, e.g. `30s`; after that it fails
+    /// as retryable (the agent's spool keeps it).
+    #[serde(default = "default_max_retry_time", with = "crate::config::duration")]
+    pub max_retry_time: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -109,6 +124,14 @@ pub enum WriteApi {
 
 fn default_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(10)
+}
+
+fn default_max_retries() -> u32 {
+    4
+}
+
+fn default_max_retry_time() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_true() -> bool {

@@ -1,0 +1,579 @@
+//! The embedded store: one SQLite file, no server. Used by the demo and by small
+//! sites, and as the second implementation that keeps the [`Store`] contract honest.
+//!
+//! # Layout
+//!
+//! * `series(id, measurement, tags)`: one row per measurement + tag set; `tags` is
+//!   the sorted tag list as JSON. The whole table is cached in memory, so writes
+//!   look series up without a query and reads filter tags in Rust.
+//! * `field_names(id, name)`: a dictionary, so rows carry a small integer per field.
+//! * `points(series_id, time_ns, fields)`: one row per point, keyed by
+//!   `(series_id, time_ns)` (a `WITHOUT ROWID` table, so the key is the index that
+//!   time-range reads walk). `fields` is a compact blob: per field a varint name id, a
+//!   type byte and the value (8 bytes for numbers, 1 for bools, varint length + UTF-8
+//!   for strings). A row per field would be several times larger and slower.
+//!
+//! # Semantics
+//!
+//! As in InfluxDB, a point with the same series and timestamp as a stored one merges
+//! into it: its fields overwrite those with the same name and the others stay. So
+//! replaying a batch is idempotent. Points are checked by the same rules as the line
+//! protocol encoder ([`crate::ship::lineproto::validate`]), so both stores accept the
+//! same points; one bad point refuses the whole batch and nothing is written.
+//! Unlike InfluxDB, a field may change type between points (the last write wins).
+//!
+//! # Threads
+//!
+//! SQLite calls block, so every call runs on tokio's blocking pool
+//! (`spawn_blocking`) with the connection behind a mutex; the store is `Send + Sync`
+//! and can be shared as `Arc<dyn Store>`. WAL journaling with `synchronous=NORMAL`
+//! and one transaction per batch give the write rate (see `docs/benchmarks.md`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Series, SeriesQuery, Store, StoreError};
+use crate::model::{FieldValue, Point};
+use crate::ship::lineproto;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// A [`Store`] in one SQLite file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Mutex<Inner>>,
+    description: String,
+}
+
+struct Inner {
+    conn: Connection,
+    /// measurement -> tag set -> series id. Mirrors the `series` table.
+    series: HashMap<String, HashMap<Vec<(String, String)>, i64>>,
+    /// field name -> id. Mirrors the `field_names` table.
+    field_ids: HashMap<String, u32>,
+    field_names: HashMap<u32, String>,
+}
+
+fn sql_err(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Embedded(format!("{context}: {e}"))
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store at `path`; its folder is created too.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Embedded(format!("cannot create folder {} for the store: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::Embedded(format!("cannot open {}: {e}; is the path writable?", path.display()))
+        })?;
+        Self::init(conn, format!("embedded sqlite {}", path.display()))
+    }
+
+    /// From the `[store]` section (`kind = "embedded"`, `path = ...`).
+    pub fn from_config(cfg: &super::StoreConfig) -> Result<Self, StoreError> {
+        let path = cfg.path.as_deref().ok_or_else(|| {
+            crate::config::ConfigError::Invalid("[store] `path` is required when kind = \"embedded\"".into())
+        })?;
+        EmbeddedStore::open(path)
+    }
+
+    /// A store that lives only as long as this value (tests, one-off runs).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(sql_err("cannot open an in-memory database"))?;
+        Self::init(conn, "embedded sqlite (in memory)".into())
+    }
+
+    fn init(conn: Connection, description: String) -> Result<Self, StoreError> {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| StoreError::Embedded(format!("{description} is not a SQLite database: {e}")))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Embedded(format!(
+                "{description} has schema version {version}, newer than this wattledger understands ({SCHEMA_VERSION}); upgrade wattledger"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS series (
+                 id INTEGER PRIMARY KEY,
+                 measurement TEXT NOT NULL,
+                 tags TEXT NOT NULL,
+                 UNIQUE (measurement, tags));
+             CREATE TABLE IF NOT EXISTS field_names (
+                 id INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS points (
+                 series_id INTEGER NOT NULL REFERENCES series(id),
+                 time_ns INTEGER NOT NULL,
+                 fields BLOB NOT NULL,
+                 PRIMARY KEY (series_id, time_ns)) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .map_err(|e| StoreError::Embedded(format!("cannot set up {description}: {e}")))?;
+        let mut inner = Inner { conn, series: HashMap::new(), field_ids: HashMap::new(), field_names: HashMap::new() };
+        inner.load_caches()?;
+        Ok(EmbeddedStore { inner: Arc::new(Mutex::new(inner)), description })
+    }
+
+    /// Where the data lives, for logs.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (the
+        // transaction rolls back), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes on the calling thread; [`Store::write`] calls this off the executor.
+    pub fn write_blocking(&self, points: &[Point]) -> Result<(), StoreError> {
+        for p in points {
+            lineproto::validate(p)?;
+        }
+        let mut inner = self.lock();
+        let result = inner.write(points);
+        if result.is_err() {
+            // The transaction rolled back: ids cached during it may not exist.
+            if let Err(e) = inner.load_caches() {
+                tracing::warn!(error = %e, "reloading the embedded store's caches failed");
+            }
+        }
+        result
+    }
+
+    /// Reads on the calling thread; see [`Store::read`].
+    pub fn read_blocking(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
+        self.lock().read(query)
+    }
+
+    /// See [`Store::tag_values`].
+    pub fn tag_values_blocking(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock();
+        let mut values: Vec<String> = inner
+            .series
+            .get(measurement)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|tags| tags.iter().find(|(k, _)| k == tag).map(|(_, v)| v.clone()))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(EmbeddedStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(this))
+            .await
+            .map_err(|e| StoreError::Embedded(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    fn load_caches(&mut self) -> Result<(), StoreError> {
+        self.series.clear();
+        self.field_ids.clear();
+        self.field_names.clear();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, measurement, tags FROM series")
+            .map_err(sql_err("reading series"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql_err("reading series"))?;
+        for row in rows {
+            let (id, m, tags) = row.map_err(sql_err("reading series"))?;
+            let tags: Vec<(String, String)> = serde_json::from_str(&tags)
+                .map_err(|e| StoreError::Embedded(format!("series {id} has unreadable tags: {e}")))?;
+            self.series.entry(m).or_default().insert(tags, id);
+        }
+        drop(stmt);
+        let mut stmt = self.conn.prepare("SELECT id, name FROM field_names").map_err(sql_err("reading field names"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql_err("reading field names"))?;
+        for row in rows {
+            let (id, name) = row.map_err(sql_err("reading field names"))?;
+            self.field_ids.insert(name.clone(), id);
+            self.field_names.insert(id, name);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, points: &[Point]) -> Result<(), StoreError> {
+        let Inner { conn, series, field_ids, field_names } = self;
+        let tx = conn.transaction().map_err(sql_err("starting a write"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO points (series_id, time_ns, fields) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (series_id, time_ns) DO NOTHING",
+                )
+                .map_err(sql_err("preparing a write"))?;
+            let mut blob = Vec::with_capacity(256);
+            for p in points {
+                let series_id = series_id(&tx, series, p)?;
+                blob.clear();
+                for (name, value) in &p.fields {
+                    let id = field_id(&tx, field_ids, field_names, name)?;
+                    encode_field(&mut blob, id, value);
+                }
+                let inserted = insert
+                    .execute(params![series_id, p.time_ns, &blob])
+                    .map_err(sql_err("writing a point"))?;
+                if inserted == 0 {
+                    merge_into_existing(&tx, series_id, p.time_ns, &blob)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql_err("committing a write"))
+    }
+
+    fn read(&self, q: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
+        let Some(by_tags) = self.series.get(&q.measurement) else {
+            return Ok(Vec::new());
+        };
+        let mut matching: Vec<(&Vec<(String, String)>, i64)> = by_tags
+            .iter()
+            .filter(|(tags, _)| {
+                q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv))
+            })
+            .map(|(tags, id)| (tags, *id))
+            .collect();
+        matching.sort();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT time_ns, fields FROM points
+                 WHERE series_id = ?1 AND time_ns >= ?2 AND time_ns < ?3 ORDER BY time_ns",
+            )
+            .map_err(sql_err("preparing a read"))?;
+        // Empty `fields` means every field the matching rows have, by name.
+        let all_fields = q.fields.is_empty();
+        let mut out = Vec::new();
+        for (tags, id) in matching {
+            let mut rows: Vec<(i64, Vec<(u32, FieldValue)>)> = Vec::new();
+            let mut iter = stmt.query(params![id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
+            while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
+                let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
+                let blob = row.get_ref(1).map_err(sql_err("reading points"))?;
+                let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
+                rows.push((t, decode_fields(blob)?));
+            }
+            let fields: Vec<String> = if all_fields {
+                let mut names: Vec<String> = rows
+                    .iter()
+                    .flat_map(|(_, f)| f.iter().map(|(id, _)| *id))
+                    .filter_map(|id| self.field_names.get(&id).cloned())
+                    .collect();
+                names.sort();
+                names.dedup();
+                names
+            } else {
+                q.fields.clone()
+            };
+            let ids: Vec<Option<u32>> = fields.iter().map(|f| self.field_ids.get(f).copied()).collect();
+            let mut series = Series {
+                tags: tags.iter().cloned().collect::<BTreeMap<_, _>>(),
+                fields,
+                ..Series::default()
+            };
+            for (t, row) in rows {
+                let values: Vec<Option<FieldValue>> = ids
+                    .iter()
+                    .map(|id| id.and_then(|id| row.iter().find(|(rid, _)| *rid == id).map(|(_, v)| v.clone())))
+                    .collect();
+                // InfluxQL leaves out rows that have none of the selected fields.
+                if values.iter().any(Option::is_some) {
+                    series.times_ns.push(t);
+                    series.values.push(values);
+                }
+            }
+            if !series.times_ns.is_empty() {
+                out.push(series);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn series_id(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &mut HashMap<String, HashMap<Vec<(String, String)>, i64>>,
+    p: &Point,
+) -> Result<i64, StoreError> {
+    if let Some(id) = cache.get(p.measurement.as_str()).and_then(|m| m.get(&p.tags)) {
+        return Ok(*id);
+    }
+    let tags = if p.tags.is_sorted() { p.tags.clone() } else {
+        let mut t = p.tags.clone();
+        t.sort();
+        t
+    };
+    if let Some(id) = cache.get(p.measurement.as_str()).and_then(|m| m.get(&tags)) {
+        return Ok(*id);
+    }
+    let tags_json = serde_json::to_string(&tags).map_err(|e| StoreError::Embedded(e.to_string()))?;
+    tx.prepare_cached("INSERT INTO series (measurement, tags) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+        .and_then(|mut s| s.execute(params![p.measurement, tags_json]))
+        .map_err(sql_err("adding a series"))?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM series WHERE measurement = ?1 AND tags = ?2")
+        .and_then(|mut s| s.query_row(params![p.measurement, tags_json], |r| r.get(0)))
+        .map_err(sql_err("adding a series"))?;
+    cache.entry(p.measurement.clone()).or_default().insert(tags, id);
+    Ok(id)
+}
+
+fn field_id(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut HashMap<String, u32>,
+    names: &mut HashMap<u32, String>,
+    name: &str,
+) -> Result<u32, StoreError> {
+    if let Some(id) = ids.get(name) {
+        return Ok(*id);
+    }
+    tx.prepare_cached("INSERT INTO field_names (name) VALUES (?1) ON CONFLICT DO NOTHING")
+        .and_then(|mut s| s.execute(params![name]))
+        .map_err(sql_err("adding a field name"))?;
+    let id: u32 = tx
+        .prepare_cached("SELECT id FROM field_names WHERE name = ?1")
+        .and_then(|mut s| s.query_row(params![name], |r| r.get(0)))
+        .map_err(sql_err("adding a field name"))?;
+    ids.insert(name.to_owned(), id);
+    names.insert(id, name.to_owned());
+    Ok(id)
+}
+
+/// InfluxDB's rule for a second point at the same series and time: its fields
+/// overwrite those of the stored point, the other stored fields stay.
+fn merge_into_existing(tx: &rusqlite::Transaction<'_>, series_id: i64, time_ns: i64, new: &[u8]) -> Result<(), StoreError> {
+    let old: Vec<u8> = tx
+        .prepare_cached("SELECT fields FROM points WHERE series_id = ?1 AND time_ns = ?2")
+        .and_then(|mut s| s.query_row(params![series_id, time_ns], |r| r.get(0)).optional())
+        .map_err(sql_err("merging a point"))?
+        .unwrap_or_default();
+    let mut merged = decode_fields(&old)?;
+    for (id, value) in decode_fields(new)? {
+        match merged.iter_mut().find(|(mid, _)| *mid == id) {
+            Some(slot) => slot.1 = value,
+            None => merged.push((id, value)),
+        }
+    }
+    let mut blob = Vec::with_capacity(old.len() + new.len());
+    for (id, value) in &merged {
+        encode_field(&mut blob, *id, value);
+    }
+    tx.prepare_cached("UPDATE points SET fields = ?3 WHERE series_id = ?1 AND time_ns = ?2")
+        .and_then(|mut s| s.execute(params![series_id, time_ns, blob]))
+        .map_err(sql_err("merging a point"))?;
+    Ok(())
+}
+
+const T_FLOAT: u8 = 0;
+const T_INT: u8 = 1;
+const T_UINT: u8 = 2;
+const T_FALSE: u8 = 3;
+const T_TRUE: u8 = 4;
+const T_STR: u8 = 5;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn encode_field(out: &mut Vec<u8>, id: u32, value: &FieldValue) {
+    put_varint(out, u64::from(id));
+    match value {
+        FieldValue::Float(f) => {
+            out.push(T_FLOAT);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        FieldValue::Int(i) => {
+            out.push(T_INT);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        FieldValue::UInt(u) => {
+            out.push(T_UINT);
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+        FieldValue::Bool(b) => out.push(if *b { T_TRUE } else { T_FALSE }),
+        FieldValue::Str(s) => {
+            out.push(T_STR);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+fn decode_fields(b: &[u8]) -> Result<Vec<(u32, FieldValue)>, StoreError> {
+    let corrupt = || StoreError::Embedded("corrupt field data in the store file".into());
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let id = u32::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        let ty = *b.get(pos).ok_or_else(corrupt)?;
+        pos += 1;
+        let mut eight = || -> Result<[u8; 8], StoreError> {
+            let s = b.get(pos..pos + 8).ok_or_else(corrupt)?;
+            pos += 8;
+            Ok(s.try_into().expect("slice of 8"))
+        };
+        let value = match ty {
+            T_FLOAT => FieldValue::Float(f64::from_le_bytes(eight()?)),
+            T_INT => FieldValue::Int(i64::from_le_bytes(eight()?)),
+            T_UINT => FieldValue::UInt(u64::from_le_bytes(eight()?)),
+            T_FALSE => FieldValue::Bool(false),
+            T_TRUE => FieldValue::Bool(true),
+            T_STR => {
+                let len = usize::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+                let end = pos.checked_add(len).ok_or_else(corrupt)?;
+                let s = b.get(pos..end).ok_or_else(corrupt)?;
+                pos = end;
+                FieldValue::Str(String::from_utf8(s.to_vec()).map_err(|_| corrupt())?)
+            }
+            _ => return Err(corrupt()),
+        };
+        out.push((id, value));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn write(&self, points: &[Point]) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points = points.to_vec();
+        self.blocking(move |s| s.write_blocking(&points)).await
+    }
+
+    async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
+        let query = query.clone();
+        self.blocking(move |s| s.read_blocking(&query)).await
+    }
+
+    async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
+        let (m, t) = (measurement.to_owned(), tag.to_owned());
+        self.blocking(move |s| s.tag_values_blocking(&m, &t)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|s| {
+            s.lock()
+                .conn
+                .query_row("SELECT count(*) FROM series", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(sql_err("checking the store"))
+        })
+        .await
+    }
+}
+
+/// Line protocol straight into the store, so an agent can point its shipper at a
+/// local embedded store. Bodies are nanosecond precision, as [`Writer`] says; a
+/// body with a bad line writes nothing.
+#[async_trait]
+impl crate::ship::Writer for EmbeddedStore {
+    async fn write_lines(&self, body: &str) -> Result<(), crate::ship::WriteError> {
+        let points = lineproto::parse(body, lineproto::Precision::Ns).map_err(|e| {
+            crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
+        })?;
+        Store::write(self, &points).await.map_err(|e| match e {
+            StoreError::Invalid(e) => {
+                crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
+            }
+            other => crate::ship::WriteError::Unavailable { server: self.description.clone(), message: other.to_string() },
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_blobs_round_trip_and_reject_garbage() {
+        let values = [
+            FieldValue::Float(-1.5),
+            FieldValue::Int(i64::MIN),
+            FieldValue::UInt(u64::MAX),
+            FieldValue::Bool(true),
+            FieldValue::Bool(false),
+            FieldValue::Str("héllo \"x\"".into()),
+        ];
+        let mut blob = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            encode_field(&mut blob, 300 + i as u32, v);
+        }
+        let back = decode_fields(&blob).unwrap();
+        assert_eq!(back.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), values);
+        assert_eq!(back[0].0, 300);
+        for cut in 1..blob.len() {
+            let _ = decode_fields(&blob[..cut]);
+        }
+        assert!(decode_fields(&[1, 9]).is_err());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_and_a_non_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(EmbeddedStore::open(&path).unwrap());
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        let err = EmbeddedStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("upgrade wattledger"), "{err}");
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        let err = EmbeddedStore::open(&junk).err().unwrap().to_string();
+        assert!(err.contains("junk.db"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_point_writes_nothing_and_the_store_stays_usable() {
+        let s = EmbeddedStore::open_in_memory().unwrap();
+        let good = Point::new("m", 1).tag("h", "a").field("v", 1.0);
+        let bad = Point::new("m", 2).tag("h", "new").field("v", f64::NAN);
+        let err = s.write_blocking(&[good.clone(), bad]).unwrap_err().to_string();
+        assert!(err.contains("NaN"), "{err}");
+        assert!(s.tag_values_blocking("m", "h").unwrap().is_empty());
+        s.write_blocking(&[good]).unwrap();
+        assert_eq!(s.tag_values_blocking("m", "h").unwrap(), ["a"]);
+    }
+}

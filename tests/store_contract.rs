@@ -1,0 +1,238 @@
+//! The store contract: one set of checks that every [`Store`] implementation must
+//! pass, run here against the embedded SQLite store and against a real InfluxDB
+//! (the shared influxd 1.6 test server, v1 writes + InfluxQL reads, one fresh
+//! database per test).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use wattledger::model::{FieldValue, Point};
+use wattledger::store::embedded::EmbeddedStore;
+use wattledger::store::{SeriesQuery, Store, StoreError};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+const S: i64 = 1_000_000_000;
+
+/// What a store may legitimately do differently.
+#[derive(Clone, Copy)]
+struct Caps {
+    /// InfluxDB 1.x has no unsigned integers; its store writes them as integers.
+    unsigned: bool,
+}
+
+fn q(measurement: &str, fields: &[&str], filters: &[(&str, &str)], start_ns: i64, end_ns: i64) -> SeriesQuery {
+    SeriesQuery {
+        measurement: measurement.into(),
+        fields: fields.iter().map(|s| s.to_string()).collect(),
+        tag_filters: filters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        start_ns,
+        end_ns,
+    }
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+async fn overwrite_merges_and_replays_are_idempotent(store: &dyn Store) {
+    let a = Point::new("merge", T0).tag("host", "h1").field("a", 1.5).field("b", 2i64);
+    let b = Point::new("merge", T0).tag("host", "h1").field("b", 3i64).field("c", "x");
+    let later = Point::new("merge", T0 + S).tag("host", "h1").field("a", 9.0);
+    store.write(&[a.clone(), later.clone()]).await.unwrap();
+    store.write(&[b.clone()]).await.unwrap();
+    // Replaying the whole history changes nothing.
+    store.write(&[a.clone(), later.clone()]).await.unwrap();
+    store.write(&[b.clone()]).await.unwrap();
+    let got = store.read(&q("merge", &["a", "b", "c"], &[], T0, T0 + 10 * S)).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let s = &got[0];
+    assert_eq!(s.tags, tags(&[("host", "h1")]));
+    assert_eq!(s.fields, ["a", "b", "c"]);
+    assert_eq!(s.times_ns, [T0, T0 + S]);
+    assert_eq!(
+        s.values[0],
+        vec![Some(FieldValue::Float(1.5)), Some(FieldValue::Int(3)), Some(FieldValue::Str("x".into()))]
+    );
+    assert_eq!(s.values[1], vec![Some(FieldValue::Float(9.0)), None, None]);
+}
+
+async fn tag_filters_select_series(store: &dyn Store) {
+    let mut pts = Vec::new();
+    for (host, gpu, v) in [("a", "0", 1.0), ("a", "1", 2.0), ("b", "0", 3.0)] {
+        pts.push(Point::new("filt", T0).tag("host", host).tag("gpu", gpu).field("power_w", v));
+        pts.push(Point::new("filt", T0 + S).tag("host", host).tag("gpu", gpu).field("power_w", v + 10.0));
+    }
+    pts.push(Point::new("other", T0).tag("host", "a").field("power_w", 99.0));
+    store.write(&pts).await.unwrap();
+    let all = store.read(&q("filt", &["power_w"], &[], T0, T0 + 2 * S)).await.unwrap();
+    let keys: Vec<_> = all.iter().map(|s| s.tags.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            tags(&[("gpu", "0"), ("host", "a")]),
+            tags(&[("gpu", "0"), ("host", "b")]),
+            tags(&[("gpu", "1"), ("host", "a")]),
+        ],
+        "series sorted by tag set"
+    );
+    let host_a = store.read(&q("filt", &["power_w"], &[("host", "a")], T0, T0 + 2 * S)).await.unwrap();
+    assert_eq!(host_a.len(), 2);
+    let one = store.read(&q("filt", &["power_w"], &[("host", "a"), ("gpu", "1")], T0, T0 + 2 * S)).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].times_ns, [T0, T0 + S]);
+    assert_eq!(one[0].values, vec![vec![Some(FieldValue::Float(2.0))], vec![Some(FieldValue::Float(12.0))]]);
+    let none = store.read(&q("filt", &["power_w"], &[("host", "zzz")], T0, T0 + 2 * S)).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let missing = store.read(&q("no_such_measurement", &["power_w"], &[], T0, T0 + 2 * S)).await.unwrap();
+    assert!(missing.is_empty());
+}
+
+async fn time_range_is_start_inclusive_end_exclusive(store: &dyn Store) {
+    let pts: Vec<Point> = (0..5).map(|i| Point::new("range", T0 + i * S).field("v", i)).collect();
+    store.write(&pts).await.unwrap();
+    let got = store.read(&q("range", &["v"], &[], T0 + S, T0 + 3 * S)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].times_ns, [T0 + S, T0 + 2 * S]);
+    assert_eq!(got[0].values, vec![vec![Some(FieldValue::Int(1))], vec![Some(FieldValue::Int(2))]]);
+    let empty = store.read(&q("range", &["v"], &[], T0 + 10 * S, T0 + 20 * S)).await.unwrap();
+    assert!(empty.is_empty());
+    // Written out of order, read back in time order.
+    let rev: Vec<Point> = (0..5).rev().map(|i| Point::new("range_rev", T0 + i * S).field("v", i)).collect();
+    store.write(&rev).await.unwrap();
+    let got = store.read(&q("range_rev", &["v"], &[], T0, T0 + 5 * S)).await.unwrap();
+    assert_eq!(got[0].times_ns, (0..5).map(|i| T0 + i * S).collect::<Vec<_>>());
+}
+
+async fn field_types_survive(store: &dyn Store, caps: Caps) {
+    let big = (1i64 << 62) + 1; // not representable as f64
+    let p = Point::new("types", T0)
+        .field("f", -0.1)
+        .field("i", big)
+        .field("neg", -7i64)
+        .field("u", 42u64)
+        .field("yes", true)
+        .field("no", false)
+        .field("s", "quote \" backslash \\ comma, equals= newline\n unicode é 🔋")
+        .field("whole_float", 3.0);
+    store.write(&[p]).await.unwrap();
+    let names = ["f", "i", "neg", "u", "yes", "no", "s", "whole_float"];
+    let got = store.read(&q("types", &names, &[], T0, T0 + 1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let unsigned = if caps.unsigned { FieldValue::UInt(42) } else { FieldValue::Int(42) };
+    assert_eq!(
+        got[0].values[0],
+        vec![
+            Some(FieldValue::Float(-0.1)),
+            Some(FieldValue::Int(big)),
+            Some(FieldValue::Int(-7)),
+            Some(unsigned),
+            Some(FieldValue::Bool(true)),
+            Some(FieldValue::Bool(false)),
+            Some(FieldValue::Str("quote \" backslash \\ comma, equals= newline\n unicode é 🔋".into())),
+            Some(FieldValue::Float(3.0)),
+        ]
+    );
+}
+
+async fn escaping_heavy_names_round_trip(store: &dyn Store) {
+    let m = "m e,a=s \"q\"";
+    let p = Point::new(m, T0)
+        .tag("t k,=", "v a,l=ue \"q\" C:\\x é")
+        .tag("site", "s 1")
+        .field("f i,e=ld", 1i64)
+        .field("plain", "x");
+    store.write(&[p]).await.unwrap();
+    let got = store
+        .read(&q(m, &["f i,e=ld", "plain"], &[("t k,=", "v a,l=ue \"q\" C:\\x é")], T0, T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].tags, tags(&[("site", "s 1"), ("t k,=", "v a,l=ue \"q\" C:\\x é")]));
+    assert_eq!(got[0].values, vec![vec![Some(FieldValue::Int(1)), Some(FieldValue::Str("x".into()))]]);
+    assert_eq!(store.tag_values(m, "t k,=").await.unwrap(), ["v a,l=ue \"q\" C:\\x é"]);
+}
+
+async fn tag_values_are_distinct_and_sorted(store: &dyn Store) {
+    let pts: Vec<Point> = ["rig-b", "rig-a", "rig-c", "rig-a"]
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Point::new("tv", T0 + i as i64).tag("host", *h).tag("site", "x").field("v", 1.0))
+        .collect();
+    store.write(&pts).await.unwrap();
+    store.write(&[Point::new("tv_other", T0).tag("host", "elsewhere").field("v", 1.0)]).await.unwrap();
+    assert_eq!(store.tag_values("tv", "host").await.unwrap(), ["rig-a", "rig-b", "rig-c"]);
+    assert_eq!(store.tag_values("tv", "site").await.unwrap(), ["x"]);
+    assert!(store.tag_values("tv", "nope").await.unwrap().is_empty());
+    assert!(store.tag_values("no_such_measurement", "host").await.unwrap().is_empty());
+}
+
+async fn rows_without_selected_fields_are_left_out(store: &dyn Store) {
+    store
+        .write(&[
+            Point::new("sparse", T0).field("a", 1.0),
+            Point::new("sparse", T0 + S).field("b", 2.0),
+            Point::new("sparse", T0 + 2 * S).field("a", 3.0).field("b", 4.0),
+        ])
+        .await
+        .unwrap();
+    let got = store.read(&q("sparse", &["a"], &[], T0, T0 + 10 * S)).await.unwrap();
+    assert_eq!(got[0].times_ns, [T0, T0 + 2 * S]);
+    // No fields named: every field, sorted by name.
+    let all = store.read(&q("sparse", &[], &[], T0, T0 + 10 * S)).await.unwrap();
+    assert_eq!(all[0].fields, ["a", "b"]);
+    assert_eq!(all[0].times_ns.len(), 3);
+    assert_eq!(all[0].values[1], vec![None, Some(FieldValue::Float(2.0))]);
+}
+
+async fn invalid_points_are_refused_and_nothing_is_written(store: &dyn Store) {
+    let good = Point::new("invalid", T0).tag("host", "h").field("v", 1.0);
+    for bad in [
+        Point::new("invalid", T0 + 1).field("v", f64::NAN),
+        Point::new("invalid", T0 + 1),
+        Point::new("invalid", T0 + 1).tag("host", "ends\\").field("v", 1.0),
+    ] {
+        let err = store.write(&[good.clone(), bad]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    assert!(store.read(&q("invalid", &["v"], &[], T0, T0 + S)).await.unwrap().is_empty());
+}
+
+async fn ping_answers(store: &dyn Store) {
+    store.ping().await.unwrap();
+}
+
+/// Runs every contract check; each uses its own measurement names.
+async fn contract(store: &dyn Store, caps: Caps) {
+    ping_answers(store).await;
+    overwrite_merges_and_replays_are_idempotent(store).await;
+    tag_filters_select_series(store).await;
+    time_range_is_start_inclusive_end_exclusive(store).await;
+    field_types_survive(store, caps).await;
+    escaping_heavy_names_round_trip(store).await;
+    tag_values_are_distinct_and_sorted(store).await;
+    rows_without_selected_fields_are_left_out(store).await;
+    invalid_points_are_refused_and_nothing_is_written(store).await;
+}
+
+#[tokio::test]
+async fn embedded_store_passes_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("sub/store.db")).unwrap();
+    contract(&store, Caps { unsigned: true }).await;
+}
+
+#[tokio::test]
+async fn embedded_store_keeps_data_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store.write(&[Point::new("persist", T0).tag("host", "a").field("v", 1.0)]).await.unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.write(&[Point::new("persist", T0).tag("host", "a").field("w", 2i64)]).await.unwrap();
+    let got = store.read(&q("persist", &["v", "w"], &[], T0, T0 + 1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].values, vec![vec![Some(FieldValue::Float(1.0)), Some(FieldValue::Int(2))]]);
+}
