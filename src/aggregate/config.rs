@@ -150,6 +150,9 @@ pub struct WindowsConfig {
     pub interval: Duration,
     #[serde(default = "default_fleet_lookback", with = "crate::config::duration")]
     pub fleet_lookback: Duration,
+    /// Windows are read from the store in chunks of at most this much time.
+    #[serde(default = "default_read_chunk", with = "crate::config::duration")]
+    pub read_chunk: Duration,
 }
 
 impl Default for WindowsConfig {
@@ -161,6 +164,7 @@ impl Default for WindowsConfig {
             max_gap: default_max_gap(),
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),
+            read_chunk: default_read_chunk(),
         }
     }
 }
@@ -218,6 +222,9 @@ fn default_interval() -> Duration {
 fn default_fleet_lookback() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_read_chunk() -> Duration {
+    Duration::from_secs(900)
+}
 fn default_listen() -> String {
     "127.0.0.1:8787".to_string()
 }
@@ -249,6 +256,9 @@ impl AggregatorConfig {
         let w = &self.aggregator;
         if w.window.as_secs_f64() < 1.0 || w.short_window.as_secs_f64() < 1.0 {
             return Err("[aggregator] window and short_window must be at least 1s".into());
+        }
+        if w.read_chunk.as_secs_f64() < 1.0 {
+            return Err("[aggregator] read_chunk must be at least 1s".into());
         }
         if w.max_gap.is_zero() {
             return Err("[aggregator] max_gap must be positive".into());

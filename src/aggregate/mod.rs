@@ -212,6 +212,7 @@ impl Aggregator {
             }
         }
         let market = self.market_history(from_ns, to_ns).await?;
+        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
         for plan in &self.plans {
             if only.is_some_and(|n| n != plan.name) {
@@ -223,7 +224,7 @@ impl Aggregator {
             }
             let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
-                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market).await?);
+                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market, read_chunk_ns).await?);
             }
         }
         Ok(())

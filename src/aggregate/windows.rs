@@ -8,11 +8,11 @@
 //! are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::compare::WindowResult;
 use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
-use super::market::MarketHistory;
+use super::market::{MarketAt, MarketHistory};
 use super::signal::Window;
 use super::tariff::Tariff;
 use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
@@ -179,22 +179,41 @@ async fn read_devices(
     Ok(devices_from_series(measurement, store.read(&q).await?))
 }
 
-/// Computes one workload's window from the store.
+/// Computes one workload's window from the store, reading it in chunks of at
+/// most `read_chunk_ns` so that memory holds a bounded slice of samples however
+/// large the fleet; every quantity is additive over time, so the chunks sum to
+/// the window.
 pub async fn compute_window(
     store: &dyn Store,
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
     market: &MarketHistory,
+    read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
     let energy_m = plan.kind.energy_measurement();
-    let devices = read_devices(store, plan, energy_m, win).await?;
-    let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
-        None
-    } else {
-        Some(read_devices(store, plan, plan.kind.revenue_measurement(), win).await?)
-    };
-    Ok(compute_from_devices(plan, tariff, win, devices, revenue_devices, market))
+    let market_at = market.at(win.end_ns);
+    let mut seen = BTreeSet::new();
+    let mut out: Option<WindowResult> = None;
+    for chunk in aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1)) {
+        let devices = read_devices(store, plan, energy_m, chunk).await?;
+        let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
+            None
+        } else {
+            Some(read_devices(store, plan, plan.kind.revenue_measurement(), chunk).await?)
+        };
+        let part = compute_from_devices(plan, tariff, chunk, devices, revenue_devices, &market_at, &mut seen);
+        match &mut out {
+            None => out = Some(part),
+            Some(acc) => acc.absorb(part),
+        }
+    }
+    let mut out = out.unwrap_or_else(|| {
+        compute_from_devices(plan, tariff, win, Vec::new(), None, &market_at, &mut seen)
+    });
+    out.window = win;
+    out.devices = seen.len();
+    Ok(out)
 }
 
 /// The pure part of [`compute_window`]: energy, coverage, cost and revenue from
@@ -206,7 +225,8 @@ pub fn compute_from_devices(
     win: Window,
     devices: Vec<DeviceSamples>,
     revenue_devices: Option<Vec<DeviceSamples>>,
-    market: &MarketHistory,
+    market_at: &MarketAt,
+    seen: &mut BTreeSet<String>,
 ) -> WindowResult {
     let mut warnings = Vec::new();
     let segments = tariff.segments(win).unwrap_or_else(|e| {
@@ -217,7 +237,6 @@ pub fn compute_from_devices(
     // sum to the window), charged at each segment's price on facility energy.
     let mut seg_energy_j = vec![0.0; segments.len()];
     let mut total = DeviceEnergy::default();
-    let mut devices_seen = 0usize;
     for dev in &devices {
         let mut covered_ns = 0;
         for (k, (seg, _)) in segments.iter().enumerate() {
@@ -227,7 +246,7 @@ pub fn compute_from_devices(
         }
         total.covered_ns += covered_ns;
         if covered_ns > 0 || dev.energy.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns) {
-            devices_seen += 1;
+            seen.insert(dev.tracks.id.clone());
         }
     }
     total.energy_j = seg_energy_j.iter().sum();
@@ -237,7 +256,7 @@ pub fn compute_from_devices(
         .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
         .sum();
     let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
-    let at = market.at(win.end_ns);
+    let at = market_at;
     if plan.kind == ModelKind::BitcoinFpps {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
@@ -261,7 +280,7 @@ pub fn compute_from_devices(
         revenue_usd: revenue.revenue_usd,
         energy_cost_usd,
         covered_ns: total.covered_ns,
-        devices: devices_seen,
+        devices: seen.len(),
         work_th: revenue.work_th,
         tokens: revenue.tokens,
         warnings,
@@ -348,7 +367,7 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), devices, None, &MarketHistory::none());
+        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), devices, None, &MarketHistory::none().at(H), &mut BTreeSet::new());
         assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
         assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);
