@@ -72,6 +72,9 @@ pub enum MarketSourceKind {
     #[default]
     Static,
     Http,
+    /// Market points already in the store, written by another process (another
+    /// aggregator's `http` source, a market-data feed, the demo's simulator).
+    Store,
 }
 
 /// `[market]`: Bitcoin price, difficulty, subsidy and fees for `bitcoin_fpps`.
@@ -84,6 +87,8 @@ pub struct MarketConfig {
     pub difficulty: Option<f64>,
     pub block_subsidy_btc: Option<f64>,
     pub fees_btc_per_block: Option<f64>,
+    /// `store`: only read `market` points with this `source` tag (all when unset).
+    pub source_tag: Option<String>,
     /// `http`: base URL of a mempool-style API, up to and including `/api`.
     pub url: Option<String>,
     #[serde(default = "default_refresh", with = "crate::config::duration")]
@@ -106,6 +111,7 @@ impl Default for MarketConfig {
             difficulty: None,
             block_subsidy_btc: None,
             fees_btc_per_block: None,
+            source_tag: None,
             url: None,
             refresh: default_refresh(),
             max_age: default_max_age(),
@@ -306,6 +312,7 @@ impl AggregatorConfig {
                         return Err("[market] difficulty must be positive".into());
                     }
                 }
+                MarketSourceKind::Store => {}
                 MarketSourceKind::Http => {
                     if m.url.as_deref().is_none_or(str::is_empty) {
                         return Err("[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api".into());
@@ -316,8 +323,11 @@ impl AggregatorConfig {
                 }
             }
         }
-        Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
+        let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
             .map_err(|e| format!("[api] {e}"))?;
+        if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
+            return Err("[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into());
+        }
         Ok(())
     }
 
@@ -331,6 +341,10 @@ impl AggregatorConfig {
                 let (k, v) = self.sites.iter().next().expect("one site");
                 Ok((k.as_str(), v))
             }
+            None if self.sites.is_empty() => Err(format!(
+                "[[workloads]] name = {:?}: add a [sites.NAME] section (pue, energy_usd_per_kwh) for it",
+                wl.name
+            )),
             None => Err(format!(
                 "[[workloads]] name = {:?}: set `site` (there are {} [sites.*] sections)",
                 wl.name,
@@ -494,6 +508,13 @@ mod tests {
         assert!(err.contains("ai_lottery"), "{err}");
         let err = parse(&format!("{BASE}[aggregator]\nwindoww = \"1h\"\n")).unwrap_err();
         assert!(err.contains("windoww"), "{err}");
+    }
+
+    #[test]
+    fn ingest_needs_a_token() {
+        let err = parse(&format!("{BASE}[api]\ningest = true\n")).unwrap_err();
+        assert!(err.contains("token"), "{err}");
+        parse(&format!("{BASE}[api]\ningest = true\ntoken = \"t\"\n")).unwrap();
     }
 
     #[test]

@@ -167,7 +167,11 @@ impl Aggregator {
         let q = SeriesQuery {
             measurement: schema::market::MEASUREMENT.into(),
             fields: market_fields(),
-            tag_filters: vec![(schema::market::TAG_SOURCE.into(), "http".into())],
+            tag_filters: match (mc.source, &mc.source_tag) {
+                (MarketSourceKind::Store, None) => vec![],
+                (MarketSourceKind::Store, Some(tag)) => vec![(schema::market::TAG_SOURCE.into(), tag.clone())],
+                _ => vec![(schema::market::TAG_SOURCE.into(), "http".into())],
+            },
             start_ns: from_ns - PRICE_LOOKBACK_NS,
             end_ns: to_ns,
         };
@@ -247,11 +251,14 @@ impl Aggregator {
         let mut warnings = Vec::new();
         let mut rows = Vec::new();
         for (_, s) in sums {
-            warnings.extend(s.warnings.iter().cloned());
+            for w in &s.warnings {
+                if !warnings.contains(w) {
+                    warnings.push(w.clone());
+                }
+            }
             rows.push(s.finish());
         }
         rank(&mut rows);
-        warnings.dedup();
         Ok(Report { from: rfc3339(from_ns), to: rfc3339(to_ns), workloads: rows, warnings })
     }
 
