@@ -415,13 +415,3 @@ pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
     }
     Ok(Window::new(a, b))
 }
-
-/// Opens the store `[store]` names.
-pub async fn open_store(cfg: &crate::store::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    match cfg.kind {
-        crate::store::StoreKind::Embedded => Ok(Arc::new(crate::store::embedded::EmbeddedStore::from_config(cfg)?)),
-        crate::store::StoreKind::Influxdb => Err(StoreError::Unavailable(
-            "[store] kind = \"influxdb\" is not available in this build yet; use kind = \"embedded\"".into(),
-        )),
-    }
-}

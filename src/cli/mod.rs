@@ -1,13 +1,17 @@
 //! The command line: one binary, one subcommand per job. Each subcommand lives in
 //! its own file here and only wires library code together.
 
+mod probe;
+mod sim;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod aggregator;
-pub mod report;
 pub mod gpus;
+pub mod aggregator;
+pub mod check;
+pub mod report;
 
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
@@ -24,12 +28,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read the local GPUs once through NVML.
+    Gpus(gpus::GpusArgs),
+    /// Read one miner (or scan a range) once: detect make/firmware, print the normalized reading.
+    Probe(probe::ProbeArgs),
+    /// Simulated devices on loopback (tests, demos, benchmarks).
+    Sim(sim::SimArgs),
     /// Per-workload comparison over a time range: energy, revenue, cost, revenue per kWh, volatility.
     Report(report::ReportArgs),
     /// The central service: windows on schedule, write-back, JSON API, optional ingest.
     Aggregator(aggregator::AggregatorArgs),
-    /// Read the local GPUs once through NVML.
-    Gpus(gpus::GpusArgs),
+    /// Validate a config file and try every endpoint it names.
+    Check(check::CheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -53,9 +63,12 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Gpus(args) => gpus::run(args).await,
+        Command::Probe(a) => probe::run(a).await,
+        Command::Sim(a) => sim::run(a).await,
         Command::Report(args) => report::run(args).await,
         Command::Aggregator(args) => aggregator::run(args).await,
-        Command::Gpus(args) => gpus::run(args).await,
+        Command::Check(args) => check::run(args).await,
     }
 }
 

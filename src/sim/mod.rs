@@ -1,5 +1,7 @@
 //! Simulated hardware for tests, benchmarks and the demo: real programs speaking the
-//! real protocols (a fake NVML library, simulated miners), never used by production
-//! code paths.
+//! real protocols on loopback (a fake NVML library, simulated miners and inference
+//! servers), clearly test doubles, never used by production code paths.
 
 pub mod gpus;
+pub mod inference;
+pub mod miners;

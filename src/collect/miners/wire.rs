@@ -1,0 +1,246 @@
+//! Bytes on the wire: one request, one bounded reply.
+//!
+//! Every call takes an absolute deadline (so a miner's whole reading fits in one timeout,
+//! however many requests it needs) and a reply-size cap (so a hostile or broken miner
+//! cannot make us buffer without bound). Nothing here knows what a miner is.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Why a request got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no reply within the timeout ({stage})")]
+    Timeout { stage: &'static str },
+    #[error("reply larger than the {cap}-byte cap")]
+    TooLarge { cap: usize },
+    #[error("connection closed without a reply")]
+    Empty,
+    #[error("i/o error: {0}")]
+    Io(std::io::Error),
+    #[error("not an HTTP reply")]
+    NotHttp,
+    #[error("HTTP {status}")]
+    HttpStatus { status: u16 },
+}
+
+impl WireError {
+    /// True when nothing is listening or reachable: a powered-off miner, a wrong address.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, WireError::Connect(_)) || matches!(self, WireError::Timeout { stage: "connect" })
+    }
+}
+
+async fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, WireError> {
+    let stream = tokio::time::timeout_at(deadline, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "connect" })?
+        .map_err(WireError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Sends `payload` and reads until the peer closes, sends a NUL byte (cgminer's terminator),
+/// or `cap` bytes arrived. Returns the bytes before the NUL.
+pub async fn tcp_request(
+    host: &str,
+    port: u16,
+    payload: &[u8],
+    deadline: Instant,
+    cap: usize,
+) -> Result<Vec<u8>, WireError> {
+    let mut stream = connect(host, port, deadline).await?;
+    tokio::time::timeout_at(deadline, stream.write_all(payload))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "send" })?
+        .map_err(WireError::Io)?;
+    let mut buf = Vec::with_capacity(8192.min(cap.max(1)));
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .map_err(|_| WireError::Timeout { stage: "read" })?;
+        let n = match n {
+            Ok(n) => n,
+            // A reset after a complete reply is still a reply.
+            Err(e) if !buf.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(WireError::Io(e)),
+        };
+        if n == 0 {
+            break;
+        }
+        if let Some(pos) = chunk[..n].iter().position(|&b| b == 0) {
+            if buf.len() + pos > cap {
+                return Err(WireError::TooLarge { cap });
+            }
+            buf.extend_from_slice(&chunk[..pos]);
+            return Ok(buf);
+        }
+        if buf.len() + n > cap {
+            return Err(WireError::TooLarge { cap });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if buf.is_empty() {
+        return Err(WireError::Empty);
+    }
+    Ok(buf)
+}
+
+/// One HTTP reply, body already de-chunked.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// A minimal HTTP/1.1 client (`Connection: close`) for miners' local web APIs: the whole
+/// exchange is bounded by `deadline` and `cap`, which general-purpose clients do not offer
+/// per request without extra machinery. Plain HTTP only: miners' APIs are plain HTTP on the LAN.
+pub async fn http_request(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    deadline: Instant,
+    cap: usize,
+) -> Result<HttpReply, WireError> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: wattledger\r\n");
+    if let Some((ctype, b)) = body {
+        req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    let mut payload = req.into_bytes();
+    if let Some((_, b)) = body {
+        payload.extend_from_slice(b);
+    }
+    let mut stream = connect(host, port, deadline).await?;
+    tokio::time::timeout_at(deadline, stream.write_all(&payload))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "send" })?
+        .map_err(WireError::Io)?;
+    // Headers are capped too; the body cap is checked as it arrives.
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .map_err(|_| WireError::Timeout { stage: "read" })?
+            .map_err(WireError::Io)?;
+        if n == 0 {
+            break;
+        }
+        if buf.len() + n > cap + 16384 {
+            return Err(WireError::TooLarge { cap });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(done) = http_complete(&buf) {
+            if done {
+                break;
+            }
+        }
+    }
+    parse_http(&buf, cap)
+}
+
+/// `Some(true)` when `buf` holds a complete reply with a known length.
+fn http_complete(buf: &[u8]) -> Option<bool> {
+    let head_end = find(buf, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            let len: usize = v.trim().parse().ok()?;
+            return Some(buf.len() >= head_end + len);
+        }
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return Some(find(&buf[head_end..], b"0\r\n\r\n").is_some());
+    }
+    Some(false)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses a complete HTTP/1.x reply (status, headers, body with Content-Length, chunked, or to EOF).
+pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
+    if buf.is_empty() {
+        return Err(WireError::Empty);
+    }
+    if !buf.starts_with(b"HTTP/1.") {
+        return Err(WireError::NotHttp);
+    }
+    let head_end = find(buf, b"\r\n\r\n").ok_or(WireError::NotHttp)? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(WireError::NotHttp)?;
+    let lower = head.to_ascii_lowercase();
+    let raw = &buf[head_end..];
+    let body = if lower.contains("transfer-encoding: chunked") {
+        dechunk(raw, cap)?
+    } else {
+        let len = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+        match len {
+            Some(len) => raw[..len.min(raw.len())].to_vec(),
+            None => raw.to_vec(),
+        }
+    };
+    if body.len() > cap {
+        return Err(WireError::TooLarge { cap });
+    }
+    Ok(HttpReply { status, body })
+}
+
+fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = find(raw, b"\r\n") else { break };
+        let size_txt = String::from_utf8_lossy(&raw[..eol]);
+        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| WireError::NotHttp)?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        if out.len() + size > cap {
+            return Err(WireError::TooLarge { cap });
+        }
+        let take = size.min(raw.len());
+        out.extend_from_slice(&raw[..take]);
+        raw = &raw[take..];
+        raw = raw.strip_prefix(b"\r\n").unwrap_or(raw);
+    }
+    Ok(out)
+}
+
+/// A deadline `timeout` from now.
+pub fn deadline_in(timeout: Duration) -> Instant {
+    Instant::now() + timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_content_length_and_chunked() {
+        let r = parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}xx", 100).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, b"{}".as_slice()));
+        let r = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n", 100).unwrap();
+        assert_eq!(r.body, b"{\"a\":1}");
+        assert!(matches!(parse_http(b"{\"STATUS\":1}", 100), Err(WireError::NotHttp)));
+        assert!(matches!(parse_http(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5), Err(WireError::TooLarge { .. })));
+    }
+}
