@@ -451,9 +451,7 @@ fn deploy_aggregator_config_loads() {
     assert!(compose.contains("aggregator.toml"), "compose mounts deploy/aggregator.toml");
 }
 
-/// `ansible-playbook --syntax-check` on the roll-out playbook (ansible-core from `.ci/venv`).
-#[test]
-fn ansible_playbook_syntax() {
+fn ansible_playbook() -> PathBuf {
     let bin = std::env::var_os("WATTLEDGER_TEST_ANSIBLE_PLAYBOOK")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".ci/venv/bin/ansible-playbook"));
@@ -463,20 +461,68 @@ fn ansible_playbook_syntax() {
          or set WATTLEDGER_TEST_ANSIBLE_PLAYBOOK",
         bin.display()
     );
-    let dir = root().join("deploy/ansible");
-    let out = std::process::Command::new(&bin)
-        .current_dir(&dir)
-        .env("ANSIBLE_LOCAL_TEMP", std::env::temp_dir())
-        .env("ANSIBLE_HOME", std::env::temp_dir().join("wattledger-ansible"))
-        .args(["--syntax-check", "-i", "inventory.example.ini", "agents.yml"])
+    bin
+}
+
+fn run_ansible(args: &[&str], dir: &Path) {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(ansible_playbook())
+        .current_dir(dir)
+        .env("ANSIBLE_HOME", home.path())
+        .env("ANSIBLE_LOCAL_TEMP", home.path().join("tmp"))
+        .env("ANSIBLE_REMOTE_TEMP", home.path().join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "ansible-playbook --syntax-check failed:\n{}{}",
+        "ansible-playbook {args:?} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `ansible-playbook --syntax-check` on the roll-out playbook (ansible-core from `.ci/venv`).
+#[test]
+fn ansible_playbook_syntax() {
+    run_ansible(&["--syntax-check", "-i", "inventory.example.ini", "agents.yml"], &root().join("deploy/ansible"));
+}
+
+/// The role's agent.toml template, rendered by Ansible with the role defaults and the
+/// example inventory's variables, is a config the agent loads.
+#[test]
+fn ansible_agent_config_template_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = root().join("deploy/ansible/roles/wattledger_agent");
+    let cases = [
+        ("gpu", r#"{"wattledger_gpus": true, "wattledger_workloads": {"gpus": {"0": "training"}}}"#),
+        (
+            "miners",
+            r#"{"wattledger_miner_targets": ["10.20.0.0/22"], "wattledger_default_workload": "btc-fpps",
+                "wattledger_workloads": {"miners": {"10.20.3.0/24": "btc-immersion"}}}"#,
+        ),
+    ];
+    for (name, vars) in cases {
+        let play = format!(
+            "- hosts: localhost\n  connection: local\n  gather_facts: false\n  vars: {{ ansible_python_interpreter: \"{{{{ ansible_playbook_python }}}}\" }}\n  vars_files: [{defaults:?}]\n  tasks:\n    \
+             - ansible.builtin.template: {{ src: {src:?}, dest: {dest:?} }}\n",
+            defaults = role.join("defaults/main.yml").display().to_string(),
+            src = role.join("templates/agent.toml.j2").display().to_string(),
+            dest = dir.path().join(format!("{name}.toml")).display().to_string(),
+        );
+        let play_path = dir.path().join(format!("{name}.yml"));
+        std::fs::write(&play_path, play).unwrap();
+        run_ansible(&["-i", "localhost,", "-e", vars, play_path.to_str().unwrap()], dir.path());
+        // systemd's $CREDENTIALS_DIRECTORY, here a directory of stand-in secrets.
+        let text = read(&dir.path().join(format!("{name}.toml")));
+        assert!(text.contains("${CREDENTIALS_DIRECTORY}/store-token"), "{text}");
+        std::fs::write(dir.path().join("store-token"), "stand-in-token\n").unwrap();
+        let cfg_path = dir.path().join(format!("{name}-resolved.toml"));
+        std::fs::write(&cfg_path, text.replace("${CREDENTIALS_DIRECTORY}", &dir.path().display().to_string())).unwrap();
+        wattledger::agent::config::AgentConfig::load(&cfg_path)
+            .unwrap_or_else(|e| panic!("rendered {name} config does not load: {e}\n{text}"));
+    }
 }
 
 // ---------------------------------------------------------------- real InfluxDB
