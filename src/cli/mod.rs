@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod gpus;
 pub mod aggregator;
+pub mod check;
 pub mod report;
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The central service: windows on schedule, write-back, JSON API, optional ingest.
     Aggregator(aggregator::AggregatorArgs),
+    /// Validate a config file and try every endpoint it names.
+    Check(check::CheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +68,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim(a) => sim::run(a).await,
         Command::Report(args) => report::run(args).await,
         Command::Aggregator(args) => aggregator::run(args).await,
+        Command::Check(args) => check::run(args).await,
     }
 }
 
