@@ -236,3 +236,42 @@ async fn embedded_store_keeps_data_across_reopen() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].values, vec![vec![Some(FieldValue::Float(1.0)), Some(FieldValue::Int(2))]]);
 }
+
+#[tokio::test]
+async fn influxdb_store_passes_the_contract() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    contract(store.as_ref(), Caps { unsigned: false }).await;
+}
+
+#[tokio::test]
+async fn influxdb_store_reads_ranges_larger_than_one_chunk() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    large_range(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn embedded_store_reads_large_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db")).unwrap();
+    large_range(&store).await;
+}
+
+/// 25,000 rows in two series: more than InfluxQL's 10,000-row chunks.
+async fn large_range(store: &dyn Store) {
+    let n = 12_500i64;
+    let pts: Vec<Point> = (0..n)
+        .flat_map(|i| {
+            ["a", "b"].map(|h| Point::new("big", T0 + i * S).tag("host", h).field("v", i).field("w", i as f64 / 2.0))
+        })
+        .collect();
+    store.write(&pts).await.unwrap();
+    let got = store.read(&q("big", &["v", "w"], &[], T0, T0 + n * S)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    for s in &got {
+        assert_eq!(s.times_ns.len(), n as usize);
+        assert!(s.times_ns.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.values[n as usize - 1], vec![Some(FieldValue::Int(n - 1)), Some(FieldValue::Float((n - 1) as f64 / 2.0))]);
+    }
+}

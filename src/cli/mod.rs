@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod gpus;
+pub mod aggregator;
+pub mod check;
+pub mod report;
 pub mod agent;
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,12 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Simulated devices on loopback (tests, demos, benchmarks).
     Sim(sim::SimArgs),
+    /// Per-workload comparison over a time range: energy, revenue, cost, revenue per kWh, volatility.
+    Report(report::ReportArgs),
+    /// The central service: windows on schedule, write-back, JSON API, optional ingest.
+    Aggregator(aggregator::AggregatorArgs),
+    /// Validate a config file and try every endpoint it names.
+    Check(check::CheckArgs),
     /// Run the per-host agent: collect, spool to disk, ship.
     Agent(agent::AgentArgs),
 }
@@ -60,6 +69,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gpus(args) => gpus::run(args).await,
         Command::Probe(a) => probe::run(a).await,
         Command::Sim(a) => sim::run(a).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Aggregator(args) => aggregator::run(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Agent(args) => agent::run(args).await,
     }
 }

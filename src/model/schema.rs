@@ -105,6 +105,17 @@ pub mod workload_efficiency {
     pub const REVENUE_USD_PER_KWH: &str = "revenue_usd_per_kwh";
     pub const PROFIT_USD_PER_KWH: &str = "profit_usd_per_kwh";
     pub const COVERAGE: &str = "coverage";
+    /// Tag: the window length (`1h`, `5m`), so hourly and short windows that start
+    /// at the same instant are different series.
+    pub const TAG_WINDOW: &str = "window";
+    /// Mean IT power over the window.
+    pub const AVG_POWER_W: &str = "avg_power_w";
+    /// Devices that reported in the window.
+    pub const DEVICES: &str = "devices";
+    /// Miners: hash work in TH (∫ hashrate dt), for J/TH.
+    pub const WORK_TH: &str = "work_th";
+    /// Inference: prompt + generation tokens served.
+    pub const TOKENS: &str = "tokens";
 }
 
 /// The agent's own telemetry.

@@ -3,6 +3,7 @@
 //! InfluxQL reads) and an embedded SQLite store that needs no server.
 
 pub mod embedded;
+pub mod influx;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,8 +57,15 @@ pub enum StoreError {
     Write(#[from] crate::ship::WriteError),
     #[error("query failed: {0}")]
     Query(String),
+    /// The server cannot be reached or answered 5xx; worth trying later.
     #[error("{0}")]
     Unavailable(String),
+    /// 401/403, or a user without the needed privileges.
+    #[error("{0}")]
+    Auth(String),
+    /// The database (or the query endpoint) does not exist.
+    #[error("{0}")]
+    NotFound(String),
     #[error("embedded store: {0}")]
     Embedded(String),
     /// A point that no store can keep (NaN, no fields, a name line protocol cannot
@@ -66,6 +74,22 @@ pub enum StoreError {
     Invalid(#[from] crate::ship::lineproto::EncodeError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// Opens the store a `[store]` section names: [`influx::InfluxStore`] for
+/// `kind = "influxdb"`, [`embedded::EmbeddedStore`] for `kind = "embedded"`. Secrets
+/// are resolved here; nothing is contacted yet (call [`Store::ping`] for that).
+pub async fn open_store(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match cfg.kind {
+        StoreKind::Influxdb => Ok(std::sync::Arc::new(influx::InfluxStore::from_config(cfg)?)),
+        StoreKind::Embedded => {
+            let cfg = cfg.clone();
+            let store = tokio::task::spawn_blocking(move || embedded::EmbeddedStore::from_config(&cfg))
+                .await
+                .map_err(|e| StoreError::Embedded(format!("opening the store failed: {e}")))??;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
 }
 
 /// `[store]` in the agent's and the aggregator's configs.

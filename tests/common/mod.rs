@@ -16,3 +16,135 @@ pub fn server_url(var: &str) -> String {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{:08x}", std::process::id(), rand::random::<u32>())
 }
+
+/// Runs one InfluxQL statement that changes something (POST /query).
+pub async fn influxql_post(url: &str, q: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/query"))
+        .form(&[("q", q)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach InfluxDB at {url}: {e}"));
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert!(status.is_success() && !body.contains("\"error\""), "{q}: HTTP {status} {body}");
+    body
+}
+
+/// Runs a read-only InfluxQL query (GET /query, epoch=ns) and returns the JSON.
+pub async fn influxql_get(url: &str, db: &str, q: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{url}/query"))
+        .query(&[("db", db), ("q", q), ("epoch", "ns")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A fresh database on the shared influxd, dropped again when this goes out of scope.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let url = server_url("WATTLEDGER_TEST_INFLUXDB_URL");
+        let name = unique_name("wl_test");
+        influxql_post(&url, &format!("CREATE DATABASE \"{name}\"")).await;
+        TestDb { url, name }
+    }
+
+    /// A `[store]` table for this database, v1 API.
+    pub fn store_toml(&self) -> String {
+        format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"{}\"\n", self.url, self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let _ = reqwest::Client::new()
+                    .post(format!("{url}/query"))
+                    .form(&[("q", format!("DROP DATABASE \"{name}\""))])
+                    .send()
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Parses a `[store]` table given as TOML text.
+pub fn store_config(toml_text: &str) -> wattledger::store::StoreConfig {
+    toml::from_str(toml_text).unwrap_or_else(|e| panic!("bad test config: {e}\n{toml_text}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An influxd of this test's own (from `WATTLEDGER_TEST_INFLUXD_BIN`), on free
+/// loopback ports with its data in a temporary folder, for settings the shared server
+/// must not have (authentication, a small body limit). Stopped when dropped.
+pub struct PrivateInfluxd {
+    pub url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateInfluxd {
+    pub async fn start(auth_enabled: bool, max_body_size: usize) -> PrivateInfluxd {
+        let bin = server_url("WATTLEDGER_TEST_INFLUXD_BIN");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let (http, rpc) = (free_port(), free_port());
+        let conf = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [http]\n  enabled = true\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n\
+               pprof-enabled = false\n  bind-socket = \"{d}/influxdb.sock\"\n\
+               auth-enabled = {auth_enabled}\n  max-body-size = {max_body_size}\n\
+             [logging]\n  level = \"warn\"\n"
+        );
+        let conf_path = dir.path().join("influxdb.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .args(["run", "-config"])
+            .arg(&conf_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let url = format!("http://127.0.0.1:{http}");
+        let mut server = PrivateInfluxd { url, child, _dir: dir };
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{}/ping", server.url)).await {
+                if r.status().is_success() {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("influxd exited during start-up ({status})");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("influxd did not answer /ping within 10 s");
+    }
+}
+
+impl Drop for PrivateInfluxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

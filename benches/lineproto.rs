@@ -1,0 +1,134 @@
+//! Line protocol and embedded-store throughput, side by side with InfluxData's
+//! `influxdb-line-protocol` crate, in points per second (criterion's `elem/s`).
+//!
+//! `cargo bench --bench lineproto`
+//!
+//! The points are typical GPU points: 6 tags, 10 fields (floats, integers, a string),
+//! a nanosecond timestamp, as the agent ships them. Targets: at least 1 million
+//! points/s encoded and parsed on one core, at least 200,000 points/s written into the
+//! embedded store.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use wattledger::model::schema::{gpu, TAG_HOST, TAG_SITE, TAG_WORKLOAD};
+use wattledger::model::{FieldValue, Point};
+use wattledger::ship::lineproto::{encode_batch, parse_with_default_time, Precision};
+use wattledger::store::embedded::EmbeddedStore;
+
+const BATCH: usize = 5_000;
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn gpu_point(i: usize, time_ns: i64) -> Point {
+    let f = i as f64;
+    Point::new(gpu::MEASUREMENT, time_ns)
+        .tag(TAG_SITE, "texas-1")
+        .tag(TAG_HOST, format!("rig-{:03}", i / 8))
+        .tag(gpu::TAG_GPU, (i % 8).to_string())
+        .tag(gpu::TAG_UUID, format!("GPU-6f1c2a3b-4d5e-6f70-8192-a3b4c5d6{:04x}", i % 65536))
+        .tag(gpu::TAG_MODEL, "NVIDIA H100 80GB HBM3")
+        .tag(TAG_WORKLOAD, "h100-reserved")
+        .field(gpu::POWER_W, 612.25 + f * 0.01)
+        .field(gpu::ENERGY_J, 81_234_567_890i64 + i as i64)
+        .field(gpu::UTIL_GPU_PCT, 97.0)
+        .field(gpu::UTIL_MEM_PCT, 61.5)
+        .field(gpu::MEM_USED_BYTES, 70_123_456_789i64)
+        .field(gpu::MEM_TOTAL_BYTES, 85_899_345_920i64)
+        .field(gpu::TEMP_C, 67.0)
+        .field(gpu::SM_CLOCK_MHZ, 1980.0)
+        .field(gpu::POWER_LIMIT_W, 700.0)
+        .field(gpu::STATUS, "ok")
+}
+
+fn batch(offset: usize) -> Vec<Point> {
+    (0..BATCH).map(|i| gpu_point(i, T0 + ((offset * BATCH + i) as i64) * 1_000_000)).collect()
+}
+
+/// The same points through InfluxData's builder.
+fn encode_with_influxdata(points: &[Point]) -> Vec<u8> {
+    use influxdb_line_protocol::LineProtocolBuilder;
+    let mut b = LineProtocolBuilder::new_with(Vec::with_capacity(points.len() * 400));
+    for p in points {
+        let mut m = b.measurement(&p.measurement);
+        for (k, v) in &p.tags {
+            m = m.tag(k, v);
+        }
+        let mut fields = p.fields.iter();
+        let (k, v) = fields.next().expect("a field");
+        let mut f = match v {
+            FieldValue::Float(x) => m.field(k, *x),
+            FieldValue::Int(x) => m.field(k, *x),
+            FieldValue::UInt(x) => m.field(k, *x),
+            FieldValue::Bool(x) => m.field(k, *x),
+            FieldValue::Str(x) => m.field(k, x.as_str()),
+        };
+        for (k, v) in fields {
+            f = match v {
+                FieldValue::Float(x) => f.field(k, *x),
+                FieldValue::Int(x) => f.field(k, *x),
+                FieldValue::UInt(x) => f.field(k, *x),
+                FieldValue::Bool(x) => f.field(k, *x),
+                FieldValue::Str(x) => f.field(k, x.as_str()),
+            };
+        }
+        b = f.timestamp(p.time_ns).close_line();
+    }
+    b.build()
+}
+
+fn lineproto(c: &mut Criterion) {
+    let points = batch(0);
+    let body = encode_batch(&points).unwrap();
+    assert_eq!(parse_with_default_time(&body, Precision::Ns, 0).unwrap(), points);
+    assert_eq!(influxdb_line_protocol::parse_lines(&body).count(), BATCH);
+
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("wattledger", |b| b.iter(|| encode_batch(black_box(&points)).unwrap()));
+    g.bench_function("influxdb-line-protocol", |b| b.iter(|| encode_with_influxdata(black_box(&points))));
+    g.finish();
+
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("wattledger (to owned Points)", |b| {
+        b.iter(|| parse_with_default_time(black_box(&body), Precision::Ns, 0).unwrap())
+    });
+    g.bench_function("influxdb-line-protocol (borrowed ParsedLines)", |b| {
+        b.iter(|| influxdb_line_protocol::parse_lines(black_box(&body)).collect::<Result<Vec<_>, _>>().unwrap())
+    });
+    g.finish();
+}
+
+fn embedded_store(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("bench.db")).unwrap();
+    let mut round = 0usize;
+    let mut g = c.benchmark_group("embedded store write");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.sample_size(20);
+    g.bench_function("new points, one transaction per 5000", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let pts = batch(round);
+                let t = Instant::now();
+                store.write_blocking(&pts).unwrap();
+                spent += t.elapsed();
+            }
+            spent
+        })
+    });
+    let replay = batch(0);
+    store.write_blocking(&replay).unwrap();
+    g.bench_function("replayed points (merge path)", |b| b.iter(|| store.write_blocking(&replay).unwrap()));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    targets = lineproto, embedded_store
+}
+criterion_main!(benches);

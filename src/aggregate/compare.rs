@@ -1,0 +1,290 @@
+//! The comparison: per workload over a range, the sums of its windows and the
+//! ratios an operator decides with (revenue and profit per kWh, volatility,
+//! break-even energy price, hardware efficiency), ranked by revenue per kWh.
+//!
+//! Ratios are taken of sums, never averaged: revenue per kWh over a day is the
+//! day's revenue ÷ the day's IT energy. A ratio whose denominator is zero is
+//! `null`, not 0 or infinity.
+
+use serde::Serialize;
+
+use super::signal::Window;
+use crate::model::schema::J_PER_KWH;
+use crate::revenue::ModelKind;
+
+/// One workload's numbers in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    pub workload: String,
+    pub site: String,
+    pub model: ModelKind,
+    pub window: Window,
+    pub energy_j: f64,
+    pub facility_energy_j: f64,
+    pub revenue_usd: f64,
+    pub energy_cost_usd: f64,
+    /// Device-time covered by measurements, and the devices seen.
+    pub covered_ns: i64,
+    pub devices: usize,
+    pub work_th: Option<f64>,
+    pub tokens: Option<f64>,
+    /// Why a number may be incomplete (stale market data, missing prices).
+    pub warnings: Vec<String>,
+}
+
+impl WindowResult {
+    pub fn profit_usd(&self) -> f64 {
+        self.revenue_usd - self.energy_cost_usd
+    }
+
+    pub fn revenue_usd_per_kwh(&self) -> Option<f64> {
+        per_kwh(self.revenue_usd, self.energy_j)
+    }
+
+    pub fn profit_usd_per_kwh(&self) -> Option<f64> {
+        per_kwh(self.profit_usd(), self.energy_j)
+    }
+
+    /// Covered device-time ÷ (devices × window); 0 when no device reported.
+    pub fn coverage(&self) -> f64 {
+        super::energy::coverage(self.covered_ns, self.devices, self.window)
+    }
+
+    /// Adds a later, adjacent part of the same window (a read chunk). `devices`
+    /// is left to the caller, who knows which devices were seen in any part.
+    pub fn absorb(&mut self, part: WindowResult) {
+        fn add(a: &mut Option<f64>, b: Option<f64>) {
+            if let Some(b) = b {
+                *a.get_or_insert(0.0) += b;
+            }
+        }
+        self.window.end_ns = self.window.end_ns.max(part.window.end_ns);
+        self.energy_j += part.energy_j;
+        self.facility_energy_j += part.facility_energy_j;
+        self.revenue_usd += part.revenue_usd;
+        self.energy_cost_usd += part.energy_cost_usd;
+        self.covered_ns += part.covered_ns;
+        add(&mut self.work_th, part.work_th);
+        add(&mut self.tokens, part.tokens);
+        for w in part.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+    }
+
+    /// Mean IT power over the window.
+    pub fn avg_power_w(&self) -> f64 {
+        let s = self.window.len_s();
+        if s > 0.0 {
+            self.energy_j / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `amount` ÷ kWh of `energy_j`, or `None` without energy.
+pub fn per_kwh(amount: f64, energy_j: f64) -> Option<f64> {
+    (energy_j > 0.0).then(|| amount / (energy_j / J_PER_KWH))
+}
+
+/// One row of the comparison, in the report's and the API's JSON shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadSummary {
+    pub workload: String,
+    pub model: ModelKind,
+    pub energy_j: f64,
+    pub facility_energy_j: f64,
+    pub revenue_usd: f64,
+    pub energy_cost_usd: f64,
+    pub profit_usd: f64,
+    pub revenue_usd_per_kwh: Option<f64>,
+    pub profit_usd_per_kwh: Option<f64>,
+    pub coverage: f64,
+    pub volatility_cv: Option<f64>,
+    pub break_even_usd_per_kwh: Option<f64>,
+    pub j_per_th: Option<f64>,
+    pub tokens_per_j: Option<f64>,
+}
+
+/// Folds a workload's windows, one at a time, into its summary.
+#[derive(Debug, Clone)]
+pub struct Summarizer {
+    workload: String,
+    model: ModelKind,
+    energy_j: f64,
+    facility_energy_j: f64,
+    revenue_usd: f64,
+    energy_cost_usd: f64,
+    covered_ns: f64,
+    possible_ns: f64,
+    work_th: Option<f64>,
+    tokens: Option<f64>,
+    per_kwh: Vec<f64>,
+    pub warnings: Vec<String>,
+}
+
+impl Summarizer {
+    pub fn new(workload: &str, model: ModelKind) -> Self {
+        Summarizer {
+            workload: workload.to_string(),
+            model,
+            energy_j: 0.0,
+            facility_energy_j: 0.0,
+            revenue_usd: 0.0,
+            energy_cost_usd: 0.0,
+            covered_ns: 0.0,
+            possible_ns: 0.0,
+            work_th: None,
+            tokens: None,
+            per_kwh: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, w: &WindowResult) {
+        self.energy_j += w.energy_j;
+        self.facility_energy_j += w.facility_energy_j;
+        self.revenue_usd += w.revenue_usd;
+        self.energy_cost_usd += w.energy_cost_usd;
+        self.covered_ns += w.covered_ns as f64;
+        self.possible_ns += w.devices as f64 * w.window.len_ns() as f64;
+        if let Some(v) = w.work_th {
+            *self.work_th.get_or_insert(0.0) += v;
+        }
+        if let Some(v) = w.tokens {
+            *self.tokens.get_or_insert(0.0) += v;
+        }
+        if let Some(v) = w.revenue_usd_per_kwh() {
+            self.per_kwh.push(v);
+        }
+        for msg in &w.warnings {
+            if !self.warnings.contains(msg) {
+                self.warnings.push(msg.clone());
+            }
+        }
+    }
+
+    pub fn finish(self) -> WorkloadSummary {
+        let profit_usd = self.revenue_usd - self.energy_cost_usd;
+        let coverage = if self.possible_ns > 0.0 { (self.covered_ns / self.possible_ns).clamp(0.0, 1.0) } else { 0.0 };
+        let is_miner = self.model == ModelKind::BitcoinFpps;
+        let is_tokens = self.model == ModelKind::AiTokens;
+        WorkloadSummary {
+            revenue_usd_per_kwh: per_kwh(self.revenue_usd, self.energy_j),
+            profit_usd_per_kwh: per_kwh(profit_usd, self.energy_j),
+            break_even_usd_per_kwh: per_kwh(self.revenue_usd, self.facility_energy_j),
+            volatility_cv: coefficient_of_variation(&self.per_kwh),
+            j_per_th: self.work_th.filter(|&th| is_miner && th > 0.0).map(|th| self.energy_j / th),
+            tokens_per_j: self.tokens.filter(|_| is_tokens && self.energy_j > 0.0).map(|t| t / self.energy_j),
+            workload: self.workload,
+            model: self.model,
+            energy_j: self.energy_j,
+            facility_energy_j: self.facility_energy_j,
+            revenue_usd: self.revenue_usd,
+            energy_cost_usd: self.energy_cost_usd,
+            profit_usd,
+            coverage,
+        }
+    }
+}
+
+/// Population standard deviation ÷ mean; `None` with fewer than two values or a
+/// mean that is not positive.
+pub fn coefficient_of_variation(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return None;
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    Some(var.sqrt() / mean)
+}
+
+/// Highest revenue per kWh first; workloads without energy last, by name.
+pub fn rank(rows: &mut [WorkloadSummary]) {
+    rows.sort_by(|a, b| match (a.revenue_usd_per_kwh, b.revenue_usd_per_kwh) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.workload.cmp(&b.workload)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.workload.cmp(&b.workload),
+    });
+}
+
+/// The report: `{"from", "to", "workloads": [...], "warnings": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub workloads: Vec<WorkloadSummary>,
+    pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000_000;
+
+    fn window(hour: i64, energy_j: f64, revenue_usd: f64) -> WindowResult {
+        WindowResult {
+            workload: "btc".into(),
+            site: "a".into(),
+            model: ModelKind::BitcoinFpps,
+            window: Window::new(hour * H, (hour + 1) * H),
+            energy_j,
+            facility_energy_j: energy_j * 1.1,
+            revenue_usd,
+            energy_cost_usd: energy_j * 1.1 / 3.6e6 * 0.05,
+            covered_ns: H,
+            devices: 2,
+            work_th: Some(energy_j / 20.0),
+            tokens: None,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn summary_of_two_hours() {
+        // Hour 0: 36 kWh (1.296e8 J), $3.60 → $0.10/kWh. Hour 1: 36 kWh, $5.40 →
+        // $0.15/kWh. Totals: 72 kWh IT, 79.2 kWh facility (PUE 1.1), revenue $9.00,
+        // cost 79.2 × 0.05 = $3.96, profit $5.04.
+        // revenue/kWh = 9 / 72 = 0.125; profit/kWh = 5.04 / 72 = 0.07;
+        // break-even = 9 / 79.2 = 0.113636...; CV of [0.10, 0.15]: mean 0.125,
+        // population sd 0.025, CV 0.2. Coverage: 2 × 1 h covered of 2 devices × 2 h = 0.5.
+        // J/TH: work = energy / 20, so 20 J/TH.
+        let mut s = Summarizer::new("btc", ModelKind::BitcoinFpps);
+        s.add(&window(0, 1.296e8, 3.60));
+        s.add(&window(1, 1.296e8, 5.40));
+        let r = s.finish();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(r.revenue_usd, 9.0) && close(r.energy_cost_usd, 3.96) && close(r.profit_usd, 5.04), "{r:?}");
+        assert!(close(r.revenue_usd_per_kwh.unwrap(), 0.125));
+        assert!(close(r.profit_usd_per_kwh.unwrap(), 0.07));
+        assert!(close(r.break_even_usd_per_kwh.unwrap(), 9.0 / 79.2));
+        assert!(close(r.volatility_cv.unwrap(), 0.2));
+        assert!(close(r.coverage, 0.5));
+        assert!(close(r.j_per_th.unwrap(), 20.0));
+        assert_eq!(r.tokens_per_j, None);
+    }
+
+    #[test]
+    fn ranking_puts_no_energy_last() {
+        let mut a = Summarizer::new("a", ModelKind::AiContract).finish();
+        let mut b = a.clone();
+        b.workload = "b".into();
+        b.revenue_usd_per_kwh = Some(0.1);
+        let mut c = a.clone();
+        c.workload = "c".into();
+        c.revenue_usd_per_kwh = Some(2.9);
+        a.workload = "a".into();
+        let mut rows = vec![a, b, c];
+        rank(&mut rows);
+        let names: Vec<_> = rows.iter().map(|r| r.workload.as_str()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
+    }
+}

@@ -1,0 +1,542 @@
+//! The aggregator's configuration: `[store]`, `[sites.NAME]`, `[market]`,
+//! `[[workloads]]`, `[aggregator]` and `[api]` (every key is documented in
+//! `docs/config.md`, section "Aggregator"). Unknown keys are refused by name, and
+//! [`AggregatorConfig::validate`] checks what serde cannot: that each workload has
+//! the parameters its model needs, that sites exist, that prices are sane.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::tariff::{Tariff, TouPeriod};
+use crate::config::{ConfigError, Secret};
+use crate::revenue::{ModelKind, Terms};
+use crate::store::StoreConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorConfig {
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub sites: BTreeMap<String, SiteConfig>,
+    #[serde(default)]
+    pub market: MarketConfig,
+    #[serde(default)]
+    pub workloads: Vec<WorkloadConfig>,
+    #[serde(default)]
+    pub aggregator: WindowsConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[sites.NAME]`: where devices run, what a kWh costs there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Power usage effectiveness: facility energy ÷ IT energy (≥ 1).
+    #[serde(default = "one")]
+    pub pue: f64,
+    /// A flat energy price; or give `[sites.NAME.tariff]`.
+    pub energy_usd_per_kwh: Option<f64>,
+    pub tariff: Option<TariffConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TariffKind {
+    Flat,
+    TimeOfUse,
+    Measured,
+}
+
+/// `[sites.NAME.tariff]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffConfig {
+    pub kind: TariffKind,
+    /// `flat`: the price.
+    pub usd_per_kwh: Option<f64>,
+    /// `time_of_use`: the site's UTC offset, `+02:00`, `-05:00`, `Z`.
+    pub utc_offset: Option<String>,
+    /// `time_of_use`: the price outside every period.
+    pub default_usd_per_kwh: Option<f64>,
+    #[serde(default)]
+    pub periods: Vec<TouPeriod>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MarketSourceKind {
+    #[default]
+    Static,
+    Http,
+    /// Market points already in the store, written by another process (another
+    /// aggregator's `http` source, a market-data feed, the demo's simulator).
+    Store,
+}
+
+/// `[market]`: Bitcoin price, difficulty, subsidy and fees for `bitcoin_fpps`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    #[serde(default)]
+    pub source: MarketSourceKind,
+    pub btc_usd: Option<f64>,
+    pub difficulty: Option<f64>,
+    pub block_subsidy_btc: Option<f64>,
+    pub fees_btc_per_block: Option<f64>,
+    /// `store`: only read `market` points with this `source` tag (all when unset).
+    pub source_tag: Option<String>,
+    /// `http`: base URL of a mempool-style API, up to and including `/api`.
+    pub url: Option<String>,
+    #[serde(default = "default_refresh", with = "crate::config::duration")]
+    pub refresh: Duration,
+    /// Market data older than this at a window's end is flagged stale.
+    #[serde(default = "default_max_age", with = "crate::config::duration")]
+    pub max_age: Duration,
+    /// `http`: blocks over which mean fees per block are taken.
+    #[serde(default = "default_fee_blocks")]
+    pub fee_blocks: u32,
+    #[serde(default = "default_http_timeout", with = "crate::config::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            source: MarketSourceKind::Static,
+            btc_usd: None,
+            difficulty: None,
+            block_subsidy_btc: None,
+            fees_btc_per_block: None,
+            source_tag: None,
+            url: None,
+            refresh: default_refresh(),
+            max_age: default_max_age(),
+            fee_blocks: default_fee_blocks(),
+            timeout: default_http_timeout(),
+        }
+    }
+}
+
+/// `[[workloads]]`: a named group of devices (by their `workload` tag) and its
+/// revenue model with the model's terms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    pub name: String,
+    pub model: ModelKind,
+    /// The site whose PUE and tariff apply; may be left out when there is one site.
+    pub site: Option<String>,
+    pub pool_fee: Option<f64>,
+    pub usd_per_gpu_hour: Option<f64>,
+    pub util_threshold_pct: Option<f64>,
+    pub usd_per_mtok_prompt: Option<f64>,
+    pub usd_per_mtok_generation: Option<f64>,
+    /// Overrides `[aggregator] max_gap` for this workload's devices.
+    #[serde(default, with = "opt_duration")]
+    pub max_gap: Option<Duration>,
+}
+
+/// `[aggregator]`: windows and schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    #[serde(default = "default_window", with = "crate::config::duration")]
+    pub window: Duration,
+    #[serde(default = "default_short_window", with = "crate::config::duration")]
+    pub short_window: Duration,
+    #[serde(default = "default_lookback", with = "crate::config::duration")]
+    pub recompute_lookback: Duration,
+    #[serde(default = "default_max_gap", with = "crate::config::duration")]
+    pub max_gap: Duration,
+    #[serde(default = "default_interval", with = "crate::config::duration")]
+    pub interval: Duration,
+    #[serde(default = "default_fleet_lookback", with = "crate::config::duration")]
+    pub fleet_lookback: Duration,
+    /// Windows are read from the store in chunks of at most this much time.
+    #[serde(default = "default_read_chunk", with = "crate::config::duration")]
+    pub read_chunk: Duration,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            window: default_window(),
+            short_window: default_short_window(),
+            recompute_lookback: default_lookback(),
+            max_gap: default_max_gap(),
+            interval: default_interval(),
+            fleet_lookback: default_fleet_lookback(),
+            read_chunk: default_read_chunk(),
+        }
+    }
+}
+
+/// `[api]`: the HTTP API and the InfluxDB-compatible ingest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ingest: bool,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: default_listen(), token: None, token_file: None, ingest: false, max_body_bytes: default_max_body() }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_fee_blocks() -> u32 {
+    144
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_window() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_short_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_lookback() -> Duration {
+    Duration::from_secs(3 * 3600)
+}
+fn default_max_gap() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_fleet_lookback() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_read_chunk() -> Duration {
+    Duration::from_secs(900)
+}
+fn default_listen() -> String {
+    "127.0.0.1:8787".to_string()
+}
+fn default_max_body() -> usize {
+    25_000_000
+}
+
+mod opt_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| crate::config::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+impl AggregatorConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: AggregatorConfig = crate::config::load(path)?;
+        cfg.validate().map_err(|m| ConfigError::Invalid(format!("{}: {m}", path.display())))?;
+        Ok(cfg)
+    }
+
+    /// Checks everything serde cannot; the message names the key to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let w = &self.aggregator;
+        if w.window.as_secs_f64() < 1.0 || w.short_window.as_secs_f64() < 1.0 {
+            return Err("[aggregator] window and short_window must be at least 1s".into());
+        }
+        if w.read_chunk.as_secs_f64() < 1.0 {
+            return Err("[aggregator] read_chunk must be at least 1s".into());
+        }
+        if w.max_gap.is_zero() {
+            return Err("[aggregator] max_gap must be positive".into());
+        }
+        for (name, site) in &self.sites {
+            if !(site.pue.is_finite() && site.pue >= 1.0) {
+                return Err(format!("[sites.{name}] pue = {} must be a number ≥ 1 (facility ÷ IT energy)", site.pue));
+            }
+            site.tariff(name)?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut needs_market = false;
+        for wl in &self.workloads {
+            let at = format!("[[workloads]] name = {:?}", wl.name);
+            if wl.name.is_empty() {
+                return Err("[[workloads]] name must not be empty".into());
+            }
+            if !seen.insert(&wl.name) {
+                return Err(format!("{at}: the name appears twice"));
+            }
+            self.site_of(wl)?;
+            wl.terms()?;
+            needs_market |= wl.model == ModelKind::BitcoinFpps;
+            if wl.max_gap.is_some_and(|g| g.is_zero()) {
+                return Err(format!("{at}: max_gap must be positive"));
+            }
+        }
+        if needs_market {
+            let m = &self.market;
+            match m.source {
+                MarketSourceKind::Static => {
+                    for (key, v) in [
+                        ("btc_usd", m.btc_usd),
+                        ("difficulty", m.difficulty),
+                        ("block_subsidy_btc", m.block_subsidy_btc),
+                        ("fees_btc_per_block", m.fees_btc_per_block),
+                    ] {
+                        match v {
+                            None => return Err(format!("[market] source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)")),
+                            Some(v) if !(v.is_finite() && v >= 0.0) => return Err(format!("[market] {key} = {v} must be a number ≥ 0")),
+                            _ => {}
+                        }
+                    }
+                    if m.difficulty == Some(0.0) {
+                        return Err("[market] difficulty must be positive".into());
+                    }
+                }
+                MarketSourceKind::Store => {}
+                MarketSourceKind::Http => {
+                    if m.url.as_deref().is_none_or(str::is_empty) {
+                        return Err("[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api".into());
+                    }
+                    if m.fee_blocks == 0 {
+                        return Err("[market] fee_blocks must be at least 1".into());
+                    }
+                }
+            }
+        }
+        let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
+            .map_err(|e| format!("[api] {e}"))?;
+        if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
+            return Err("[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into());
+        }
+        Ok(())
+    }
+
+    /// The site a workload belongs to.
+    pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
+        match &wl.site {
+            Some(s) => self.sites.get_key_value(s).map(|(k, v)| (k.as_str(), v)).ok_or_else(|| {
+                format!("[[workloads]] name = {:?}: site {s:?} has no [sites.{s}] section", wl.name)
+            }),
+            None if self.sites.len() == 1 => {
+                let (k, v) = self.sites.iter().next().expect("one site");
+                Ok((k.as_str(), v))
+            }
+            None if self.sites.is_empty() => Err(format!(
+                "[[workloads]] name = {:?}: add a [sites.NAME] section (pue, energy_usd_per_kwh) for it",
+                wl.name
+            )),
+            None => Err(format!(
+                "[[workloads]] name = {:?}: set `site` (there are {} [sites.*] sections)",
+                wl.name,
+                self.sites.len()
+            )),
+        }
+    }
+
+    /// The API token, from `token` or `token_file`.
+    pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
+    }
+}
+
+impl SiteConfig {
+    /// The site's tariff. `Measured` starts without prices; they are read from the
+    /// store for each range.
+    pub fn tariff(&self, name: &str) -> Result<Tariff, String> {
+        let at = format!("[sites.{name}]");
+        let price = |key: &str, v: Option<f64>| match v {
+            Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+            Some(v) => Err(format!("{at} {key} = {v} must be a price ≥ 0")),
+            None => Err(format!("{at} needs `{key}`")),
+        };
+        match (&self.energy_usd_per_kwh, &self.tariff) {
+            (Some(_), Some(_)) => Err(format!("{at}: set either energy_usd_per_kwh or [sites.{name}.tariff], not both")),
+            (None, None) => Err(format!("{at}: set energy_usd_per_kwh or a [sites.{name}.tariff]")),
+            (Some(p), None) => Ok(Tariff::Flat { usd_per_kwh: price("energy_usd_per_kwh", Some(*p))? }),
+            (None, Some(t)) => match t.kind {
+                TariffKind::Flat => Ok(Tariff::Flat { usd_per_kwh: price("tariff.usd_per_kwh", t.usd_per_kwh)? }),
+                TariffKind::Measured => Ok(Tariff::Measured { prices: Vec::new() }),
+                TariffKind::TimeOfUse => {
+                    let utc_offset_s = parse_utc_offset(t.utc_offset.as_deref().unwrap_or("Z"))
+                        .map_err(|e| format!("{at} tariff.utc_offset: {e}"))?;
+                    let default_usd_per_kwh = price("tariff.default_usd_per_kwh", t.default_usd_per_kwh)?;
+                    for p in &t.periods {
+                        if p.from_hour > 23 || p.to_hour > 24 || p.from_hour == p.to_hour {
+                            return Err(format!(
+                                "{at} tariff period {}..{}: hours are 0-24 and from_hour differs from to_hour",
+                                p.from_hour, p.to_hour
+                            ));
+                        }
+                        price("tariff.periods.usd_per_kwh", Some(p.usd_per_kwh))?;
+                    }
+                    Ok(Tariff::TimeOfUse { utc_offset_s, periods: t.periods.clone(), default_usd_per_kwh })
+                }
+            },
+        }
+    }
+}
+
+impl WorkloadConfig {
+    /// The model's terms; an error names the missing or invalid key.
+    pub fn terms(&self) -> Result<Terms, String> {
+        let at = format!("[[workloads]] name = {:?} (model {})", self.name, self.model);
+        let need = |key: &str, v: Option<f64>| -> Result<f64, String> {
+            match v {
+                Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                Some(v) => Err(format!("{at}: {key} = {v} must be ≥ 0")),
+                None => Err(format!("{at} needs `{key}`")),
+            }
+        };
+        let mut t = Terms::default();
+        let mut used: Vec<&str> = Vec::new();
+        match self.model {
+            ModelKind::BitcoinFpps => {
+                t.pool_fee = need("pool_fee", Some(self.pool_fee.unwrap_or(0.0)))?;
+                if t.pool_fee >= 1.0 {
+                    return Err(format!("{at}: pool_fee is a fraction (0.02 for 2%), got {}", t.pool_fee));
+                }
+                used.push("pool_fee");
+            }
+            ModelKind::AiContract => {
+                t.usd_per_gpu_hour = need("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
+                used.push("usd_per_gpu_hour");
+            }
+            ModelKind::AiOnDemand => {
+                t.usd_per_gpu_hour = need("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
+                t.util_threshold_pct = need("util_threshold_pct", self.util_threshold_pct)?;
+                if t.util_threshold_pct > 100.0 {
+                    return Err(format!("{at}: util_threshold_pct is a percentage, got {}", t.util_threshold_pct));
+                }
+                used.extend(["usd_per_gpu_hour", "util_threshold_pct"]);
+            }
+            ModelKind::AiTokens => {
+                t.usd_per_mtok_prompt = need("usd_per_mtok_prompt", self.usd_per_mtok_prompt)?;
+                t.usd_per_mtok_generation = need("usd_per_mtok_generation", self.usd_per_mtok_generation)?;
+                used.extend(["usd_per_mtok_prompt", "usd_per_mtok_generation"]);
+            }
+        }
+        // A key meant for another model is a mistake worth pointing out.
+        for (key, set) in [
+            ("pool_fee", self.pool_fee.is_some()),
+            ("usd_per_gpu_hour", self.usd_per_gpu_hour.is_some()),
+            ("util_threshold_pct", self.util_threshold_pct.is_some()),
+            ("usd_per_mtok_prompt", self.usd_per_mtok_prompt.is_some()),
+            ("usd_per_mtok_generation", self.usd_per_mtok_generation.is_some()),
+        ] {
+            if set && !used.contains(&key) {
+                return Err(format!("{at}: `{key}` does not apply to this model"));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// `+02:00`, `-05:30`, `+2`, `Z` → seconds east of UTC.
+pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let bad = || format!("`{s}` is not a UTC offset like +02:00 or -05:00");
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<AggregatorConfig, String> {
+        let cfg: AggregatorConfig =
+            crate::config::from_str(toml, Path::new("test.toml")).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    const BASE: &str = "[store]\nkind = \"embedded\"\npath = \"x.db\"\n[sites.a]\npue = 1.2\nenergy_usd_per_kwh = 0.05\n";
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/aggregator.toml");
+        std::env::set_var("WATTLEDGER_API_TOKEN", "example-token");
+        let cfg = AggregatorConfig::load(&path).unwrap();
+        assert!(cfg.workloads.len() >= 4);
+        let kinds: std::collections::BTreeSet<_> = cfg.workloads.iter().map(|w| w.model.as_str()).collect();
+        assert_eq!(kinds.len(), 4, "the example shows every model: {kinds:?}");
+    }
+
+    #[test]
+    fn missing_model_parameter_is_named() {
+        let err = parse(&format!("{BASE}[[workloads]]\nname = \"h100\"\nmodel = \"ai_contract\"\n")).unwrap_err();
+        assert!(err.contains("usd_per_gpu_hour"), "{err}");
+        let err = parse(&format!("{BASE}[[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\npool_fee = 0.1\n")).unwrap_err();
+        assert!(err.contains("pool_fee") && err.contains("does not apply"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_models_are_refused() {
+        let err = parse(&format!("{BASE}[[workloads]]\nname = \"x\"\nmodel = \"ai_lottery\"\n")).unwrap_err();
+        assert!(err.contains("ai_lottery"), "{err}");
+        let err = parse(&format!("{BASE}[aggregator]\nwindoww = \"1h\"\n")).unwrap_err();
+        assert!(err.contains("windoww"), "{err}");
+    }
+
+    #[test]
+    fn ingest_needs_a_token() {
+        let err = parse(&format!("{BASE}[api]\ningest = true\n")).unwrap_err();
+        assert!(err.contains("token"), "{err}");
+        parse(&format!("{BASE}[api]\ningest = true\ntoken = \"t\"\n")).unwrap();
+    }
+
+    #[test]
+    fn bitcoin_needs_market_values() {
+        let err = parse(&format!("{BASE}[[workloads]]\nname = \"btc\"\nmodel = \"bitcoin_fpps\"\n[market]\nbtc_usd = 1.0\n")).unwrap_err();
+        assert!(err.contains("difficulty"), "{err}");
+    }
+
+    #[test]
+    fn tariffs_parse() {
+        let cfg = parse(
+            "[store]\nkind = \"embedded\"\npath = \"x.db\"\n[sites.b]\n[sites.b.tariff]\nkind = \"time_of_use\"\nutc_offset = \"-05:30\"\ndefault_usd_per_kwh = 0.07\nperiods = [{ from_hour = 17, to_hour = 21, usd_per_kwh = 0.2 }]\n",
+        )
+        .unwrap();
+        match cfg.sites["b"].tariff("b").unwrap() {
+            Tariff::TimeOfUse { utc_offset_s, default_usd_per_kwh, periods } => {
+                assert_eq!(utc_offset_s, -(5 * 3600 + 1800));
+                assert_eq!(default_usd_per_kwh, 0.07);
+                assert_eq!(periods.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("[store]\nkind = \"embedded\"\n[sites.c]\npue = 0.9\nenergy_usd_per_kwh = 0.05\n").unwrap_err().contains("pue"));
+    }
+}

@@ -1,0 +1,417 @@
+//! The aggregator: measured revenue per joule for each workload.
+//!
+//! Pure parts, each unit-tested with hand-worked numbers:
+//! [`signal`] (intervals, gaps, clipping), [`energy`], [`tariff`], [`compare`]
+//! (the per-workload comparison) and the revenue models in [`crate::revenue`].
+//! Parts that touch the outside: [`windows`] (reads the [`Store`] window by window,
+//! writes `workload_efficiency` back) and [`market`] (static values or a
+//! mempool-style HTTP API). [`Aggregator`] ties them together for the `report`
+//! and `aggregator` commands, the HTTP API and the demo; time always comes from a
+//! [`Clock`] so the demo can run simulated time.
+
+pub mod compare;
+pub mod config;
+pub mod energy;
+pub mod market;
+pub mod signal;
+pub mod tariff;
+pub mod windows;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use self::compare::{rank, Report, Summarizer, WindowResult};
+use self::config::{AggregatorConfig, MarketSourceKind};
+use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
+use self::signal::Window;
+use self::tariff::Tariff;
+use self::windows::{aligned_windows, compute_window, devices_from_series, efficiency_point, WorkloadPlan};
+use crate::model::schema::{self, asic, energy_price, gpu, inference};
+use crate::model::{Clock, FieldValue};
+use crate::revenue::{build, Market, ModelKind};
+use crate::store::{SeriesQuery, Store, StoreError};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+/// How far back a range looks for the market snapshot or energy price in effect
+/// at its start.
+const PRICE_LOOKBACK_NS: i64 = 7 * DAY_NS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Market(#[from] market::MarketError),
+    #[error("no workload named {0:?} in the config")]
+    UnknownWorkload(String),
+}
+
+/// RFC 3339 text of a nanosecond timestamp (UTC, seconds precision unless finer).
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Parses RFC 3339 (`2026-11-26T14:00:00Z`) into nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-26T14:00:00Z ({e})"))?;
+    t.timestamp_nanos_opt().ok_or_else(|| format!("`{s}` is out of range"))
+}
+
+/// What one scheduled run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunStats {
+    pub windows_written: usize,
+    pub market_fetched: bool,
+    pub warnings: Vec<String>,
+}
+
+/// One device in the fleet view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetDevice {
+    pub kind: &'static str,
+    pub workload: Option<String>,
+    pub host: Option<String>,
+    pub device: String,
+    pub model: Option<String>,
+    pub status: &'static str,
+    pub last_seen: String,
+    pub power_w: Option<f64>,
+    pub j_per_th: Option<f64>,
+    pub nominal_j_per_th: Option<f64>,
+    pub below_nominal: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fleet {
+    pub devices: Vec<FleetDevice>,
+}
+
+/// The aggregator as a library: build it with a config, a store and a clock.
+pub struct Aggregator {
+    cfg: AggregatorConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    plans: Vec<WorkloadPlan>,
+    http_market: Option<HttpMarket>,
+    last_market_fetch_ns: Mutex<Option<i64>>,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregator").field("workloads", &self.plans.len()).finish()
+    }
+}
+
+impl Aggregator {
+    pub fn new(cfg: AggregatorConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, AggregateError> {
+        cfg.validate().map_err(AggregateError::Config)?;
+        let default_gap = cfg.aggregator.max_gap.as_nanos() as i64;
+        let mut plans = Vec::new();
+        for wl in &cfg.workloads {
+            let (site, site_cfg) = cfg.site_of(wl).map_err(AggregateError::Config)?;
+            let terms = wl.terms().map_err(AggregateError::Config)?;
+            plans.push(WorkloadPlan {
+                name: wl.name.clone(),
+                site: site.to_string(),
+                kind: wl.model,
+                model: build(wl.model, terms),
+                pue: site_cfg.pue,
+                tariff: site_cfg.tariff(site).map_err(AggregateError::Config)?,
+                max_gap_ns: wl.max_gap.map_or(default_gap, |g| g.as_nanos() as i64),
+            });
+        }
+        let http_market = match (cfg.market.source, &cfg.market.url) {
+            (MarketSourceKind::Http, Some(url)) => Some(HttpMarket::new(url, cfg.market.fee_blocks, cfg.market.timeout)?),
+            _ => None,
+        };
+        Ok(Aggregator { cfg, store, clock, plans, http_market, last_market_fetch_ns: Mutex::new(None) })
+    }
+
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now_ns(&self) -> i64 {
+        self.clock.now_ns()
+    }
+
+    pub fn window_ns(&self) -> i64 {
+        self.cfg.aggregator.window.as_nanos() as i64
+    }
+
+    /// Market history covering `[from_ns, to_ns)`.
+    async fn market_history(&self, from_ns: i64, to_ns: i64) -> Result<MarketHistory, AggregateError> {
+        let mc = &self.cfg.market;
+        if !self.plans.iter().any(|p| p.kind == ModelKind::BitcoinFpps) {
+            return Ok(MarketHistory::none());
+        }
+        if mc.source == MarketSourceKind::Static {
+            return Ok(MarketHistory::Static(Market {
+                time_ns: 0,
+                btc_usd: mc.btc_usd.unwrap_or(0.0),
+                difficulty: mc.difficulty.unwrap_or(0.0),
+                block_subsidy_btc: mc.block_subsidy_btc.unwrap_or(0.0),
+                fees_btc_per_block: mc.fees_btc_per_block.unwrap_or(0.0),
+            }));
+        }
+        let q = SeriesQuery {
+            measurement: schema::market::MEASUREMENT.into(),
+            fields: market_fields(),
+            tag_filters: match (mc.source, &mc.source_tag) {
+                (MarketSourceKind::Store, None) => vec![],
+                (MarketSourceKind::Store, Some(tag)) => vec![(schema::market::TAG_SOURCE.into(), tag.clone())],
+                _ => vec![(schema::market::TAG_SOURCE.into(), "http".into())],
+            },
+            start_ns: from_ns - PRICE_LOOKBACK_NS,
+            end_ns: to_ns,
+        };
+        let series = self.store.read(&q).await?;
+        Ok(MarketHistory::Stored { points: markets_from_series(&series), max_age_ns: mc.max_age.as_nanos() as i64 })
+    }
+
+    async fn measured_prices(&self, site: &str, from_ns: i64, to_ns: i64) -> Result<Vec<(i64, f64)>, AggregateError> {
+        let q = SeriesQuery {
+            measurement: energy_price::MEASUREMENT.into(),
+            fields: vec![energy_price::USD_PER_KWH.into()],
+            tag_filters: vec![(energy_price::TAG_SITE.into(), site.into())],
+            start_ns: from_ns - PRICE_LOOKBACK_NS,
+            end_ns: to_ns,
+        };
+        let mut prices: Vec<(i64, f64)> = Vec::new();
+        for s in self.store.read(&q).await? {
+            for (i, &t) in s.times_ns.iter().enumerate() {
+                if let Some(v) = s.values[i].first().cloned().flatten().as_ref().and_then(FieldValue::as_f64) {
+                    prices.push((t, v));
+                }
+            }
+        }
+        prices.sort_by_key(|p| p.0);
+        Ok(prices)
+    }
+
+    /// Computes every window of `len_ns` in `[from_ns, to_ns)` for the named
+    /// workloads (all when `only` is `None`), one window at a time, handing each
+    /// result to `sink`.
+    pub async fn compute(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        len_ns: i64,
+        only: Option<&str>,
+        mut sink: impl FnMut(WindowResult),
+    ) -> Result<(), AggregateError> {
+        if let Some(name) = only {
+            if !self.plans.iter().any(|p| p.name == name) {
+                return Err(AggregateError::UnknownWorkload(name.to_string()));
+            }
+        }
+        let market = self.market_history(from_ns, to_ns).await?;
+        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
+        let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
+        for plan in &self.plans {
+            if only.is_some_and(|n| n != plan.name) {
+                continue;
+            }
+            if matches!(plan.tariff, Tariff::Measured { .. }) && !measured.contains_key(&plan.site) {
+                let prices = self.measured_prices(&plan.site, from_ns, to_ns).await?;
+                measured.insert(plan.site.clone(), Tariff::Measured { prices });
+            }
+            let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
+            for win in aligned_windows(from_ns, to_ns, len_ns) {
+                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market, read_chunk_ns).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The comparison over `[from_ns, to_ns)`, from the raw measurements, in
+    /// windows of the configured length.
+    pub async fn report(&self, from_ns: i64, to_ns: i64) -> Result<Report, AggregateError> {
+        let mut sums: BTreeMap<String, Summarizer> = self
+            .plans
+            .iter()
+            .map(|p| (p.name.clone(), Summarizer::new(&p.name, p.kind)))
+            .collect();
+        self.compute(from_ns, to_ns, self.window_ns(), None, |w| {
+            if let Some(s) = sums.get_mut(&w.workload) {
+                s.add(&w);
+            }
+        })
+        .await?;
+        let mut warnings = Vec::new();
+        let mut rows = Vec::new();
+        for (_, s) in sums {
+            for w in &s.warnings {
+                if !warnings.contains(w) {
+                    warnings.push(w.clone());
+                }
+            }
+            rows.push(s.finish());
+        }
+        rank(&mut rows);
+        Ok(Report { from: rfc3339(from_ns), to: rfc3339(to_ns), workloads: rows, warnings })
+    }
+
+    /// One workload's windows over `[from_ns, to_ns)`.
+    pub async fn workload_windows(&self, name: &str, from_ns: i64, to_ns: i64) -> Result<(ModelKind, Vec<WindowResult>), AggregateError> {
+        let kind = self
+            .plans
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.kind)
+            .ok_or_else(|| AggregateError::UnknownWorkload(name.to_string()))?;
+        let mut out = Vec::new();
+        self.compute(from_ns, to_ns, self.window_ns(), Some(name), |w| out.push(w)).await?;
+        Ok((kind, out))
+    }
+
+    /// Fetches market data when the `http` source is due, and stores it.
+    pub async fn refresh_market(&self, now_ns: i64) -> Result<bool, AggregateError> {
+        let Some(http) = &self.http_market else { return Ok(false) };
+        let mut last = self.last_market_fetch_ns.lock().await;
+        let refresh_ns = self.cfg.market.refresh.as_nanos() as i64;
+        if last.is_some_and(|t| now_ns - t < refresh_ns) {
+            return Ok(false);
+        }
+        let snap = http.fetch().await?;
+        self.store.write(&[market_point(&snap, "http")]).await?;
+        *last = Some(now_ns);
+        Ok(true)
+    }
+
+    /// One scheduled pass at `now_ns`: refresh market data when due, then
+    /// (re)compute every complete window that ended within `recompute_lookback`
+    /// (late data lands in them) and every complete short window of the last long
+    /// window, and write them back.
+    pub async fn run_once(&self, now_ns: i64) -> Result<RunStats, AggregateError> {
+        let mut stats = RunStats::default();
+        match self.refresh_market(now_ns).await {
+            Ok(fetched) => stats.market_fetched = fetched,
+            Err(e) => {
+                tracing::warn!(error = %e, "market data refresh failed; windows will flag stale data");
+                stats.warnings.push(e.to_string());
+            }
+        }
+        let a = &self.cfg.aggregator;
+        let long = self.window_ns();
+        let short = a.short_window.as_nanos() as i64;
+        let lookback = (a.recompute_lookback.as_nanos() as i64).max(long);
+        for (len, back) in [(long, lookback), (short, long)] {
+            let to = now_ns.div_euclid(len) * len;
+            let from = (to - back).div_euclid(len) * len;
+            let mut points = Vec::new();
+            let mut warnings = Vec::new();
+            self.compute(from, to, len, None, |w| {
+                warnings.extend(w.warnings.iter().cloned());
+                points.push(efficiency_point(&w, len));
+            })
+            .await?;
+            self.store.write(&points).await?;
+            stats.windows_written += points.len();
+            for w in warnings {
+                if !stats.warnings.contains(&w) {
+                    stats.warnings.push(w);
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Runs [`Self::run_once`] every `[aggregator] interval` until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.cfg.aggregator.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    let now = self.clock.now_ns();
+                    match self.run_once(now).await {
+                        Ok(s) => {
+                            for w in &s.warnings {
+                                tracing::warn!(warning = %w, "aggregator");
+                            }
+                            tracing::info!(windows = s.windows_written, market_fetched = s.market_fetched, "windows computed");
+                        }
+                        Err(e) => tracing::error!(error = %e, "aggregator run failed; retrying next interval"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every device seen in the last `fleet_lookback`, with its latest reading.
+    pub async fn fleet(&self, now_ns: i64) -> Result<Fleet, AggregateError> {
+        let a = &self.cfg.aggregator;
+        let max_gap_ns = a.max_gap.as_nanos() as i64;
+        let start_ns = now_ns - a.fleet_lookback.as_nanos() as i64;
+        let specs: [(&'static str, &str, &[&str], &str); 3] = [
+            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS], gpu::TAG_MODEL),
+            ("asic", asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE], asic::TAG_MODEL),
+            ("inference", inference::MEASUREMENT, &[inference::REQUESTS], inference::TAG_MODEL),
+        ];
+        let mut devices = Vec::new();
+        for (kind, measurement, fields, model_tag) in specs {
+            let q = SeriesQuery {
+                measurement: measurement.into(),
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+                tag_filters: vec![],
+                start_ns,
+                end_ns: now_ns + 1,
+            };
+            for dev in devices_from_series(measurement, self.store.read(&q).await?) {
+                let Some(&(last_ns, healthy)) = dev.tracks.healthy.last() else { continue };
+                let last = |f: &str| dev.tracks.track(f).last().filter(|(t, _)| *t == last_ns).map(|&(_, v)| v);
+                let power_w = last(gpu::POWER_W);
+                let age = now_ns - last_ns;
+                let status = if age > 10 * max_gap_ns {
+                    "offline"
+                } else if !healthy {
+                    if kind == "gpu" { "lost" } else { "offline" }
+                } else if age > max_gap_ns {
+                    "stale"
+                } else {
+                    "online"
+                };
+                let j_per_th = match (power_w, last(asic::HASHRATE_THS)) {
+                    (Some(p), Some(h)) if kind == "asic" && h > 0.0 => Some(p / h),
+                    _ => None,
+                };
+                devices.push(FleetDevice {
+                    kind,
+                    workload: dev.tags.get(schema::TAG_WORKLOAD).cloned(),
+                    host: dev.tags.get(schema::TAG_HOST).cloned(),
+                    device: dev.tracks.id.clone(),
+                    model: dev.tags.get(model_tag).cloned(),
+                    status,
+                    last_seen: rfc3339(last_ns),
+                    power_w,
+                    j_per_th,
+                    nominal_j_per_th: None,
+                    below_nominal: None,
+                });
+            }
+        }
+        Ok(Fleet { devices })
+    }
+}
+
+/// A fixed `Window` helper for callers that think in RFC 3339.
+pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
+    let (a, b) = (parse_rfc3339(from)?, parse_rfc3339(to)?);
+    if b <= a {
+        return Err(format!("--to {to} must be after --from {from}"));
+    }
+    Ok(Window::new(a, b))
+}

@@ -1,0 +1,54 @@
+//! `wattledger aggregator`: the long-running service. Computes windows on
+//! schedule and writes them back, serves the JSON API, and (with `[api] ingest =
+//! true`) accepts InfluxDB-compatible writes into the configured store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::aggregate::config::AggregatorConfig;
+use crate::aggregate::Aggregator;
+use crate::model::SystemClock;
+use crate::web::{serve, AppState};
+
+#[derive(Debug, clap::Args)]
+pub struct AggregatorArgs {
+    /// The aggregator's config file.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
+    let cfg = AggregatorConfig::load(&args.config)?;
+    let store = crate::store::open_store(&cfg.store)
+        .await
+        .with_context(|| format!("opening the store named in {}", args.config.display()))?;
+    let listen = cfg.api.listen.clone();
+    let agg = Arc::new(Aggregator::new(cfg, store, Arc::new(SystemClock))?);
+    let state = AppState::new(agg.clone())?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([api] listen); is another process using it?"))?;
+    tracing::info!(listen = %listener.local_addr()?, "aggregator API listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(agg.clone().run({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    }));
+    let server = tokio::spawn(serve(listener, state, {
+        let mut rx = stop_rx;
+        async move {
+            let _ = rx.changed().await;
+        }
+    }));
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = runner.await;
+    server.await.context("API server task")?.context("API server")?;
+    Ok(ExitCode::SUCCESS)
+}

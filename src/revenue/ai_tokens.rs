@@ -1,0 +1,57 @@
+//! `ai_tokens`: inference paid per million prompt and generation tokens, from the
+//! servers' token counters. A server restart resets its counters; the post-restart
+//! value is what it served since, never a negative delta.
+
+use super::{ModelKind, Revenue, RevenueError, RevenueInput, RevenueModel};
+use crate::aggregate::signal::increase;
+use crate::model::schema::inference;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AiTokens {
+    pub usd_per_mtok_prompt: f64,
+    pub usd_per_mtok_generation: f64,
+}
+
+impl RevenueModel for AiTokens {
+    fn kind(&self) -> ModelKind {
+        ModelKind::AiTokens
+    }
+
+    fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
+        let (mut prompt, mut generation) = (0.0, 0.0);
+        for dev in input.devices {
+            prompt += increase(dev.track(inference::PROMPT_TOKENS), input.window, input.max_gap_ns).value;
+            generation += increase(dev.track(inference::GENERATION_TOKENS), input.window, input.max_gap_ns).value;
+        }
+        let revenue_usd = prompt / 1e6 * self.usd_per_mtok_prompt.max(0.0)
+            + generation / 1e6 * self.usd_per_mtok_generation.max(0.0);
+        Ok(Revenue { revenue_usd, work_th: None, tokens: Some(prompt + generation) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::signal::Window;
+    use crate::revenue::testutil::*;
+
+    #[test]
+    fn tokens_with_a_server_restart() {
+        // $0.50 per million prompt tokens, $1.50 per million generated. The server
+        // restarts between 60 s and 120 s.
+        //   prompt:     1.0e6 -> 3.0e6 (+2.0e6), restart -> 0.5e6 (+0.5e6), -> 1.5e6 (+1.0e6) = 3.5e6
+        //   generation: 2e5 -> 6e5 (+4e5),      restart -> 1e5 (+1e5),      -> 3e5 (+2e5)     = 7e5
+        // revenue = 3.5 × 0.50 + 0.7 × 1.50 = 1.75 + 1.05 = $2.80; tokens 4.2e6.
+        let devices = [device(
+            "h/vllm",
+            &[
+                (inference::PROMPT_TOKENS, track(&[(0, 1.0e6), (60, 3.0e6), (120, 0.5e6), (180, 1.5e6)])),
+                (inference::GENERATION_TOKENS, track(&[(0, 2e5), (60, 6e5), (120, 1e5), (180, 3e5)])),
+            ],
+        )];
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 180 * S), max_gap_ns: 90 * S, market: None };
+        let r = AiTokens { usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 }.revenue(&input).unwrap();
+        assert!((r.revenue_usd - 2.80).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.tokens, Some(4.2e6));
+    }
+}

@@ -1,0 +1,499 @@
+//! The InfluxDB store: writes through [`InfluxWriter`] (v1 or v2 API) and reads with
+//! InfluxQL over `/query`, which InfluxDB 1.x, 2.x (v1 compatibility API, through a
+//! DBRP mapping) and 3.x all answer, so one reader serves every version.
+//!
+//! # Reads
+//!
+//! A [`SeriesQuery`] becomes
+//! `SELECT "f1","f2" FROM "m" WHERE time >= a AND time < b AND "tag" = 'v' GROUP BY *`
+//! with `epoch=ns` (integer nanosecond timestamps). Results are requested
+//! `chunked=true`, so a large range is streamed in chunks of 10,000 rows instead of
+//! being cut off by the server's `max-row-limit`; the chunks of one series are joined
+//! again here. A server that ignores `chunked` answers one JSON document, which
+//! decodes the same way.
+//!
+//! # Field types
+//!
+//! InfluxQL's JSON has only "number": an integer field and a float field that holds
+//! `3.0` both come back as `3`. So each read first asks `SHOW FIELD KEYS FROM "m"`
+//! (in the same request) and decodes every column by its declared type: `integer`
+//! as `i64` (exactly, never through `f64`), `unsigned` as `u64`, `float` as `f64`,
+//! `boolean`, `string`. Where InfluxDB 1.x holds one field name with different types
+//! in different shards, the value's own JSON form decides.
+//!
+//! # Unsigned integers
+//!
+//! InfluxDB 1.x refuses the `u` suffix ("invalid number"). With `api = "v1"` this
+//! store therefore writes unsigned fields as integers (refusing values above
+//! `i64::MAX`), and they read back as [`FieldValue::Int`]. With `api = "v2"` they are
+//! written as `u` and read back as [`FieldValue::UInt`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::{Series, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
+use crate::config::ConfigError;
+use crate::model::{FieldValue, Point};
+use crate::ship::influx::{base_url, error_chain, http_client, server_message, Auth, InfluxWriter};
+use crate::ship::lineproto::{self, EncodeError};
+use crate::ship::{WriteError, Writer};
+
+/// Points per write request; InfluxDB recommends batches of 5,000 to 10,000 lines.
+const WRITE_BATCH: usize = 5_000;
+const CHUNK_ROWS: &str = "10000";
+
+/// InfluxQL reads against one database (and optional retention policy).
+pub struct InfluxQlReader {
+    client: reqwest::Client,
+    base: String,
+    auth: Auth,
+    database: String,
+    retention_policy: Option<String>,
+}
+
+/// A field's type as `SHOW FIELD KEYS` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Float,
+    Integer,
+    Unsigned,
+    String,
+    Boolean,
+}
+
+impl FieldType {
+    fn parse(s: &str) -> Option<FieldType> {
+        Some(match s {
+            "float" => FieldType::Float,
+            "integer" => FieldType::Integer,
+            "unsigned" => FieldType::Unsigned,
+            "string" => FieldType::String,
+            "boolean" => FieldType::Boolean,
+            _ => return None,
+        })
+    }
+}
+
+/// One statement's answer, as InfluxQL's JSON has it.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct StatementResult {
+    #[serde(default)]
+    pub statement_id: usize,
+    #[serde(default)]
+    pub series: Vec<RawSeries>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct RawSeries {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub partial: bool,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    #[serde(default)]
+    results: Vec<StatementResult>,
+    error: Option<String>,
+}
+
+/// `"name"` with InfluxQL's escapes.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `'value'` with InfluxQL's escapes.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl InfluxQlReader {
+    pub fn new(
+        url: &str,
+        database: &str,
+        retention_policy: Option<&str>,
+        auth: Auth,
+        timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        Ok(InfluxQlReader {
+            client: http_client(timeout)?,
+            base: base_url(url)?,
+            auth,
+            database: database.to_owned(),
+            retention_policy: retention_policy.map(str::to_owned),
+        })
+    }
+
+    /// Runs InfluxQL statements (separated by `;`) and returns each statement's
+    /// result, with the chunks of each series joined. A statement's own error (for
+    /// example "database not found") is returned as [`StoreError::Query`].
+    pub async fn query(&self, q: &str) -> Result<Vec<StatementResult>, StoreError> {
+        let mut params = vec![("db", self.database.as_str()), ("q", q), ("epoch", "ns"), ("chunked", "true"), ("chunk_size", CHUNK_ROWS)];
+        if let Some(rp) = &self.retention_policy {
+            params.push(("rp", rp.as_str()));
+        }
+        let req = self.client.get(format!("{}/query", self.base)).query(&params);
+        let resp = self.auth.apply(req).send().await.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let message = server_message(resp).await;
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(format!(
+                    "InfluxDB at {} refused the credentials (HTTP {}): {message}; check `token` or `username`/`password` in [store]",
+                    self.base,
+                    status.as_u16()
+                )),
+                StatusCode::NOT_FOUND => StoreError::NotFound(format!(
+                    "{}/query answered 404 ({message}); is this an InfluxDB server with InfluxQL (1.x, 2.x with the v1 API, 3.x)?",
+                    self.base
+                )),
+                s if s.is_server_error() => StoreError::Unavailable(format!("InfluxDB at {} answered HTTP {}: {message}", self.base, s.as_u16())),
+                s => StoreError::Query(format!("HTTP {}: {message} (query: {q})", s.as_u16())),
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let mut merged: Vec<StatementResult> = Vec::new();
+        for doc in serde_json::Deserializer::from_slice(&body).into_iter::<Response>() {
+            let doc = doc.map_err(|e| StoreError::Query(format!("unreadable answer from {}/query: {e}", self.base)))?;
+            if let Some(e) = doc.error {
+                return Err(StoreError::Query(format!("{e} (query: {q})")));
+            }
+            for r in doc.results {
+                match merged.iter_mut().find(|m| m.statement_id == r.statement_id) {
+                    Some(m) => {
+                        for s in r.series {
+                            match m.series.iter_mut().rev().find(|x| x.name == s.name && x.tags == s.tags) {
+                                Some(x) => x.values.extend(s.values),
+                                None => m.series.push(s),
+                            }
+                        }
+                        m.partial = r.partial;
+                        if r.error.is_some() {
+                            m.error = r.error;
+                        }
+                    }
+                    None => merged.push(r),
+                }
+            }
+        }
+        for r in &merged {
+            if let Some(e) = &r.error {
+                return Err(self.statement_error(e, q));
+            }
+        }
+        Ok(merged)
+    }
+
+    fn statement_error(&self, e: &str, q: &str) -> StoreError {
+        if e.starts_with("database not found") {
+            StoreError::NotFound(format!(
+                "database `{}` does not exist on {}; create it with `influx -execute 'CREATE DATABASE \"{}\"'` \
+                 (InfluxDB 1.x) or map a bucket to it with `influx v1 dbrp create` (InfluxDB 2.x)",
+                self.database, self.base, self.database
+            ))
+        } else if e.contains("authorization") || e.contains("not authorized") {
+            StoreError::Auth(format!("InfluxDB at {}: {e}; check the credentials in [store] and the user's privileges", self.base))
+        } else {
+            StoreError::Query(format!("{e} (query: {q})"))
+        }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> StoreError {
+        StoreError::Unavailable(format!("cannot reach InfluxDB at {}: {}; is it running?", self.base, error_chain(e)))
+    }
+
+    /// `/ping` (is the server there?), then a query on the database (do the
+    /// credentials work, does the database exist?); InfluxDB 1.x answers `/ping`
+    /// without checking credentials.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let resp = self
+            .client
+            .get(format!("{}/ping", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            return Err(StoreError::Unavailable(format!(
+                "{}/ping answered HTTP {}; is this an InfluxDB server?",
+                self.base,
+                resp.status().as_u16()
+            )));
+        }
+        // Unlike SHOW MEASUREMENTS, this fails for a database that does not exist.
+        self.query(&format!("SHOW RETENTION POLICIES ON {}", quote_ident(&self.database))).await.map(|_| ())
+    }
+
+    /// Declared types of the fields of `measurement` (a name may have several in
+    /// InfluxDB 1.x, one per shard).
+    fn field_types(result: &StatementResult) -> HashMap<String, Vec<FieldType>> {
+        let mut types: HashMap<String, Vec<FieldType>> = HashMap::new();
+        for s in &result.series {
+            for row in &s.values {
+                if let (Some(name), Some(ty)) = (
+                    row.first().and_then(|v| v.as_str()),
+                    row.get(1).and_then(|v| v.as_str()).and_then(FieldType::parse),
+                ) {
+                    types.entry(name.to_owned()).or_default().push(ty);
+                }
+            }
+        }
+        types
+    }
+
+    pub async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
+        let m = quote_ident(&query.measurement);
+        let show = format!("SHOW FIELD KEYS FROM {m}");
+        let select = |fields: &[String]| {
+            let cols: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
+            let mut q = format!(
+                "SELECT {} FROM {m} WHERE time >= {} AND time < {}",
+                cols.join(","),
+                query.start_ns,
+                query.end_ns
+            );
+            for (k, v) in &query.tag_filters {
+                q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
+            }
+            q.push_str(" GROUP BY *");
+            q
+        };
+        // With the fields named, types and rows come in one request; otherwise the
+        // field list must come first.
+        let (fields, types, rows) = if query.fields.is_empty() {
+            let types = self.query(&show).await?.first().map(Self::field_types).unwrap_or_default();
+            let mut fields: Vec<String> = types.keys().cloned().collect();
+            fields.sort();
+            if fields.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = self.query(&select(&fields)).await?.into_iter().next().unwrap_or_default();
+            (fields, types, rows)
+        } else {
+            let fields = query.fields.clone();
+            let mut results = self.query(&format!("{show}; {}", select(&fields))).await?.into_iter();
+            let types = results.next().as_ref().map(Self::field_types).unwrap_or_default();
+            (fields, types, results.next().unwrap_or_default())
+        };
+        let mut out = Vec::new();
+        for raw in rows.series {
+            out.push(decode_series(raw, &fields, &types)?);
+        }
+        out.retain(|s| !s.times_ns.is_empty());
+        out.sort_by(|a, b| a.tags.cmp(&b.tags));
+        Ok(out)
+    }
+
+    pub async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
+        let q = format!("SHOW TAG VALUES FROM {} WITH KEY = {}", quote_ident(measurement), quote_ident(tag));
+        let mut values: Vec<String> = self
+            .query(&q)
+            .await?
+            .into_iter()
+            .flat_map(|r| r.series)
+            .flat_map(|s| s.values)
+            .filter_map(|row| row.get(1).and_then(|v| v.as_str()).map(str::to_owned))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+fn decode_series(raw: RawSeries, fields: &[String], types: &HashMap<String, Vec<FieldType>>) -> Result<Series, StoreError> {
+    let bad = |m: String| StoreError::Query(format!("unexpected InfluxQL answer for `{}`: {m}", raw.name));
+    if raw.columns.first().map(String::as_str) != Some("time") {
+        return Err(bad(format!("first column is not time: {:?}", raw.columns)));
+    }
+    // Column of each requested field in this answer.
+    let cols: Vec<Option<usize>> = fields.iter().map(|f| raw.columns.iter().skip(1).position(|c| c == f).map(|i| i + 1)).collect();
+    let mut series = Series { tags: raw.tags.clone(), fields: fields.to_vec(), ..Series::default() };
+    series.tags.retain(|_, v| !v.is_empty());
+    for row in &raw.values {
+        let t = row
+            .first()
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| bad(format!("time is not an integer (was epoch=ns honoured?): {:?}", row.first())))?;
+        let mut values = Vec::with_capacity(fields.len());
+        for (f, col) in fields.iter().zip(&cols) {
+            let v = match col.and_then(|c| row.get(c)) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(decode_value(v, types.get(f).map(Vec::as_slice).unwrap_or(&[])).ok_or_else(|| {
+                    bad(format!("value {v} of field `{f}` does not match its type {:?}", types.get(f)))
+                })?),
+            };
+            values.push(v);
+        }
+        if values.iter().any(Option::is_some) {
+            series.times_ns.push(t);
+            series.values.push(values);
+        }
+    }
+    Ok(series)
+}
+
+fn decode_value(v: &serde_json::Value, types: &[FieldType]) -> Option<FieldValue> {
+    use serde_json::Value;
+    match v {
+        Value::Bool(b) => Some(FieldValue::Bool(*b)),
+        Value::String(s) => Some(FieldValue::Str(s.clone())),
+        Value::Number(n) => {
+            let integral = n.is_i64() || n.is_u64();
+            let only = |t: FieldType| types.len() == 1 && types[0] == t;
+            if only(FieldType::Float) || !integral {
+                n.as_f64().map(FieldValue::Float)
+            } else if types.contains(&FieldType::Unsigned) && !types.contains(&FieldType::Integer) {
+                n.as_u64().map(FieldValue::UInt)
+            } else if types.contains(&FieldType::Integer) {
+                n.as_i64().map(FieldValue::Int)
+            } else {
+                n.as_f64().map(FieldValue::Float)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A [`Store`] on an InfluxDB server: writes through the v1 or v2 API, reads with
+/// InfluxQL.
+pub struct InfluxStore {
+    writer: InfluxWriter,
+    reader: InfluxQlReader,
+    /// InfluxDB 1.x has no unsigned integers; see the module doc.
+    unsigned: bool,
+}
+
+impl InfluxStore {
+    pub fn new(writer: InfluxWriter, reader: InfluxQlReader, unsigned: bool) -> Self {
+        InfluxStore { writer, reader, unsigned }
+    }
+
+    /// From the `[store]` section (`kind = "influxdb"`). InfluxQL reads use
+    /// `database`, or `bucket` when no database is named.
+    pub fn from_config(cfg: &StoreConfig) -> Result<Self, StoreError> {
+        let writer = InfluxWriter::from_config(cfg)?;
+        let url = cfg.url.as_deref().unwrap_or_default();
+        let database = cfg.database.as_deref().or(cfg.bucket.as_deref()).ok_or_else(|| {
+            ConfigError::Invalid("[store] `database` (or `bucket`) is required to read with InfluxQL".into())
+        })?;
+        let reader = InfluxQlReader::new(url, database, cfg.retention_policy.as_deref(), Auth::from_config(cfg)?, cfg.timeout)?;
+        Ok(InfluxStore::new(writer, reader, cfg.api == WriteApi::V2))
+    }
+
+    pub fn reader(&self) -> &InfluxQlReader {
+        &self.reader
+    }
+
+    pub fn writer(&self) -> &InfluxWriter {
+        &self.writer
+    }
+
+    fn signed_copy(&self, p: &Point) -> Result<Point, StoreError> {
+        let mut p = p.clone();
+        for (k, v) in &mut p.fields {
+            if let FieldValue::UInt(u) = *v {
+                *v = FieldValue::Int(i64::try_from(u).map_err(|_| {
+                    StoreError::Write(WriteError::Rejected {
+                        server: self.writer.describe(),
+                        message: format!(
+                            "field `{k}` of `{}` is {u}, above the largest integer InfluxDB 1.x can store; use api = \"v2\" with InfluxDB 2.x or newer",
+                            p.measurement
+                        ),
+                    })
+                })?);
+            }
+        }
+        Ok(p)
+    }
+}
+
+#[async_trait]
+impl Store for InfluxStore {
+    async fn write(&self, points: &[Point]) -> Result<(), StoreError> {
+        // Encode everything first: one bad point refuses the batch before any is sent.
+        let mut bodies = Vec::with_capacity(points.len() / WRITE_BATCH + 1);
+        for chunk in points.chunks(WRITE_BATCH) {
+            let mut body = String::with_capacity(chunk.len() * 200);
+            for p in chunk {
+                let has_unsigned = p.fields.iter().any(|(_, v)| matches!(v, FieldValue::UInt(_)));
+                if has_unsigned && !self.unsigned {
+                    lineproto::encode(&self.signed_copy(p)?, &mut body)?;
+                } else {
+                    lineproto::encode(p, &mut body).map_err(|e: EncodeError| StoreError::Invalid(e))?;
+                }
+            }
+            bodies.push(body);
+        }
+        for body in bodies {
+            self.writer.write_lines(&body).await?;
+        }
+        Ok(())
+    }
+
+    async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
+        self.reader.read(query).await
+    }
+
+    async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
+        self.reader.tag_values(measurement, tag).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.reader.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(quote_literal(r"it's C:\x"), r"'it\'s C:\\x'");
+    }
+
+    #[test]
+    fn values_decode_by_declared_type() {
+        use FieldType::*;
+        assert_eq!(decode_value(&json!(3), &[Float]), Some(FieldValue::Float(3.0)));
+        assert_eq!(decode_value(&json!(4611686018427387905i64), &[Integer]), Some(FieldValue::Int(4611686018427387905)));
+        assert_eq!(decode_value(&json!(u64::MAX), &[Unsigned]), Some(FieldValue::UInt(u64::MAX)));
+        assert_eq!(decode_value(&json!(2.5), &[Integer, Float]), Some(FieldValue::Float(2.5)));
+        assert_eq!(decode_value(&json!(2), &[Integer, Float]), Some(FieldValue::Int(2)));
+        assert_eq!(decode_value(&json!(true), &[Boolean]), Some(FieldValue::Bool(true)));
+        assert_eq!(decode_value(&json!("x"), &[String]), Some(FieldValue::Str("x".into())));
+        assert_eq!(decode_value(&json!([1]), &[Float]), None);
+    }
+
+    #[test]
+    fn series_decode_with_missing_fields_and_checked_times() {
+        let series = |t: i64| RawSeries {
+            name: "m".into(),
+            columns: vec!["time".into(), "v".into()],
+            values: vec![vec![json!(t), json!(1)]],
+            ..Default::default()
+        };
+        let types = HashMap::from([("v".to_string(), vec![FieldType::Integer])]);
+        let s = decode_series(series(5), &["v".into(), "missing".into()], &types).unwrap();
+        assert_eq!(s.times_ns, [5]);
+        assert_eq!(s.values, vec![vec![Some(FieldValue::Int(1)), None]]);
+        let mut bad = series(5);
+        bad.values[0][0] = json!("2024-01-01T00:00:00Z");
+        assert!(decode_series(bad, &["v".into()], &types).unwrap_err().to_string().contains("epoch=ns"));
+    }
+}

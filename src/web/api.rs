@@ -1,0 +1,144 @@
+//! The JSON API.
+//!
+//! - `GET /api/workloads?from=&to=`: the comparison, the same shape as
+//!   `wattledger report --format json`; `from`/`to` are RFC 3339 and default to
+//!   the last 24 hours.
+//! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
+//! - `GET /api/fleet`: every device seen recently, with its status.
+//! - `GET /api/health`: liveness and store reachability (no token needed, for
+//!   load balancers and probes; it reveals nothing else).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::{url_pairs, AppState};
+use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError};
+use crate::revenue::ModelKind;
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// Routes behind the token.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/workloads", get(workloads))
+        .route("/api/workloads/{name}/windows", get(windows))
+        .route("/api/fleet", get(fleet))
+}
+
+/// Routes open without a token.
+pub fn open_routes() -> Router<AppState> {
+    Router::new().route("/api/health", get(health))
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<AggregateError> for ApiError {
+    fn from(e: AggregateError) -> Self {
+        match e {
+            AggregateError::UnknownWorkload(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            AggregateError::Store(_) => {
+                tracing::warn!(error = %e, "API: store read failed");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the store did not answer: {e}"))
+            }
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+/// `from`/`to` from the query, defaulting to the last 24 hours.
+fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let pairs = url_pairs(query.unwrap_or(""));
+    let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let bad = |key: &str, e: String| ApiError(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
+    let to = match get("to") {
+        Some(v) => parse_rfc3339(v).map_err(|e| bad("to", e))?,
+        None => state.aggregator.now_ns(),
+    };
+    let from = match get("from") {
+        Some(v) => parse_rfc3339(v).map_err(|e| bad("from", e))?,
+        None => to - DAY_NS,
+    };
+    if to <= from {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`to` must be after `from`".into()));
+    }
+    Ok((from, to))
+}
+
+async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (from, to) = range(&state, q.as_deref())?;
+    Ok(Json(state.aggregator.report(from, to).await?).into_response())
+}
+
+#[derive(Serialize)]
+struct WindowRow {
+    start: String,
+    end: String,
+    energy_j: f64,
+    facility_energy_j: f64,
+    revenue_usd: f64,
+    energy_cost_usd: f64,
+    profit_usd: f64,
+    revenue_usd_per_kwh: Option<f64>,
+    profit_usd_per_kwh: Option<f64>,
+    coverage: f64,
+    avg_power_w: f64,
+}
+
+#[derive(Serialize)]
+struct WindowsAnswer {
+    workload: String,
+    model: ModelKind,
+    windows: Vec<WindowRow>,
+}
+
+async fn windows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (from, to) = range(&state, q.as_deref())?;
+    let (model, rows) = state.aggregator.workload_windows(&name, from, to).await?;
+    let windows = rows
+        .iter()
+        .map(|w| WindowRow {
+            start: rfc3339(w.window.start_ns),
+            end: rfc3339(w.window.end_ns),
+            energy_j: w.energy_j,
+            facility_energy_j: w.facility_energy_j,
+            revenue_usd: w.revenue_usd,
+            energy_cost_usd: w.energy_cost_usd,
+            profit_usd: w.profit_usd(),
+            revenue_usd_per_kwh: w.revenue_usd_per_kwh(),
+            profit_usd_per_kwh: w.profit_usd_per_kwh(),
+            coverage: w.coverage(),
+            avg_power_w: w.avg_power_w(),
+        })
+        .collect();
+    Ok(Json(WindowsAnswer { workload: name, model, windows }).into_response())
+}
+
+async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = state.aggregator.now_ns();
+    Ok(Json(state.aggregator.fleet(now).await?).into_response())
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.aggregator.store().ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: store ping failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "store unavailable"}))).into_response()
+        }
+    }
+}

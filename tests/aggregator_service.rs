@@ -1,0 +1,307 @@
+//! The aggregator as a service, over real HTTP on loopback, with the embedded
+//! store on a temporary file: the InfluxDB-compatible ingest's answers, the JSON
+//! API against the hand-computed scenario, the scheduled write-back (idempotent,
+//! late data recomputed), and market data read from a local HTTP server serving
+//! recorded API answers.
+
+mod scenario;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use wattledger::aggregate::config::AggregatorConfig;
+use wattledger::aggregate::Aggregator;
+use wattledger::model::Clock;
+use wattledger::store::embedded::EmbeddedStore;
+use wattledger::store::{SeriesQuery, Store};
+use wattledger::web::AppState;
+
+const S: i64 = 1_000_000_000;
+
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Running {
+    base: String,
+    agg: Arc<Aggregator>,
+    store: Arc<dyn Store>,
+    clock: Arc<TestClock>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(extra_config: &str, now_ns: i64) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wl.db");
+    let toml = scenario::config(&format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()), extra_config);
+    let cfg: AggregatorConfig = wattledger::config::from_str(&toml, std::path::Path::new("test.toml")).unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let clock = Arc::new(TestClock(AtomicI64::new(now_ns)));
+    let agg = Arc::new(Aggregator::new(cfg, store.clone(), clock.clone()).unwrap());
+    let state = AppState::new(agg.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wattledger::web::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Running { base, agg, store, clock, _dir: dir, _stop: tx }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+async fn count_rows(store: &dyn Store, measurement: &str, fields: &[&str]) -> usize {
+    let q = SeriesQuery {
+        measurement: measurement.into(),
+        fields: fields.iter().map(|s| s.to_string()).collect(),
+        tag_filters: vec![],
+        start_ns: 0,
+        end_ns: i64::MAX / 2,
+    };
+    store.read(&q).await.unwrap().iter().map(|s| s.times_ns.len()).sum()
+}
+
+const API: &str = "[api]\ntoken = \"s3cret\"\ningest = true\nmax_body_bytes = 65536\n";
+
+#[tokio::test]
+async fn ingest_answers_like_influxdb() {
+    let run = start(API, scenario::T0_S * S).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v2/write?org=o&bucket=b&precision=s", run.base);
+    let good = "probe,host=a v=1 1795132800\nprobe,host=a v=2 1795132860\n";
+
+    // No token: 401, before anything is read.
+    let r = http.post(&url).body(good).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.post(&url).header("Authorization", "Token wrong").body(good).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 0);
+
+    // A batch with one bad line: 400 naming it, and nothing from it written.
+    let bad = "partial,host=a v=1 1795132800\npartial,host=a v=oops= 1795132860\npartial,host=a v=3 1795132920\n";
+    let r = http.post(&url).header("Authorization", "Token s3cret").body(bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("line 2") && msg.contains("v=oops="), "{msg}");
+    assert_eq!(body["code"], "invalid");
+    assert_eq!(count_rows(run.store.as_ref(), "partial", &["v"]).await, 0, "nothing from a rejected batch");
+
+    // Good gzip batch with Bearer: 204, written.
+    let r = http
+        .post(&url)
+        .header("Authorization", "Bearer s3cret")
+        .header("Content-Encoding", "gzip")
+        .body(gzip(good.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 2);
+
+    // v1 endpoint with the token as the password parameter.
+    let v1 = format!("{}/write?db=x&u=any&p=s3cret&precision=s", run.base);
+    let r = http.post(&v1).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 3);
+    let r = http.post(&v1.replace("p=s3cret", "p=nope")).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Over the limit: 413, plain and as a gzip body that inflates past it.
+    let big = "probe,host=c v=1 1795132800\n".repeat(4000); // 112 kB > 64 KiB
+    let r = http.post(&url).header("Authorization", "Token s3cret").body(big.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let packed = gzip(big.as_bytes());
+    assert!(packed.len() < 65536);
+    let r = http
+        .post(&url)
+        .header("Authorization", "Token s3cret")
+        .header("Content-Encoding", "gzip")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 3);
+
+    // Health needs no token.
+    let r = http.get(format!("{}/api/health", run.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn api_and_write_back_match_the_hand_computed_scenario() {
+    let end_s = scenario::T0_S + scenario::MINUTES * 60;
+    let run = start(&API.replace("65536", "1000000"), (end_s + 30) * S).await;
+    let http = reqwest::Client::new();
+    let auth = ("Authorization", "Token s3cret");
+    let r = http
+        .post(format!("{}/api/v2/write?precision=s", run.base))
+        .header(auth.0, auth.1)
+        .header("Content-Encoding", "gzip")
+        .body(gzip(scenario::line_protocol().as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // The comparison, as the report computes it.
+    let url = format!("{}/api/workloads?from={}&to={}", run.base, scenario::FROM, scenario::TO);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let json: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
+    scenario::assert_report(&json);
+    assert_eq!(json["from"], "2026-11-20T00:00:00Z");
+    // `?token=` works for the browser page.
+    let r = http.get(format!("{url}&token=s3cret")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Windows of one workload: h100 hour 1 is 3.78 MJ (GPU-1 silent half the
+    // hour) and $3; hour 2 is 5.04 MJ and $4.
+    let url = format!("{}/api/workloads/h100/windows?from={}&to={}", run.base, scenario::FROM, scenario::TO);
+    let w: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
+    assert_eq!(w["workload"], "h100");
+    assert_eq!(w["model"], "ai_contract");
+    let rows = w["windows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["start"], "2026-11-20T00:00:00Z");
+    assert_eq!(rows[0]["end"], "2026-11-20T01:00:00Z");
+    assert!((rows[0]["energy_j"].as_f64().unwrap() - 3.78e6).abs() < 1e-3);
+    assert!((rows[0]["revenue_usd"].as_f64().unwrap() - 3.0).abs() < 1e-9);
+    assert!((rows[0]["coverage"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+    assert!((rows[0]["avg_power_w"].as_f64().unwrap() - 1050.0).abs() < 1e-6);
+    assert!((rows[1]["energy_j"].as_f64().unwrap() - 5.04e6).abs() < 1e-3);
+    assert!((rows[1]["revenue_usd"].as_f64().unwrap() - 4.0).abs() < 1e-9);
+    let r = http.get(format!("{}/api/workloads/nope/windows", run.base)).header(auth.0, auth.1).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.get(format!("{}/api/workloads?from=yesterday", run.base)).header(auth.0, auth.1).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Fleet: every device, last seen 30 s before "now" (within max_gap: online).
+    let fleet: serde_json::Value =
+        http.get(format!("{}/api/fleet", run.base)).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
+    let devices = fleet["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 6, "{fleet}");
+    assert!(devices.iter().all(|d| d["status"] == "online"), "{fleet}");
+    let m1 = devices.iter().find(|d| d["device"] == "rig1/m1").unwrap();
+    assert_eq!(m1["kind"], "asic");
+    assert_eq!(m1["j_per_th"], 15.0);
+    assert!(m1["nominal_j_per_th"].is_null());
+    assert_eq!(m1["last_seen"], "2026-11-20T02:00:00Z");
+
+    // Write-back: 3 complete hourly windows in the 3 h lookback × 3 workloads,
+    // plus 12 five-minute windows of the last hour × 3 workloads.
+    let now = run.clock.now_ns();
+    let stats = run.agg.run_once(now).await.unwrap();
+    assert_eq!(stats.windows_written, 9 + 36);
+    let q = SeriesQuery {
+        measurement: "workload_efficiency".into(),
+        fields: vec!["revenue_usd".into(), "energy_j".into(), "coverage".into()],
+        tag_filters: vec![("workload".into(), "h100".into()), ("window".into(), "1h".into())],
+        start_ns: 0,
+        end_ns: i64::MAX / 2,
+    };
+    let series = run.store.read(&q).await.unwrap();
+    assert_eq!(series.len(), 1);
+    let s = &series[0];
+    assert_eq!(s.tags.get("kind").map(String::as_str), Some("ai_contract"));
+    assert_eq!(s.tags.get("site").map(String::as_str), Some("s1"));
+    assert_eq!(s.times_ns, vec![(scenario::T0_S - 3600) * S, scenario::T0_S * S, (scenario::T0_S + 3600) * S]);
+    let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
+    let energy = |i: usize| s.values[i][1].as_ref().and_then(|v| v.as_f64()).unwrap();
+    assert_eq!(revenue(0), 0.0);
+    assert!((revenue(1) - 3.0).abs() < 1e-9 && (revenue(2) - 4.0).abs() < 1e-9);
+
+    // Late data: GPU-1's missing half hour arrives; the next run recomputes hour 1
+    // in place: +29 minutes of covered intervals... precisely minutes 30-60 now
+    // have samples, so GPU-1 adds 1800 s × 700 W = 1.26 MJ and 0.5 GPU-hour.
+    let mut late = String::new();
+    for i in 31..=59 {
+        late += &format!("gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {}\n", scenario::T0_S + i * 60);
+    }
+    let r = http.post(format!("{}/api/v2/write?precision=s", run.base)).header(auth.0, auth.1).body(late).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let before = count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await;
+    run.agg.run_once(now).await.unwrap();
+    assert_eq!(count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await, before, "recomputing overwrites");
+    let s = &run.store.read(&q).await.unwrap()[0];
+    let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
+    assert!((revenue(1) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(1));
+    let _ = energy;
+    assert!((s.values[1][1].as_ref().unwrap().as_f64().unwrap() - 5.04e6).abs() < 1e-3);
+}
+
+/// Serves the recorded market API answers on loopback.
+async fn market_server() -> (String, tokio::sync::oneshot::Sender<()>) {
+    use axum::routing::get;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/market");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (prices, hashrate, rewards) = (read("prices.json"), read("mining-hashrate-3d.json"), read("mining-reward-stats-100.json"));
+    let app = axum::Router::new()
+        .route("/api/v1/prices", get(move || async move { prices }))
+        .route("/api/v1/mining/hashrate/3d", get(move || async move { hashrate }))
+        .route("/api/v1/mining/reward-stats/100", get(move || async move { rewards }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { let _ = rx.await; }).await.unwrap();
+    });
+    (url, tx)
+}
+
+#[tokio::test]
+async fn market_data_over_http_is_stored_used_and_flagged_when_stale() {
+    let (url, _stop_market) = market_server().await;
+    const PRICE_TIME_S: i64 = 1_703_252_411; // `time` in prices.json
+    let run = start(API, (PRICE_TIME_S + 600) * S).await;
+    // Switch the scenario's static market to the http source.
+    let toml = scenario::config("kind = \"embedded\"\npath = \"unused.db\"", "")
+        .replace(
+            "source = \"static\"\nbtc_usd = 100000.0\ndifficulty = 1e14\nblock_subsidy_btc = 3.125\nfees_btc_per_block = 0.125",
+            &format!("source = \"http\"\nurl = \"{url}\"\nfee_blocks = 100\nmax_age = \"2h\"\nrefresh = \"10m\""),
+        );
+    let cfg: AggregatorConfig = wattledger::config::from_str(&toml, std::path::Path::new("t.toml")).unwrap();
+    let agg = Aggregator::new(cfg, run.store.clone(), run.clock.clone()).unwrap();
+    assert!(agg.refresh_market(run.clock.now_ns()).await.unwrap(), "first refresh fetches");
+    assert!(!agg.refresh_market(run.clock.now_ns() + 60 * S).await.unwrap(), "not due again within `refresh`");
+    assert_eq!(count_rows(run.store.as_ref(), "market", &["btc_usd"]).await, 1);
+
+    // Miner m1 alone, shifted to just after the price time: 60 minutes at
+    // +2.8e6 accepted difficulty per minute = 168e6.
+    // Payout per unit: (6.25 + 1,311,748,254 sat / 100 blocks / 1e8) × $43,753
+    // / 31,251,101,365,711.12.
+    let t0 = PRICE_TIME_S - PRICE_TIME_S % 3600 + 3600;
+    let mut lines = String::new();
+    for i in 0..=60 {
+        lines += &format!(
+            "asic,site=s1,host=rig1,miner=m1,workload=btc power_w=3000,hashrate_ths=200,diff_accepted={} {}\n",
+            i as f64 * 2.8e6,
+            t0 + i * 60
+        );
+    }
+    let points = wattledger::ship::lineproto::parse(&lines, wattledger::ship::lineproto::Precision::S).unwrap();
+    run.store.write(&points).await.unwrap();
+    let usd_per_diff = (6.25 + 1_311_748_254.0 / 100.0 / 1e8) * 43_753.0 / 31_251_101_365_711.12;
+    let fresh = agg.report(t0 * S, (t0 + 3600) * S).await.unwrap();
+    let btc = fresh.workloads.iter().find(|w| w.workload == "btc").unwrap();
+    assert!((btc.revenue_usd - 168e6 * usd_per_diff).abs() < 1e-12, "{btc:?}");
+    assert!(fresh.warnings.is_empty(), "{:?}", fresh.warnings);
+
+    // Three hours later the same snapshot is older than max_age (2 h): still
+    // used, and flagged.
+    let later = agg.report((t0 + 3 * 3600) * S, (t0 + 4 * 3600) * S).await.unwrap();
+    assert!(later.warnings.iter().any(|w| w.contains("stale")), "{:?}", later.warnings);
+    // Before any market data: flagged as missing, no revenue invented.
+    let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S).await.unwrap();
+    assert!(before.warnings.iter().any(|w| w.contains("no market data")), "{:?}", before.warnings);
+}
