@@ -46,17 +46,12 @@ const HEADER_BYTES: u64 = 8;
 const ACK_FILE: &str = "ack";
 
 /// When appended records are forced to stable storage. See the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
+    #[default]
     Always,
     Interval(Duration),
     Never,
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> Self {
-        FsyncPolicy::Always
-    }
 }
 
 impl std::str::FromStr for FsyncPolicy {
@@ -171,11 +166,10 @@ impl Spool {
             remove_file_logged(&segment_path(dir, s.id));
         }
         match segments.front() {
-            Some(first) if first.id == ack.segment => {
-                if ack.offset > first.bytes || ack.index > first.records {
-                    ack = Position { segment: first.id, offset: first.bytes, index: first.records };
-                }
+            Some(first) if first.id == ack.segment && (ack.offset > first.bytes || ack.index > first.records) => {
+                ack = Position { segment: first.id, offset: first.bytes, index: first.records };
             }
+            Some(first) if first.id == ack.segment => {}
             Some(first) => ack = Position { segment: first.id, offset: 0, index: 0 },
             None => {}
         }

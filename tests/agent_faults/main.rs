@@ -30,7 +30,7 @@ use wattledger::agent::Agent;
 use wattledger::model::{Clock, SystemClock};
 use wattledger::sim::gpus::{rig_scenario, FakeNvml};
 use wattledger::sim::inference::{SimInferenceServer, SimInferenceSpec};
-use wattledger::sim::miners::{Fault, FleetSpec, SimFleet};
+use wattledger::sim::miners::{Fault, FleetSpec, SimFleet, SimMake};
 
 fn db_name() -> String {
     format!("wl_test_agent_{}", rand::random::<u32>())
@@ -56,7 +56,12 @@ async fn rig(gpus: usize, miners: usize, faults: Vec<(usize, Fault)>, lost_gpu: 
     }
     let fake = FakeNvml::install(&scenario.to_string()).expect("fake NVML library (cargo build --workspace)");
     let base = fleet_base();
-    let spec = FleetSpec { count: miners, bind: base, faults, ..FleetSpec::default() };
+    // Makes that answer on the cgminer port the range target names (Whatsminer v3,
+    // AxeOS and ePIC listen elsewhere).
+    let mix = [SimMake::AntminerStock, SimMake::LuxOs, SimMake::Avalon, SimMake::WhatsminerV1, SimMake::WhatsminerV2]
+        .map(|m| (m, 1))
+        .to_vec();
+    let spec = FleetSpec { count: miners, bind: base, faults, mix, ..FleetSpec::default() };
     let fleet = SimFleet::start(spec, clock.clone()).await.unwrap();
     let o = base.octets();
     let fleet_net = format!("{}.{}.{}.0/28", o[0], o[1], o[2]);
