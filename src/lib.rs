@@ -6,11 +6,13 @@
 
 pub mod collect;
 pub mod config;
+pub mod demo;
 pub mod model;
 pub mod ship;
 pub mod sim;
 pub mod store;
+pub mod web;
 pub mod cli;
 pub mod aggregate;
 pub mod revenue;
-pub mod web;
+pub mod agent;

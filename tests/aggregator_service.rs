@@ -78,7 +78,7 @@ async fn ingest_answers_like_influxdb() {
     let run = start(API, scenario::T0_S * S).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/v2/write?org=o&bucket=b&precision=s", run.base);
-    let good = "probe,host=a v=1 1763596800\nprobe,host=a v=2 1763596860\n";
+    let good = "probe,host=a v=1 1795132800\nprobe,host=a v=2 1795132860\n";
 
     // No token: 401, before anything is read.
     let r = http.post(&url).body(good).send().await.unwrap();
@@ -88,7 +88,7 @@ async fn ingest_answers_like_influxdb() {
     assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 0);
 
     // A batch with one bad line: 400 naming it, and nothing from it written.
-    let bad = "partial,host=a v=1 1763596800\npartial,host=a v=oops= 1763596860\npartial,host=a v=3 1763596920\n";
+    let bad = "partial,host=a v=1 1795132800\npartial,host=a v=oops= 1795132860\npartial,host=a v=3 1795132920\n";
     let r = http.post(&url).header("Authorization", "Token s3cret").body(bad).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
@@ -111,14 +111,14 @@ async fn ingest_answers_like_influxdb() {
 
     // v1 endpoint with the token as the password parameter.
     let v1 = format!("{}/write?db=x&u=any&p=s3cret&precision=s", run.base);
-    let r = http.post(&v1).body("probe,host=b v=5 1763596800\n").send().await.unwrap();
+    let r = http.post(&v1).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 3);
-    let r = http.post(&v1.replace("p=s3cret", "p=nope")).body("probe,host=b v=5 1763596800\n").send().await.unwrap();
+    let r = http.post(&v1.replace("p=s3cret", "p=nope")).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     // Over the limit: 413, plain and as a gzip body that inflates past it.
-    let big = "probe,host=c v=1 1763596800\n".repeat(4000); // 112 kB > 64 KiB
+    let big = "probe,host=c v=1 1795132800\n".repeat(4000); // 112 kB > 64 KiB
     let r = http.post(&url).header("Authorization", "Token s3cret").body(big.clone()).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let packed = gzip(big.as_bytes());
@@ -142,13 +142,14 @@ async fn ingest_answers_like_influxdb() {
 #[tokio::test]
 async fn api_and_write_back_match_the_hand_computed_scenario() {
     let end_s = scenario::T0_S + scenario::MINUTES * 60;
-    let run = start(API, (end_s + 30) * S).await;
+    let run = start(&API.replace("65536", "1000000"), (end_s + 30) * S).await;
     let http = reqwest::Client::new();
     let auth = ("Authorization", "Token s3cret");
     let r = http
         .post(format!("{}/api/v2/write?precision=s", run.base))
         .header(auth.0, auth.1)
-        .body(scenario::line_protocol())
+        .header("Content-Encoding", "gzip")
+        .body(gzip(scenario::line_protocol().as_bytes()))
         .send()
         .await
         .unwrap();

@@ -167,3 +167,21 @@ fn a_file_that_is_not_nvml_is_refused_clearly() {
     assert!(err.contains("is not an NVML library") && err.contains("nvmlInit_v2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn default_library_name_is_found_through_the_loader_path() {
+    // No --nvml-lib: `libnvidia-ml.so.1` through LD_LIBRARY_PATH, as the driver installs it.
+    let f = fake(&data_scenario("two-h100-steps.json", 100.0));
+    let dir = f.lib_path().parent().unwrap();
+    std::os::unix::fs::symlink(f.lib_path(), dir.join("libnvidia-ml.so.1")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["gpus", "--json"])
+        .env_remove("FAKE_NVML_SCENARIO")
+        .env("LD_LIBRARY_PATH", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gpus: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(gpus.len(), 2);
+    assert_close(&gpus[0]["energy_j"], 5000.0 + 6000.0 + 40.0 * 400.0, "gpu0 energy_j at t=100 s");
+}

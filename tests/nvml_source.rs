@@ -101,3 +101,19 @@ fn copies_of_the_library_are_independent() {
     assert_eq!(a.read_all()[1].energy_j, Some(2500.0));
     assert_eq!(b.read_all()[1].energy_j, Some(17_500.0));
 }
+
+#[test]
+fn the_ready_made_rig_scenario_loads_and_varies_with_time() {
+    let scenario = wattledger::sim::gpus::rig_scenario(4, Some(nvml_support::START_NS), 1.0);
+    let mut f = wattledger::sim::gpus::FakeNvml::install(&scenario).unwrap();
+    f.set_sim_time_ns(at(100.0)).unwrap();
+    let mut src = NvmlSource::open(Some(f.lib_path())).unwrap();
+    let a = src.read_all();
+    assert_eq!(a.len(), 4);
+    assert!(a.iter().all(|r| r.status == GpuStatus::Ok && r.power_w.is_some() && r.energy_j.is_some()));
+    f.set_sim_time_ns(at(1000.0)).unwrap();
+    let b = src.read_all();
+    assert_ne!(a[0].power_w, b[0].power_w, "sine load moves");
+    assert_ne!(a[1].power_w, b[1].power_w, "train/idle steps move");
+    assert!(b.iter().zip(&a).all(|(b, a)| b.energy_j > a.energy_j));
+}

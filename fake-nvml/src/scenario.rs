@@ -218,13 +218,13 @@ impl Profile {
                     return Err("steps must be sorted by time".into());
                 }
                 if let Some(p) = repeat_s {
-                    if !(*p > 0.0) || steps.last().map_or(false, |s| s.0 >= *p) {
+                    if p.is_nan() || *p <= 0.0 || steps.last().is_some_and(|s| s.0 >= *p) {
                         return Err("repeat_s must be positive and after the last step".into());
                     }
                 }
                 Ok(())
             }
-            Profile::Sine { sine } if !(sine.period_s > 0.0) => Err("sine.period_s must be positive".into()),
+            Profile::Sine { sine } if sine.period_s.is_nan() || sine.period_s <= 0.0 => Err("sine.period_s must be positive".into()),
             Profile::Sine { .. } => Ok(()),
         }
     }

@@ -50,6 +50,29 @@ impl WindowResult {
         super::energy::coverage(self.covered_ns, self.devices, self.window)
     }
 
+    /// Adds a later, adjacent part of the same window (a read chunk). `devices`
+    /// is left to the caller, who knows which devices were seen in any part.
+    pub fn absorb(&mut self, part: WindowResult) {
+        fn add(a: &mut Option<f64>, b: Option<f64>) {
+            if let Some(b) = b {
+                *a.get_or_insert(0.0) += b;
+            }
+        }
+        self.window.end_ns = self.window.end_ns.max(part.window.end_ns);
+        self.energy_j += part.energy_j;
+        self.facility_energy_j += part.facility_energy_j;
+        self.revenue_usd += part.revenue_usd;
+        self.energy_cost_usd += part.energy_cost_usd;
+        self.covered_ns += part.covered_ns;
+        add(&mut self.work_th, part.work_th);
+        add(&mut self.tokens, part.tokens);
+        for w in part.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+    }
+
     /// Mean IT power over the window.
     pub fn avg_power_w(&self) -> f64 {
         let s = self.window.len_s();

@@ -72,6 +72,9 @@ pub enum MarketSourceKind {
     #[default]
     Static,
     Http,
+    /// Market points already in the store, written by another process (another
+    /// aggregator's `http` source, a market-data feed, the demo's simulator).
+    Store,
 }
 
 /// `[market]`: Bitcoin price, difficulty, subsidy and fees for `bitcoin_fpps`.
@@ -84,6 +87,8 @@ pub struct MarketConfig {
     pub difficulty: Option<f64>,
     pub block_subsidy_btc: Option<f64>,
     pub fees_btc_per_block: Option<f64>,
+    /// `store`: only read `market` points with this `source` tag (all when unset).
+    pub source_tag: Option<String>,
     /// `http`: base URL of a mempool-style API, up to and including `/api`.
     pub url: Option<String>,
     #[serde(default = "default_refresh", with = "crate::config::duration")]
@@ -106,6 +111,7 @@ impl Default for MarketConfig {
             difficulty: None,
             block_subsidy_btc: None,
             fees_btc_per_block: None,
+            source_tag: None,
             url: None,
             refresh: default_refresh(),
             max_age: default_max_age(),
@@ -150,6 +156,9 @@ pub struct WindowsConfig {
     pub interval: Duration,
     #[serde(default = "default_fleet_lookback", with = "crate::config::duration")]
     pub fleet_lookback: Duration,
+    /// Windows are read from the store in chunks of at most this much time.
+    #[serde(default = "default_read_chunk", with = "crate::config::duration")]
+    pub read_chunk: Duration,
 }
 
 impl Default for WindowsConfig {
@@ -161,6 +170,7 @@ impl Default for WindowsConfig {
             max_gap: default_max_gap(),
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),
+            read_chunk: default_read_chunk(),
         }
     }
 }
@@ -218,6 +228,9 @@ fn default_interval() -> Duration {
 fn default_fleet_lookback() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_read_chunk() -> Duration {
+    Duration::from_secs(900)
+}
 fn default_listen() -> String {
     "127.0.0.1:8787".to_string()
 }
@@ -249,6 +262,9 @@ impl AggregatorConfig {
         let w = &self.aggregator;
         if w.window.as_secs_f64() < 1.0 || w.short_window.as_secs_f64() < 1.0 {
             return Err("[aggregator] window and short_window must be at least 1s".into());
+        }
+        if w.read_chunk.as_secs_f64() < 1.0 {
+            return Err("[aggregator] read_chunk must be at least 1s".into());
         }
         if w.max_gap.is_zero() {
             return Err("[aggregator] max_gap must be positive".into());
@@ -296,6 +312,7 @@ impl AggregatorConfig {
                         return Err("[market] difficulty must be positive".into());
                     }
                 }
+                MarketSourceKind::Store => {}
                 MarketSourceKind::Http => {
                     if m.url.as_deref().is_none_or(str::is_empty) {
                         return Err("[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api".into());
@@ -306,8 +323,11 @@ impl AggregatorConfig {
                 }
             }
         }
-        Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
+        let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
             .map_err(|e| format!("[api] {e}"))?;
+        if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
+            return Err("[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into());
+        }
         Ok(())
     }
 
@@ -321,6 +341,10 @@ impl AggregatorConfig {
                 let (k, v) = self.sites.iter().next().expect("one site");
                 Ok((k.as_str(), v))
             }
+            None if self.sites.is_empty() => Err(format!(
+                "[[workloads]] name = {:?}: add a [sites.NAME] section (pue, energy_usd_per_kwh) for it",
+                wl.name
+            )),
             None => Err(format!(
                 "[[workloads]] name = {:?}: set `site` (there are {} [sites.*] sections)",
                 wl.name,
@@ -484,6 +508,13 @@ mod tests {
         assert!(err.contains("ai_lottery"), "{err}");
         let err = parse(&format!("{BASE}[aggregator]\nwindoww = \"1h\"\n")).unwrap_err();
         assert!(err.contains("windoww"), "{err}");
+    }
+
+    #[test]
+    fn ingest_needs_a_token() {
+        let err = parse(&format!("{BASE}[api]\ningest = true\n")).unwrap_err();
+        assert!(err.contains("token"), "{err}");
+        parse(&format!("{BASE}[api]\ningest = true\ntoken = \"t\"\n")).unwrap();
     }
 
     #[test]

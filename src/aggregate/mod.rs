@@ -167,7 +167,11 @@ impl Aggregator {
         let q = SeriesQuery {
             measurement: schema::market::MEASUREMENT.into(),
             fields: market_fields(),
-            tag_filters: vec![(schema::market::TAG_SOURCE.into(), "http".into())],
+            tag_filters: match (mc.source, &mc.source_tag) {
+                (MarketSourceKind::Store, None) => vec![],
+                (MarketSourceKind::Store, Some(tag)) => vec![(schema::market::TAG_SOURCE.into(), tag.clone())],
+                _ => vec![(schema::market::TAG_SOURCE.into(), "http".into())],
+            },
             start_ns: from_ns - PRICE_LOOKBACK_NS,
             end_ns: to_ns,
         };
@@ -212,6 +216,7 @@ impl Aggregator {
             }
         }
         let market = self.market_history(from_ns, to_ns).await?;
+        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
         for plan in &self.plans {
             if only.is_some_and(|n| n != plan.name) {
@@ -223,7 +228,7 @@ impl Aggregator {
             }
             let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
-                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market).await?);
+                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market, read_chunk_ns).await?);
             }
         }
         Ok(())
@@ -246,11 +251,14 @@ impl Aggregator {
         let mut warnings = Vec::new();
         let mut rows = Vec::new();
         for (_, s) in sums {
-            warnings.extend(s.warnings.iter().cloned());
+            for w in &s.warnings {
+                if !warnings.contains(w) {
+                    warnings.push(w.clone());
+                }
+            }
             rows.push(s.finish());
         }
         rank(&mut rows);
-        warnings.dedup();
         Ok(Report { from: rfc3339(from_ns), to: rfc3339(to_ns), workloads: rows, warnings })
     }
 
@@ -406,9 +414,4 @@ pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
         return Err(format!("--to {to} must be after --from {from}"));
     }
     Ok(Window::new(a, b))
-}
-
-/// Opens the store `[store]` names.
-pub async fn open_store(cfg: &crate::store::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    Err(StoreError::Unavailable(format!("store kind {:?} is not available in this build", cfg.kind)))
 }

@@ -8,11 +8,11 @@
 //! are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::compare::WindowResult;
 use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
-use super::market::MarketHistory;
+use super::market::{MarketAt, MarketHistory};
 use super::signal::Window;
 use super::tariff::Tariff;
 use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
@@ -86,52 +86,59 @@ pub struct DeviceSamples {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Turns series into devices. Rows are `(time, field → value)`; a device's rows
-/// from several series (tags changed, e.g. a firmware upgrade) are merged in time
-/// order.
+fn cell(row: &[Option<FieldValue>], j: Option<usize>) -> Option<&FieldValue> {
+    j.and_then(|j| row.get(j)).and_then(Option::as_ref)
+}
+
+/// Turns series into devices, column by column. A device's rows from several
+/// series (its tags changed, e.g. a firmware upgrade) are merged in time order.
 pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
-    struct Row {
-        time_ns: i64,
-        values: BTreeMap<String, FieldValue>,
-    }
-    let mut by_id: BTreeMap<String, (BTreeMap<String, String>, Vec<Row>)> = BTreeMap::new();
+    let is_gpu = measurement == gpu::MEASUREMENT;
+    let mut by_id: BTreeMap<String, (DeviceSamples, usize)> = BTreeMap::new();
     for s in series {
         let id = device_id(measurement, &s.tags);
-        let entry = by_id.entry(id).or_insert_with(|| (s.tags.clone(), Vec::new()));
-        for (i, &t) in s.times_ns.iter().enumerate() {
-            let mut values = BTreeMap::new();
-            for (j, f) in s.fields.iter().enumerate() {
-                if let Some(Some(v)) = s.values.get(i).and_then(|row| row.get(j)) {
-                    values.insert(f.clone(), v.clone());
-                }
+        let (dev, parts) = by_id.entry(id.clone()).or_insert_with(|| {
+            let mut d = DeviceSamples { tags: s.tags.clone(), ..Default::default() };
+            d.tracks.id = id;
+            (d, 0)
+        });
+        *parts += 1;
+        let col = |name: &str| s.fields.iter().position(|f| f == name);
+        let (power, energy, status, online) =
+            (col(gpu::POWER_W), if is_gpu { col(gpu::ENERGY_J) } else { None }, col(gpu::STATUS), col(asic::ONLINE));
+        let num = |row: &[Option<FieldValue>], j: Option<usize>| {
+            cell(row, j).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
+        };
+        dev.energy.reserve(s.times_ns.len());
+        dev.tracks.healthy.reserve(s.times_ns.len());
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            let power_w = num(row, power);
+            dev.energy.push(EnergySample { time_ns: t, power_w, energy_j: num(row, energy) });
+            let healthy = match (cell(row, status), cell(row, online)) {
+                (Some(st), _) => st.as_str() == Some("ok"),
+                (None, Some(on)) => on.as_f64().is_some_and(|x| x != 0.0),
+                (None, None) => power_w.is_some() || row.iter().any(Option::is_some),
+            };
+            dev.tracks.healthy.push((t, healthy));
+        }
+        for (j, field) in s.fields.iter().enumerate() {
+            if Some(j) == status {
+                continue;
             }
-            entry.1.push(Row { time_ns: t, values });
+            let values = s.times_ns.iter().zip(&s.values).filter_map(|(&t, row)| num(row, Some(j)).map(|v| (t, v)));
+            let track = dev.tracks.tracks.entry(field.clone()).or_default();
+            track.extend(values);
         }
     }
     by_id
-        .into_iter()
-        .map(|(id, (tags, mut rows))| {
-            rows.sort_by_key(|r| r.time_ns);
-            let mut dev = DeviceSamples { tags, ..Default::default() };
-            dev.tracks.id = id;
-            for row in &rows {
-                let num = |f: &str| row.values.get(f).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
-                let power_w = num(gpu::POWER_W);
-                let energy_j = if measurement == gpu::MEASUREMENT { num(gpu::ENERGY_J) } else { None };
-                dev.energy.push(EnergySample { time_ns: row.time_ns, power_w, energy_j });
-                for (f, v) in &row.values {
-                    if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
-                        dev.tracks.tracks.entry(f.clone()).or_default().push((row.time_ns, x));
-                    }
+        .into_values()
+        .map(|(mut dev, parts)| {
+            if parts > 1 {
+                dev.energy.sort_by_key(|e| e.time_ns);
+                dev.tracks.healthy.sort_by_key(|h| h.0);
+                for track in dev.tracks.tracks.values_mut() {
+                    track.sort_by_key(|v| v.0);
                 }
-                let healthy = match row.values.get(gpu::STATUS).and_then(FieldValue::as_str) {
-                    Some(status) => status == "ok",
-                    None => match row.values.get(asic::ONLINE) {
-                        Some(v) => v.as_f64().is_some_and(|x| x != 0.0),
-                        None => power_w.is_some() || !row.values.is_empty(),
-                    },
-                };
-                dev.tracks.healthy.push((row.time_ns, healthy));
             }
             dev
         })
@@ -172,59 +179,84 @@ async fn read_devices(
     Ok(devices_from_series(measurement, store.read(&q).await?))
 }
 
-/// Computes one workload's window from the store.
+/// Computes one workload's window from the store, reading it in chunks of at
+/// most `read_chunk_ns` so that memory holds a bounded slice of samples however
+/// large the fleet; every quantity is additive over time, so the chunks sum to
+/// the window.
 pub async fn compute_window(
     store: &dyn Store,
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
     market: &MarketHistory,
+    read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
     let energy_m = plan.kind.energy_measurement();
-    let devices = read_devices(store, plan, energy_m, win).await?;
-    let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
-        None
-    } else {
-        Some(read_devices(store, plan, plan.kind.revenue_measurement(), win).await?)
-    };
-    Ok(compute_from_devices(plan, tariff, win, &devices, revenue_devices.as_deref(), market))
+    let market_at = market.at(win.end_ns);
+    let mut seen = BTreeSet::new();
+    let mut out: Option<WindowResult> = None;
+    for chunk in aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1)) {
+        let devices = read_devices(store, plan, energy_m, chunk).await?;
+        let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
+            None
+        } else {
+            Some(read_devices(store, plan, plan.kind.revenue_measurement(), chunk).await?)
+        };
+        let part = compute_from_devices(plan, tariff, chunk, devices, revenue_devices, &market_at, &mut seen);
+        match &mut out {
+            None => out = Some(part),
+            Some(acc) => acc.absorb(part),
+        }
+    }
+    let mut out = out.unwrap_or_else(|| {
+        compute_from_devices(plan, tariff, win, Vec::new(), None, &market_at, &mut seen)
+    });
+    out.window = win;
+    out.devices = seen.len();
+    Ok(out)
 }
 
 /// The pure part of [`compute_window`]: energy, coverage, cost and revenue from
-/// devices already read.
+/// devices already read. `revenue_devices` are the model's own devices when its
+/// inputs live in another measurement than the energy (inference servers).
 pub fn compute_from_devices(
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
-    devices: &[DeviceSamples],
-    revenue_devices: Option<&[DeviceSamples]>,
-    market: &MarketHistory,
+    devices: Vec<DeviceSamples>,
+    revenue_devices: Option<Vec<DeviceSamples>>,
+    market_at: &MarketAt,
+    seen: &mut BTreeSet<String>,
 ) -> WindowResult {
     let mut warnings = Vec::new();
+    let segments = tariff.segments(win).unwrap_or_else(|e| {
+        warnings.push(format!("site {}: {e}", plan.site));
+        vec![(win, 0.0)]
+    });
+    // Energy per tariff segment (energy is additive over time, so the segments
+    // sum to the window), charged at each segment's price on facility energy.
+    let mut seg_energy_j = vec![0.0; segments.len()];
     let mut total = DeviceEnergy::default();
-    let mut reporting = 0usize;
-    for dev in devices {
-        let e = device_energy(&dev.energy, win, plan.max_gap_ns);
-        let inside = dev.energy.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns);
-        if inside || e.covered_ns > 0 {
-            reporting += 1;
+    for dev in &devices {
+        let mut covered_ns = 0;
+        for (k, (seg, _)) in segments.iter().enumerate() {
+            let e = device_energy(&dev.energy, *seg, plan.max_gap_ns);
+            seg_energy_j[k] += e.energy_j;
+            covered_ns += e.covered_ns;
         }
-        total.energy_j += e.energy_j;
-        total.covered_ns += e.covered_ns;
+        total.covered_ns += covered_ns;
+        if covered_ns > 0 || dev.energy.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns) {
+            seen.insert(dev.tracks.id.clone());
+        }
     }
-    let energy_cost_usd = match tariff.cost_usd(win, |seg| {
-        let it: f64 = devices.iter().map(|d| device_energy(&d.energy, seg, plan.max_gap_ns).energy_j).sum();
-        facility_energy_j(it, plan.pue)
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            warnings.push(format!("site {}: {e}", plan.site));
-            0.0
-        }
-    };
-    let tracks: Vec<DeviceTracks> =
-        revenue_devices.unwrap_or(devices).iter().map(|d| d.tracks.clone()).collect();
-    let at = market.at(win.end_ns);
+    total.energy_j = seg_energy_j.iter().sum();
+    let energy_cost_usd: f64 = segments
+        .iter()
+        .zip(&seg_energy_j)
+        .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
+        .sum();
+    let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
+    let at = market_at;
     if plan.kind == ModelKind::BitcoinFpps {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
@@ -248,7 +280,7 @@ pub fn compute_from_devices(
         revenue_usd: revenue.revenue_usd,
         energy_cost_usd,
         covered_ns: total.covered_ns,
-        devices: reporting,
+        devices: seen.len(),
         work_th: revenue.work_th,
         tokens: revenue.tokens,
         warnings,
@@ -335,7 +367,7 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), &devices, None, &MarketHistory::none());
+        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), devices, None, &MarketHistory::none().at(H), &mut BTreeSet::new());
         assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
         assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);

@@ -22,7 +22,7 @@ pub struct AggregatorArgs {
 
 pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     let cfg = AggregatorConfig::load(&args.config)?;
-    let store = crate::aggregate::open_store(&cfg.store)
+    let store = crate::store::open_store(&cfg.store)
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
     let listen = cfg.api.listen.clone();

@@ -39,7 +39,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let to = parse_rfc3339(&args.to).map_err(anyhow::Error::msg).context("--to")?;
     anyhow::ensure!(to > from, "--to ({}) must be after --from ({})", args.to, args.from);
     let cfg = AggregatorConfig::load(&args.config)?;
-    let store = crate::aggregate::open_store(&cfg.store)
+    let store = crate::store::open_store(&cfg.store)
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
     let agg = Aggregator::new(cfg, store, Arc::new(SystemClock))?;

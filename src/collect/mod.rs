@@ -9,8 +9,9 @@
 //! server name); the agent adds `site`, `host` and `workload` afterwards, so that
 //! workload mapping lives in one place.
 
-pub mod nvml;
+pub mod inference;
 pub mod miners;
+pub mod nvml;
 
 use async_trait::async_trait;
 

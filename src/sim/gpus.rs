@@ -29,6 +29,8 @@ pub const FAKE_LIB_ENV: &str = "WATTLEDGER_FAKE_NVML";
 pub enum FakeNvmlError {
     #[error("the fake NVML library ({FAKE_LIB_FILE}) is not built; run `cargo build -p fake-nvml` (looked in: {searched})")]
     NotBuilt { searched: String },
+    #[error("the fake NVML library {path} is older than its source in fake-nvml/; run `cargo build -p fake-nvml`")]
+    Stale { path: String },
     #[error("{FAKE_LIB_ENV}={path} does not exist; run `cargo build -p fake-nvml` or fix the path")]
     EnvPathMissing { path: String },
     #[error("{action} {path}: {source}")]
@@ -60,11 +62,29 @@ pub fn locate_fake_nvml() -> Result<PathBuf, FakeNvmlError> {
     for d in &dirs {
         let candidate = d.join(FAKE_LIB_FILE);
         if candidate.is_file() {
-            return Ok(candidate);
+            return if is_stale(&candidate) {
+                Err(FakeNvmlError::Stale { path: candidate.display().to_string() })
+            } else {
+                Ok(candidate)
+            };
         }
     }
     let searched = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     Err(FakeNvmlError::NotBuilt { searched })
+}
+
+/// `cargo test` does not rebuild a cdylib, so in a checkout a library older than the
+/// fake's sources would silently test old code. (No sources, as for an installed binary: not stale.)
+fn is_stale(lib: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(lib) else { return false };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-nvml");
+    let Ok(entries) = std::fs::read_dir(src.join("src")) else { return false };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .chain([src.join("Cargo.toml")])
+        .any(|p| modified(&p).is_some_and(|m| m > built))
 }
 
 /// A private copy of the fake library with its own scenario, removed on drop.
@@ -196,4 +216,25 @@ pub fn rig_scenario(gpus: usize, start_unix_ns: Option<i64>, speed: f64) -> Stri
         s["start_unix_ns"] = serde_json::json!(t);
     }
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_how_to_build_the_fake() {
+        let e = FakeNvmlError::NotBuilt { searched: "target/debug".into() };
+        assert!(e.to_string().contains("cargo build -p fake-nvml"), "{e}");
+        let e = FakeNvml::install_from(Path::new("/nonexistent/libnvidia_ml.so"), "{}").err().unwrap();
+        assert!(e.to_string().contains("cannot copy the fake NVML library"), "{e}");
+    }
+
+    #[test]
+    fn rig_scenario_is_json_with_the_asked_gpus() {
+        let v: serde_json::Value = serde_json::from_str(&rig_scenario(5, Some(7), 60.0)).unwrap();
+        assert_eq!(v["gpus"].as_array().unwrap().len(), 5);
+        assert_eq!(v["start_unix_ns"], 7);
+        assert_eq!(v["speed"], 60.0);
+    }
 }

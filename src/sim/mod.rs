@@ -3,4 +3,5 @@
 //! servers), clearly test doubles, never used by production code paths.
 
 pub mod gpus;
+pub mod inference;
 pub mod miners;

@@ -4,13 +4,113 @@
 //!
 //! Answers as InfluxDB does: 204 when every line was written; 400 naming the first
 //! bad line, with nothing from that batch written (the whole body is parsed before
-//! anything is stored); 401 without the token; 413 when the body, or the body
-//! after gzip decoding, is larger than `[api] max_body_bytes`.
+//! anything is stored, and the store writes a batch at once); 401 without the token
+//! (checked before the body is read); 413 when the body, or the body after gzip
+//! decoding, is larger than `[api] max_body_bytes`. `org`, `bucket`, `db` and `rp`
+//! are accepted and ignored: the aggregator writes into its one store.
 
-use axum::Router;
+use std::io::Read;
 
-use super::AppState;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::{url_pairs, AppState};
+use crate::ship::lineproto::{parse_with_default_time, Precision};
 
 pub fn routes(_max_body_bytes: usize) -> Router<AppState> {
     Router::new()
+        .route("/api/v2/write", post(write_v2))
+        .route("/write", post(write_v1))
+        .layer(DefaultBodyLimit::disable())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    V1,
+    V2,
+}
+
+/// An answer in the dialect of the endpoint: v2 `{"code","message"}`, v1 `{"error"}`.
+fn answer(api: Api, status: StatusCode, code: &str, message: String) -> Response {
+    let body = match api {
+        Api::V2 => serde_json::json!({ "code": code, "message": message }),
+        Api::V1 => serde_json::json!({ "error": message }),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn write_v2(state: State<AppState>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
+    write(Api::V2, state, query, headers, body).await
+}
+
+async fn write_v1(state: State<AppState>, query: RawQuery, headers: HeaderMap, body: Body) -> Response {
+    write(Api::V1, state, query, headers, body).await
+}
+
+async fn write(api: Api, State(state): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+    let max = state.max_body_bytes;
+    let too_large = || {
+        answer(api, StatusCode::PAYLOAD_TOO_LARGE, "request too large", format!("request body is larger than {max} bytes ([api] max_body_bytes); send smaller batches"))
+    };
+    let pairs = url_pairs(q.as_deref().unwrap_or(""));
+    let precision_text = pairs.iter().find(|(k, _)| k == "precision").map_or("", |(_, v)| v.as_str());
+    let precision: Precision = match precision_text.parse() {
+        Ok(p) => p,
+        Err(e) => return answer(api, StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let raw = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let bytes: Vec<u8> = if gzip {
+        let mut out = Vec::new();
+        let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(max as u64 + 1);
+        if let Err(e) = decoder.read_to_end(&mut out) {
+            return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not valid gzip: {e}"));
+        }
+        if out.len() > max {
+            return too_large();
+        }
+        out
+    } else {
+        raw.to_vec()
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not UTF-8 line protocol: {e}")),
+    };
+    let points = match parse_with_default_time(text, precision, state.aggregator.now_ns()) {
+        Ok(p) => p,
+        Err(e) => {
+            let line: String = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("").chars().take(200).collect();
+            return answer(
+                api,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("unable to parse '{line}': {e}; nothing from this batch was written"),
+            );
+        }
+    };
+    if points.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    match state.aggregator.store().write(&points).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, points = points.len(), "ingest: store write failed");
+            answer(api, StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store did not accept the batch: {e}; retry later"))
+        }
+    }
 }

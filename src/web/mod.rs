@@ -1,5 +1,5 @@
-//! The aggregator's HTTP side: the JSON API ([`api`]) and the InfluxDB-compatible
-//! ingest ([`ingest`]), one axum router.
+//! The aggregator's HTTP side: the JSON API ([`api`]), the InfluxDB-compatible
+//! ingest ([`ingest`]) and the web UI ([`ui`]), one axum router.
 //!
 //! [`router`] returns a stateless `Router` so that other parts (the web UI) merge
 //! in with `router(state).merge(ui::router())`. Every `/api/*` route except
@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod ingest;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +46,11 @@ pub fn router(state: AppState) -> Router {
     let protected = api::routes()
         .merge(if state.ingest { ingest::routes(state.max_body_bytes) } else { Router::new() })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().merge(protected).merge(api::open_routes()).with_state(state)
+    Router::new()
+        .merge(protected)
+        .merge(api::open_routes())
+        .merge(ui::router())
+        .with_state(state)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves.

@@ -23,7 +23,7 @@
 
 use std::fmt::Write as _;
 
-pub const T0_S: i64 = 1_763_596_800; // 2026-11-20T00:00:00Z
+pub const T0_S: i64 = 1_795_132_800; // 2026-11-20T00:00:00Z
 pub const FROM: &str = "2026-11-20T00:00:00Z";
 pub const TO: &str = "2026-11-20T02:00:00Z";
 pub const MINUTES: i64 = 120;
@@ -181,7 +181,7 @@ fn close(got: f64, want: f64) -> bool {
 pub fn assert_report(json: &serde_json::Value) {
     let rows = json["workloads"].as_array().expect("workloads array");
     let names: Vec<&str> = rows.iter().map(|r| r["workload"].as_str().unwrap()).collect();
-    assert_eq!(names, ["h100", "llm", "btc"], "ranked by revenue per kWh");
+    assert_eq!(names, ["h100", "llm", "btc"], "ranked by revenue per kWh: {json:#}");
     for (row, exp) in rows.iter().zip(expected()) {
         let num = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{}: {k} is {:?}", exp.workload, row[k]));
         let check = |k: &str, want: f64| assert!(close(num(k), want), "{}: {k} = {} want {want}", exp.workload, num(k));

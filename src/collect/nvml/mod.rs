@@ -181,15 +181,18 @@ impl NvmlSource {
 
     /// Reads every GPU once. Never fails as a whole once NVML is open: a GPU that
     /// cannot be read is a reading with a status.
+    /// (Only if NVML cannot even count the GPUs is the result empty; that is logged,
+    /// and [`Source::collect`] returns it as an error.)
     pub fn read_all(&mut self) -> Vec<GpuReading> {
-        let count = match self.nvml.device_count() {
-            Ok(n) => n,
-            Err(e) => {
-                self.log_once(u32::MAX, "device_count", &e);
-                return Vec::new();
-            }
-        };
-        (0..count).map(|i| self.read_one(i)).collect()
+        self.try_read_all().unwrap_or_else(|e| {
+            tracing::warn!(lib = %self.lib, error = %e, "NVML cannot count the GPUs");
+            Vec::new()
+        })
+    }
+
+    fn try_read_all(&mut self) -> Result<Vec<GpuReading>, WrapperError> {
+        let count = self.nvml.device_count()?;
+        Ok((0..count).map(|i| self.read_one(i)).collect())
     }
 
     fn read_one(&mut self, index: u32) -> GpuReading {
@@ -206,19 +209,12 @@ impl NvmlSource {
         }
         let mut r = GpuReading::empty(index, GpuStatus::Ok);
         let mut logs: Vec<(&'static str, WrapperError)> = Vec::new();
-        match read_device(&device, &mut r, &mut logs, mem) {
-            Ok(()) => {}
-            Err(e) => {
-                drop(device);
-                for (field, err) in logs {
-                    self.log_once(index, field, &err);
-                }
-                return self.unreadable(index, e);
-            }
-        }
-        drop(device);
+        let outcome = read_device(&device, &mut r, &mut logs, mem);
         for (field, err) in logs {
             self.log_once(index, field, &err);
+        }
+        if let Err(e) = outcome {
+            return self.unreadable(index, e);
         }
         let mem = self.gpus.entry(index).or_default();
         if mem.was_lost {
@@ -378,7 +374,10 @@ impl Source for NvmlSource {
     }
 
     async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        Ok(self.read_all().iter().map(|r| r.to_point(time_ns)).collect())
+        let readings = self
+            .try_read_all()
+            .map_err(|e| SourceError::new("nvml", format!("{}: cannot count the GPUs: {e}", self.lib)))?;
+        Ok(readings.iter().map(|r| r.to_point(time_ns)).collect())
     }
 }
 

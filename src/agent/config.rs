@@ -1,0 +1,255 @@
+//! The agent's configuration file (`wattledger agent --config F`). Every key is
+//! documented in `docs/config.md` under `## Agent`; examples per rig type live in
+//! `agents/examples/` and are loaded by a test.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::agent::spool::FsyncPolicy;
+use crate::collect::inference::InferenceServerConfig;
+use crate::config::ConfigError;
+use crate::store::{StoreConfig, StoreKind};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    /// Where points go: InfluxDB v1 or v2 API, or the aggregator's ingest (v2).
+    pub store: StoreConfig,
+    pub gpus: Option<GpusConfig>,
+    pub miners: Option<MinersConfig>,
+    #[serde(default)]
+    pub inference: Vec<InferenceServerConfig>,
+    #[serde(default)]
+    pub workloads: WorkloadsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Tag `site` on every point.
+    pub site: String,
+    /// Tag `host` on every point; the machine's hostname when absent.
+    pub host: Option<String>,
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// Bound of the spool on disk; past it the oldest unconfirmed points are dropped.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// Most points in one write request.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest a collected point waits before it is shipped.
+    #[serde(default = "default_batch_interval", with = "crate::config::duration")]
+    pub batch_interval: Duration,
+    /// How often the `agent` self-telemetry point is written.
+    #[serde(default = "default_self_interval", with = "crate::config::duration")]
+    pub self_telemetry_interval: Duration,
+    /// Serve Prometheus `/metrics` on this address (off when absent).
+    pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM/SIGINT, how long to keep shipping the spool before exiting.
+    #[serde(default = "default_shutdown_timeout", with = "crate::config::duration")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpusConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Path of `libnvidia-ml.so.1`; the system's loader search path when absent.
+    pub nvml_lib: Option<PathBuf>,
+    #[serde(default = "default_gpu_interval", with = "crate::config::duration")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinersConfig {
+    /// `HOST[:PORT]` and CIDR ranges (`10.0.0.0/24`).
+    pub targets: Vec<String>,
+    #[serde(default = "default_miner_interval", with = "crate::config::duration")]
+    pub interval: Duration,
+    /// Per-miner connect+read timeout.
+    #[serde(default = "default_miner_timeout", with = "crate::config::duration")]
+    pub timeout: Duration,
+    /// Miners read at the same time.
+    #[serde(default = "default_miner_concurrency")]
+    pub concurrency: usize,
+}
+
+/// Which workload a device belongs to (tag `workload`). The most specific rule
+/// wins: a GPU's UUID before its index, a miner's exact address before the
+/// narrowest CIDR range containing it, then `default`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadsConfig {
+    pub default: Option<String>,
+    /// GPU UUID (`GPU-…`) or index (`"0"`) → workload.
+    #[serde(default)]
+    pub gpus: BTreeMap<String, String>,
+    /// Miner address (`10.0.0.5`, `10.0.0.5:4028`) or range (`10.0.1.0/24`) → workload.
+    #[serde(default)]
+    pub miners: BTreeMap<String, String>,
+    /// Inference server name → workload.
+    #[serde(default)]
+    pub inference: BTreeMap<String, String>,
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/wattledger-agent/spool")
+}
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_batch_size() -> usize {
+    5000
+}
+fn default_batch_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_self_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_gpu_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_miner_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_miner_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_miner_concurrency() -> usize {
+    64
+}
+
+impl AgentConfig {
+    /// Loads and checks a config file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let cfg: AgentConfig = crate::config::load(path)?;
+        cfg.validate().map_err(|m| ConfigError::Invalid(format!("{}: {m}", path.display())))?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(raw: &str) -> Result<AgentConfig, ConfigError> {
+        let origin = Path::new("<agent config>");
+        let cfg: AgentConfig = crate::config::from_str(raw, origin)?;
+        cfg.validate().map_err(ConfigError::Invalid)?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: values in range, names unique, ranges parse.
+    pub fn validate(&self) -> Result<(), String> {
+        let a = &self.agent;
+        if a.site.trim().is_empty() {
+            return Err("[agent] site must not be empty".into());
+        }
+        if a.batch_size == 0 {
+            return Err("[agent] batch_size must be at least 1".into());
+        }
+        if a.spool_max_bytes < 64 * 1024 {
+            return Err(format!("[agent] spool_max_bytes = {} is too small; use at least 65536", a.spool_max_bytes));
+        }
+        for (key, d) in [("batch_interval", a.batch_interval), ("self_telemetry_interval", a.self_telemetry_interval)] {
+            if d.is_zero() {
+                return Err(format!("[agent] {key} must be longer than 0s"));
+            }
+        }
+        if self.store.kind == StoreKind::Influxdb && self.store.url.as_deref().unwrap_or("").is_empty() {
+            return Err("[store] url is required, e.g. url = \"http://127.0.0.1:8086\"".into());
+        }
+        if let Some(g) = &self.gpus {
+            if g.interval.is_zero() {
+                return Err("[gpus] interval must be longer than 0s".into());
+            }
+        }
+        if let Some(m) = &self.miners {
+            if m.targets.is_empty() {
+                return Err("[miners] targets is empty; list HOST[:PORT] or CIDR ranges, or remove [miners]".into());
+            }
+            crate::collect::miners::fleet::parse_targets(&m.targets).map_err(|e| format!("[miners] targets: {e}"))?;
+            if m.interval.is_zero() || m.timeout.is_zero() || m.concurrency == 0 {
+                return Err("[miners] interval, timeout and concurrency must be greater than 0".into());
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.inference {
+            s.validate()?;
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("[[inference]] name `{}` is used twice; names must be unique", s.name));
+            }
+        }
+        let gpus_on = self.gpus.as_ref().is_some_and(|g| g.enabled);
+        if !gpus_on && self.miners.is_none() && self.inference.is_empty() {
+            return Err("no sources: enable [gpus], list [miners] targets or add an [[inference]] server".into());
+        }
+        crate::agent::workloads::WorkloadMap::new(&self.workloads)?;
+        Ok(())
+    }
+
+    /// The `host` tag: the configured one or the machine's hostname.
+    pub fn host(&self) -> String {
+        self.agent.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(hostname)
+    }
+}
+
+/// The machine's hostname (Linux `/proc`, then `$HOSTNAME`), `localhost` otherwise.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[agent]
+site = "lab"
+[store]
+kind = "influxdb"
+url = "http://127.0.0.1:8086"
+[gpus]
+"#;
+
+    #[test]
+    fn defaults_apply() {
+        let c = AgentConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.agent.spool_max_bytes, 1 << 30);
+        assert_eq!(c.agent.fsync, FsyncPolicy::Always);
+        assert_eq!(c.gpus.as_ref().unwrap().interval, Duration::from_secs(1));
+        assert!(c.agent.metrics_listen.is_none());
+        assert!(!c.host().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = AgentConfig::from_toml(&MINIMAL.replace("[gpus]", "[gpus]\nintervall = \"1s\"")).unwrap_err();
+        assert!(err.to_string().contains("intervall"), "{err}");
+        let err = AgentConfig::from_toml(&MINIMAL.replace("site = \"lab\"", "site = \"lab\"\nfsync = \"sometimes\""))
+            .unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = AgentConfig::from_toml(&MINIMAL.replace("[gpus]", "[gpus]\nenabled = false")).unwrap_err();
+        assert!(err.to_string().contains("no sources"), "{err}");
+        let err = AgentConfig::from_toml(&format!("{MINIMAL}[workloads]\nminers = {{ \"10.0.0.0/33\" = \"x\" }}\n"))
+            .unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
+    }
+}

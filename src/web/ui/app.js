@@ -1,0 +1,683 @@
+// wattledger web UI: reads the aggregator's JSON API and draws the comparison,
+// the charts (plain SVG, no library) and fleet health. No build step, nothing
+// loaded from anywhere but this server.
+'use strict';
+
+(function () {
+  const SVGNS = 'http://www.w3.org/2000/svg';
+  const HOUR_MS = 3600e3;
+  const PRESETS = { '6h': 6 * HOUR_MS, '24h': 24 * HOUR_MS, '7d': 7 * 24 * HOUR_MS };
+  const REFRESH_MS = 30e3;
+  const FLEET_ROWS = 12;
+  // Mining in warm colours, AI in cool ones, so a glance tells the two apart.
+  const WARM = ['#e8590c', '#f59f00', '#c92a2a', '#d6336c'];
+  const COOL = ['#1971c2', '#0c8599', '#7048e8', '#2b8a3e', '#5c7cfa'];
+
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  const state = {
+    range: PRESETS[params.get('range')] || (params.get('range') === 'custom' && params.get('from') && params.get('to'))
+      ? params.get('range') : '24h',
+    customFrom: params.get('from'),
+    customTo: params.get('to'),
+    seq: 0,
+    timer: null,
+    colors: new Map(),
+    fleetAll: false,
+    lastFleet: null,
+    lastCharts: null,
+    scale: 'auto',
+    metric: 'revenue',
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---- formatting: every number carries its unit --------------------------------
+  const nf = (digits) => new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+  function fixed(v, digits) { return nf(digits).format(v); }
+  function usdDigits(abs) { return abs >= 100 ? 0 : abs >= 1 ? 2 : 3; }
+  function fmtUsdPerKwh(v) {
+    if (!isNum(v)) return null;
+    const s = '$' + fixed(Math.abs(v), usdDigits(Math.abs(v)));
+    return (v < 0 ? '−' : '') + s;
+  }
+  function fmtUsd(v) {
+    if (!isNum(v)) return null;
+    const a = Math.abs(v);
+    const s = '$' + fixed(a, a >= 1000 ? 0 : 2);
+    return (v < 0 ? '−' : '') + s;
+  }
+  function fmtKwh(kwh) { const a = Math.abs(kwh); return fixed(kwh, a >= 1000 ? 0 : a >= 10 ? 1 : 2); }
+  function fmtEnergy(j) {
+    if (!isNum(j)) return null;
+    const kwh = j / 3.6e6;
+    return Math.abs(kwh) >= 10000 ? fixed(kwh / 1000, 1) + ' MWh' : fmtKwh(kwh) + ' kWh';
+  }
+  function fmtPct(ratio) {
+    if (!isNum(ratio)) return null;
+    const p = ratio * 100;
+    return fixed(p, Math.abs(p) >= 10 ? 0 : 1) + ' %';
+  }
+  function fmtPower(w) {
+    if (!isNum(w)) return null;
+    return Math.abs(w) >= 1000 ? fixed(w / 1000, Math.abs(w) >= 100000 ? 0 : 1) + ' kW' : fixed(w, 0) + ' W';
+  }
+  function fmtEfficiency(w) {
+    if (isNum(w.j_per_th)) return fixed(w.j_per_th, 1) + ' J/TH';
+    if (isNum(w.tokens_per_j)) return fixed(w.tokens_per_j, w.tokens_per_j >= 10 ? 1 : 2) + ' tok/J';
+    return null;
+  }
+  const dateFmt = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric' });
+  const timeFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const secFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  function fmtDateTime(t) { return dateFmt.format(t) + ', ' + timeFmt.format(t); }
+  function fmtDuration(ms) {
+    const h = ms / HOUR_MS;
+    if (h >= 48 && Math.abs(h / 24 - Math.round(h / 24)) < 0.01) return Math.round(h / 24) + ' d';
+    if (h >= 1) return fixed(h, Number.isInteger(Math.round(h * 10) / 10) ? 0 : 1) + ' h';
+    return Math.round(ms / 60e3) + ' min';
+  }
+  const MODEL_NAMES = {
+    bitcoin_fpps: 'Bitcoin mining · FPPS',
+    ai_contract: 'AI · reserved contract',
+    ai_on_demand: 'AI · on demand',
+    ai_tokens: 'AI inference · per token',
+  };
+  const modelName = (m) => MODEL_NAMES[m] || m || '';
+  const isMining = (m) => (m || '').startsWith('bitcoin');
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = v;
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+  function svg(tag, attrs, ...children) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined) continue;
+      if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
+    }
+    for (const c of children) if (c) e.append(c);
+    return e;
+  }
+  function swatch(color) { const s = el('span', { class: 'swatch', 'aria-hidden': 'true' }); s.style.background = color; return s; }
+  function na(title) { return el('span', { class: 'na', title: title || 'not applicable', text: '—' }); }
+
+  // ---- API ---------------------------------------------------------------------
+  class AuthError extends Error {}
+  async function api(path) {
+    const headers = { Accept: 'application/json' };
+    if (token) headers.Authorization = 'Bearer ' + token;
+    let res;
+    try {
+      res = await fetch(path, { headers, cache: 'no-store' });
+    } catch (e) {
+      throw new Error('The aggregator did not answer (' + e.message + '). Is it still running?');
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new AuthError(token
+        ? 'The aggregator refused the token in this page\'s address. Open the URL that `wattledger demo` or your operator printed.'
+        : 'This aggregator requires a token. Open the page as /?token=YOUR_TOKEN (the URL printed by `wattledger demo` has one).');
+    }
+    if (!res.ok) {
+      let msg = '';
+      try { msg = (await res.text()).slice(0, 300); } catch (_) { /* body unreadable */ }
+      throw new Error(path.split('?')[0] + ' answered HTTP ' + res.status + (msg ? ': ' + msg : ''));
+    }
+    return res.json();
+  }
+  const q = (from, to) => 'from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to);
+
+  // The server's clock decides what "the last 6 h" means (the demo runs simulated
+  // time), so presets start from the `to` of the server's default range.
+  async function fetchComparison() {
+    if (state.range === 'custom') {
+      const from = new Date(state.customFrom), to = new Date(state.customTo);
+      if (!(from < to)) throw new Error('Custom range: "From" must be before "To".');
+      return api('api/workloads?' + q(from.toISOString(), to.toISOString()));
+    }
+    const def = await api('api/workloads');
+    if (state.range === '24h' && Date.parse(def.to) - Date.parse(def.from) === PRESETS['24h']) return def;
+    const to = new Date(def.to);
+    const from = new Date(to.getTime() - PRESETS[state.range]);
+    return api('api/workloads?' + q(from.toISOString(), to.toISOString()));
+  }
+
+  async function load() {
+    const seq = ++state.seq;
+    setBusy(true);
+    try {
+      const cmp = await fetchComparison();
+      const workloads = cmp.workloads || [];
+      const [windows, fleet] = await Promise.all([
+        Promise.all(workloads.map((w) =>
+          api('api/workloads/' + encodeURIComponent(w.workload) + '/windows?' + q(cmp.from, cmp.to))
+            .catch((e) => ({ workload: w.workload, error: e })))),
+        api('api/fleet').catch((e) => ({ error: e })),
+      ]);
+      if (seq !== state.seq) return;
+      hideBanner();
+      assignColors(workloads);
+      renderRange(cmp);
+      renderKpis(cmp);
+      renderComparison(cmp);
+      state.lastCharts = [cmp, windows];
+      renderCharts(cmp, windows);
+      renderShares(workloads);
+      state.lastFleet = fleet;
+      renderFleet(fleet);
+      $('updated').textContent = '· updated ' + secFmt.format(new Date());
+      const windowErr = windows.find((w) => w.error);
+      if (windowErr) showBanner(windowErr.error.message);
+    } catch (e) {
+      if (seq !== state.seq) return;
+      showBanner(e.message);
+      if (e instanceof AuthError) stopTimer();
+    } finally {
+      if (seq === state.seq) setBusy(false);
+    }
+  }
+
+  function setBusy(busy) {
+    $('refresh').classList.toggle('spin', busy);
+    document.querySelector('main').setAttribute('aria-busy', busy ? 'true' : 'false');
+  }
+  function showBanner(msg) { const b = $('banner'); b.textContent = msg; b.hidden = false; }
+  function hideBanner() { $('banner').hidden = true; }
+
+  function assignColors(workloads) {
+    const names = workloads.map((w) => [w.workload, w.model]).sort((a, b) => a[0].localeCompare(b[0]));
+    let warm = 0, cool = 0;
+    for (const [name, model] of names) {
+      if (state.colors.has(name)) continue;
+      const used = new Set(state.colors.values());
+      const pal = isMining(model) ? WARM : COOL;
+      let i = isMining(model) ? warm++ : cool++;
+      let c = pal[i % pal.length];
+      for (let k = 0; used.has(c) && k < pal.length; k++) c = pal[(++i) % pal.length];
+      state.colors.set(name, c);
+    }
+  }
+  const colorOf = (name) => state.colors.get(name) || '#868e96';
+
+  // ---- rendering -----------------------------------------------------------------
+  function renderRange(cmp) {
+    const from = new Date(cmp.from), to = new Date(cmp.to);
+    $('range-text').textContent = fmtDateTime(from) + ' – ' + fmtDateTime(to) + ' (' + fmtDuration(to - from) + ')';
+    const t = $('comparison');
+    t.dataset.from = cmp.from;
+    t.dataset.to = cmp.to;
+    if (state.range !== 'custom') { state.customFrom = cmp.from; state.customTo = cmp.to; }
+  }
+
+  function sum(ws, key) { return ws.reduce((a, w) => a + (isNum(w[key]) ? w[key] : 0), 0); }
+
+  function setKpi(id, text, cls, sub) {
+    const v = $(id);
+    v.textContent = text;
+    v.className = 'kpi-value' + (cls ? ' ' + cls : '');
+    $(id + '-sub').textContent = sub || '\u00a0';
+  }
+
+  function renderKpis(cmp) {
+    const ws = cmp.workloads || [];
+    const ranked = ws.filter((w) => isNum(w.revenue_usd_per_kwh));
+    if (ranked.length) {
+      const best = ranked[0];
+      const worst = ranked[ranked.length - 1];
+      let sub = best.workload;
+      if (ranked.length > 1 && worst.revenue_usd_per_kwh > 0) {
+        sub += ' · ' + fixed(best.revenue_usd_per_kwh / worst.revenue_usd_per_kwh, 1) + '× ' + worst.workload;
+      }
+      setKpi('kpi-best', fmtUsdPerKwh(best.revenue_usd_per_kwh) + '/kWh', '', sub);
+    } else {
+      setKpi('kpi-best', '–', '', 'no measured energy yet');
+    }
+    const revenue = sum(ws, 'revenue_usd'), cost = sum(ws, 'energy_cost_usd'), profit = sum(ws, 'profit_usd');
+    const energy = sum(ws, 'energy_j'), facility = sum(ws, 'facility_energy_j');
+    setKpi('kpi-revenue', fmtUsd(revenue), '', 'energy cost ' + fmtUsd(cost));
+    setKpi('kpi-profit', fmtUsd(profit), profit < 0 ? 'neg' : 'pos',
+      revenue > 0 ? 'margin ' + fmtPct(profit / revenue) : '\u00a0');
+    const spanMs = Date.parse(cmp.to) - Date.parse(cmp.from);
+    setKpi('kpi-energy', fmtEnergy(energy), '',
+      'facility ' + fmtEnergy(facility) + (spanMs > 0 ? ' · avg ' + fmtPower(energy / (spanMs / 1000)) : ''));
+  }
+
+  function numCell(field, value, text, opts) {
+    const td = el('td', { class: 'num', 'data-field': field, 'data-value': isNum(value) ? String(value) : '' });
+    if (text === null || text === undefined) td.append(na(opts && opts.naTitle));
+    else {
+      if (opts && opts.bar !== undefined) {
+        const bar = el('span', { class: 'cvbar', 'aria-hidden': 'true' });
+        const fill = el('i');
+        fill.style.width = Math.min(100, Math.max(2, opts.bar * 100)) + '%';
+        bar.append(fill);
+        td.append(bar);
+      }
+      td.append(el('span', { class: opts && opts.cls ? opts.cls : null, text }));
+    }
+    return td;
+  }
+
+  function renderComparison(cmp) {
+    const body = $('comparison').tBodies[0];
+    const ws = cmp.workloads || [];
+    body.replaceChildren();
+    if (!ws.length) {
+      body.append(el('tr', {}, el('td', { colspan: '11', class: 'empty',
+        text: 'No workload has measurements in this range yet. Agents write to /api/v2/write; the comparison fills in as windows complete.' })));
+      return;
+    }
+    const maxCv = Math.max(0.5, ...ws.map((w) => (isNum(w.volatility_cv) ? w.volatility_cv : 0)));
+    ws.forEach((w, i) => {
+      const tr = el('tr', { 'data-workload': w.workload, class: i === 0 && ws.length > 1 ? 'best' : null });
+      tr.append(el('td', { class: 'rank', text: String(i + 1) }));
+      const name = el('th', { scope: 'row' },
+        el('div', { class: 'wl' }, swatch(colorOf(w.workload)),
+          el('div', {}, w.workload, el('small', { text: modelName(w.model) }))));
+      tr.append(name);
+      const eff = isNum(w.j_per_th) ? w.j_per_th : isNum(w.tokens_per_j) ? w.tokens_per_j : null;
+      tr.append(
+        numCell('revenue_usd_per_kwh', w.revenue_usd_per_kwh, fmtUsdPerKwh(w.revenue_usd_per_kwh), { naTitle: 'no measured energy' }),
+        numCell('profit_usd_per_kwh', w.profit_usd_per_kwh, fmtUsdPerKwh(w.profit_usd_per_kwh),
+          { cls: isNum(w.profit_usd_per_kwh) && w.profit_usd_per_kwh < 0 ? 'neg' : null, naTitle: 'no measured energy' }),
+        numCell('volatility_cv', w.volatility_cv, fmtPct(w.volatility_cv),
+          { bar: isNum(w.volatility_cv) ? w.volatility_cv / maxCv : undefined, naTitle: 'needs two or more windows' }),
+        numCell('break_even_usd_per_kwh', w.break_even_usd_per_kwh, fmtUsdPerKwh(w.break_even_usd_per_kwh)),
+        numCell(isNum(w.j_per_th) ? 'j_per_th' : isNum(w.tokens_per_j) ? 'tokens_per_j' : 'efficiency', eff, fmtEfficiency(w),
+          { naTitle: 'not applicable to ' + modelName(w.model) }),
+        numCell('coverage', w.coverage, fmtPct(w.coverage)),
+        numCell('energy_j', w.energy_j, isNum(w.energy_j) ? fmtKwh(w.energy_j / 3.6e6) : null),
+        numCell('revenue_usd', w.revenue_usd, fmtUsd(w.revenue_usd)),
+        numCell('profit_usd', w.profit_usd, fmtUsd(w.profit_usd),
+          { cls: isNum(w.profit_usd) && w.profit_usd < 0 ? 'neg' : null }),
+      );
+      body.append(tr);
+    });
+  }
+
+  function renderLegend(id, names) {
+    const box = $(id);
+    box.replaceChildren(...names.map((n) => el('span', {}, swatch(colorOf(n)), n)));
+  }
+
+  function renderCharts(cmp, windows) {
+    const from = Date.parse(cmp.from), to = Date.parse(cmp.to);
+    const rev = [], pow = [];
+    for (const w of windows) {
+      if (w.error || !Array.isArray(w.windows)) continue;
+      const name = w.workload;
+      const rows = w.windows.map((r) => ({ t: Date.parse(r.start), end: Date.parse(r.end), r }));
+      const field = state.metric === 'profit' ? 'profit_usd_per_kwh' : 'revenue_usd_per_kwh';
+      rev.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, x.r[field]]) });
+      pow.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, isNum(x.r.avg_power_w) ? x.r.avg_power_w / 1000 : null]) });
+    }
+    renderLegend('rev-legend', rev.map((s) => s.name));
+    renderLegend('pow-legend', pow.map((s) => s.name));
+    const profit = state.metric === 'profit';
+    const vals = rev.flatMap((s) => s.pts.map((p) => p[2])).filter((v) => isNum(v) && v > 0);
+    const autoLog = vals.length > 0 && Math.max(...vals) / Math.min(...vals) > 8;
+    // Profit goes negative when energy costs more than a workload earns: no log scale.
+    const log = !profit && (state.scale === 'log' || (state.scale === 'auto' && autoLog));
+    for (const b of document.querySelectorAll('[data-metric]')) {
+      b.addEventListener('click', () => { state.metric = b.dataset.metric; if (state.lastCharts) renderCharts(...state.lastCharts); });
+    }
+    for (const b of document.querySelectorAll('[data-scale]')) {
+      b.setAttribute('aria-pressed', String((b.dataset.scale === 'log') === log));
+      b.disabled = profit && b.dataset.scale === 'log';
+    }
+    for (const b of document.querySelectorAll('[data-metric]')) b.setAttribute('aria-pressed', String(b.dataset.metric === state.metric));
+    const what = profit ? 'Profit' : 'Revenue';
+    $('rev-title').textContent = what + ' per kWh over time';
+    $('rev-desc').textContent = profit
+      ? 'Revenue minus the cost of the facility energy, per kWh of IT energy, per window. Below zero the workload loses money at that hour\'s energy price.'
+      : 'Per window, per workload. A volatile line means the same joule earns a different amount from hour to hour.';
+    lineChart($('rev-chart'), rev, from, to, { log, zeroLine: profit, fmt: (v) => fmtUsdPerKwh(v) + '/kWh',
+      tick: (v, step) => (v < 0 ? '−$' : '$') + fixed(Math.abs(v), log ? decimalsFor(v) : decimalsFor(step)),
+      title: what + ' per kWh over time' + (log ? ' (logarithmic scale)' : '') });
+    lineChart($('pow-chart'), pow, from, to, { unit: 'kW', fmt: (v) => fixed(v, v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' kW', tick: (v, step) => fixed(v, decimalsFor(step)) + ' kW', title: 'Average power over time', zeroBase: true });
+  }
+
+  function decimalsFor(step) { return step >= 1 ? 0 : Math.min(4, Math.ceil(-Math.log10(step) - 1e-9)); }
+
+  function niceStep(span, target) {
+    const raw = span / Math.max(1, target);
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const n = raw / mag;
+    return (n <= 1 ? 1 : n <= 2 ? 2 : n <= 2.5 ? 2.5 : n <= 5 ? 5 : 10) * mag;
+  }
+  const TIME_STEPS = [5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map((m) => m * 60e3);
+  function timeTicks(from, to, target) {
+    const step = TIME_STEPS.find((s) => (to - from) / s <= target) || TIME_STEPS[TIME_STEPS.length - 1];
+    // Align to local midnight so labels fall on round local times.
+    const d = new Date(from); d.setHours(0, 0, 0, 0);
+    let t = d.getTime();
+    while (t < from) t += step;
+    const ticks = [];
+    for (; t <= to; t += step) ticks.push(t);
+    return { ticks, step };
+  }
+  function timeLabel(t, step, first) {
+    const d = new Date(t);
+    if (step >= 1440 * 60e3) return dateFmt.format(d);
+    if (first || (d.getHours() === 0 && d.getMinutes() === 0)) return dateFmt.format(d) + ' ' + timeFmt.format(d);
+    return timeFmt.format(d);
+  }
+
+  // A line chart of windows: one path per series, a gap where a window is missing.
+  // Pointer or arrow keys move a crosshair that reads out every series.
+  function lineChart(fig, series, from, to, opt) {
+    fig.replaceChildren();
+    const W = Math.max(280, fig.clientWidth || 600), H = Math.max(160, fig.clientHeight || 280);
+    const narrow = W < 480;
+    const m = { l: narrow ? 52 : 64, r: 12, t: 10, b: 26 };
+    const iw = W - m.l - m.r, ih = H - m.t - m.b;
+    const vals = [];
+    for (const s of series) for (const p of s.pts) if (isNum(p[2])) vals.push(p[2]);
+    const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', tabindex: '0',
+      'aria-label': opt.title + (vals.length ? ', ' + series.length + ' workloads; use left and right arrow keys to read values' : ', no data') });
+    fig.append(root);
+    if (!vals.length || !(to > from)) {
+      root.append(svg('text', { class: 'nodata', x: W / 2, y: H / 2, 'text-anchor': 'middle', text: 'No complete windows in this range yet' }));
+      return;
+    }
+    const log = opt.log && vals.some((v) => v > 0);
+    const plotted = log ? vals.filter((v) => v > 0) : vals;
+    let lo = Math.min(...plotted), hi = Math.max(...plotted);
+    const yTicks = [];
+    let y;
+    if (log) {
+      // Decades split 1-2-5, so a $0.08 line and a $2.90 line both show their swings.
+      let a = Math.floor(Math.log10(lo) + 1e-9), b = Math.ceil(Math.log10(hi) - 1e-9);
+      if (a === b) { a -= 1; b += 1; }
+      const cand = [];
+      for (let e = a; e <= b; e++) for (const k of [1, 2, 5]) cand.push(k * Math.pow(10, e));
+      lo = Math.max(...cand.filter((c) => c <= lo));
+      hi = Math.min(...cand.filter((c) => c >= hi));
+      for (const c of cand) if (c >= lo * 0.999 && c <= hi * 1.001) yTicks.push([c, c]);
+      const l0 = Math.log10(lo), l1 = Math.log10(hi);
+      y = (v) => m.t + ih - ((Math.log10(v) - l0) / (l1 - l0)) * ih;
+    } else {
+      if (opt.zeroBase || opt.zeroLine || lo > 0 && lo < hi * 0.35) lo = Math.min(0, lo);
+      if (opt.zeroLine) hi = Math.max(0, hi);
+      if (hi === lo) { hi = hi + (Math.abs(hi) || 1) * 0.1; lo = lo - (Math.abs(lo) || 1) * 0.1; }
+      const pad = (hi - lo) * 0.06;
+      if (lo !== 0) lo -= pad;
+      hi += pad;
+      const step = niceStep(hi - lo, narrow ? 4 : 5);
+      lo = Math.floor(lo / step) * step; hi = Math.ceil(hi / step) * step;
+      for (let v = lo; v <= hi + step / 2; v += step) yTicks.push([Math.abs(v) < step / 1e6 ? 0 : v, step]);
+      y = (v) => m.t + ih - ((v - lo) / (hi - lo)) * ih;
+    }
+    const ok = (v) => isNum(v) && (!log || v > 0);
+    const x = (t) => m.l + ((t - from) / (to - from)) * iw;
+
+    const grid = svg('g', { class: 'grid' }), axis = svg('g', { class: 'axis' });
+    for (const [v, step] of yTicks) {
+      const yy = y(v).toFixed(1);
+      grid.append(svg('line', { x1: m.l, x2: W - m.r, y1: yy, y2: yy }));
+      axis.append(svg('text', { x: m.l - 8, y: +yy + 4, 'text-anchor': 'end', text: opt.tick(v, step) }));
+    }
+    const tt = timeTicks(from, to, narrow ? 3 : Math.max(3, Math.floor(iw / 110)));
+    tt.ticks.forEach((t, i) => {
+      const xx = x(t).toFixed(1);
+      grid.append(svg('line', { x1: xx, x2: xx, y1: m.t, y2: m.t + ih }));
+      axis.append(svg('text', { x: xx, y: H - 6, 'text-anchor': i === 0 && x(t) - m.l < 30 ? 'start' : 'middle', text: timeLabel(t, tt.step, i === 0) }));
+    });
+    root.append(grid, axis);
+    if (!log && lo < 0 && hi > 0) root.append(svg('line', { class: 'zero', x1: m.l, x2: W - m.r, y1: y(0), y2: y(0) }));
+
+    // Points sit at the middle of their window.
+    const mid = (p) => (p[0] + p[1]) / 2;
+    const g = svg('g', { class: 'series' });
+    for (const s of series) {
+      let d = '', prevEnd = null, count = 0;
+      const pts = s.pts.filter((p) => p[1] > from && p[0] < to);
+      for (const p of pts) {
+        if (!ok(p[2])) { prevEnd = null; continue; }
+        const joined = prevEnd !== null && p[0] - prevEnd <= 1e3;
+        d += (joined ? 'L' : 'M') + x(mid(p)).toFixed(1) + ' ' + y(p[2]).toFixed(1);
+        prevEnd = p[1];
+        count++;
+      }
+      if (!count) continue;
+      const path = svg('path', { d, stroke: s.color, 'data-workload': s.name, 'data-points': String(count) });
+      g.append(path);
+      // Isolated windows would be invisible as paths, so mark every point when sparse.
+      if (count <= 48) {
+        for (const p of pts) if (ok(p[2])) g.append(svg('circle', { cx: x(mid(p)).toFixed(1), cy: y(p[2]).toFixed(1), r: 2.6, fill: s.color }));
+      }
+    }
+    root.append(g);
+
+    // Crosshair + tooltip.
+    const times = [...new Set(series.flatMap((s) => s.pts.filter((p) => ok(p[2])).map(mid)))].sort((a, b) => a - b);
+    const cross = svg('line', { class: 'cross', y1: m.t, y2: m.t + ih, visibility: 'hidden' });
+    const dots = svg('g');
+    root.append(cross, dots);
+    const tip = el('div', { class: 'tip', hidden: 'hidden', role: 'status' });
+    fig.append(tip);
+    let idx = -1;
+    function show(i) {
+      if (i < 0 || i >= times.length) return;
+      idx = i;
+      const t = times[i];
+      cross.setAttribute('x1', x(t)); cross.setAttribute('x2', x(t)); cross.setAttribute('visibility', 'visible');
+      dots.replaceChildren();
+      const start = series.map((s) => s.pts.find((p) => mid(p) === t)).find(Boolean);
+      tip.replaceChildren(el('b', { text: start ? timeFmt.format(start[0]) + '–' + timeFmt.format(start[1]) + ', ' + dateFmt.format(start[0]) : fmtDateTime(t) }));
+      for (const s of series) {
+        const p = s.pts.find((pp) => mid(pp) === t);
+        if (!p || !ok(p[2])) continue;
+        dots.append(svg('circle', { cx: x(t), cy: y(p[2]), r: 4.5, fill: s.color, stroke: 'white', 'stroke-width': 1.5 }));
+        tip.append(el('div', {}, el('span', {}, swatch(s.color), s.name), el('span', { text: opt.fmt(p[2]) })));
+      }
+      tip.hidden = false;
+      const px = (x(t) / W) * fig.clientWidth;
+      const left = px + 14 + tip.offsetWidth > fig.clientWidth ? px - 14 - tip.offsetWidth : px + 14;
+      tip.style.left = Math.max(0, left) + 'px';
+      tip.style.top = '8px';
+    }
+    function hide() { idx = -1; tip.hidden = true; cross.setAttribute('visibility', 'hidden'); dots.replaceChildren(); }
+    function nearest(t) {
+      let best = 0;
+      for (let i = 1; i < times.length; i++) if (Math.abs(times[i] - t) < Math.abs(times[best] - t)) best = i;
+      return best;
+    }
+    root.addEventListener('pointermove', (ev) => {
+      const r = root.getBoundingClientRect();
+      const px = ((ev.clientX - r.left) / r.width) * W;
+      if (px < m.l || px > W - m.r) return hide();
+      show(nearest(from + ((px - m.l) / iw) * (to - from)));
+    });
+    root.addEventListener('pointerleave', hide);
+    root.addEventListener('blur', hide);
+    root.addEventListener('keydown', (ev) => {
+      if (ev.key === 'ArrowRight') show(idx < 0 ? times.length - 1 : Math.min(times.length - 1, idx + 1));
+      else if (ev.key === 'ArrowLeft') show(idx < 0 ? times.length - 1 : Math.max(0, idx - 1));
+      else if (ev.key === 'Home') show(0);
+      else if (ev.key === 'End') show(times.length - 1);
+      else if (ev.key === 'Escape') hide();
+      else return;
+      ev.preventDefault();
+    });
+  }
+
+  // Shares, not absolutes, so the two lists compare at a glance: a workload that
+  // takes most of the energy but little of the revenue stands out.
+  function renderShares(ws) {
+    const rows = ws.filter((w) => isNum(w.energy_j)).slice().sort((a, b) => b.energy_j - a.energy_j);
+    shareBars($('energy-bars'), rows, (w) => w.energy_j, 'No energy measured in this range yet.', (w, share) => [
+      fmtEnergy(w.energy_j), fmtPct(share) + ' of IT' + (isNum(w.facility_energy_j) ? ' · ' + fmtEnergy(w.facility_energy_j) + ' facility' : '')]);
+    shareBars($('revenue-bars'), rows, (w) => (isNum(w.revenue_usd) ? Math.max(0, w.revenue_usd) : 0), 'No revenue in this range yet.', (w, share) => [
+      fmtUsd(w.revenue_usd) || '—', fmtPct(share) + ' of revenue' + (isNum(w.profit_usd) ? ' · profit ' + fmtUsd(w.profit_usd) : '')]);
+  }
+  function shareBars(box, rows, value, empty, label) {
+    box.replaceChildren();
+    const total = rows.reduce((a, w) => a + value(w), 0);
+    if (!rows.length || !(total > 0)) { box.append(el('p', { class: 'muted', text: empty })); return; }
+    for (const w of rows) {
+      const share = value(w) / total;
+      const [main, sub] = label(w, share);
+      const track = el('div', { class: 'bar-track', role: 'img', 'aria-label': w.workload + ': ' + main + ', ' + sub });
+      const bar = el('div', { class: 'bar-it' });
+      bar.style.width = Math.max(share > 0 ? 0.5 : 0, share * 100) + '%';
+      bar.style.background = colorOf(w.workload);
+      track.append(bar);
+      box.append(el('div', { class: 'bar-row', 'data-workload': w.workload },
+        el('span', { class: 'name', title: w.workload, text: w.workload }),
+        track,
+        el('span', { class: 'val' }, main, el('small', { text: sub }))));
+    }
+  }
+
+  const STATUS_ORDER = { lost: 0, stale: 1, offline: 2, online: 3 };
+  function renderFleet(fleet) {
+    const counts = $('fleet-counts');
+    const body = $('fleet').tBodies[0];
+    counts.replaceChildren();
+    body.replaceChildren();
+    if (!fleet || fleet.error) {
+      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty', text: 'Fleet status unavailable: ' + (fleet && fleet.error ? fleet.error.message : 'no answer') })));
+      return;
+    }
+    const devs = (fleet.devices || []).slice();
+    const n = { online: 0, stale: 0, lost: 0, offline: 0 };
+    let below = 0, miners = 0;
+    for (const d of devs) {
+      if (d.status in n) n[d.status]++;
+      if (d.kind === 'asic') { miners++; if (d.below_nominal) below++; }
+    }
+    const count = (cls, num, label) => el('div', { class: 'count ' + cls, 'data-status': cls }, el('b', { text: String(num) }), el('span', { text: label }));
+    counts.append(
+      count('online', n.online, 'online of ' + devs.length + ' devices'),
+      count('stale', n.stale, 'stale (late reports)'),
+      count('lost', n.lost, 'lost'),
+    );
+    if (n.offline) counts.append(count('offline', n.offline, 'offline'));
+    counts.append(count('below', below, 'of ' + miners + ' miners below nominal J/TH'));
+    if (!devs.length) {
+      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty', text: 'No device has reported yet.' })));
+      return;
+    }
+    devs.sort((a, b) => (STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9)
+      || (b.below_nominal === true) - (a.below_nominal === true)
+      || String(a.workload).localeCompare(String(b.workload))
+      || String(a.host).localeCompare(String(b.host))
+      || String(a.device).localeCompare(String(b.device), undefined, { numeric: true }));
+    const shown = state.fleetAll ? devs : devs.slice(0, FLEET_ROWS);
+    for (const d of shown) {
+      const eff = isNum(d.j_per_th)
+        ? el('span', { class: d.below_nominal ? 'flag' : null, title: d.below_nominal ? 'worse than nominal' : null },
+          (d.below_nominal ? '▲ ' : '') + fixed(d.j_per_th, 1) + ' J/TH',
+          d.below_nominal ? el('span', { class: 'sr-only', text: ' (below nominal efficiency)' }) : null)
+        : null;
+      const seen = d.last_seen ? new Date(d.last_seen) : null;
+      body.append(el('tr', { 'data-status': d.status },
+        el('td', {}, el('span', { class: 'pill ' + d.status, text: d.status })),
+        el('th', { scope: 'row', class: 'dev', title: String(d.device) }, el('span', { class: 'id', text: shortDevice(d) }),
+          el('small', { text: (d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind === 'inference' ? 'inference server' : d.kind) + (d.host ? ' · ' + d.host : '') })),
+        el('td', {}, swatch(colorOf(d.workload)), ' ', d.workload || ''),
+        el('td', { text: d.model || '' }),
+        numCellPlain(isNum(d.power_w) ? fixed(d.power_w, 0) + ' W' : null),
+        numCellPlain(eff),
+        numCellPlain(isNum(d.nominal_j_per_th) ? fixed(d.nominal_j_per_th, 1) + ' J/TH' : null),
+        el('td', { text: seen ? fmtDateTime(seen) + ':' + String(seen.getSeconds()).padStart(2, '0') : '—' }),
+      ));
+    }
+    if (devs.length > FLEET_ROWS) {
+      const btn = el('button', { type: 'button', class: 'primary', text: state.fleetAll ? 'Show problems and first ' + FLEET_ROWS : 'Show all ' + devs.length + ' devices' });
+      btn.addEventListener('click', () => { state.fleetAll = !state.fleetAll; renderFleet(state.lastFleet); });
+      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty' }, btn)));
+    }
+  }
+  // Device ids carry their host (`host/id`), shown on the line below; GPU UUIDs are
+  // long, so the middle is elided (the full id is in the title).
+  function shortDevice(d) {
+    let id = String(d.device);
+    if (d.host && id.startsWith(d.host + '/')) id = id.slice(d.host.length + 1);
+    if (/^GPU-[0-9a-f-]{20,}$/i.test(id)) id = id.slice(0, 12) + '…' + id.slice(-4);
+    return id;
+  }
+  function numCellPlain(content) {
+    const td = el('td', { class: 'num' });
+    td.append(content === null ? na() : content);
+    return td;
+  }
+
+  // ---- range selector --------------------------------------------------------------
+  function toLocalInput(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return '';
+    const p = (n) => String(n).padStart(2, '0');
+    return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes());
+  }
+  function syncControls() {
+    for (const b of document.querySelectorAll('[data-range]')) b.setAttribute('aria-pressed', String(b.dataset.range === state.range));
+    const custom = state.range === 'custom';
+    $('custom-range').hidden = !custom;
+    document.querySelector('[data-range="custom"]').setAttribute('aria-expanded', String(custom));
+    const u = new URL(location.href);
+    u.searchParams.set('range', state.range);
+    if (custom) { u.searchParams.set('from', state.customFrom || ''); u.searchParams.set('to', state.customTo || ''); }
+    else { u.searchParams.delete('from'); u.searchParams.delete('to'); }
+    history.replaceState(null, '', u);
+  }
+  function startTimer() {
+    stopTimer();
+    if (state.range !== 'custom') state.timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+  }
+  function stopTimer() { if (state.timer) clearInterval(state.timer); state.timer = null; }
+
+  function setRange(range) {
+    state.range = range;
+    if (range === 'custom') {
+      $('from').value = toLocalInput(state.customFrom);
+      $('to').value = toLocalInput(state.customTo);
+      syncControls();
+      stopTimer();
+      $('from').focus();
+      return;
+    }
+    syncControls();
+    startTimer();
+    load();
+  }
+
+  function init() {
+    for (const b of document.querySelectorAll('[data-range]')) b.addEventListener('click', () => setRange(b.dataset.range));
+    $('range-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const f = new Date($('from').value), t = new Date($('to').value);
+      if (isNaN(f) || isNaN(t) || !(f < t)) { showBanner('Choose a "From" time before the "To" time.'); return; }
+      state.customFrom = f.toISOString();
+      state.customTo = t.toISOString();
+      syncControls();
+      load();
+    });
+    $('refresh').addEventListener('click', () => load());
+    for (const b of document.querySelectorAll('[data-scale]')) {
+      b.addEventListener('click', () => { state.scale = b.dataset.scale; if (state.lastCharts) renderCharts(...state.lastCharts); });
+    }
+    if (token) $('api-link').href = 'api/workloads?token=' + encodeURIComponent(token);
+    document.addEventListener('visibilitychange', () => { if (!document.hidden && state.range !== 'custom') load(); });
+    let resizeTimer = null;
+    window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (state.lastCharts) renderCharts(...state.lastCharts); }, 200); });
+    if (state.range === 'custom') {
+      $('from').value = toLocalInput(state.customFrom);
+      $('to').value = toLocalInput(state.customTo);
+    }
+    syncControls();
+    startTimer();
+    load();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init); else init();
+})();
