@@ -69,6 +69,9 @@ struct Inner {
     field_names: HashMap<u32, String>,
 }
 
+/// One stored point as read: time and its fields by name id.
+type Row = (i64, Vec<(u32, FieldValue)>);
+
 #[derive(Default)]
 struct MeasurementIds {
     id: i64,
@@ -301,7 +304,7 @@ impl Inner {
         }
         matching.sort();
         let slot: HashMap<i64, usize> = matching.iter().enumerate().map(|(i, (_, id))| (*id, i)).collect();
-        let mut rows: Vec<Vec<(i64, Vec<(u32, FieldValue)>)>> = vec![Vec::new(); matching.len()];
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); matching.len()];
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -638,6 +641,17 @@ mod tests {
         std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
         let err = EmbeddedStore::open(&junk).err().unwrap().to_string();
         assert!(err.contains("junk.db"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn line_protocol_goes_in_whole_or_not_at_all() {
+        use crate::ship::{WriteError, Writer};
+        let s = EmbeddedStore::open_in_memory().unwrap();
+        let err = s.write_lines("m,h=a v=1 1\nm,h=b v=oops 2\n").await.unwrap_err();
+        assert!(matches!(&err, WriteError::Rejected { message, .. } if message.starts_with("line 2, column 9")), "{err}");
+        assert!(s.tag_values_blocking("m", "h").unwrap().is_empty());
+        s.write_lines("m,h=a v=1 1\nm,h=b v=2i 2\n").await.unwrap();
+        assert_eq!(s.tag_values_blocking("m", "h").unwrap(), ["a", "b"]);
     }
 
     #[test]
