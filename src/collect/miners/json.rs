@@ -22,6 +22,13 @@ pub fn parse_lenient(raw: &[u8]) -> Result<Value, JsonError> {
         Some(p) => &raw[..p],
         None => raw,
     };
+    // Fast path: well-formed UTF-8 JSON is parsed straight from the bytes (serde_json skips
+    // whitespace and checks UTF-8 itself), without a lossy copy or a second pass.
+    if let Some(Ok(v)) = serde_json::Deserializer::from_slice(raw).into_iter::<Value>().next() {
+        if v.is_object() || v.is_array() {
+            return Ok(v);
+        }
+    }
     let text = String::from_utf8_lossy(raw);
     let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     if text.is_empty() {

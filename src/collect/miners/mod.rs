@@ -408,14 +408,23 @@ pub fn reply_error(reply: &Value) -> Option<String> {
 /// keyed by command. A single top-level `STATUS` means the miner answered the whole
 /// multi-command with one (error) reply.
 pub fn split_multi(reply: &Value, commands: &[&str]) -> Result<Map<String, Value>, String> {
+    split_multi_owned(reply.clone(), commands)
+}
+
+/// [`split_multi`] taking the reply by value: the parts are moved, not copied.
+pub fn split_multi_owned(reply: Value, commands: &[&str]) -> Result<Map<String, Value>, String> {
     if reply.get("STATUS").is_some() {
-        return Err(reply_error(reply).unwrap_or_else(|| "multi-command not supported".into()));
+        return Err(reply_error(&reply).unwrap_or_else(|| "multi-command not supported".into()));
     }
+    let mut reply = match reply {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     let mut doc = Map::new();
     for c in commands {
-        let part = match reply.get(*c) {
-            Some(Value::Array(a)) => a.first().cloned(),
-            Some(v @ Value::Object(_)) => Some(v.clone()),
+        let part = match reply.remove(*c) {
+            Some(Value::Array(a)) => a.into_iter().next(),
+            Some(v @ Value::Object(_)) => Some(v),
             _ => None,
         };
         match part {
@@ -503,7 +512,7 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
     };
     let reply = first.map_err(|e| ctx.not_miner(e))?;
     let commands = ["version", "summary", "stats", "pools"];
-    if let Ok(doc) = split_multi(&reply, &commands) {
+    if let Ok(doc) = split_multi_owned(reply, &commands) {
         return Ok(finish_cgminer(&ctx, Value::Object(doc)).await);
     }
     // Whatsminer's btminer API: read-only `get_version` then `summary`.

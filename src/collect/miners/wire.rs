@@ -59,11 +59,16 @@ pub async fn tcp_request(
         .await
         .map_err(|_| WireError::Timeout { stage: "send" })?
         .map_err(WireError::Io)?;
-    let mut buf = Vec::with_capacity(8192.min(cap.max(1)));
-    // On the heap: thousands of these futures may be alive at once.
-    let mut chunk = vec![0u8; 16384];
+    // Read straight into the reply buffer (no separate chunk to zero and copy from).
+    let mut buf: Vec<u8> = Vec::with_capacity(8192.min(cap.max(1)));
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+        if buf.capacity() - buf.len() < 2048 {
+            // Doubling, but never past what the cap allows (+1 byte to see an overflow).
+            let room = (cap + 1).saturating_sub(buf.len()).max(1);
+            buf.reserve(buf.capacity().max(8192).min(room));
+        }
+        let before = buf.len();
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
             .await
             .map_err(|_| WireError::Timeout { stage: "read" })?;
         let n = match n {
@@ -75,17 +80,16 @@ pub async fn tcp_request(
         if n == 0 {
             break;
         }
-        if let Some(pos) = chunk[..n].iter().position(|&b| b == 0) {
-            if buf.len() + pos > cap {
+        if let Some(pos) = buf[before..].iter().position(|&b| b == 0) {
+            buf.truncate(before + pos);
+            if buf.len() > cap {
                 return Err(WireError::TooLarge { cap });
             }
-            buf.extend_from_slice(&chunk[..pos]);
             return Ok(buf);
         }
-        if buf.len() + n > cap {
+        if buf.len() > cap {
             return Err(WireError::TooLarge { cap });
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
     if buf.is_empty() {
         return Err(WireError::Empty);
