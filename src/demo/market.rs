@@ -18,7 +18,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::schema::{energy_price, market};
-use crate::model::Point;
+use crate::model::{FieldValue, Point};
+use crate::store::Series;
+
+/// The fields of a market sample, as stored.
+pub const SAMPLE_FIELDS: [&str; 4] = [market::BTC_USD, market::DIFFICULTY, market::BLOCK_SUBSIDY_BTC, market::FEES_BTC_PER_BLOCK];
 
 /// The value every simulated market and price point carries in its `source` tag.
 pub const SOURCE_TAG: &str = "demo-sim";
@@ -106,6 +110,43 @@ impl MarketSim {
         let rng = StdRng::seed_from_u64(spec.seed);
         let ln_btc = spec.btc_usd_start.ln();
         MarketSim { spec, rng, next_ns: start_ns, ln_btc, fee_dev: 0.0 }
+    }
+
+    /// Continues a path from its last stored sample: the next sample is one step
+    /// after it, with the same price and fee level, so a restart shows no jump.
+    pub fn resume(spec: MarketSpec, last: &MarketSample) -> Self {
+        let rng = StdRng::seed_from_u64(spec.seed ^ last.time_ns as u64);
+        let fee_dev = if last.fees_btc_per_block > 0.0 && spec.fees_btc_per_block_mean > 0.0 {
+            (last.fees_btc_per_block / spec.fees_btc_per_block_mean).ln()
+        } else {
+            0.0
+        };
+        let mut m = MarketSim { next_ns: last.time_ns, ln_btc: last.btc_usd.max(1.0).ln(), fee_dev, spec, rng };
+        m.next();
+        m
+    }
+
+    /// The latest sample among stored `market` series (as [`MarketSample::to_point`] wrote them).
+    pub fn last_stored(series: &[Series]) -> Option<MarketSample> {
+        let mut best: Option<MarketSample> = None;
+        for s in series {
+            let col = |name: &str| s.fields.iter().position(|f| f == name);
+            let (Some(b), Some(d), Some(sub), Some(f)) =
+                (col(market::BTC_USD), col(market::DIFFICULTY), col(market::BLOCK_SUBSIDY_BTC), col(market::FEES_BTC_PER_BLOCK))
+            else {
+                continue;
+            };
+            for (i, &t) in s.times_ns.iter().enumerate().rev() {
+                let v = |j: usize| s.values[i].get(j).cloned().flatten().as_ref().and_then(FieldValue::as_f64);
+                if let (Some(btc_usd), Some(difficulty), Some(block_subsidy_btc), Some(fees_btc_per_block)) = (v(b), v(d), v(sub), v(f)) {
+                    if best.as_ref().is_none_or(|x| t > x.time_ns) {
+                        best = Some(MarketSample { time_ns: t, btc_usd, difficulty, block_subsidy_btc, fees_btc_per_block });
+                    }
+                    break;
+                }
+            }
+        }
+        best
     }
 
     /// Time of the sample [`next`](Self::next) returns.
@@ -196,6 +237,30 @@ mod tests {
         assert_eq!(p.time_ns, 100 * 300_000_000_000);
         assert_eq!(p.tag_value("source"), Some(SOURCE_TAG));
         assert_eq!(p.measurement, "market");
+    }
+
+    #[test]
+    fn a_resumed_path_continues_from_the_stored_sample() {
+        let mut m = MarketSim::new(MarketSpec::default(), 0);
+        let samples: Vec<MarketSample> = (0..50).map(|_| m.next()).collect();
+        let last = samples.last().unwrap();
+        let p = last.to_point();
+        let series = Series {
+            tags: p.tags.iter().cloned().collect(),
+            fields: p.fields.iter().map(|(k, _)| k.clone()).collect(),
+            times_ns: vec![samples[0].time_ns, last.time_ns],
+            values: vec![
+                samples[0].to_point().fields.into_iter().map(|(_, v)| Some(v)).collect(),
+                p.fields.iter().map(|(_, v)| Some(v.clone())).collect(),
+            ],
+        };
+        let found = MarketSim::last_stored(&[series]).unwrap();
+        assert_eq!(&found, last);
+        let mut r = MarketSim::resume(MarketSpec::default(), &found);
+        assert_eq!(r.next_ns(), last.time_ns + 300_000_000_000);
+        let next = r.next();
+        assert!((next.btc_usd / last.btc_usd - 1.0).abs() < 0.02, "{} after {}", next.btc_usd, last.btc_usd);
+        assert!((next.fees_btc_per_block / last.fees_btc_per_block).ln().abs() < 0.5);
     }
 
     #[test]
