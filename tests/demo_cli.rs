@@ -22,9 +22,12 @@ fn free_port() -> u16 {
 /// The child's stdout and stderr, collected as they come.
 fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     let out = Arc::new(Mutex::new(String::new()));
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as _)]
-        .into_iter()
-        .flatten()
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ]
+    .into_iter()
+    .flatten()
     {
         let out = out.clone();
         std::thread::spawn(move || {
@@ -86,12 +89,13 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
     assert!(page.contains("wattledger"));
 
     // Numbers for every workload within 30 s of start.
-    let cmp: serde_json::Value = wait_for("numbers for every workload", Duration::from_secs(30).saturating_sub(started.elapsed()), &out, || {
-        let (status, body) = get(&format!("{base}/api/workloads"), Some(&token))?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let ws = v["workloads"].as_array()?;
-        (status == 200 && ws.len() == 3 && ws.iter().all(|w| w["revenue_usd_per_kwh"].is_f64())).then_some(v)
-    });
+    let cmp: serde_json::Value =
+        wait_for("numbers for every workload", Duration::from_secs(30).saturating_sub(started.elapsed()), &out, || {
+            let (status, body) = get(&format!("{base}/api/workloads"), Some(&token))?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let ws = v["workloads"].as_array()?;
+            (status == 200 && ws.len() == 3 && ws.iter().all(|w| w["revenue_usd_per_kwh"].is_f64())).then_some(v)
+        });
     let by_name = |n: &str| cmp["workloads"].as_array().unwrap().iter().find(|w| w["workload"] == n).cloned().unwrap();
     let mining = by_name("btc-fleet");
     let contract = by_name("gpu-contract");
@@ -108,7 +112,8 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
     // The terminal shows the comparison too.
     wait_for("the terminal table", Duration::from_secs(30), &out, || {
         let text = out.lock().unwrap().clone();
-        (text.contains("revenue $/kWh") && text.lines().any(|l| l.starts_with("btc-fleet") && l.contains("J/TH"))).then_some(())
+        (text.contains("revenue $/kWh") && text.lines().any(|l| l.starts_with("btc-fleet") && l.contains("J/TH")))
+            .then_some(())
     });
 
     stop(&mut child, &out);
@@ -126,14 +131,23 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
         };
         let workloads = store.tag_values("workload_efficiency", "workload").await.unwrap();
         assert_eq!(workloads, ["btc-fleet", "gpu-contract", "llm-inference"]);
-        for (m, f) in [("asic", "diff_accepted"), ("gpu", "energy_j"), ("inference", "generation_tokens"), ("market", "btc_usd"), ("energy_price", "usd_per_kwh")] {
+        for (m, f) in [
+            ("asic", "diff_accepted"),
+            ("gpu", "energy_j"),
+            ("inference", "generation_tokens"),
+            ("market", "btc_usd"),
+            ("energy_price", "usd_per_kwh"),
+        ] {
             let series = store.read(&read(m, f)).await.unwrap();
             let rows: usize = series.iter().map(|s| s.times_ns.len()).sum();
             assert!(rows >= 100, "{m}: only {rows} rows kept");
         }
         let market = store.read(&read("market", "btc_usd")).await.unwrap();
         assert!(market.iter().all(|s| s.tags.get("source").map(String::as_str) == Some("demo-sim")));
-        let prices: Vec<f64> = market.iter().flat_map(|s| s.values.iter().filter_map(|v| v[0].as_ref().and_then(FieldValue::as_f64))).collect();
+        let prices: Vec<f64> = market
+            .iter()
+            .flat_map(|s| s.values.iter().filter_map(|v| v[0].as_ref().and_then(FieldValue::as_f64)))
+            .collect();
         assert!(prices.iter().all(|p| (10_000.0..1_000_000.0).contains(p)));
     });
     drop(store);

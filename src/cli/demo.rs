@@ -44,8 +44,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let data = demo.data_dir().display().to_string();
     println!("wattledger demo: a simulated site on loopback, measured end to end");
     println!();
-    println!("  {:<14} {} simulated miners ({}), FPPS pool, {:.0} % fee", site::MINING, demo.miner_count(), demo.miner_summary(), site::POOL_FEE * 100.0);
-    println!("  {:<14} 8× H100 through NVML (fake library), reserved at ${:.2} per GPU-hour", site::CONTRACT, site::CONTRACT_USD_PER_GPU_HOUR);
+    println!(
+        "  {:<14} {} simulated miners ({}), FPPS pool, {:.0} % fee",
+        site::MINING,
+        demo.miner_count(),
+        demo.miner_summary(),
+        site::POOL_FEE * 100.0
+    );
+    println!(
+        "  {:<14} 8× H100 through NVML (fake library), reserved at ${:.2} per GPU-hour",
+        site::CONTRACT,
+        site::CONTRACT_USD_PER_GPU_HOUR
+    );
     println!(
         "  {:<14} 4× H100 + vLLM /metrics (simulated), paid ${:.2}/${:.2} per million prompt/generation tokens",
         site::INFERENCE,

@@ -29,7 +29,13 @@ impl DemoClock {
     /// `start_ns >= live_from_ns` it runs live from `start_ns` at once.
     pub fn new(start_ns: i64, live_from_ns: i64, backfill_rate: f64, live_rate: f64) -> Self {
         let backfill_rate = if backfill_rate.is_finite() && backfill_rate > 0.0 { backfill_rate } else { 1.0 };
-        DemoClock { started: Instant::now(), start_ns, live_from_ns: live_from_ns.max(start_ns), backfill_rate, live_rate }
+        DemoClock {
+            started: Instant::now(),
+            start_ns,
+            live_from_ns: live_from_ns.max(start_ns),
+            backfill_rate,
+            live_rate,
+        }
     }
 
     /// Simulated time after `elapsed` of real time since the clock was made.

@@ -36,9 +36,9 @@ use crate::aggregate::Aggregator;
 use crate::collect::inference::{InferenceServerConfig, InferenceSource};
 use crate::collect::miners::fleet::{MinerSource, PollOptions};
 use crate::collect::Source;
+use crate::model::schema;
 use crate::model::Clock;
 use crate::store::embedded::EmbeddedStore;
-use crate::model::schema;
 use crate::store::{SeriesQuery, Store};
 use crate::web::AppState;
 
@@ -171,7 +171,10 @@ impl Demo {
             Some(last) => (last.time_ns + RESTART_GAP.as_nanos() as i64, MarketSim::resume(spec, &last)),
             // Prices start before the replay: the aggregator's first pass looks
             // back `recompute_lookback` from the first moment.
-            None => (wall_now - backfill_ns, MarketSim::new(spec, wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64)),
+            None => (
+                wall_now - backfill_ns,
+                MarketSim::new(spec, wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64),
+            ),
         };
         let backfill_rate = opts.backfill.as_secs_f64() / opts.backfill_real.as_secs_f64().max(0.001);
         let clock = Arc::new(DemoClock::new(start_ns, wall_now, backfill_rate, opts.speed));
@@ -188,7 +191,9 @@ impl Demo {
         background.push(tokio::spawn(feed_prices(store.clone(), market, clock.clone(), stop_rx.clone())));
 
         let cfg = aggregator_config(&db, &token)?;
-        let aggregator = Arc::new(Aggregator::new(cfg, store.clone(), dyn_clock.clone()).map_err(|e| DemoError::Setup(e.to_string()))?);
+        let aggregator = Arc::new(
+            Aggregator::new(cfg, store.clone(), dyn_clock.clone()).map_err(|e| DemoError::Setup(e.to_string()))?,
+        );
         let state = AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?;
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
         let server = tokio::spawn({
@@ -202,7 +207,10 @@ impl Demo {
         let ingest = format!("http://{addr}");
         let spool = data_dir.join("spool");
         let paced = |s: Box<dyn Source>, live: Duration| -> ScheduledSource {
-            ScheduledSource { source: Box::new(Paced::new(s, clock.clone(), BACKFILL_SPACING, live)), interval: AGENT_TICK }
+            ScheduledSource {
+                source: Box::new(Paced::new(s, clock.clone(), BACKFILL_SPACING, live)),
+                interval: AGENT_TICK,
+            }
         };
 
         let miners_cfg = agent_config(
@@ -242,12 +250,16 @@ impl Demo {
             (contract_cfg, vec![paced(Box::new(contract_gpus), LIVE_GPU_SPACING)]),
             (
                 inference_cfg,
-                vec![paced(Box::new(inference_gpus), LIVE_GPU_SPACING), paced(Box::new(vllm_source), LIVE_INFERENCE_SPACING)],
+                vec![
+                    paced(Box::new(inference_gpus), LIVE_GPU_SPACING),
+                    paced(Box::new(vllm_source), LIVE_INFERENCE_SPACING),
+                ],
             ),
         ] {
             let host = cfg.host();
             let writer = crate::ship::writer_from_config(&cfg.store).map_err(|e| DemoError::Setup(e.to_string()))?;
-            let agent = Agent::with_parts(cfg, dyn_clock.clone(), sources, writer).map_err(|e| DemoError::Setup(e.to_string()))?;
+            let agent = Agent::with_parts(cfg, dyn_clock.clone(), sources, writer)
+                .map_err(|e| DemoError::Setup(e.to_string()))?;
             let shutdown = stopped(agents_rx.clone());
             agents.push(tokio::spawn(async move {
                 if let Err(e) = agent.run(shutdown).await {
@@ -256,7 +268,21 @@ impl Demo {
             }));
         }
 
-        Ok(Demo { addr, token, data_dir, clock, miner_summary, miner_count, resumed, stop_agents, stop_core, agents, background, server, site })
+        Ok(Demo {
+            addr,
+            token,
+            data_dir,
+            clock,
+            miner_summary,
+            miner_count,
+            resumed,
+            stop_agents,
+            stop_core,
+            agents,
+            background,
+            server,
+            site,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -315,9 +341,9 @@ impl Demo {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let c = self.comparison().await;
-            let complete = c.as_ref().is_ok_and(|c| {
-                c.workloads.len() == 3 && c.workloads.iter().all(|w| w.revenue_usd_per_kwh.is_some())
-            });
+            let complete = c
+                .as_ref()
+                .is_ok_and(|c| c.workloads.len() == 3 && c.workloads.iter().all(|w| w.revenue_usd_per_kwh.is_some()));
             if complete || tokio::time::Instant::now() >= deadline {
                 return c;
             }
@@ -428,7 +454,14 @@ ingest = true
 
 /// One host's agent config. `sources` names what the host reads (the sources
 /// themselves are built by the demo, so their clocks can be pinned).
-fn agent_config(host: &str, spool: &Path, ingest: &str, token: &str, workload: &str, sources: &str) -> Result<AgentConfig, DemoError> {
+fn agent_config(
+    host: &str,
+    spool: &Path,
+    ingest: &str,
+    token: &str,
+    workload: &str,
+    sources: &str,
+) -> Result<AgentConfig, DemoError> {
     let toml = format!(
         r#"
 [agent]
@@ -463,7 +496,9 @@ fn load_or_create_token(dir: &Path) -> Result<String, DemoError> {
     let path = dir.join(TOKEN_FILE);
     let io = |source| DemoError::DataDir { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() >= 16 && t.trim().bytes().all(|b| b.is_ascii_alphanumeric()) => return Ok(t.trim().to_string()),
+        Ok(t) if t.trim().len() >= 16 && t.trim().bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            return Ok(t.trim().to_string())
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
@@ -484,7 +519,7 @@ fn load_or_create_token(dir: &Path) -> Result<String, DemoError> {
 async fn write_prices(store: &dyn Store, market: &mut MarketSim, tariff: &Tariff, until_ns: i64) {
     let mut points = Vec::new();
     while market.next_ns() <= until_ns {
-        let m = market.next();
+        let m = market.step();
         points.push(tariff.point(site::SITE, m.time_ns));
         points.push(m.to_point());
     }
@@ -497,7 +532,12 @@ async fn write_prices(store: &dyn Store, market: &mut MarketSim, tariff: &Tariff
 }
 
 /// Keeps the market and energy price one step ahead of the clock.
-async fn feed_prices(store: Arc<dyn Store>, mut market: MarketSim, clock: Arc<DemoClock>, mut stop: watch::Receiver<bool>) {
+async fn feed_prices(
+    store: Arc<dyn Store>,
+    mut market: MarketSim,
+    clock: Arc<DemoClock>,
+    mut stop: watch::Receiver<bool>,
+) {
     let tariff = Tariff::demo();
     loop {
         let ahead = clock.now_ns() + market.step_ns();

@@ -175,8 +175,10 @@ impl Site {
         let fleet = start_fleet(clock.clone(), seed).await?;
         let now = clock.now_ns();
         let origin = SCENARIO_ORIGIN_NS;
-        let contract_nvml = FakeNvml::install(&contract_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
-        let inference_nvml = FakeNvml::install(&inference_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
+        let contract_nvml =
+            FakeNvml::install(&contract_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
+        let inference_nvml =
+            FakeNvml::install(&inference_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
         let spec = SimInferenceSpec {
             model: "meta-llama/Llama-3.1-8B-Instruct".into(),
             engines: INFERENCE_GPUS as u32,
@@ -192,11 +194,7 @@ impl Site {
 
     /// Miner addresses as agent targets (`ip:port`).
     pub fn miner_targets(&self) -> Vec<Target> {
-        self.fleet
-            .addrs()
-            .iter()
-            .map(|a| Target::Host { host: a.ip().to_string(), port: Some(a.port()) })
-            .collect()
+        self.fleet.addrs().iter().map(|a| Target::Host { host: a.ip().to_string(), port: Some(a.port()) }).collect()
     }
 
     /// How the miners are spread over makes, for the banner: `antminer-stock ×3, …`.
@@ -213,12 +211,16 @@ impl Site {
 
     /// The NVML source of the contract cluster (takes the library copy; call once).
     pub fn contract_gpus(&mut self) -> Result<PinnedNvml, SiteError> {
-        PinnedNvml::open(self.contract_nvml.take().ok_or_else(|| SiteError::Nvml("contract GPUs already taken".into()))?)
+        PinnedNvml::open(
+            self.contract_nvml.take().ok_or_else(|| SiteError::Nvml("contract GPUs already taken".into()))?,
+        )
     }
 
     /// The NVML source of the inference cluster (call once).
     pub fn inference_gpus(&mut self) -> Result<PinnedNvml, SiteError> {
-        PinnedNvml::open(self.inference_nvml.take().ok_or_else(|| SiteError::Nvml("inference GPUs already taken".into()))?)
+        PinnedNvml::open(
+            self.inference_nvml.take().ok_or_else(|| SiteError::Nvml("inference GPUs already taken".into()))?,
+        )
     }
 
     pub async fn stop(self) {
@@ -294,7 +296,12 @@ pub struct Paced {
 }
 
 impl Paced {
-    pub fn new(inner: Box<dyn Source>, clock: Arc<super::clock::DemoClock>, backfill_spacing: Duration, live_spacing: Duration) -> Self {
+    pub fn new(
+        inner: Box<dyn Source>,
+        clock: Arc<super::clock::DemoClock>,
+        backfill_spacing: Duration,
+        live_spacing: Duration,
+    ) -> Self {
         let name = inner.name().to_string();
         Paced {
             inner,
