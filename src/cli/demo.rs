@@ -97,6 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!();
+    println!("The page, with every workload, power, energy and fleet health: {}", demo.url());
     println!(
         "Simulated time now runs at {}× real time. Ctrl-C stops; the data stays in {data}.",
         demo.clock().live_rate()

@@ -58,7 +58,9 @@ before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattledger-browser-data-'));
   profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattledger-browser-profile-'));
   const port = await freePort();
-  demo = spawn(BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--speed', '60'],
+  // Real-time speed after the replay: a range that ends "now" then settles within a
+  // shipping interval, so the page and a later API call can agree on its numbers.
+  demo = spawn(BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--speed', '1'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WATTLEDGER_LOG: 'warn' } });
   demo.stdout.on('data', (d) => { demoOut += d; });
   demo.stderr.on('data', (d) => { demoOut += d; });
