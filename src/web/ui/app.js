@@ -567,7 +567,7 @@
     );
     if (n.offline) counts.append(count('offline', n.offline, 'offline'));
     if (rated > 0) counts.append(count('below', below, 'of ' + rated + ' rated miners below nominal J/TH'));
-    else if (miners > 0) counts.append(count('below', '–', 'no nominal J/TH known for the ' + miners + ' miners'));
+    else if (miners > 0) counts.append(count('below unknown', '–', 'no nominal J/TH known for the ' + miners + ' miners'));
     // The nominal column only when some device has a nominal value.
     $('fleet').classList.toggle('no-nominal', rated === 0);
     if (!devs.length) {
