@@ -12,6 +12,17 @@ use wattledger::collect::Source;
 use wattledger::sim::miners::{Fault, FleetSpec, ManualClock, SimFleet, SimMake};
 
 const T0: i64 = 1_764_000_000_000_000_000;
+
+/// A loopback block of our own: the second octet from the process id, so that two test runs
+/// on one machine (a CI run beside a developer's) do not fight over addresses.
+fn block(third: u8) -> [u8; 4] {
+    [127, 100 + (std::process::id() % 150) as u8, third, 1]
+}
+
+fn ip(third: u8, host: u8) -> String {
+    let b = block(third);
+    format!("{}.{}.{}.{}", b[0], b[1], b[2], host)
+}
 const TWO_32: f64 = 4_294_967_296.0;
 
 fn spec(first: [u8; 4], makes: &[SimMake]) -> FleetSpec {
@@ -38,7 +49,7 @@ fn close(a: Option<f64>, b: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_make_reads_back_its_capture_and_counters_advance() {
     let clock = Arc::new(ManualClock::new(T0));
-    let fleet = SimFleet::start(spec([127, 0, 2, 1], &SimMake::ALL), clock.clone()).await.unwrap();
+    let fleet = SimFleet::start(spec(block(2), &SimMake::ALL), clock.clone()).await.unwrap();
     let a = fleet.addrs();
     let r = |i: usize| {
         let h = a[i].ip().to_string();
@@ -107,7 +118,7 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
 async fn faults_power_off_degrade_and_hostile_replies() {
     let clock = Arc::new(ManualClock::new(T0));
     let makes = [SimMake::LuxOs, SimMake::AntminerStock, SimMake::AntminerStock, SimMake::WhatsminerV2];
-    let fleet = SimFleet::start(spec([127, 0, 3, 1], &makes), clock.clone()).await.unwrap();
+    let fleet = SimFleet::start(spec(block(3), &makes), clock.clone()).await.unwrap();
     let a = fleet.addrs();
     let host = |i: usize| a[i].ip().to_string();
 
@@ -142,7 +153,7 @@ async fn faults_power_off_degrade_and_hostile_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_poll_good_miners_are_not_held_up_by_hanging_or_garbage_ones() {
     let clock = Arc::new(ManualClock::new(T0));
-    let mut s = spec([127, 0, 4, 1], &[SimMake::AntminerStock, SimMake::WhatsminerV1, SimMake::AxeOs]);
+    let mut s = spec(block(4), &[SimMake::AntminerStock, SimMake::WhatsminerV1, SimMake::AxeOs]);
     s.count = 12;
     s.faults = vec![(3, Fault::Hang), (7, Fault::Garbage), (10, Fault::Slow(Duration::from_secs(30)))];
     let fleet = SimFleet::start(s, clock).await.unwrap();
@@ -180,7 +191,8 @@ async fn fleet_poll_good_miners_are_not_held_up_by_hanging_or_garbage_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_cap_bounds_memory_against_an_endless_reply() {
     use tokio::io::AsyncWriteExt;
-    let l = tokio::net::TcpListener::bind("127.0.5.1:0").await.unwrap();
+    let host = ip(5, 1);
+    let l = tokio::net::TcpListener::bind(format!("{host}:0")).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -191,7 +203,7 @@ async fn reply_cap_bounds_memory_against_an_endless_reply() {
         }
     });
     let opts = ReadOptions { timeout: Duration::from_secs(5), max_reply_bytes: 100_000 };
-    let r = miners::read("127.0.5.1", port, &opts).await;
+    let r = miners::read(&host, port, &opts).await;
     assert!(!r.online);
     assert!(r.error.as_deref().unwrap().contains("100000-byte cap"), "{r:?}");
 }
@@ -204,14 +216,14 @@ fn probe_bin(args: &[&str]) -> std::process::Output {
 async fn probe_binary_json_for_several_makes_and_clear_errors() {
     let clock = Arc::new(ManualClock::new(T0));
     let makes = [SimMake::AntminerStock, SimMake::WhatsminerV1, SimMake::AxeOs, SimMake::Avalon];
-    let fleet = SimFleet::start(spec([127, 0, 6, 1], &makes), clock).await.unwrap();
+    let fleet = SimFleet::start(spec(block(6), &makes), clock).await.unwrap();
     let keys = [
         "host", "port", "make", "model", "firmware", "hashrate_ths", "power_w", "power_source", "diff_accepted",
         "shares_accepted", "shares_rejected", "temp_c_max", "fan_rpm_avg", "uptime_s", "online", "error",
     ];
     let expect = [("Antminer", 110.56689), ("Whatsminer", 70.66811452), ("Bitaxe", 1.0), ("Avalon", 81.07268)];
     for (i, (make, ths)) in expect.iter().enumerate() {
-        let target = format!("127.0.6.{}:4028", i + 1);
+        let target = format!("{}:4028", ip(6, i as u8 + 1));
         let out = tokio::task::spawn_blocking(move || probe_bin(&[&target, "--json", "--timeout", "3"])).await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8(out.stdout).unwrap();
@@ -231,19 +243,22 @@ async fn probe_binary_json_for_several_makes_and_clear_errors() {
         assert_eq!(obj["error"], serde_json::Value::Null);
     }
     // A scan of the range with the table output.
-    let out = tokio::task::spawn_blocking(|| probe_bin(&["127.0.6.0/29", "--timeout", "2"])).await.unwrap();
+    let range = format!("{}/29", ip(6, 0));
+    let out = tokio::task::spawn_blocking(move || probe_bin(&[&range, "--timeout", "2"])).await.unwrap();
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(table.lines().count(), 1 + 4, "{table}");
 
     // Nothing listening: non-zero exit and a message saying what to check.
-    let out = tokio::task::spawn_blocking(|| probe_bin(&["127.0.6.200:4028", "--timeout", "1"])).await.unwrap();
+    let nobody = format!("{}:4028", ip(6, 200));
+    let n2 = nobody.clone();
+    let out = tokio::task::spawn_blocking(move || probe_bin(&[&n2, "--timeout", "1"])).await.unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("127.0.6.200:4028") && err.contains("cannot connect"), "{err}");
+    assert!(err.contains(&nobody) && err.contains("cannot connect"), "{err}");
 
     // Something that answers but is not a miner.
-    let l = tokio::net::TcpListener::bind("127.0.6.201:0").await.unwrap();
+    let l = tokio::net::TcpListener::bind(format!("{}:0", ip(6, 201))).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
@@ -251,7 +266,7 @@ async fn probe_binary_json_for_several_makes_and_clear_errors() {
             let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
         }
     });
-    let target = format!("127.0.6.201:{port}");
+    let target = format!("{}:{port}", ip(6, 201));
     let out = tokio::task::spawn_blocking(move || probe_bin(&[&target, "--timeout", "1"])).await.unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -306,6 +306,7 @@ impl MinerSource {
                     self.seen.insert(key);
                     Some(r)
                 } else if !e.from_range || self.seen.contains(&key) {
+                    tracing::info!(miner = %r.miner_id(), "miner offline: {}", r.error.as_deref().unwrap_or("unknown"));
                     Some(r)
                 } else {
                     None

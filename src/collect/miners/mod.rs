@@ -612,7 +612,9 @@ pub async fn read(host: &str, port: u16, opts: &ReadOptions) -> MinerReading {
                 ProbeError::Unreachable { cause, .. } => cause.to_string(),
                 ProbeError::NotAMiner { reason, .. } => format!("not a miner API: {reason}"),
             };
-            tracing::info!(miner = %format!("{host}:{port}"), "offline: {msg}");
+            // Debug here: in a range scan most addresses are empty. The fleet source logs
+            // listed miners that go offline at info.
+            tracing::debug!(miner = %format!("{host}:{port}"), "offline: {msg}");
             MinerReading::offline(host, port, msg)
         }
     }

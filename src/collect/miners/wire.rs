@@ -242,8 +242,7 @@ pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
 
 fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(raw, b"\r\n") else { break };
+    while let Some(eol) = find(raw, b"\r\n") {
         let size_txt = String::from_utf8_lossy(&raw[..eol]);
         let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| WireError::NotHttp)?;
