@@ -87,7 +87,7 @@ pub enum DemoError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("embedded store in {path}: {message}")]
     Store { path: PathBuf, message: String },
-    #[error("simulated site: {0}")]
+    #[error(transparent)]
     Site(#[from] site::SiteError),
     #[error("{0}")]
     Setup(String),

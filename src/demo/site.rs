@@ -26,7 +26,7 @@ use crate::collect::miners::fleet::Target;
 use crate::collect::nvml::NvmlSource;
 use crate::collect::{Source, SourceError};
 use crate::model::{Clock, Point};
-use crate::sim::gpus::FakeNvml;
+use crate::sim::gpus::{FakeNvml, FakeNvmlError};
 use crate::sim::inference::{SimInferenceServer, SimInferenceSpec};
 use crate::sim::miners::{Fault, FleetSpec, SimFleet, SimMake};
 
@@ -176,9 +176,9 @@ impl Site {
         let now = clock.now_ns();
         let origin = SCENARIO_ORIGIN_NS;
         let contract_nvml =
-            FakeNvml::install(&contract_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
+            FakeNvml::install(&contract_scenario(origin, now)).map_err(nvml_error)?;
         let inference_nvml =
-            FakeNvml::install(&inference_scenario(origin, now)).map_err(|e| SiteError::Nvml(e.to_string()))?;
+            FakeNvml::install(&inference_scenario(origin, now)).map_err(nvml_error)?;
         let spec = SimInferenceSpec {
             model: "meta-llama/Llama-3.1-8B-Instruct".into(),
             engines: INFERENCE_GPUS as u32,
@@ -225,6 +225,19 @@ impl Site {
 
     pub async fn stop(self) {
         self.fleet.stop().await;
+    }
+}
+
+/// The demo's GPUs need the fake library built beside the binary, which a plain
+/// `cargo run` does not do: say how, for debug and release builds alike.
+fn nvml_error(e: FakeNvmlError) -> SiteError {
+    match e {
+        FakeNvmlError::NotBuilt { .. } => SiteError::Nvml(format!(
+            "{e}. The demo's GPUs are read through the fake NVML library of this workspace: build everything \
+             with `cargo build --release --workspace` (or `cargo build --workspace` for a debug binary), \
+             or point WATTLEDGER_FAKE_NVML at a built libnvidia_ml.so"
+        )),
+        e => SiteError::Nvml(e.to_string()),
     }
 }
 
