@@ -324,3 +324,55 @@ fn point_for_the_asic_measurement() {
     let off = MinerReading::offline("10.1.1.1", 4028, "refused").to_point(1);
     assert_eq!(off.fields.len(), 1);
 }
+
+#[test]
+fn unit_slip_is_caught_and_not_stored() {
+    // A firmware that labels its GH/s figure as TH/s: 110566.89 "TH/s" is 1005× the S19 Pro's
+    // rated 110 TH/s. The reading keeps everything else and says why hashrate is missing.
+    let mut d = doc(&[
+        ("version", "antminer-stock/version.json"),
+        ("summary", "antminer-stock/summary.json"),
+        ("stats", "antminer-stock/stats.json"),
+    ]);
+    d["stats"]["STATS"][1]["rate_unit"] = Value::String("TH".into());
+    let r = read_cg(&d);
+    assert_eq!(r.hashrate_ths, None);
+    assert!(r.online);
+    assert!(r.error.as_deref().unwrap().contains("unit slip"), "{r:?}");
+    assert_eq!(r.power_w, None); // no estimate from a rejected hashrate
+    assert_eq!(r.uptime_s, Some(50474));
+    // The opposite slip: MH/s read as if it were H/s-scaled → 0.11 GH/s, 1/1,000,000 of rated.
+    d["stats"]["STATS"][1]["rate_unit"] = Value::String("MH".into());
+    let r = read_cg(&d);
+    assert_eq!(r.hashrate_ths, None);
+    assert!(r.error.as_deref().unwrap().contains("TH/s read as GH/s"), "{r:?}");
+    // An unknown model: only the absolute ceiling applies (2000 TH/s).
+    assert!(wattledger::collect::miners::check_hashrate(110566.89, None).is_err());
+    assert_eq!(wattledger::collect::miners::check_hashrate(110.0, None), Ok(110.0));
+}
+
+#[test]
+fn raw_wire_quirks_nul_brace_strings_and_garbage() {
+    // bmminer-style multi-command reply as bytes: `}{` between the STATS objects, numbers as
+    // strings, a NUL terminator and bytes after it.
+    let raw = br#"{"version":[{"STATUS":[{"STATUS":"S"}],"VERSION":[{"BMMiner":"1.0.0","Miner":"49.0.1.3","Type":"Antminer S19 Pro"}]}],"summary":[{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"GHS 5s":"104000.50","Accepted":"12","Rejected":"1","Difficulty Accepted":"6291456","Elapsed":"600"}]}],"stats":[{"STATUS":[{"STATUS":"S"}],"STATS":[{"Type":"Antminer S19 Pro"}{"rate_unit":"GH","fan1":"6000","fan2":6120,"temp_chip1":"70-71-72-73"}]}],"id":1}"#;
+    let mut bytes = raw.to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(b"\xff\xfegarbage");
+    let v = parse_lenient(&bytes).unwrap();
+    let parts = wattledger::collect::miners::split_multi(&v, &["version", "summary", "stats"]).unwrap();
+    let d = Value::Object(parts);
+    let r = read_cg(&d);
+    assert_eq!(r.model.as_deref(), Some("S19 Pro"));
+    close(r.hashrate_ths, 104000.50 / 1000.0); // string "104000.50" GH/s
+    assert_eq!((r.shares_accepted, r.shares_rejected), (Some(12), Some(1)));
+    close(r.diff_accepted, 6291456.0);
+    close(r.fan_rpm_avg, (6000.0 + 6120.0) / 2.0); // one string, one number
+    close(r.temp_c_max, 73.0);
+    assert_eq!(r.uptime_s, Some(600));
+    // Whatsminer-style error for a multi-command, and a cgminer error part.
+    let e = parse_lenient(br#"{"STATUS":"E","When":1,"Code":14,"Msg":"invalid cmd","Description":""}"#).unwrap();
+    assert_eq!(wattledger::collect::miners::split_multi(&e, &["version"]), Err("invalid cmd".into()));
+    let e = parse_lenient(br#"{"version":[{"STATUS":[{"STATUS":"E","Msg":"Access denied"}]}]}"#).unwrap();
+    assert_eq!(wattledger::collect::miners::split_multi(&e, &["version"]), Err("version: Access denied".into()));
+}

@@ -40,10 +40,10 @@ async fn overwrite_merges_and_replays_are_idempotent(store: &dyn Store) {
     let b = Point::new("merge", T0).tag("host", "h1").field("b", 3i64).field("c", "x");
     let later = Point::new("merge", T0 + S).tag("host", "h1").field("a", 9.0);
     store.write(&[a.clone(), later.clone()]).await.unwrap();
-    store.write(&[b.clone()]).await.unwrap();
+    store.write(std::slice::from_ref(&b)).await.unwrap();
     // Replaying the whole history changes nothing.
     store.write(&[a.clone(), later.clone()]).await.unwrap();
-    store.write(&[b.clone()]).await.unwrap();
+    store.write(std::slice::from_ref(&b)).await.unwrap();
     let got = store.read(&q("merge", &["a", "b", "c"], &[], T0, T0 + 10 * S)).await.unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     let s = &got[0];

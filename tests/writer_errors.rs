@@ -25,11 +25,14 @@ struct Seen {
     body: String,
 }
 
+/// Status, headers and body of one scripted answer.
+type Reply = (u16, Vec<(&'static str, String)>, &'static str);
+
 /// What the server answers: a fixed script of responses (the last one repeats), or
 /// 413 for any body with more than `max_lines` lines.
 #[derive(Clone)]
 enum Script {
-    Replies(Vec<(u16, Vec<(&'static str, String)>, &'static str)>),
+    Replies(Vec<Reply>),
     MaxLines(usize),
 }
 
@@ -78,7 +81,7 @@ async fn start(script: Script) -> (Server, SocketAddr) {
     (server, addr)
 }
 
-fn replies(r: Vec<(u16, Vec<(&'static str, String)>, &'static str)>) -> Script {
+fn replies(r: Vec<Reply>) -> Script {
     Script::Replies(r)
 }
 

@@ -168,10 +168,7 @@ impl AgentConfig {
                 return Err(format!("[agent] {key} must be longer than 0s"));
             }
         }
-        if self.store.kind != StoreKind::Influxdb {
-            return Err("[store] kind must be \"influxdb\" for the agent (the aggregator's ingest speaks the InfluxDB v2 API: use kind = \"influxdb\", api = \"v2\" and its URL)".into());
-        }
-        if self.store.url.as_deref().unwrap_or("").is_empty() {
+        if self.store.kind == StoreKind::Influxdb && self.store.url.as_deref().unwrap_or("").is_empty() {
             return Err("[store] url is required, e.g. url = \"http://127.0.0.1:8086\"".into());
         }
         if let Some(g) = &self.gpus {
@@ -183,6 +180,7 @@ impl AgentConfig {
             if m.targets.is_empty() {
                 return Err("[miners] targets is empty; list HOST[:PORT] or CIDR ranges, or remove [miners]".into());
             }
+            crate::collect::miners::fleet::parse_targets(&m.targets).map_err(|e| format!("[miners] targets: {e}"))?;
             if m.interval.is_zero() || m.timeout.is_zero() || m.concurrency == 0 {
                 return Err("[miners] interval, timeout and concurrency must be greater than 0".into());
             }

@@ -12,6 +12,7 @@ pub mod gpus;
 pub mod aggregator;
 pub mod check;
 pub mod report;
+pub mod agent;
 
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
@@ -40,6 +41,8 @@ pub enum Command {
     Aggregator(aggregator::AggregatorArgs),
     /// Validate a config file and try every endpoint it names.
     Check(check::CheckArgs),
+    /// Run the per-host agent: collect, spool to disk, ship.
+    Agent(agent::AgentArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -69,6 +72,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args).await,
         Command::Aggregator(args) => aggregator::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
     }
 }
 

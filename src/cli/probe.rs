@@ -117,7 +117,7 @@ fn print_readings(readings: &[MinerReading], json: bool) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "{:<22} {:<10} {:<10} {:<28} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} ERROR",
+            "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} ERROR",
             "MINER", "MAKE", "MODEL", "FIRMWARE", "TH/S", "POWER_W", "DIFF_ACCEPTED", "ACCEPTED", "REJECT", "TEMP_C", "FAN_RPM", "UPTIME_S", "ONLINE"
         )?;
         let f = |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "-".into());
@@ -130,7 +130,7 @@ fn print_readings(readings: &[MinerReading], json: bool) -> anyhow::Result<()> {
             };
             writeln!(
                 out,
-                "{:<22} {:<10} {:<10} {:<28} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} {}",
+                "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} {}",
                 r.miner_id(),
                 s(&r.make),
                 s(&r.model),

@@ -26,10 +26,11 @@ pub enum SimCommand {
 
 #[derive(Debug, Args)]
 pub struct MinersArgs {
-    /// Number of miners.
-    #[arg(long, default_value_t = 7)]
+    /// Number of miners (default: one of each simulated make).
+    #[arg(long, default_value_t = SimMake::ALL.len())]
     pub count: usize,
-    /// First loopback address; miner i listens on this address + i.
+    /// First loopback address; miner i listens on this address + i (Whatsminer v3 miners on
+    /// port 4433, the only port its framing is spoken on).
     #[arg(long, default_value = "127.0.1.1")]
     pub bind: Ipv4Addr,
     /// Port every miner listens on (or the first port with --distinct-ports).

@@ -128,6 +128,14 @@ pub mod agent {
     pub const ERRORS: &str = "errors";
     pub const COLLECT_LATENCY_MS: &str = "collect_latency_ms";
     pub const SPOOL_BYTES: &str = "spool_bytes";
+    /// On per-source `agent` points: the source's name (`nvml`, `miners`, `inference:NAME`).
+    pub const TAG_SOURCE: &str = "source";
+    /// Counter: points the store refused (HTTP 400), kept in the spool's `rejected/` folder.
+    pub const POINTS_REJECTED: &str = "points_rejected";
+    /// Counter: failed spool appends (full disk, I/O errors).
+    pub const SPOOL_ERRORS: &str = "spool_errors";
+    /// Counter: failed write requests (the batch stays in the spool and is retried).
+    pub const SHIP_ERRORS: &str = "ship_errors";
 }
 
 /// Joules in one kilowatt-hour.

@@ -286,7 +286,15 @@ pub fn parse_with_default_time(
     precision: Precision,
     default_time_ns: i64,
 ) -> Result<Vec<Point>, ParseError> {
-    let mut parser = Parser { text, bytes: text.as_bytes(), pos: 0, precision, default_time_ns };
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        precision,
+        default_time_ns,
+        tags_hint: 0,
+        fields_hint: 1,
+    };
     let mut points = Vec::new();
     while let Some(p) = parser.next_point().map_err(|(pos, message)| error_at(text, pos, message))? {
         points.push(p);
@@ -353,6 +361,19 @@ struct Parser<'a> {
     pos: usize,
     precision: Precision,
     default_time_ns: i64,
+    /// Tag and field counts of the previous line: lines of one body are alike, so
+    /// they size the next line's vectors without regrowing.
+    tags_hint: usize,
+    fields_hint: usize,
+}
+
+/// A cheap key for spotting a repeated field name: its length and first bytes.
+fn fingerprint(s: &str) -> (usize, u64) {
+    let b = s.as_bytes();
+    let mut head = [0u8; 8];
+    let n = b.len().min(8);
+    head[..n].copy_from_slice(&b[..n]);
+    (b.len(), u64::from_le_bytes(head))
 }
 
 /// What ends a name token, by position in the line.
@@ -393,7 +414,7 @@ impl<'a> Parser<'a> {
 
     fn line(&mut self) -> PResult<Point> {
         let measurement = self.name(Token::Measurement)?;
-        let mut tags: Vec<(String, String)> = Vec::new();
+        let mut tags: Vec<(String, String)> = Vec::with_capacity(self.tags_hint);
         while self.peek() == Some(b',') {
             self.pos += 1;
             let key_pos = self.pos;
@@ -403,16 +424,21 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
             let value = self.name(Token::TagValue)?;
-            match tags.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
-                Ok(_) => return self.fail(key_pos, format!("duplicate tag key `{key}`")),
-                Err(i) => tags.insert(i, (key, value)),
+            // Writers usually send tags sorted; check and insert in one step then.
+            match tags.last() {
+                Some((last, _)) if *last < key => tags.push((key, value)),
+                _ => match tags.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+                    Ok(_) => return self.fail(key_pos, format!("duplicate tag key `{key}`")),
+                    Err(i) => tags.insert(i, (key, value)),
+                },
             }
         }
         if self.peek() != Some(b' ') {
             return self.fail(self.pos, "expected a space before the fields");
         }
         self.skip_spaces();
-        let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(8);
+        let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(self.fields_hint);
+        let mut prints = [(0usize, 0u64); 16];
         loop {
             let key = self.name(Token::FieldKey)?;
             if self.peek() != Some(b'=') {
@@ -420,10 +446,23 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
             let value = self.field_value(&key)?;
-            if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
-                slot.1 = value;
+            // A repeated field keeps its first place and its last value, as in
+            // InfluxDB; fingerprints keep the check cheap for the usual line.
+            let print = fingerprint(&key);
+            let n = fields.len();
+            let earlier = if n <= prints.len() {
+                (0..n).filter(|&i| prints[i] == print).find(|&i| fields[i].0 == key)
             } else {
-                fields.push((key, value));
+                (0..n).find(|&i| fields[i].0 == key)
+            };
+            match earlier {
+                Some(i) => fields[i].1 = value,
+                None => {
+                    if n < prints.len() {
+                        prints[n] = print;
+                    }
+                    fields.push((key, value));
+                }
             }
             if self.peek() == Some(b',') {
                 self.pos += 1;
@@ -457,6 +496,8 @@ impl<'a> Parser<'a> {
             Some(b'\n') => self.pos += 1,
             Some(_) => return self.fail(self.pos, "unexpected text after the timestamp"),
         }
+        self.tags_hint = tags.len();
+        self.fields_hint = fields.len();
         Ok(Point { measurement, tags, fields, time_ns })
     }
 
@@ -598,12 +639,16 @@ fn utf8_len(first_byte: u8) -> usize {
 
 /// A number (`1.5`, `-2e10`, `3i`, `4u`) or a boolean (`t`, `true`, `F`, ...).
 fn parse_scalar(raw: &str) -> Result<FieldValue, String> {
-    match raw {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(FieldValue::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(FieldValue::Bool(false)),
-        _ => {}
-    }
     let bytes = raw.as_bytes();
+    if !matches!(bytes.first(), Some(b'0'..=b'9' | b'-' | b'.')) {
+        return match raw {
+            "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Bool(true)),
+            "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValue::Bool(false)),
+            _ => Err(format!(
+                "invalid value `{raw}`: expected a number, `i`/`u` integer, \"string\" or boolean"
+            )),
+        };
+    }
     match bytes.last().copied().unwrap_or(b' ') {
         b'i' => {
             let body = &raw[..raw.len() - 1];

@@ -61,6 +61,8 @@ pub enum SimMake {
     WhatsminerV1,
     /// Whatsminer, btminer API v2.
     WhatsminerV2,
+    /// Whatsminer M60S, btminer API v3 (length-prefixed JSON; always on port 4433).
+    WhatsminerV3,
     /// Bitaxe Supra, AxeOS (HTTP `/api/system/info`).
     AxeOs,
     /// ePIC UMC / PowerPlay (HTTP `/summary`).
@@ -68,12 +70,13 @@ pub enum SimMake {
 }
 
 impl SimMake {
-    pub const ALL: [SimMake; 7] = [
+    pub const ALL: [SimMake; 8] = [
         SimMake::AntminerStock,
         SimMake::LuxOs,
         SimMake::Avalon,
         SimMake::WhatsminerV1,
         SimMake::WhatsminerV2,
+        SimMake::WhatsminerV3,
         SimMake::AxeOs,
         SimMake::Epic,
     ];
@@ -86,6 +89,7 @@ impl SimMake {
             SimMake::Avalon => "avalon",
             SimMake::WhatsminerV1 => "whatsminer-v1",
             SimMake::WhatsminerV2 => "whatsminer-v2",
+            SimMake::WhatsminerV3 => "whatsminer-v3",
             SimMake::AxeOs => "bitaxe-axeos",
             SimMake::Epic => "epic-powerplay",
         }
@@ -227,6 +231,8 @@ const fn p(cmd: &'static str, path: &'static str, q: Q) -> Patch {
 enum Proto {
     Cgminer { multi: bool },
     Btminer,
+    /// btminer API v3: u32 LE length + JSON both ways.
+    Framed,
     Http,
 }
 
@@ -385,6 +391,28 @@ fn make_data(make: SimMake) -> MakeData {
             // v1: MHS 5s 70668114.52 MH/s; v2: HS RT 124500000.0 MH/s
             (Proto::Btminer, replies, if v1 { 70.66811452 } else { 124.5 }, 65536.0)
         }
+        SimMake::WhatsminerV3 => {
+            patches.extend([
+                p("summary", "msg/summary/hash-realtime", Q::Hash),
+                p("summary", "msg/summary/hash-average", Q::Hash),
+                p("summary", "msg/summary/hash-1min", Q::Hash),
+                p("summary", "msg/summary/hash-15min", Q::Hash),
+                p("summary", "msg/summary/power-realtime", Q::Power),
+                p("summary", "msg/summary/power-5min", Q::Power),
+                p("summary", "msg/summary/elapsed", Q::Elapsed),
+            ]);
+            (
+                Proto::Framed,
+                vec![
+                    ("get.device.info", load(cap!("whatsminer-v3/get_device_info.json"))),
+                    ("summary", load(cap!("whatsminer-v3/get_miner_status_summary.json"))),
+                    ("pools", load(cap!("whatsminer-v3/get_miner_status_pools.json"))),
+                    ("edevs", load(cap!("whatsminer-v3/get_miner_status_edevs.json"))),
+                ],
+                171.259, // hash-realtime, TH/s
+                65536.0,
+            )
+        }
         SimMake::AxeOs => {
             patches.extend([
                 p("/api/system/info", "hashRate", Q::Hash),
@@ -473,6 +501,9 @@ impl SimFleet {
         if spec.mix.iter().all(|(_, w)| *w == 0) {
             return Err(SimError::Spec("--mix has no make with a weight above 0".into()));
         }
+        if let Some((i, f)) = spec.faults.iter().find(|(i, _)| *i >= spec.count) {
+            return Err(SimError::Spec(format!("fault {f:?} for miner {i}, but the fleet has {} miners (0..{})", spec.count, spec.count)));
+        }
         let cycle: Vec<SimMake> = spec.mix.iter().flat_map(|(m, w)| std::iter::repeat_n(*m, *w as usize)).collect();
         let mut datas: Vec<(SimMake, Arc<MakeData>)> = Vec::new();
         let (stop, stop_rx) = watch::channel(false);
@@ -494,7 +525,9 @@ impl SimFleet {
                 SocketAddr::from((spec.bind, port))
             } else {
                 let ip = u32::from(spec.bind).checked_add(i as u32).ok_or_else(|| SimError::Spec("addresses run past 255.255.255.255".into()))?;
-                SocketAddr::from((Ipv4Addr::from(ip), spec.port))
+                // Whatsminer v3 speaks its framing only on its own port.
+                let port = if make == SimMake::WhatsminerV3 { 4433 } else { spec.port };
+                SocketAddr::from((Ipv4Addr::from(ip), port))
             };
             let (hf, pf) = if spec.variation { variation(i) } else { (1.0, 1.0) };
             let fault = spec.faults.iter().rev().find(|(j, _)| *j == i).map(|(_, f)| *f);
@@ -615,7 +648,8 @@ async fn serve(
 
 async fn handle(miner: Arc<Miner>, mut stream: TcpStream, clock: Arc<dyn Clock>, counters: Arc<SimCounters>, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
-    let req = match tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream)).await {
+    let framed_proto = matches!(miner.data.proto, Proto::Framed);
+    let req = match tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream, framed_proto)).await {
         Ok(Some(r)) => r,
         _ => return,
     };
@@ -662,7 +696,21 @@ enum Request {
     Other,
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+async fn read_request(stream: &mut TcpStream, framed: bool) -> Option<Request> {
+    if framed {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await.ok()?;
+        let n = u32::from_le_bytes(len) as usize;
+        if n > 64 * 1024 {
+            return Some(Request::Other);
+        }
+        let mut body = vec![0u8; n];
+        stream.read_exact(&mut body).await.ok()?;
+        return Some(match mj::parse_lenient(&body) {
+            Ok(v) => Request::Json(v),
+            Err(_) => Request::Other,
+        });
+    }
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 4096];
     loop {
@@ -741,6 +789,29 @@ impl Miner {
             }
             (Proto::Cgminer { .. }, _) => nul(cg_error(14, "Invalid command", now_ns)),
             (Proto::Btminer, _) => nul(json!({"STATUS":"E","When":now_ns / 1_000_000_000,"Code":23,"Msg":"invalid JSON","Description":""})),
+            (Proto::Framed, Request::Json(v)) => {
+                let when = now_ns / 1_000_000_000;
+                let cmd = v.get("cmd").and_then(Value::as_str).unwrap_or("");
+                let out = match cmd {
+                    "get.device.info" => self.render(cmd, now_ns),
+                    "get.miner.status" => {
+                        let param = v.get("param").and_then(Value::as_str).unwrap_or("summary");
+                        let mut msg = serde_json::Map::new();
+                        for section in param.split('+') {
+                            if d.replies.iter().any(|(c, _)| *c == section) {
+                                let r = self.render(section, now_ns);
+                                if let Some(x) = r.get("msg").and_then(|m| m.get(section)) {
+                                    msg.insert(section.to_owned(), x.clone());
+                                }
+                            }
+                        }
+                        json!({"code": 0, "desc": cmd, "msg": msg, "when": when})
+                    }
+                    _ => json!({"code": -2, "desc": cmd, "msg": "invalid command", "when": when}),
+                };
+                framed(out)
+            }
+            (Proto::Framed, _) => framed(json!({"code": -1, "desc": "", "msg": "invalid request", "when": now_ns / 1_000_000_000})),
         }
     }
 
@@ -783,10 +854,13 @@ impl Miner {
             }
             let Some(base) = mj::num(slot) else { continue };
             let new = self.moved(pt.q, base, rebooted, dt_s, diff_acc, diff_rej, degrade);
+            if new == base {
+                continue; // keep the capture's own formatting and precision
+            }
             *slot = match pt.q {
                 Q::Elapsed | Q::SharesAccepted | Q::SharesRejected => json!(new.round() as u64),
                 _ if slot.is_i64() || slot.is_u64() => json!(new.round() as i64),
-                _ => json!((new * 100.0).round() / 100.0),
+                _ => json!((new * 1000.0).round() / 1000.0),
             };
         }
         v
@@ -843,6 +917,13 @@ fn pointer_mut<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
 
 fn cg_error(code: i64, msg: &str, now_ns: i64) -> Value {
     json!({"STATUS":[{"STATUS":"E","When":now_ns / 1_000_000_000,"Code":code,"Msg":msg,"Description":"sim"}],"id":1})
+}
+
+fn framed(v: Value) -> Vec<u8> {
+    let b = serde_json::to_vec(&v).unwrap_or_default();
+    let mut out = (b.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&b);
+    out
 }
 
 fn nul(v: Value) -> Vec<u8> {

@@ -3,15 +3,24 @@
 //!
 //! # Layout
 //!
-//! * `series(id, measurement, tags)`: one row per measurement + tag set; `tags` is
-//!   the sorted tag list as JSON. The whole table is cached in memory, so writes
-//!   look series up without a query and reads filter tags in Rust.
+//! * `measurements(id, name)` and `series(id, measurement_id, tags)`: one row per
+//!   measurement and per measurement + tag set; `tags` is the sorted tag list as
+//!   JSON. Both are cached in memory, so writes find series without a query and reads
+//!   filter tags in Rust.
 //! * `field_names(id, name)`: a dictionary, so rows carry a small integer per field.
-//! * `points(series_id, time_ns, fields)`: one row per point, keyed by
-//!   `(series_id, time_ns)` (a `WITHOUT ROWID` table, so the key is the index that
-//!   time-range reads walk). `fields` is a compact blob: per field a varint name id, a
-//!   type byte and the value (8 bytes for numbers, 1 for bools, varint length + UTF-8
-//!   for strings). A row per field would be several times larger and slower.
+//! * `points(measurement_id, time_ns, series_id, fields)`: one row per point, in a
+//!   `WITHOUT ROWID` table keyed by `(measurement_id, time_ns, series_id)`. `fields`
+//!   is a compact blob: per field a varint name id, a type byte and the value (8 bytes
+//!   for numbers, 1 for bools, varint length + UTF-8 for strings). A row per field
+//!   would be several times larger and slower.
+//!
+//! The key puts time before series on purpose. Collectors write every series' newest
+//! point at about the same time, so with time first a batch appends to the end of a
+//! measurement's range and touches few pages; with series first it touched one page
+//! per series per batch, which made writes of thousands of series I/O-bound. Reads
+//! scan one measurement's time range in key order and keep the rows of the matching
+//! series, which is what the aggregator asks for (all devices of a measurement over
+//! a window).
 //!
 //! # Semantics
 //!
@@ -41,7 +50,7 @@ use super::{Series, SeriesQuery, Store, StoreError};
 use crate::model::{FieldValue, Point};
 use crate::ship::lineproto;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A [`Store`] in one SQLite file.
 #[derive(Clone)]
@@ -52,11 +61,21 @@ pub struct EmbeddedStore {
 
 struct Inner {
     conn: Connection,
-    /// measurement -> tag set -> series id. Mirrors the `series` table.
-    series: HashMap<String, HashMap<Vec<(String, String)>, i64>>,
+    /// measurement -> its id and tag set -> series id. Mirrors `measurements`
+    /// and `series`.
+    series: HashMap<String, MeasurementIds>,
     /// field name -> id. Mirrors the `field_names` table.
     field_ids: HashMap<String, u32>,
     field_names: HashMap<u32, String>,
+}
+
+/// One stored point as read: time and its fields by name id.
+type Row = (i64, Vec<(u32, FieldValue)>);
+
+#[derive(Default)]
+struct MeasurementIds {
+    id: i64,
+    series: HashMap<Vec<(String, String)>, i64>,
 }
 
 fn sql_err(context: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -95,6 +114,11 @@ impl EmbeddedStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| StoreError::Embedded(format!("{description} is not a SQLite database: {e}")))?;
+        if version == 1 {
+            return Err(StoreError::Embedded(format!(
+                "{description} was created by an early development build of wattledger with another layout; move it away and start a new one"
+            )));
+        }
         if version > SCHEMA_VERSION {
             return Err(StoreError::Embedded(format!(
                 "{description} has schema version {version}, newer than this wattledger understands ({SCHEMA_VERSION}); upgrade wattledger"
@@ -104,20 +128,25 @@ impl EmbeddedStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -65536;
+             CREATE TABLE IF NOT EXISTS measurements (
+                 id INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS series (
                  id INTEGER PRIMARY KEY,
-                 measurement TEXT NOT NULL,
+                 measurement_id INTEGER NOT NULL REFERENCES measurements(id),
                  tags TEXT NOT NULL,
-                 UNIQUE (measurement, tags));
+                 UNIQUE (measurement_id, tags));
              CREATE TABLE IF NOT EXISTS field_names (
                  id INTEGER PRIMARY KEY,
                  name TEXT NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS points (
-                 series_id INTEGER NOT NULL REFERENCES series(id),
+                 measurement_id INTEGER NOT NULL,
                  time_ns INTEGER NOT NULL,
+                 series_id INTEGER NOT NULL,
                  fields BLOB NOT NULL,
-                 PRIMARY KEY (series_id, time_ns)) WITHOUT ROWID;
-             PRAGMA user_version = 1;",
+                 PRIMARY KEY (measurement_id, time_ns, series_id)) WITHOUT ROWID;
+             PRAGMA user_version = 2;",
         )
         .map_err(|e| StoreError::Embedded(format!("cannot set up {description}: {e}")))?;
         let mut inner = Inner { conn, series: HashMap::new(), field_ids: HashMap::new(), field_names: HashMap::new() };
@@ -164,7 +193,7 @@ impl EmbeddedStore {
             .series
             .get(measurement)
             .into_iter()
-            .flat_map(|m| m.keys())
+            .flat_map(|m| m.series.keys())
             .filter_map(|tags| tags.iter().find(|(k, _)| k == tag).map(|(_, v)| v.clone()))
             .collect();
         values.sort();
@@ -188,18 +217,33 @@ impl Inner {
         self.series.clear();
         self.field_ids.clear();
         self.field_names.clear();
+        let mut names: HashMap<i64, String> = HashMap::new();
+        let mut stmt = self.conn.prepare("SELECT id, name FROM measurements").map_err(sql_err("reading measurements"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql_err("reading measurements"))?;
+        for row in rows {
+            let (id, name) = row.map_err(sql_err("reading measurements"))?;
+            self.series.insert(name.clone(), MeasurementIds { id, series: HashMap::new() });
+            names.insert(id, name);
+        }
+        drop(stmt);
         let mut stmt = self
             .conn
-            .prepare("SELECT id, measurement, tags FROM series")
+            .prepare("SELECT id, measurement_id, tags FROM series")
             .map_err(sql_err("reading series"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
             .map_err(sql_err("reading series"))?;
         for row in rows {
-            let (id, m, tags) = row.map_err(sql_err("reading series"))?;
+            let (id, mid, tags) = row.map_err(sql_err("reading series"))?;
             let tags: Vec<(String, String)> = serde_json::from_str(&tags)
                 .map_err(|e| StoreError::Embedded(format!("series {id} has unreadable tags: {e}")))?;
-            self.series.entry(m).or_default().insert(tags, id);
+            let m = names
+                .get(&mid)
+                .and_then(|name| self.series.get_mut(name))
+                .ok_or_else(|| StoreError::Embedded(format!("series {id} names a missing measurement {mid}")))?;
+            m.series.insert(tags, id);
         }
         drop(stmt);
         let mut stmt = self.conn.prepare("SELECT id, name FROM field_names").map_err(sql_err("reading field names"))?;
@@ -220,23 +264,23 @@ impl Inner {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO points (series_id, time_ns, fields) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (series_id, time_ns) DO NOTHING",
+                    "INSERT INTO points (measurement_id, time_ns, series_id, fields) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (measurement_id, time_ns, series_id) DO NOTHING",
                 )
                 .map_err(sql_err("preparing a write"))?;
             let mut blob = Vec::with_capacity(256);
             for p in points {
-                let series_id = series_id(&tx, series, p)?;
+                let key = series_key(&tx, series, p)?;
                 blob.clear();
                 for (name, value) in &p.fields {
                     let id = field_id(&tx, field_ids, field_names, name)?;
                     encode_field(&mut blob, id, value);
                 }
                 let inserted = insert
-                    .execute(params![series_id, p.time_ns, &blob])
+                    .execute(params![key.0, p.time_ns, key.1, &blob])
                     .map_err(sql_err("writing a point"))?;
                 if inserted == 0 {
-                    merge_into_existing(&tx, series_id, p.time_ns, &blob)?;
+                    merge_into_existing(&tx, key, p.time_ns, &blob)?;
                 }
             }
         }
@@ -244,52 +288,62 @@ impl Inner {
     }
 
     fn read(&self, q: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
-        let Some(by_tags) = self.series.get(&q.measurement) else {
+        let Some(m) = self.series.get(&q.measurement) else {
             return Ok(Vec::new());
         };
-        let mut matching: Vec<(&Vec<(String, String)>, i64)> = by_tags
+        let mut matching: Vec<(&Vec<(String, String)>, i64)> = m
+            .series
             .iter()
             .filter(|(tags, _)| {
                 q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv))
             })
             .map(|(tags, id)| (tags, *id))
             .collect();
+        if matching.is_empty() {
+            return Ok(Vec::new());
+        }
         matching.sort();
+        let slot: HashMap<i64, usize> = matching.iter().enumerate().map(|(i, (_, id))| (*id, i)).collect();
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); matching.len()];
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT time_ns, fields FROM points
-                 WHERE series_id = ?1 AND time_ns >= ?2 AND time_ns < ?3 ORDER BY time_ns",
+                "SELECT time_ns, series_id, fields FROM points
+                 WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
+                 ORDER BY time_ns, series_id",
             )
             .map_err(sql_err("preparing a read"))?;
-        // Empty `fields` means every field the matching rows have, by name.
-        let all_fields = q.fields.is_empty();
+        let mut iter = stmt.query(params![m.id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
+        while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
+            let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
+            let Some(&i) = slot.get(&sid) else { continue };
+            let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
+            let blob = row.get_ref(2).map_err(sql_err("reading points"))?;
+            let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
+            rows[i].push((t, decode_fields(blob)?));
+        }
+        // Empty `fields` means every field the rows read have, by name (the same
+        // columns for every series, as InfluxQL gives them).
+        let fields: Vec<String> = if q.fields.is_empty() {
+            let mut names: Vec<String> = rows
+                .iter()
+                .flatten()
+                .flat_map(|(_, f)| f.iter().map(|(id, _)| *id))
+                .collect::<std::collections::BTreeSet<u32>>()
+                .into_iter()
+                .filter_map(|id| self.field_names.get(&id).cloned())
+                .collect();
+            names.sort();
+            names
+        } else {
+            q.fields.clone()
+        };
+        let ids: Vec<Option<u32>> = fields.iter().map(|f| self.field_ids.get(f).copied()).collect();
         let mut out = Vec::new();
-        for (tags, id) in matching {
-            let mut rows: Vec<(i64, Vec<(u32, FieldValue)>)> = Vec::new();
-            let mut iter = stmt.query(params![id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
-            while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
-                let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
-                let blob = row.get_ref(1).map_err(sql_err("reading points"))?;
-                let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
-                rows.push((t, decode_fields(blob)?));
-            }
-            let fields: Vec<String> = if all_fields {
-                let mut names: Vec<String> = rows
-                    .iter()
-                    .flat_map(|(_, f)| f.iter().map(|(id, _)| *id))
-                    .filter_map(|id| self.field_names.get(&id).cloned())
-                    .collect();
-                names.sort();
-                names.dedup();
-                names
-            } else {
-                q.fields.clone()
-            };
-            let ids: Vec<Option<u32>> = fields.iter().map(|f| self.field_ids.get(f).copied()).collect();
+        for ((tags, _), rows) in matching.into_iter().zip(rows) {
             let mut series = Series {
                 tags: tags.iter().cloned().collect::<BTreeMap<_, _>>(),
-                fields,
+                fields: fields.clone(),
                 ..Series::default()
             };
             for (t, row) in rows {
@@ -311,32 +365,48 @@ impl Inner {
     }
 }
 
-fn series_id(
+/// The (measurement id, series id) of a point's series, adding them if new.
+fn series_key(
     tx: &rusqlite::Transaction<'_>,
-    cache: &mut HashMap<String, HashMap<Vec<(String, String)>, i64>>,
+    cache: &mut HashMap<String, MeasurementIds>,
     p: &Point,
-) -> Result<i64, StoreError> {
-    if let Some(id) = cache.get(p.measurement.as_str()).and_then(|m| m.get(&p.tags)) {
-        return Ok(*id);
+) -> Result<(i64, i64), StoreError> {
+    if let Some(m) = cache.get(p.measurement.as_str()) {
+        if let Some(id) = m.series.get(&p.tags) {
+            return Ok((m.id, *id));
+        }
     }
-    let tags = if p.tags.is_sorted() { p.tags.clone() } else {
+    let tags = if p.tags.is_sorted() {
+        p.tags.clone()
+    } else {
         let mut t = p.tags.clone();
         t.sort();
         t
     };
-    if let Some(id) = cache.get(p.measurement.as_str()).and_then(|m| m.get(&tags)) {
-        return Ok(*id);
+    if !cache.contains_key(p.measurement.as_str()) {
+        tx.prepare_cached("INSERT INTO measurements (name) VALUES (?1) ON CONFLICT DO NOTHING")
+            .and_then(|mut s| s.execute(params![p.measurement]))
+            .map_err(sql_err("adding a measurement"))?;
+        let id: i64 = tx
+            .prepare_cached("SELECT id FROM measurements WHERE name = ?1")
+            .and_then(|mut s| s.query_row(params![p.measurement], |r| r.get(0)))
+            .map_err(sql_err("adding a measurement"))?;
+        cache.insert(p.measurement.clone(), MeasurementIds { id, series: HashMap::new() });
+    }
+    let m = cache.get_mut(p.measurement.as_str()).expect("inserted above");
+    if let Some(id) = m.series.get(&tags) {
+        return Ok((m.id, *id));
     }
     let tags_json = serde_json::to_string(&tags).map_err(|e| StoreError::Embedded(e.to_string()))?;
-    tx.prepare_cached("INSERT INTO series (measurement, tags) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
-        .and_then(|mut s| s.execute(params![p.measurement, tags_json]))
+    tx.prepare_cached("INSERT INTO series (measurement_id, tags) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+        .and_then(|mut s| s.execute(params![m.id, tags_json]))
         .map_err(sql_err("adding a series"))?;
     let id: i64 = tx
-        .prepare_cached("SELECT id FROM series WHERE measurement = ?1 AND tags = ?2")
-        .and_then(|mut s| s.query_row(params![p.measurement, tags_json], |r| r.get(0)))
+        .prepare_cached("SELECT id FROM series WHERE measurement_id = ?1 AND tags = ?2")
+        .and_then(|mut s| s.query_row(params![m.id, tags_json], |r| r.get(0)))
         .map_err(sql_err("adding a series"))?;
-    cache.entry(p.measurement.clone()).or_default().insert(tags, id);
-    Ok(id)
+    m.series.insert(tags, id);
+    Ok((m.id, id))
 }
 
 fn field_id(
@@ -362,10 +432,15 @@ fn field_id(
 
 /// InfluxDB's rule for a second point at the same series and time: its fields
 /// overwrite those of the stored point, the other stored fields stay.
-fn merge_into_existing(tx: &rusqlite::Transaction<'_>, series_id: i64, time_ns: i64, new: &[u8]) -> Result<(), StoreError> {
+fn merge_into_existing(
+    tx: &rusqlite::Transaction<'_>,
+    (measurement_id, series_id): (i64, i64),
+    time_ns: i64,
+    new: &[u8],
+) -> Result<(), StoreError> {
     let old: Vec<u8> = tx
-        .prepare_cached("SELECT fields FROM points WHERE series_id = ?1 AND time_ns = ?2")
-        .and_then(|mut s| s.query_row(params![series_id, time_ns], |r| r.get(0)).optional())
+        .prepare_cached("SELECT fields FROM points WHERE measurement_id = ?1 AND time_ns = ?2 AND series_id = ?3")
+        .and_then(|mut s| s.query_row(params![measurement_id, time_ns, series_id], |r| r.get(0)).optional())
         .map_err(sql_err("merging a point"))?
         .unwrap_or_default();
     let mut merged = decode_fields(&old)?;
@@ -379,8 +454,8 @@ fn merge_into_existing(tx: &rusqlite::Transaction<'_>, series_id: i64, time_ns: 
     for (id, value) in &merged {
         encode_field(&mut blob, *id, value);
     }
-    tx.prepare_cached("UPDATE points SET fields = ?3 WHERE series_id = ?1 AND time_ns = ?2")
-        .and_then(|mut s| s.execute(params![series_id, time_ns, blob]))
+    tx.prepare_cached("UPDATE points SET fields = ?4 WHERE measurement_id = ?1 AND time_ns = ?2 AND series_id = ?3")
+        .and_then(|mut s| s.execute(params![measurement_id, time_ns, series_id, blob]))
         .map_err(sql_err("merging a point"))?;
     Ok(())
 }
@@ -559,10 +634,24 @@ mod tests {
         Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
         let err = EmbeddedStore::open(&path).err().unwrap().to_string();
         assert!(err.contains("upgrade wattledger"), "{err}");
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 1").unwrap();
+        let err = EmbeddedStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("move it away"), "{err}");
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
         let err = EmbeddedStore::open(&junk).err().unwrap().to_string();
         assert!(err.contains("junk.db"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn line_protocol_goes_in_whole_or_not_at_all() {
+        use crate::ship::{WriteError, Writer};
+        let s = EmbeddedStore::open_in_memory().unwrap();
+        let err = s.write_lines("m,h=a v=1 1\nm,h=b v=oops 2\n").await.unwrap_err();
+        assert!(matches!(&err, WriteError::Rejected { message, .. } if message.starts_with("line 2, column 9")), "{err}");
+        assert!(s.tag_values_blocking("m", "h").unwrap().is_empty());
+        s.write_lines("m,h=a v=1 1\nm,h=b v=2i 2\n").await.unwrap();
+        assert_eq!(s.tag_values_blocking("m", "h").unwrap(), ["a", "b"]);
     }
 
     #[test]

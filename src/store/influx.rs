@@ -38,7 +38,7 @@ use serde::Deserialize;
 use super::{Series, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
 use crate::config::ConfigError;
 use crate::model::{FieldValue, Point};
-use crate::ship::influx::{base_url, error_chain, http_client, server_message, Auth, InfluxWriter};
+use crate::ship::influx::{base_url, error_chain, server_message, Auth, InfluxWriter};
 use crate::ship::lineproto::{self, EncodeError};
 use crate::ship::{WriteError, Writer};
 
@@ -129,8 +129,16 @@ impl InfluxQlReader {
         auth: Auth,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
+        // A long range streams for longer than one write takes: `timeout` bounds
+        // connecting and each wait for data, not the whole answer.
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .read_timeout(timeout)
+            .user_agent(concat!("wattledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(InfluxQlReader {
-            client: http_client(timeout)?,
+            client,
             base: base_url(url)?,
             auth,
             database: database.to_owned(),

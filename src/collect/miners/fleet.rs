@@ -170,11 +170,27 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let ro = opts.read_options();
     let mut set = tokio::task::JoinSet::new();
+    let mut out: Vec<Option<MinerReading>> = vec![None; endpoints.len()];
+    let take = |res: Result<(usize, MinerReading), tokio::task::JoinError>, out: &mut Vec<Option<MinerReading>>| match res {
+        Ok((i, r)) => {
+            on_done(&r);
+            out[i] = Some(r);
+        }
+        Err(e) => tracing::error!("miner poll task failed: {e}"),
+    };
     for (i, e) in endpoints.iter().enumerate() {
-        let sem = sem.clone();
+        // A task exists only while it holds a slot: memory stays bounded by `concurrency`,
+        // not by the fleet size.
+        let permit = match sem.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        while let Some(res) = set.try_join_next() {
+            take(res, &mut out);
+        }
         let (host, port) = (e.host.clone(), e.port);
         set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
+            let _permit = permit;
             // The outer timeout is a backstop: `read` already keeps to the deadline.
             let r = match tokio::time::timeout(ro.timeout + Duration::from_millis(250), super::read(&host, port, &ro)).await {
                 Ok(r) => r,
@@ -183,15 +199,8 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
             (i, r)
         });
     }
-    let mut out: Vec<Option<MinerReading>> = vec![None; endpoints.len()];
     while let Some(res) = set.join_next().await {
-        match res {
-            Ok((i, r)) => {
-                on_done(&r);
-                out[i] = Some(r);
-            }
-            Err(e) => tracing::error!("miner poll task failed: {e}"),
-        }
+        take(res, &mut out);
     }
     out.into_iter()
         .zip(endpoints)
@@ -199,9 +208,76 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
         .collect()
 }
 
+/// The `[miners]` section of an agent config, as the agent deserializes it:
+///
+/// ```toml
+/// [miners]
+/// targets = ["10.0.0.0/24", "10.0.1.7:4029", "bitaxe-3.lan:80"]
+/// timeout = "5s"          # per miner, all its requests together
+/// concurrency = 256       # miners read at once
+/// max_reply_bytes = 524288
+/// port = 4028             # for targets without one
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinersConfig {
+    pub targets: Vec<String>,
+    #[serde(default = "default_timeout", with = "crate::config::duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_max_reply")]
+    pub max_reply_bytes: usize,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_timeout() -> Duration {
+    PollOptions::default().timeout
+}
+fn default_concurrency() -> usize {
+    PollOptions::default().concurrency
+}
+fn default_max_reply() -> usize {
+    DEFAULT_MAX_REPLY_BYTES
+}
+fn default_port() -> u16 {
+    CGMINER_PORT
+}
+
+impl MinersConfig {
+    /// Checks the values and builds the source; errors name the bad key.
+    pub fn build(&self) -> Result<MinerSource, TargetError> {
+        let bad = |reason: &str| TargetError { target: "[miners]".into(), reason: reason.into() };
+        if self.targets.is_empty() {
+            return Err(bad("`targets` is empty"));
+        }
+        if self.concurrency == 0 {
+            return Err(bad("`concurrency` must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(bad("`timeout` must be above 0"));
+        }
+        if self.max_reply_bytes < 1024 {
+            return Err(bad("`max_reply_bytes` below 1024 cannot hold a miner's reply"));
+        }
+        if self.port == 0 {
+            return Err(bad("`port` must be 1-65535"));
+        }
+        let opts = PollOptions {
+            timeout: self.timeout,
+            concurrency: self.concurrency,
+            max_reply_bytes: self.max_reply_bytes,
+            default_port: self.port,
+        };
+        Ok(MinerSource::new(parse_targets(&self.targets)?, opts))
+    }
+}
+
 /// The `miners` source: reads a fixed set of targets every collect. Addresses from ranges are
 /// reported once they have answered at least once (an empty address in a /24 is not a
 /// miner going offline); listed addresses are always reported, `online = false` when down.
+#[derive(Debug)]
 pub struct MinerSource {
     endpoints: Vec<Endpoint>,
     opts: PollOptions,
@@ -230,6 +306,7 @@ impl MinerSource {
                     self.seen.insert(key);
                     Some(r)
                 } else if !e.from_range || self.seen.contains(&key) {
+                    tracing::info!(miner = %r.miner_id(), "miner offline: {}", r.error.as_deref().unwrap_or("unknown"));
                     Some(r)
                 } else {
                     None
@@ -273,5 +350,25 @@ mod tests {
         assert_eq!(hosts, ["127.0.1.1:4028", "127.0.1.2:4028"]);
         let e = expand(&[parse_target("127.0.1.9/32").unwrap()], 4028);
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn config_section() {
+        #[derive(serde::Deserialize)]
+        struct Agent {
+            miners: MinersConfig,
+        }
+        let a: Agent = toml::from_str("[miners]\ntargets = [\"10.0.0.0/30\", \"10.0.1.7:4029\"]\ntimeout = \"2s\"\n").unwrap();
+        assert_eq!(a.miners.timeout, Duration::from_secs(2));
+        assert_eq!((a.miners.concurrency, a.miners.port), (256, 4028));
+        let src = a.miners.build().unwrap();
+        let eps: Vec<_> = src.endpoints().iter().map(|e| format!("{}:{}", e.host, e.port)).collect();
+        assert_eq!(eps, ["10.0.0.1:4028", "10.0.0.2:4028", "10.0.1.7:4029"]);
+        let bad: Result<Agent, _> = toml::from_str("[miners]\ntargets = []\ntimout = \"2s\"\n");
+        assert!(bad.is_err()); // unknown key
+        let empty: Agent = toml::from_str("[miners]\ntargets = []\n").unwrap();
+        assert!(empty.miners.build().unwrap_err().to_string().contains("targets"));
+        let wrong: Agent = toml::from_str("[miners]\ntargets = [\"10.0.0.0/33\"]\n").unwrap();
+        assert!(wrong.miners.build().is_err());
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! The protocol is chosen by what answers: a cgminer-family multi-command first (one
 //! connection reads version, summary, stats and pools on Antminer, LuxOS, Avalon, Braiins),
-//! then Whatsminer's `{"cmd":...}` API, then HTTP APIs (AxeOS, ePIC) when the port speaks HTTP.
+//! then Whatsminer's `{"cmd":...}` API, then HTTP APIs (AxeOS, ePIC) when the port speaks HTTP;
+//! Whatsminer API v3 (length-prefixed JSON) on its port 4433.
 
 pub mod fleet;
 pub mod json;
@@ -102,6 +103,13 @@ impl MinerReading {
             online: false,
             error: Some(error.into()),
         }
+    }
+
+    /// Replaces power with a configured meter's reading (PDU outlet, smart plug).
+    pub fn with_meter(mut self, power_w: f64) -> Self {
+        self.power_w = Some(power_w);
+        self.power_source = Some(PowerSource::Meter);
+        self
     }
 
     /// `host:port`, the `miner` tag.
@@ -268,6 +276,16 @@ pub fn identify_axeos(doc: &Value) -> Identity {
     }
 }
 
+/// Identifies a Whatsminer on API v3 from `get.device.info` (doc key `device_info`).
+pub fn identify_whatsminer_v3(doc: &Value) -> Identity {
+    Identity {
+        make: Some("Whatsminer".into()),
+        model: s(doc, "device_info/msg/miner/type"),
+        firmware: s(doc, "device_info/msg/system/fwversion").map(|fw| format!("btminer {fw} (API v3)")),
+        map: &profiles::WHATSMINER_V3,
+    }
+}
+
 /// Identifies an ePIC-controlled miner from its `/summary`.
 pub fn identify_epic(doc: &Value) -> Identity {
     Identity {
@@ -287,7 +305,8 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
     };
     let mut errors = Vec::new();
     let addr = format!("{host}:{port}");
-    let rated_ths = x.rated_ths.or(spec.map(|s| s.rated_ths));
+    // The table first: a miner's own nominal figure can carry the same unit slip as its reading.
+    let rated_ths = spec.map(|s| s.rated_ths).or(x.rated_ths);
     let hashrate_ths = match x.hashrate_ths {
         Some(h) => match check_hashrate(h, rated_ths) {
             Ok(h) => Some(h),
@@ -474,6 +493,9 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
             other => return other,
         }
     }
+    if port == WHATSMINER_V3_PORT {
+        return probe_whatsminer_v3(&ctx).await;
+    }
     let first = match ctx.tcp_json(&format!("{{\"command\":\"{MULTI_COMMAND}\"}}")).await {
         Ok(r) => r,
         Err(WireError::NotHttp) => return probe_http(&ctx).await,
@@ -514,6 +536,32 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
         }
     }
     Ok(finish_cgminer(&ctx, Value::Object(doc)).await)
+}
+
+/// Whatsminer API v3's port; the v3 framing is only spoken there.
+pub const WHATSMINER_V3_PORT: u16 = 4433;
+
+/// Whatsminer API v3: `get.device.info` (identity) then `get.miner.status` with
+/// `summary+pools`, both read-only and needing no token.
+async fn probe_whatsminer_v3(ctx: &Ctx<'_>) -> Result<MinerReading, ProbeError> {
+    let call = |payload: &'static str| async move {
+        let raw = wire::framed_request(ctx.host, ctx.port, payload.as_bytes(), ctx.deadline, ctx.cap)
+            .await
+            .map_err(|e| ctx.unreachable(e))?;
+        let v = json::parse_lenient(&raw).map_err(|e| ctx.not_miner(e.to_string()))?;
+        match v.get("code").and_then(Value::as_i64) {
+            Some(0) => Ok(v),
+            _ => Err(ctx.not_miner(format!("{payload}: {}", v.get("msg").map(|m| m.to_string()).unwrap_or_default()))),
+        }
+    };
+    let info = call(r#"{"cmd":"get.device.info"}"#).await?;
+    let status = call(r#"{"cmd":"get.miner.status","param":"summary+pools"}"#).await?;
+    let mut doc = Map::new();
+    doc.insert("device_info".into(), info);
+    doc.insert("pools".into(), status.clone());
+    doc.insert("summary".into(), status);
+    let doc = Value::Object(doc);
+    Ok(finish(ctx.host, ctx.port, &identify_whatsminer_v3(&doc), &doc))
 }
 
 async fn finish_cgminer(ctx: &Ctx<'_>, mut doc: Value) -> MinerReading {
@@ -564,7 +612,9 @@ pub async fn read(host: &str, port: u16, opts: &ReadOptions) -> MinerReading {
                 ProbeError::Unreachable { cause, .. } => cause.to_string(),
                 ProbeError::NotAMiner { reason, .. } => format!("not a miner API: {reason}"),
             };
-            tracing::info!(miner = %format!("{host}:{port}"), "offline: {msg}");
+            // Debug here: in a range scan most addresses are empty. The fleet source logs
+            // listed miners that go offline at info.
+            tracing::debug!(miner = %format!("{host}:{port}"), "offline: {msg}");
             MinerReading::offline(host, port, msg)
         }
     }

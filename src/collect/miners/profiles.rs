@@ -203,8 +203,7 @@ pub static EPIC: FieldMap = FieldMap {
 };
 
 /// Whatsminer btminer API v3 (TCP 4433): `get.miner.status` summary (`summary`) and pools
-/// (`pools`). Hashrates are TH/s. No client yet (the v3 transport needs the login salt);
-/// the map is checked against the captures.
+/// (`pools`). Hashrates are TH/s.
 pub static WHATSMINER_V3: FieldMap = FieldMap {
     id: "whatsminer-v3",
     hashrate: &[r("summary/msg/summary/hash-realtime", Unit::Ths), r("summary/msg/summary/hash-average", Unit::Ths)],

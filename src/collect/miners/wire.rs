@@ -60,7 +60,8 @@ pub async fn tcp_request(
         .map_err(|_| WireError::Timeout { stage: "send" })?
         .map_err(WireError::Io)?;
     let mut buf = Vec::with_capacity(8192.min(cap.max(1)));
-    let mut chunk = [0u8; 16384];
+    // On the heap: thousands of these futures may be alive at once.
+    let mut chunk = vec![0u8; 16384];
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
             .await
@@ -90,6 +91,41 @@ pub async fn tcp_request(
         return Err(WireError::Empty);
     }
     Ok(buf)
+}
+
+/// Whatsminer API v3 framing: a little-endian u32 length, then that many bytes of JSON, in
+/// both directions. The announced length is checked against `cap` before anything is read.
+pub async fn framed_request(
+    host: &str,
+    port: u16,
+    payload: &[u8],
+    deadline: Instant,
+    cap: usize,
+) -> Result<Vec<u8>, WireError> {
+    let mut stream = connect(host, port, deadline).await?;
+    let mut req = (payload.len() as u32).to_le_bytes().to_vec();
+    req.extend_from_slice(payload);
+    tokio::time::timeout_at(deadline, stream.write_all(&req))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "send" })?
+        .map_err(WireError::Io)?;
+    let mut len = [0u8; 4];
+    match tokio::time::timeout_at(deadline, stream.read_exact(&mut len)).await {
+        Err(_) => return Err(WireError::Timeout { stage: "read" }),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Empty),
+        Ok(Err(e)) => return Err(WireError::Io(e)),
+        Ok(Ok(_)) => {}
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > cap {
+        return Err(WireError::TooLarge { cap });
+    }
+    let mut body = vec![0u8; n];
+    tokio::time::timeout_at(deadline, stream.read_exact(&mut body))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "read" })?
+        .map_err(WireError::Io)?;
+    Ok(body)
 }
 
 /// One HTTP reply, body already de-chunked.
@@ -127,7 +163,8 @@ pub async fn http_request(
         .map_err(WireError::Io)?;
     // Headers are capped too; the body cap is checked as it arrives.
     let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 16384];
+    // On the heap: thousands of these futures may be alive at once.
+    let mut chunk = vec![0u8; 16384];
     loop {
         let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
             .await
@@ -205,8 +242,7 @@ pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
 
 fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(raw, b"\r\n") else { break };
+    while let Some(eol) = find(raw, b"\r\n") {
         let size_txt = String::from_utf8_lossy(&raw[..eol]);
         let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| WireError::NotHttp)?;

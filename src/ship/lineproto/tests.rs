@@ -107,6 +107,18 @@ fn parses_what_influxdb_accepts() {
 }
 
 #[test]
+fn repeated_fields_keep_first_place_and_last_value() {
+    let p = &parse_ns("m a=1i,b=2i,a=3i 1").unwrap()[0];
+    assert_eq!(p.fields, vec![("a".into(), FieldValue::Int(3)), ("b".into(), FieldValue::Int(2))]);
+    let many: Vec<String> = (0..20).map(|i| format!("field_with_long_prefix_{i}={i}i")).collect();
+    let line = format!("m {},field_with_long_prefix_17=99i,field_with_long_prefix_3=98i 1", many.join(","));
+    let p = &parse_ns(&line).unwrap()[0];
+    assert_eq!(p.fields.len(), 20);
+    assert_eq!(p.fields[17].1, FieldValue::Int(99));
+    assert_eq!(p.fields[3].1, FieldValue::Int(98));
+}
+
+#[test]
 fn precision_scales_and_checks_overflow() {
     for (prec, want) in [
         (Precision::S, 3_000_000_000),

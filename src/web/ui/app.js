@@ -8,7 +8,7 @@
   const HOUR_MS = 3600e3;
   const PRESETS = { '6h': 6 * HOUR_MS, '24h': 24 * HOUR_MS, '7d': 7 * 24 * HOUR_MS };
   const REFRESH_MS = 30e3;
-  const FLEET_ROWS = 40;
+  const FLEET_ROWS = 12;
   // Mining in warm colours, AI in cool ones, so a glance tells the two apart.
   const WARM = ['#e8590c', '#f59f00', '#c92a2a', '#d6336c'];
   const COOL = ['#1971c2', '#0c8599', '#7048e8', '#2b8a3e', '#5c7cfa'];
@@ -27,6 +27,7 @@
     lastFleet: null,
     lastCharts: null,
     scale: 'auto',
+    metric: 'revenue',
   };
 
   const $ = (id) => document.getElementById(id);
@@ -314,18 +315,33 @@
       if (w.error || !Array.isArray(w.windows)) continue;
       const name = w.workload;
       const rows = w.windows.map((r) => ({ t: Date.parse(r.start), end: Date.parse(r.end), r }));
-      rev.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, x.r.revenue_usd_per_kwh]) });
+      const field = state.metric === 'profit' ? 'profit_usd_per_kwh' : 'revenue_usd_per_kwh';
+      rev.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, x.r[field]]) });
       pow.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, isNum(x.r.avg_power_w) ? x.r.avg_power_w / 1000 : null]) });
     }
     renderLegend('rev-legend', rev.map((s) => s.name));
     renderLegend('pow-legend', pow.map((s) => s.name));
+    const profit = state.metric === 'profit';
     const vals = rev.flatMap((s) => s.pts.map((p) => p[2])).filter((v) => isNum(v) && v > 0);
     const autoLog = vals.length > 0 && Math.max(...vals) / Math.min(...vals) > 8;
-    const log = state.scale === 'log' || (state.scale === 'auto' && autoLog);
-    for (const b of document.querySelectorAll('[data-scale]')) b.setAttribute('aria-pressed', String((b.dataset.scale === 'log') === log));
-    lineChart($('rev-chart'), rev, from, to, { log, fmt: (v) => fmtUsdPerKwh(v) + '/kWh',
-      tick: (v, step) => '$' + fixed(v, log ? decimalsFor(v) : decimalsFor(step)),
-      title: 'Revenue per kWh over time' + (log ? ' (logarithmic scale)' : '') });
+    // Profit goes negative when energy costs more than a workload earns: no log scale.
+    const log = !profit && (state.scale === 'log' || (state.scale === 'auto' && autoLog));
+    for (const b of document.querySelectorAll('[data-metric]')) {
+      b.addEventListener('click', () => { state.metric = b.dataset.metric; if (state.lastCharts) renderCharts(...state.lastCharts); });
+    }
+    for (const b of document.querySelectorAll('[data-scale]')) {
+      b.setAttribute('aria-pressed', String((b.dataset.scale === 'log') === log));
+      b.disabled = profit && b.dataset.scale === 'log';
+    }
+    for (const b of document.querySelectorAll('[data-metric]')) b.setAttribute('aria-pressed', String(b.dataset.metric === state.metric));
+    const what = profit ? 'Profit' : 'Revenue';
+    $('rev-title').textContent = what + ' per kWh over time';
+    $('rev-desc').textContent = profit
+      ? 'Revenue minus the cost of the facility energy, per kWh of IT energy, per window. Below zero the workload loses money at that hour\'s energy price.'
+      : 'Per window, per workload. A volatile line means the same joule earns a different amount from hour to hour.';
+    lineChart($('rev-chart'), rev, from, to, { log, zeroLine: profit, fmt: (v) => fmtUsdPerKwh(v) + '/kWh',
+      tick: (v, step) => (v < 0 ? '−$' : '$') + fixed(Math.abs(v), log ? decimalsFor(v) : decimalsFor(step)),
+      title: what + ' per kWh over time' + (log ? ' (logarithmic scale)' : '') });
     lineChart($('pow-chart'), pow, from, to, { unit: 'kW', fmt: (v) => fixed(v, v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' kW', tick: (v, step) => fixed(v, decimalsFor(step)) + ' kW', title: 'Average power over time', zeroBase: true });
   }
 
@@ -389,7 +405,8 @@
       const l0 = Math.log10(lo), l1 = Math.log10(hi);
       y = (v) => m.t + ih - ((Math.log10(v) - l0) / (l1 - l0)) * ih;
     } else {
-      if (opt.zeroBase || lo > 0 && lo < hi * 0.35) lo = Math.min(0, lo);
+      if (opt.zeroBase || opt.zeroLine || lo > 0 && lo < hi * 0.35) lo = Math.min(0, lo);
+      if (opt.zeroLine) hi = Math.max(0, hi);
       if (hi === lo) { hi = hi + (Math.abs(hi) || 1) * 0.1; lo = lo - (Math.abs(lo) || 1) * 0.1; }
       const pad = (hi - lo) * 0.06;
       if (lo !== 0) lo -= pad;
@@ -565,7 +582,8 @@
       const seen = d.last_seen ? new Date(d.last_seen) : null;
       body.append(el('tr', { 'data-status': d.status },
         el('td', {}, el('span', { class: 'pill ' + d.status, text: d.status })),
-        el('th', { scope: 'row', class: 'dev' }, String(d.device), el('small', { text: (d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind) + ' · ' + d.host })),
+        el('th', { scope: 'row', class: 'dev', title: String(d.device) }, el('span', { class: 'id', text: shortDevice(d) }),
+          el('small', { text: (d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind === 'inference' ? 'inference server' : d.kind) + (d.host ? ' · ' + d.host : '') })),
         el('td', {}, swatch(colorOf(d.workload)), ' ', d.workload || ''),
         el('td', { text: d.model || '' }),
         numCellPlain(isNum(d.power_w) ? fixed(d.power_w, 0) + ' W' : null),
@@ -579,6 +597,14 @@
       btn.addEventListener('click', () => { state.fleetAll = !state.fleetAll; renderFleet(state.lastFleet); });
       body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty' }, btn)));
     }
+  }
+  // Device ids carry their host (`host/id`), shown on the line below; GPU UUIDs are
+  // long, so the middle is elided (the full id is in the title).
+  function shortDevice(d) {
+    let id = String(d.device);
+    if (d.host && id.startsWith(d.host + '/')) id = id.slice(d.host.length + 1);
+    if (/^GPU-[0-9a-f-]{20,}$/i.test(id)) id = id.slice(0, 12) + '…' + id.slice(-4);
+    return id;
   }
   function numCellPlain(content) {
     const td = el('td', { class: 'num' });

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Agent footprint: `wattledger agent` polling 8 fake GPUs every 1 s and 1,000
+# simulated miners every 30 s, shipping to VictoriaMetrics (/api/v2/write), versus
+# the Python loop an operator would otherwise write (nvidia-ml-py + pyasic +
+# influxdb-client, bench/agent_footprint_py.py) doing the same reads and writes to
+# the same server. Prints CPU % of one core and peak RSS side by side.
+# Not part of the default tests. Figures: docs/benchmarks.md, `## Agent footprint`.
+#
+#   bash bench/agent_footprint.sh            # BENCH_SECONDS=120 per side by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${BENCH_SECONDS:-120}
+miners=${BENCH_MINERS:-1000}
+venv=target/bench-venv
+
+if ! $venv/bin/python -c 'import pyasic, pynvml, influxdb_client, sniffio' 2>/dev/null; then
+  python3 -m venv $venv
+  # sniffio: without it httpcore's failed import on every request skews pyasic's CPU.
+  $venv/bin/pip install -q pyasic nvidia-ml-py influxdb-client sniffio
+fi
+cargo build --release --workspace --quiet
+bin=target/release/wattledger
+
+t=$(mktemp -d /tmp/wattledger-footprint.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${own_servers:-} ]] && bash .ci/servers.sh stop "$WATTLEDGER_TEST_SERVERS_DIR"
+  rm -rf "$t"
+}
+trap cleanup EXIT
+if [[ -z ${WATTLEDGER_TEST_VM_URL:-} ]]; then
+  eval "$(bash .ci/servers.sh start)"
+  own_servers=1
+fi
+vm=$WATTLEDGER_TEST_VM_URL
+ulimit -n 20000
+
+# 8 fake GPUs: a private copy of the fake NVML library with its scenario beside it.
+mkdir -p "$t/nvml"
+cp target/release/libnvidia_ml.so "$t/nvml/"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); s.pop("pin_unix_ns",None); json.dump(s,open(sys.argv[2],"w"))' \
+  tests/data/nvml/eight-h100.json "$t/nvml/fake-nvml-scenario.json"
+
+# 1,000 simulated stock Antminers on 127.55.0.1 and up.
+"$bin" sim miners --count "$miners" --bind 127.55.0.1 --mix antminer-stock --quiet > "$t/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do grep -q ready "$t/sim.log" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$t/sim.log" || { cat "$t/sim.log"; echo "simulated miners did not start" >&2; exit 1; }
+python3 -c 'import ipaddress,sys; b=ipaddress.ip_address("127.55.0.1"); [print(f"{b+i}:4028") for i in range(int(sys.argv[1]))]' "$miners" > "$t/ips"
+
+targets=$(sed 's/.*/"&"/' "$t/ips" | paste -sd, -)
+cat > "$t/agent.toml" <<TOML
+[agent]
+site = "bench"
+spool_dir = "$t/spool"
+[store]
+kind = "influxdb"
+api = "v2"
+url = "$vm"
+org = "bench"
+bucket = "bench"
+token = "bench"
+[gpus]
+nvml_lib = "$t/nvml/libnvidia_ml.so"
+interval = "1s"
+[miners]
+targets = [$targets]
+interval = "30s"
+TOML
+
+# CPU seconds (user+system) of a running process.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+
+# Runs for $seconds while sampling memory every second; prints
+# "cpu_pct peak_rss_mb cpu_s wall_s peak_anon_mb peak_file_mb": VmHWM is the kernel's
+# peak RSS (file-backed pages of the binary and libraries included), RssAnon the
+# process's own heap and stacks.
+measure() {
+  local pid=$1 start=$SECONDS anon=0 file=0 a f
+  while (( SECONDS - start < seconds )); do
+    a=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status"); f=$(awk '/^RssFile/ {print $2}' "/proc/$pid/status")
+    (( a > anon )) && anon=$a; (( f > file )) && file=$f
+    sleep 1
+  done
+  local cpu rss wall
+  cpu=$(cpu_s "$pid"); rss=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status"); wall=$((SECONDS - start))
+  awk -v c="$cpu" -v w="$wall" -v r="$rss" -v a="$anon" -v f="$file" 'BEGIN { printf "%.2f %.1f %.1f %d %.1f %.1f\n", 100*c/w, r/1024, c, w, a/1024, f/1024 }'
+}
+show() { # name, "cpu_pct peak_mb cpu_s wall_s"
+  set -- "$1" $2
+  printf '%-50s %6s %% of one core  %6s MB peak RSS (anon %s MB, file-backed %s MB)  %s CPU s in %s s\n' "$1" "$2" "$3" "$6" "$7" "$4" "$5"
+}
+
+echo "agent footprint: 8 fake GPUs at 1 s + $miners simulated miners at 30 s, ${seconds} s per side, writing to $vm"
+"$bin" agent --config "$t/agent.toml" 2> "$t/agent.log" &
+apid=$!; pids+=($apid)
+agent=$(measure "$apid")
+kill -TERM "$apid"; wait "$apid" || true
+
+$venv/bin/python bench/agent_footprint_py.py "$t/nvml/libnvidia_ml.so" "$t/ips" "$vm" "$((seconds + 30))" 2> "$t/py.log" &
+ppid=$!; pids+=($ppid)
+py=$(measure "$ppid")
+kill "$ppid" 2>/dev/null || true
+
+show "wattledger agent" "$agent"
+show "python (pyasic + nvidia-ml-py + influxdb-client)" "$py"
+awk -v a="${agent%% *}" -v p="${py%% *}" 'BEGIN { if (a > 0) printf "CPU ratio python/agent: %.1fx\n", p/a }'
+echo "agent log: $(grep -c ERROR "$t/agent.log" || true) error lines, $(grep -c WARN "$t/agent.log" || true) warnings; python log: $(wc -l < "$t/py.log") lines"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Miner sweep benchmark, wattledger vs pyasic side by side (not part of the test suite).
+#   bash bench/miners_sweep.sh [--count 5000] [--repeat 3] [--concurrency 1000]
+# Needs: a Rust toolchain, python3 with venv, PyPI access for pyasic 0.79.0 + sniffio 1.3.1
+# (sniffio: without it httpcore re-imports on every request, see docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# 5,000 listening sockets in the simulator + 5,000 client sockets: raise the fd limit.
+ulimit -n 20000 || { echo "cannot raise ulimit -n to 20000 (hard limit: $(ulimit -Hn))" >&2; exit 1; }
+cargo build --release --locked --bin wattledger
+if [[ ! -x target/bench-venv/bin/python ]]; then
+  python3 -m venv target/bench-venv
+  target/bench-venv/bin/pip install -q pyasic==0.79.0 sniffio==1.3.1
+fi
+exec python3 bench/miners_sweep.py "$@"
