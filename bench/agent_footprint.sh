@@ -70,20 +70,27 @@ targets = [$targets]
 interval = "30s"
 TOML
 
-# CPU seconds (user+system) and peak RSS (VmHWM, kB) of a running process.
+# CPU seconds (user+system) of a running process.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-measure() { # pid -> "cpu_pct peak_mb cpu_s wall_s"
-  local pid=$1 start=$SECONDS
-  sleep "$seconds"
+# Runs for $seconds while sampling memory every second; prints
+# "cpu_pct peak_rss_mb cpu_s wall_s peak_anon_mb peak_file_mb": VmHWM is the kernel's
+# peak RSS (file-backed pages of the binary and libraries included), RssAnon the
+# process's own heap and stacks.
+measure() {
+  local pid=$1 start=$SECONDS anon=0 file=0 a f
+  while (( SECONDS - start < seconds )); do
+    a=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status"); f=$(awk '/^RssFile/ {print $2}' "/proc/$pid/status")
+    (( a > anon )) && anon=$a; (( f > file )) && file=$f
+    sleep 1
+  done
   local cpu rss wall
-  cpu=$(cpu_s "$pid"); rss=$(hwm_kb "$pid"); wall=$((SECONDS - start))
-  awk -v c="$cpu" -v w="$wall" -v r="$rss" 'BEGIN { printf "%.2f %.1f %.1f %d\n", 100*c/w, r/1024, c, w }'
+  cpu=$(cpu_s "$pid"); rss=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status"); wall=$((SECONDS - start))
+  awk -v c="$cpu" -v w="$wall" -v r="$rss" -v a="$anon" -v f="$file" 'BEGIN { printf "%.2f %.1f %.1f %d %.1f %.1f\n", 100*c/w, r/1024, c, w, a/1024, f/1024 }'
 }
 show() { # name, "cpu_pct peak_mb cpu_s wall_s"
   set -- "$1" $2
-  printf '%-42s %7s %% of one core  %7s MB peak RSS  (%s CPU s in %s s)\n' "$1" "$2" "$3" "$4" "$5"
+  printf '%-50s %6s %% of one core  %6s MB peak RSS (anon %s MB, file-backed %s MB)  %s CPU s in %s s\n' "$1" "$2" "$3" "$6" "$7" "$4" "$5"
 }
 
 echo "agent footprint: 8 fake GPUs at 1 s + $miners simulated miners at 30 s, ${seconds} s per side, writing to $vm"

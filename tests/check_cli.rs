@@ -23,8 +23,12 @@ fn check(config: &Path, env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// (stdout, everything printed): `check` prints one line per check on stdout and
+/// fatal errors on stderr; messages are looked for in both.
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    (stdout, all)
 }
 
 fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -41,7 +45,7 @@ async fn the_v1_example_checks_ok_against_real_influxdb() {
     let out = check(&example("store-influxdb-v1.toml"), &[("WATTLEDGER_INFLUXDB_URL", &url)]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("[store] ok: InfluxDB at") && stdout.contains("database `wattledger` exists"), "{stdout}");
+    assert!(stdout.contains("ok    [store]: InfluxDB at") && stdout.contains("database `wattledger` exists"), "{stdout}");
 }
 
 #[tokio::test]
@@ -119,7 +123,8 @@ fn malformed_configs_get_clear_errors() {
         ("[store\nkind = 1", &["bad.toml", "line 1"]),
         ("[store]\nkind = \"influxdb\"\nurl = \"http://127.0.0.1:9\"\ndatabse = \"x\"\n", &["unknown field `databse`"]),
         ("[store]\nkind = \"cassandra\"\n", &["unknown variant `cassandra`"]),
-        ("[agent]\nx = 1\n", &["no [store] section"]),
+        ("[agent]\nx = 1\n", &["unknown field `x`"]),
+        ("[sinks]\nx = 1\n", &["no [store] section"]),
         ("[store]\nkind = \"influxdb\"\nurl = \"${WL_TEST_UNSET_VARIABLE}\"\n", &["WL_TEST_UNSET_VARIABLE is not set"]),
         ("[store]\nkind = \"influxdb\"\napi = \"v1\"\ndatabase = \"x\"\n", &["`url` is required"]),
         ("[store]\nkind = \"influxdb\"\nurl = \"127.0.0.1:8086\"\napi = \"v1\"\ndatabase = \"x\"\n", &["is not a URL"]),
@@ -159,4 +164,60 @@ async fn embedded_store_checks() {
     let junk = write_config(dir.path(), "junk.db", &"x".repeat(4096));
     let err = check_store(&cfg(&junk)).await.unwrap_err().to_string();
     assert!(err.contains("junk.db"), "{err}");
+}
+
+/// An agent config: `check` reads every source once, as the agent would. Here the
+/// GPUs are the fake NVML library, one inference server is a simulated vLLM and one
+/// is a closed loopback port, and the store is the real influxd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_config_is_checked_source_by_source() {
+    use std::sync::Arc;
+    use wattledger::sim::inference::{SimInferenceServer, SimInferenceSpec};
+
+    let url = common::server_url("WATTLEDGER_TEST_INFLUXDB_URL");
+    let db = common::unique_name("wl_check_agent");
+    common::influxql_post(&url, &format!("CREATE DATABASE \"{db}\"")).await;
+    let nvml = wattledger::sim::gpus::FakeNvml::install(&wattledger::sim::gpus::rig_scenario(2, None, 1.0)).unwrap();
+    let vllm = SimInferenceServer::start(SimInferenceSpec::default(), Arc::new(wattledger::model::SystemClock))
+        .await
+        .unwrap();
+    // A port that was free a moment ago: nothing answers there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[agent]
+site = "check-site"
+spool_dir = "{spool}"
+
+[store]
+kind = "influxdb"
+api = "v1"
+url = "{url}"
+database = "{db}"
+
+[gpus]
+nvml_lib = "{lib}"
+
+[[inference]]
+name = "vllm-a"
+url = "{vllm}"
+
+[[inference]]
+name = "down"
+url = "http://{closed}/metrics"
+"#,
+        spool = dir.path().join("spool").display(),
+        lib = nvml.lib_path().display(),
+        vllm = vllm.metrics_url(),
+    );
+    let cfg = write_config(dir.path(), "agent.toml", &body);
+    let out = check(&cfg, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "one inference server is down, so check must fail\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ok    config: agent config is valid"), "{stdout}");
+    assert!(stdout.contains(&format!("ok    [store]: InfluxDB at {url}")), "{stdout}");
+    assert!(stdout.contains("ok    source nvml: 2 devices read"), "{stdout}");
+    assert!(stdout.contains("ok    source inference:vllm-a: 1 devices read"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("FAIL  source inference:down: GET http://")), "{stdout}");
+    assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
 }

@@ -556,6 +556,25 @@ default = "tokens"
     }
 
     #[tokio::test]
+    async fn a_full_disk_is_counted_and_the_agent_keeps_running() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first segment the spool opens is /dev/full: appends fail with ENOSPC.
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(format!("{:016x}.seg", 1))).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let server = SimInferenceServer::start(SimInferenceSpec::default(), clock.clone()).await.unwrap();
+        let writer = Arc::new(RecordingWriter::default());
+        let sources = vec![inference_source(&server, 50).await];
+        let agent = Agent::with_parts(config(dir.path(), ""), clock, sources, writer.clone()).unwrap();
+        let stats = agent.stats();
+        agent.run(tokio::time::sleep(Duration::from_millis(600))).await.unwrap();
+        let s = stats.snapshot();
+        assert_eq!(s.spool_errors, 1, "{s:?}");
+        assert!(s.dropped >= 1, "{s:?}");
+        assert!(s.collected > 3 && s.shipped == s.collected, "collection and shipping went on: {s:?}");
+    }
+
+    #[tokio::test]
     async fn a_rejected_batch_is_saved_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -30,7 +30,9 @@
 //!   loses nothing under any policy (written data is in the page cache); the policy
 //!   only matters for power loss and kernel crashes.
 //! - **Full disk.** A failed append (ENOSPC, EIO) is cut back to the last whole
-//!   record and returned as an error; the caller counts and logs it and goes on.
+//!   record (or, when even that fails, appends move to a new segment) and returned as
+//!   an error; the caller counts and logs it and goes on. Tested for real by making
+//!   the segment file `/dev/full`.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -44,17 +46,12 @@ const HEADER_BYTES: u64 = 8;
 const ACK_FILE: &str = "ack";
 
 /// When appended records are forced to stable storage. See the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
+    #[default]
     Always,
     Interval(Duration),
     Never,
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> Self {
-        FsyncPolicy::Always
-    }
 }
 
 impl std::str::FromStr for FsyncPolicy {
@@ -138,7 +135,12 @@ impl Spool {
             let name = name.to_string_lossy();
             if let Some(hex) = name.strip_suffix(".seg") {
                 if let Ok(id) = u64::from_str_radix(hex, 16) {
-                    ids.push(id);
+                    // Only regular files hold records; anything else is not ours to read.
+                    if dir.join(&*name).metadata().is_ok_and(|m| m.is_file()) {
+                        ids.push(id);
+                    } else {
+                        tracing::warn!(file = %name, "ignoring a spool entry that is not a regular file");
+                    }
                 }
             }
         }
@@ -164,11 +166,10 @@ impl Spool {
             remove_file_logged(&segment_path(dir, s.id));
         }
         match segments.front() {
-            Some(first) if first.id == ack.segment => {
-                if ack.offset > first.bytes || ack.index > first.records {
-                    ack = Position { segment: first.id, offset: first.bytes, index: first.records };
-                }
+            Some(first) if first.id == ack.segment && (ack.offset > first.bytes || ack.index > first.records) => {
+                ack = Position { segment: first.id, offset: first.bytes, index: first.records };
             }
+            Some(first) if first.id == ack.segment => {}
             Some(first) => ack = Position { segment: first.id, offset: 0, index: 0 },
             None => {}
         }
@@ -221,7 +222,9 @@ impl Spool {
             // Keep the segment a sequence of whole records.
             if let Err(cut) = self.active.set_len(before).and_then(|_| self.active.seek(SeekFrom::End(0)).map(|_| ())) {
                 tracing::error!(error = %cut, "cannot cut a failed spool append back; starting a new segment");
-                self.rotate()?;
+                if let Err(new) = self.start_segment() {
+                    tracing::error!(error = %new, "cannot start a new spool segment");
+                }
             }
             return Err(e);
         }
@@ -336,6 +339,10 @@ impl Spool {
         if self.fsync != FsyncPolicy::Never {
             self.active.sync_data()?;
         }
+        self.start_segment()
+    }
+
+    fn start_segment(&mut self) -> io::Result<()> {
         let id = self.active_segment().id + 1;
         self.active = create_segment(&self.dir, id, self.fsync)?;
         self.segments.push_back(Segment { id, bytes: 0, records: 0 });
@@ -615,6 +622,20 @@ mod tests {
         s.ack(stale.end).unwrap();
         let kept = drain(&mut s);
         assert_eq!(kept.len() as u64 + dropped, 5000);
+    }
+
+    /// A full disk, for real: the segment the spool opens next is `/dev/full`, where
+    /// every write fails with ENOSPC.
+    #[test]
+    fn full_disk_fails_the_append_and_the_spool_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", segment_path(dir.path(), 1)).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20, FsyncPolicy::Always).unwrap();
+        let err = s.append(&lines(0..3)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
+        assert_eq!(s.pending_records(), 0);
+        s.append(&lines(3..6)).unwrap();
+        assert_eq!(drain(&mut s), lines(3..6));
     }
 
     #[test]

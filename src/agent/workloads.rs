@@ -38,7 +38,7 @@ impl WorkloadMap {
             }
         }
         // Narrowest range first, so the most specific rule wins.
-        map.miner_ranges.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        map.miner_ranges.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len()));
         Ok(map)
     }
 

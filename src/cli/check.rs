@@ -1,16 +1,21 @@
-//! `wattledger check --config F`: validates a config file and contacts what it names.
+//! `wattledger check --config F`: validates a config file and contacts everything
+//! it names.
 //!
-//! Today it checks the `[store]` section, which the agent's and the aggregator's
-//! configs share: the keys, the secrets (`${ENV}` and `*_file`), and then the store
-//! itself (reachable, credentials accepted, database present). [`check_store`] is
-//! the reusable part; the other sections' validators plug in beside it.
+//! The kind of file is told by its sections: an agent config has `[agent]`, an
+//! aggregator config has `[[workloads]]` or `[sites]`, anything else is checked for
+//! its `[store]` only. Each check prints one line (`ok` or `FAIL` with what to do);
+//! the exit status is non-zero when any failed. [`check_store`] is the reusable part
+//! shared by both kinds.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Args;
 
+use crate::agent::config::AgentConfig;
+use crate::aggregate::config::{AggregatorConfig, MarketSourceKind};
+use crate::model::schema;
 use crate::store::{open_store, StoreConfig, StoreError, StoreKind};
 
 #[derive(Debug, Args)]
@@ -20,13 +25,143 @@ pub struct CheckArgs {
     pub config: PathBuf,
 }
 
+/// What `check` found for one thing the config names.
+struct Line {
+    what: String,
+    result: Result<String, String>,
+}
+
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_store_section(&args.config)?;
-    let summary = check_store(&cfg)
-        .await
-        .with_context(|| format!("{}: [store]", args.config.display()))?;
-    println!("{}: [store] ok: {summary}", args.config.display());
+    let path = &args.config;
+    let table: toml::Table = crate::config::load(path)?;
+    let lines = if table.contains_key("agent") {
+        check_agent(path).await?
+    } else if table.contains_key("workloads") || table.contains_key("sites") {
+        check_aggregator(path).await?
+    } else {
+        let cfg = load_store_section(path)?;
+        vec![Line { what: "[store]".into(), result: check_store(&cfg).await.map_err(|e| e.to_string()) }]
+    };
+    let mut failed = 0;
+    for l in &lines {
+        match &l.result {
+            Ok(msg) => println!("ok    {}: {msg}", l.what),
+            Err(msg) => {
+                failed += 1;
+                println!("FAIL  {}: {msg}", l.what);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{}: {failed} of {} checks failed", path.display(), lines.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{}: all {} checks passed", path.display(), lines.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// An agent config: every key, then the store it ships to, then one collection
+/// from every source (NVML opened and read, every miner polled, every inference
+/// server scraped), exactly as the agent would do it.
+async fn check_agent(path: &Path) -> anyhow::Result<Vec<Line>> {
+    let cfg = AgentConfig::load(path)?;
+    cfg.validate().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut lines = vec![Line { what: "config".into(), result: Ok("agent config is valid".into()) }];
+    lines.push(Line { what: "[store]".into(), result: check_output(&cfg.store).await });
+    let sources = match crate::agent::sources_from_config(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            lines.push(Line { what: "sources".into(), result: Err(e.to_string()) });
+            return Ok(lines);
+        }
+    };
+    let now = crate::model::now_ns();
+    for mut s in sources {
+        let name = s.source.name().to_string();
+        let result = match s.source.collect(now).await {
+            Err(e) => Err(e.message),
+            Ok(points) => Ok(summarize(&points)),
+        };
+        lines.push(Line { what: format!("source {name}"), result });
+    }
+    Ok(lines)
+}
+
+/// One line about what a source gave back: how many devices answered, and which
+/// did not and why.
+fn summarize(points: &[crate::model::Point]) -> String {
+    let mut bad = Vec::new();
+    for p in points {
+        let offline = p.field_value(schema::asic::ONLINE).and_then(|v| v.as_f64()) == Some(0.0);
+        let status = p.field_value(schema::gpu::STATUS).and_then(|v| v.as_str()).filter(|s| *s != "ok");
+        let device = p
+            .tag_value(schema::asic::TAG_MINER)
+            .or_else(|| p.tag_value(schema::gpu::TAG_UUID))
+            .or_else(|| p.tag_value(schema::gpu::TAG_GPU))
+            .unwrap_or("?");
+        if offline {
+            bad.push(format!("{device} offline"));
+        } else if let Some(s) = status {
+            bad.push(format!("{device} {s}"));
+        }
+    }
+    if bad.is_empty() {
+        format!("{} devices read", points.len())
+    } else {
+        format!("{} devices read, {} not healthy: {}", points.len(), bad.len(), bad.join(", "))
+    }
+}
+
+/// The agent's output may be a server that only takes writes (the aggregator's
+/// ingest, VictoriaMetrics): when the InfluxQL check fails for a reason other than
+/// credentials, fall back to `/ping`, which all of them answer.
+async fn check_output(cfg: &StoreConfig) -> Result<String, String> {
+    match check_store(cfg).await {
+        Ok(s) => Ok(s),
+        Err(e @ StoreError::Auth(_)) => Err(e.to_string()),
+        Err(e) if cfg.kind == StoreKind::Influxdb => {
+            let url = cfg.url.as_deref().unwrap_or_default().trim_end_matches('/');
+            let ping = reqwest::Client::builder()
+                .timeout(cfg.timeout)
+                .build()
+                .map_err(|e| e.to_string())?
+                .get(format!("{url}/ping"))
+                .send()
+                .await;
+            match ping {
+                Ok(r) if r.status().is_success() => Ok(format!(
+                    "{url} answers /ping (it does not answer InfluxQL: {e}); credentials are checked on the first write"
+                )),
+                _ => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An aggregator config: every key and the workloads' terms, the store, and the
+/// market data source when it is `http`.
+async fn check_aggregator(path: &Path) -> anyhow::Result<Vec<Line>> {
+    let cfg = AggregatorConfig::load(path)?;
+    cfg.validate().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut lines = vec![Line {
+        what: "config".into(),
+        result: Ok(format!("aggregator config is valid ({} workloads)", cfg.workloads.len())),
+    }];
+    lines.push(Line { what: "[store]".into(), result: check_store(&cfg.store).await.map_err(|e| e.to_string()) });
+    if cfg.market.source == MarketSourceKind::Http {
+        let m = &cfg.market;
+        let url = m.url.clone().unwrap_or_default();
+        let result = match crate::aggregate::market::HttpMarket::new(&url, m.fee_blocks, m.timeout) {
+            Err(e) => Err(e.to_string()),
+            Ok(src) => src.fetch().await.map(|mk| format!(
+                "{url} answers: BTC ${:.0}, difficulty {:.3e}, subsidy {} BTC, fees {:.4} BTC per block",
+                mk.btc_usd, mk.difficulty, mk.block_subsidy_btc, mk.fees_btc_per_block
+            )).map_err(|e| e.to_string()),
+        };
+        lines.push(Line { what: "[market]".into(), result });
+    }
+    Ok(lines)
 }
 
 /// Reads `[store]` from any wattledger config file, with `${ENV}` expanded and

@@ -470,6 +470,54 @@ mod tests {
         }
     }
 
+    async fn serve(app: axum::Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    fn source(toml_text: &str) -> InferenceSource {
+        InferenceSource::new(toml::from_str(toml_text).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tgi_over_http_takes_the_model_from_info() {
+        use axum::routing::get;
+        let page = fixture("tgi-metrics.txt");
+        let app = axum::Router::new()
+            .route("/metrics", get(move || async move { page }))
+            .route("/info", get(|| async { axum::Json(serde_json::json!({"model_id": "bigscience/bloom-560m"})) }));
+        let addr = serve(app).await;
+        let mut src = source(&format!("name = \"tgi\"\nurl = \"http://{addr}/metrics\"\nkind = \"tgi\"\n"));
+        let points = src.collect(42).await.unwrap();
+        assert_eq!(points.len(), 1);
+        let p = &points[0];
+        assert_eq!((p.tag_value("server"), p.tag_value("model")), (Some("tgi"), Some("bigscience/bloom-560m")));
+        assert_eq!(p.field_value("generation_tokens").and_then(|v| v.as_f64()), Some(114624.0));
+        assert_eq!(p.time_ns, 42);
+    }
+
+    #[tokio::test]
+    async fn oversized_pages_hanging_servers_and_non_metrics_pages_are_errors() {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/big", get(|| async { "m 1\n".repeat(10_000) }))
+            .route("/hang", get(|| std::future::pending::<String>()))
+            .route("/html", get(|| async { "<html><body>hello</body></html>" }));
+        let addr = serve(app).await;
+        let cfg = |path: &str| format!("name = \"x\"\nurl = \"http://{addr}{path}\"\ntimeout = \"300ms\"\nmax_body_bytes = 1000\n");
+        let err = source(&cfg("/big")).collect(0).await.unwrap_err();
+        assert!(err.message.contains("max_body_bytes"), "{err}");
+        let started = std::time::Instant::now();
+        let err = source(&cfg("/hang")).collect(0).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+        let err = source(&cfg("/html")).collect(0).await.unwrap_err();
+        assert!(err.message.contains("not a Prometheus metrics page"), "{err}");
+        let err = source(&cfg("/missing")).collect(0).await.unwrap_err();
+        assert!(err.message.contains("404"), "{err}");
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(text in "\\PC{0,200}") {

@@ -30,7 +30,11 @@ use wattledger::agent::Agent;
 use wattledger::model::{Clock, SystemClock};
 use wattledger::sim::gpus::{rig_scenario, FakeNvml};
 use wattledger::sim::inference::{SimInferenceServer, SimInferenceSpec};
-use wattledger::sim::miners::{Fault, FleetSpec, SimFleet};
+use wattledger::sim::miners::{Fault, FleetSpec, SimFleet, SimMake};
+
+/// The tests run one at a time: each starts an influxd, simulators and an agent, and
+/// their timing checks should not compete with each other for the CPU.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn db_name() -> String {
     format!("wl_test_agent_{}", rand::random::<u32>())
@@ -56,7 +60,12 @@ async fn rig(gpus: usize, miners: usize, faults: Vec<(usize, Fault)>, lost_gpu: 
     }
     let fake = FakeNvml::install(&scenario.to_string()).expect("fake NVML library (cargo build --workspace)");
     let base = fleet_base();
-    let spec = FleetSpec { count: miners, bind: base, faults, ..FleetSpec::default() };
+    // Makes that answer on the cgminer port the range target names (Whatsminer v3,
+    // AxeOS and ePIC listen elsewhere).
+    let mix = [SimMake::AntminerStock, SimMake::LuxOs, SimMake::Avalon, SimMake::WhatsminerV1, SimMake::WhatsminerV2]
+        .map(|m| (m, 1))
+        .to_vec();
+    let spec = FleetSpec { count: miners, bind: base, faults, mix, ..FleetSpec::default() };
     let fleet = SimFleet::start(spec, clock.clone()).await.unwrap();
     let o = base.octets();
     let fleet_net = format!("{}.{}.{}.0/28", o[0], o[1], o[2]);
@@ -154,6 +163,7 @@ async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_every_collected_point_is_stored_once() {
+    let _serial = SERIAL.lock().await;
     let mut influx = Influxd::start();
     let db = db_name();
     influx.create_db(&db).await;
@@ -214,6 +224,7 @@ fn start_process(config: &Path, log: &Path) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed() {
+    let _serial = SERIAL.lock().await;
     let influx = Influxd::start();
     let db = db_name();
     influx.create_db(&db).await;
@@ -227,7 +238,14 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
     AgentConfig::load(&config).unwrap();
 
     let mut first = start_process(&config, &dir.path().join("first.log"));
-    tokio::time::sleep(Duration::from_millis(3300)).await;
+    // Kill it 0.8 s after its first batch is stored: points collected since then are
+    // still unconfirmed (the next batch is due 2 s after the first).
+    let started = Instant::now();
+    while influx.point_keys(&db, ".*").await.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first run shipped nothing in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
@@ -242,7 +260,7 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
         .map(|l| key_of(&wattledger::ship::lineproto::parse(l, wattledger::ship::lineproto::Precision::Ns).unwrap()[0]))
         .collect();
     assert_eq!(pending_keys.len(), pending.len());
-    assert!(!pending.is_empty(), "the crash left unconfirmed points (one ship at ~2 s, the kill at 3.3 s)");
+    assert!(!pending.is_empty(), "the crash left unconfirmed points");
     let before = influx.point_keys(&db, ".*").await;
     assert!(!before.is_empty(), "the first run shipped something");
 
@@ -272,6 +290,7 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_drops_oldest_counts_them_and_keeps_running() {
+    let _serial = SERIAL.lock().await;
     let mut influx = Influxd::start();
     let db = db_name();
     influx.create_db(&db).await;
@@ -311,6 +330,7 @@ async fn full_spool_drops_oldest_counts_them_and_keeps_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sources_do_not_delay_the_others() {
+    let _serial = SERIAL.lock().await;
     let influx = Influxd::start();
     let db = db_name();
     influx.create_db(&db).await;
