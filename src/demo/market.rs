@@ -65,33 +65,12 @@ impl Default for MarketSpec {
     }
 }
 
-/// One market sample.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MarketSample {
-    pub time_ns: i64,
-    pub btc_usd: f64,
-    pub difficulty: f64,
-    pub block_subsidy_btc: f64,
-    pub fees_btc_per_block: f64,
-}
+/// One market sample: the same values the aggregator prices mining with.
+pub type MarketSample = crate::revenue::Market;
 
-impl MarketSample {
-    /// What one PH/s earns per day at this price, difficulty and reward:
-    /// (subsidy + fees) × price × 86 400 s × 10¹⁵ H/s ÷ (difficulty × 2³²).
-    pub fn hashprice_usd_per_phs_day(&self) -> f64 {
-        (self.block_subsidy_btc + self.fees_btc_per_block) * self.btc_usd * 86_400.0 * 1e15
-            / (self.difficulty * 4_294_967_296.0)
-    }
-
-    pub fn to_point(&self) -> Point {
-        Point::new(market::MEASUREMENT, self.time_ns)
-            .tag(market::TAG_SOURCE, SOURCE_TAG)
-            .field(market::BTC_USD, self.btc_usd)
-            .field(market::DIFFICULTY, self.difficulty)
-            .field(market::BLOCK_SUBSIDY_BTC, self.block_subsidy_btc)
-            .field(market::FEES_BTC_PER_BLOCK, self.fees_btc_per_block)
-            .field(market::HASHPRICE_USD_PER_PHS_DAY, self.hashprice_usd_per_phs_day())
-    }
+/// The `market` point for a sample, tagged `source=demo-sim`.
+pub fn sample_point(sample: &MarketSample) -> Point {
+    crate::aggregate::market::market_point(sample, SOURCE_TAG)
 }
 
 /// Walks the market forward one step at a time from a seed.
@@ -251,7 +230,7 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(a.step(), b.step());
         }
-        let p = a.step().to_point();
+        let p = sample_point(&a.step());
         assert_eq!(p.time_ns, 100 * 300_000_000_000);
         assert_eq!(p.tag_value("source"), Some(SOURCE_TAG));
         assert_eq!(p.measurement, "market");
@@ -262,13 +241,13 @@ mod tests {
         let mut m = MarketSim::new(MarketSpec::default(), 0);
         let samples: Vec<MarketSample> = (0..50).map(|_| m.step()).collect();
         let last = samples.last().unwrap();
-        let p = last.to_point();
+        let p = sample_point(&last);
         let series = Series {
             tags: p.tags.iter().cloned().collect(),
             fields: p.fields.iter().map(|(k, _)| k.clone()).collect(),
             times_ns: vec![samples[0].time_ns, last.time_ns],
             values: vec![
-                samples[0].to_point().fields.into_iter().map(|(_, v)| Some(v)).collect(),
+                sample_point(&samples[0]).fields.into_iter().map(|(_, v)| Some(v)).collect(),
                 p.fields.iter().map(|(_, v)| Some(v.clone())).collect(),
             ],
         };

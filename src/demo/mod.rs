@@ -521,7 +521,7 @@ async fn write_prices(store: &dyn Store, market: &mut MarketSim, tariff: &Tariff
     while market.next_ns() <= until_ns {
         let m = market.step();
         points.push(tariff.point(site::SITE, m.time_ns));
-        points.push(m.to_point());
+        points.push(market::sample_point(&m));
     }
     if points.is_empty() {
         return;
