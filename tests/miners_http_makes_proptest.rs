@@ -8,8 +8,10 @@ use wattledger::collect::miners::http_makes::{identify_braiins_gql, identify_bra
 use wattledger::collect::miners::json::parse_lenient;
 use wattledger::collect::miners::{self, finish, Identity, ReadOptions};
 
-/// The keys each make's document is assembled under, and its identification.
-fn makes() -> [(&'static [&'static str], fn(&Value) -> Identity); 4] {
+/// The keys a make's document is assembled under, and its identification.
+type Make = (&'static [&'static str], fn(&Value) -> Identity);
+
+fn makes() -> [Make; 4] {
     [
         (&["details", "stats", "cooling"], identify_braiins_rest),
         (&["system", "pools"], identify_braiins_gql),
