@@ -114,7 +114,7 @@ async fn ingest_answers_like_influxdb() {
     let r = http.post(&v1).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(count_rows(run.store.as_ref(), "probe", &["v"]).await, 3);
-    let r = http.post(&v1.replace("p=s3cret", "p=nope")).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
+    let r = http.post(v1.replace("p=s3cret", "p=nope")).body("probe,host=b v=5 1795132800\n").send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     // Over the limit: 413, plain and as a gzip body that inflates past it.
@@ -217,13 +217,12 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     assert_eq!(s.tags.get("site").map(String::as_str), Some("s1"));
     assert_eq!(s.times_ns, vec![(scenario::T0_S - 3600) * S, scenario::T0_S * S, (scenario::T0_S + 3600) * S]);
     let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
-    let energy = |i: usize| s.values[i][1].as_ref().and_then(|v| v.as_f64()).unwrap();
     assert_eq!(revenue(0), 0.0);
     assert!((revenue(1) - 3.0).abs() < 1e-9 && (revenue(2) - 4.0).abs() < 1e-9);
 
-    // Late data: GPU-1's missing half hour arrives; the next run recomputes hour 1
-    // in place: +29 minutes of covered intervals... precisely minutes 30-60 now
-    // have samples, so GPU-1 adds 1800 s × 700 W = 1.26 MJ and 0.5 GPU-hour.
+    // Late data: GPU-1's missing samples (minutes 31-59) arrive; the next run
+    // recomputes hour 1 in place: the 30-minute gap is now 30 one-minute
+    // intervals, so GPU-1 adds 1800 s × 700 W = 1.26 MJ and 0.5 GPU-hour.
     let mut late = String::new();
     for i in 31..=59 {
         late += &format!("gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {}\n", scenario::T0_S + i * 60);
@@ -236,7 +235,6 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     let s = &run.store.read(&q).await.unwrap()[0];
     let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
     assert!((revenue(1) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(1));
-    let _ = energy;
     assert!((s.values[1][1].as_ref().unwrap().as_f64().unwrap() - 5.04e6).abs() < 1e-3);
 }
 

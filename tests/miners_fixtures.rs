@@ -263,7 +263,7 @@ fn braiins_graphql_21_09() {
     let x = extract(&profiles::BRAIINS_GQL, &d);
     close(x.hashrate_ths, 7160208.944955902 / 1e6); // mhs5S
     close(x.rated_ths, 7242402.52323 / 1e6); // nominalMhs
-    assert_eq!(x.power_w, None); // only a power target (setting) exists
+    close(x.power_w, 735.0); // summary.power.approxConsumptionW (limitW 900 is a setting)
     assert_eq!((x.shares_accepted, x.shares_rejected), (Some(31 + 18), Some(0))); // two pool groups
     close(x.fan_rpm_avg, (4080.0 + 5580.0 + 0.0 + 0.0) / 4.0);
     assert_eq!(x.uptime_s, Some(1189));

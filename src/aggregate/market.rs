@@ -78,7 +78,7 @@ pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Res
         return Err(format!("reward-stats endBlock {} is before startBlock {}", r.end_block, r.start_block));
     }
     let blocks = (r.end_block - r.start_block + 1) as f64;
-    if !(p.usd.is_finite() && p.usd > 0.0) || !(h.current_difficulty.is_finite() && h.current_difficulty > 0.0) {
+    if !(p.usd.is_finite() && p.usd > 0.0 && h.current_difficulty.is_finite() && h.current_difficulty > 0.0) {
         return Err(format!("price {} or difficulty {} is not a positive number", p.usd, h.current_difficulty));
     }
     Ok(Market {

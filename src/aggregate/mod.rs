@@ -228,7 +228,7 @@ impl Aggregator {
             }
             let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
-                sink(compute_window(self.store.as_ref(), plan, tariff, win, &market, read_chunk_ns).await?);
+                sink(compute_window(&self.store, plan, tariff, win, &market, read_chunk_ns).await?);
             }
         }
         Ok(())

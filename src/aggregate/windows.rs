@@ -9,6 +9,7 @@
 //! length and window start: recomputing a window overwrites it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::compare::WindowResult;
 use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
@@ -163,28 +164,43 @@ fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
     fields.into_iter().map(String::from).collect()
 }
 
-async fn read_devices(
-    store: &dyn Store,
-    plan: &WorkloadPlan,
-    measurement: &str,
-    win: Window,
-) -> Result<Vec<DeviceSamples>, StoreError> {
-    let q = SeriesQuery {
+fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
+    SeriesQuery {
         measurement: measurement.to_string(),
         fields: fields_for(measurement, plan.kind),
         tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
         start_ns: win.start_ns - plan.max_gap_ns,
         end_ns: win.end_ns + plan.max_gap_ns,
-    };
-    Ok(devices_from_series(measurement, store.read(&q).await?))
+    }
+}
+
+type ChunkRead = tokio::task::JoinHandle<Result<(Vec<Series>, Option<Vec<Series>>), StoreError>>;
+
+/// Starts reading one chunk (the energy measurement, and the revenue measurement
+/// when it differs) on its own task, so the next chunk loads while this one is
+/// computed.
+fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
+    let store = store.clone();
+    let energy_m = plan.kind.energy_measurement();
+    let energy_q = chunk_query(plan, energy_m, chunk);
+    let revenue_q = (plan.kind.revenue_measurement() != energy_m)
+        .then(|| chunk_query(plan, plan.kind.revenue_measurement(), chunk));
+    tokio::spawn(async move {
+        let energy = store.read(&energy_q).await?;
+        let revenue = match revenue_q {
+            Some(q) => Some(store.read(&q).await?),
+            None => None,
+        };
+        Ok((energy, revenue))
+    })
 }
 
 /// Computes one workload's window from the store, reading it in chunks of at
-/// most `read_chunk_ns` so that memory holds a bounded slice of samples however
-/// large the fleet; every quantity is additive over time, so the chunks sum to
-/// the window.
+/// most `read_chunk_ns` so that memory holds a bounded slice of samples (two
+/// chunks: the one computed and the one loading) however large the fleet; every
+/// quantity is additive over time, so the chunks sum to the window.
 pub async fn compute_window(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
@@ -192,16 +208,19 @@ pub async fn compute_window(
     read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
     let energy_m = plan.kind.energy_measurement();
+    let revenue_m = plan.kind.revenue_measurement();
     let market_at = market.at(win.end_ns);
     let mut seen = BTreeSet::new();
     let mut out: Option<WindowResult> = None;
-    for chunk in aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1)) {
-        let devices = read_devices(store, plan, energy_m, chunk).await?;
-        let revenue_devices = if plan.kind.revenue_measurement() == energy_m {
-            None
-        } else {
-            Some(read_devices(store, plan, plan.kind.revenue_measurement(), chunk).await?)
-        };
+    let chunks = aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1));
+    let mut next = chunks.first().map(|&c| start_read(store, plan, c));
+    for (i, &chunk) in chunks.iter().enumerate() {
+        let read = next.take().expect("a read is started for every chunk");
+        let (energy, revenue) =
+            read.await.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))??;
+        next = chunks.get(i + 1).map(|&c| start_read(store, plan, c));
+        let devices = devices_from_series(energy_m, energy);
+        let revenue_devices = revenue.map(|r| devices_from_series(revenue_m, r));
         let part = compute_from_devices(plan, tariff, chunk, devices, revenue_devices, &market_at, &mut seen);
         match &mut out {
             None => out = Some(part),

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod gpus;
 pub mod aggregator;
+pub mod demo;
 pub mod check;
 pub mod report;
 pub mod agent;
@@ -29,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole system in one process on loopback: simulated miners and GPUs, agents, store, aggregator, web UI.
+    Demo(demo::DemoArgs),
     /// Read the local GPUs once through NVML.
     Gpus(gpus::GpusArgs),
     /// Read one miner (or scan a range) once: detect make/firmware, print the normalized reading.
@@ -47,7 +50,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_json);
+    // The demo's terminal is for its URL and table: only warnings, unless asked.
+    let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("WATTLEDGER_LOG").is_none();
+    init_logging(if quiet_demo { "warn" } else { &cli.log }, cli.log_json);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -66,6 +71,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Demo(a) => demo::run(a).await,
         Command::Gpus(args) => gpus::run(args).await,
         Command::Probe(a) => probe::run(a).await,
         Command::Sim(a) => sim::run(a).await,

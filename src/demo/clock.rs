@@ -2,11 +2,12 @@
 //!
 //! Everything in the demo (simulated miners, the fake NVML library, the agents that
 //! stamp points, the aggregator that decides which windows are complete) reads time
-//! from one [`DemoClock`], so the whole site agrees on "now". The clock starts at
-//! `now − backfill`, runs at `backfill_rate` until it reaches the wall-clock time
-//! the demo started at, then runs at `live_rate` (`--speed`). With `--speed 1` it
-//! then matches the wall clock; faster speeds run ahead of it into the future, which
-//! is fine because nothing in the demo reads the wall clock.
+//! from one [`DemoClock`], so the whole site agrees on "now". The clock starts in
+//! the past (a day ago, or where the previous run's data ends), runs at
+//! `backfill_rate` until it reaches the wall-clock time the demo started at, then
+//! runs at `live_rate` (`--speed`). With `--speed 1` it then matches the wall
+//! clock; faster speeds run ahead of it into the future, which is fine because
+//! nothing in the demo reads the wall clock.
 
 use std::time::{Duration, Instant};
 
@@ -23,18 +24,18 @@ pub struct DemoClock {
 }
 
 impl DemoClock {
-    /// A clock that starts `backfill` before `wall_now_ns`, replays it in
-    /// `backfill_real` of real time, then runs `live_rate` times faster than real
-    /// time. `backfill_real` of zero skips the replay.
-    pub fn new(wall_now_ns: i64, backfill: Duration, backfill_real: Duration, live_rate: f64) -> Self {
-        let backfill_ns = backfill.as_nanos() as i64;
-        let backfill_rate = if backfill_real.is_zero() || backfill_ns == 0 {
-            1.0
-        } else {
-            backfill_ns as f64 / backfill_real.as_nanos() as f64
-        };
-        let start_ns = if backfill_real.is_zero() { wall_now_ns } else { wall_now_ns - backfill_ns };
-        DemoClock { started: Instant::now(), start_ns, live_from_ns: wall_now_ns, backfill_rate, live_rate }
+    /// A clock that starts at `start_ns`, replays up to `live_from_ns` at
+    /// `backfill_rate` times real speed, then runs at `live_rate`. With
+    /// `start_ns >= live_from_ns` it runs live from `start_ns` at once.
+    pub fn new(start_ns: i64, live_from_ns: i64, backfill_rate: f64, live_rate: f64) -> Self {
+        let backfill_rate = if backfill_rate.is_finite() && backfill_rate > 0.0 { backfill_rate } else { 1.0 };
+        DemoClock {
+            started: Instant::now(),
+            start_ns,
+            live_from_ns: live_from_ns.max(start_ns),
+            backfill_rate,
+            live_rate,
+        }
     }
 
     /// Simulated time after `elapsed` of real time since the clock was made.
@@ -97,7 +98,7 @@ mod tests {
     #[test]
     fn replays_the_past_then_runs_at_live_speed() {
         // 24 h replayed in 12 s is 7200× real time; then 60×.
-        let c = DemoClock::new(100 * H, Duration::from_secs(24 * 3600), Duration::from_secs(12), 60.0);
+        let c = DemoClock::new(76 * H, 100 * H, 7200.0, 60.0);
         assert_eq!(c.at(Duration::ZERO), 76 * H);
         assert_eq!(c.at(Duration::from_secs(6)), 88 * H);
         assert_eq!(c.at(Duration::from_secs(12)), 100 * H);
@@ -106,16 +107,18 @@ mod tests {
     }
 
     #[test]
-    fn no_replay_starts_at_now() {
-        let c = DemoClock::new(5 * H, Duration::from_secs(3600), Duration::ZERO, 1.0);
-        assert_eq!(c.at(Duration::ZERO), 5 * H);
-        assert_eq!(c.at(Duration::from_secs(10)), 5 * H + 10_000_000_000);
-        assert!(!c.in_backfill() || c.now_ns() < 5 * H);
+    fn resuming_ahead_of_the_wall_clock_runs_live_at_once() {
+        // A previous run at high speed left simulated time past the wall clock.
+        let c = DemoClock::new(7 * H, 5 * H, 7200.0, 1.0);
+        assert_eq!(c.at(Duration::ZERO), 7 * H);
+        assert_eq!(c.at(Duration::from_secs(10)), 7 * H + 10_000_000_000);
+        assert!(!c.in_backfill());
+        assert_eq!(c.backfill_remaining(), Duration::ZERO);
     }
 
     #[test]
     fn never_goes_backwards() {
-        let c = DemoClock::new(50 * H, Duration::from_secs(86_400), Duration::from_secs(20), 1.0);
+        let c = DemoClock::new(26 * H, 50 * H, 4320.0, 1.0);
         let mut last = i64::MIN;
         for ms in (0..40_000).step_by(7) {
             let t = c.at(Duration::from_millis(ms));

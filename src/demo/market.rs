@@ -18,7 +18,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::schema::{energy_price, market};
-use crate::model::Point;
+use crate::model::{FieldValue, Point};
+use crate::store::Series;
+
+/// The fields of a market sample, as stored.
+pub const SAMPLE_FIELDS: [&str; 4] =
+    [market::BTC_USD, market::DIFFICULTY, market::BLOCK_SUBSIDY_BTC, market::FEES_BTC_PER_BLOCK];
 
 /// The value every simulated market and price point carries in its `source` tag.
 pub const SOURCE_TAG: &str = "demo-sim";
@@ -60,33 +65,12 @@ impl Default for MarketSpec {
     }
 }
 
-/// One market sample.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MarketSample {
-    pub time_ns: i64,
-    pub btc_usd: f64,
-    pub difficulty: f64,
-    pub block_subsidy_btc: f64,
-    pub fees_btc_per_block: f64,
-}
+/// One market sample: the same values the aggregator prices mining with.
+pub type MarketSample = crate::revenue::Market;
 
-impl MarketSample {
-    /// What one PH/s earns per day at this price, difficulty and reward:
-    /// (subsidy + fees) × price × 86 400 s × 10¹⁵ H/s ÷ (difficulty × 2³²).
-    pub fn hashprice_usd_per_phs_day(&self) -> f64 {
-        (self.block_subsidy_btc + self.fees_btc_per_block) * self.btc_usd * 86_400.0 * 1e15
-            / (self.difficulty * 4_294_967_296.0)
-    }
-
-    pub fn to_point(&self) -> Point {
-        Point::new(market::MEASUREMENT, self.time_ns)
-            .tag(market::TAG_SOURCE, SOURCE_TAG)
-            .field(market::BTC_USD, self.btc_usd)
-            .field(market::DIFFICULTY, self.difficulty)
-            .field(market::BLOCK_SUBSIDY_BTC, self.block_subsidy_btc)
-            .field(market::FEES_BTC_PER_BLOCK, self.fees_btc_per_block)
-            .field(market::HASHPRICE_USD_PER_PHS_DAY, self.hashprice_usd_per_phs_day())
-    }
+/// The `market` point for a sample, tagged `source=demo-sim`.
+pub fn sample_point(sample: &MarketSample) -> Point {
+    crate::aggregate::market::market_point(sample, SOURCE_TAG)
 }
 
 /// Walks the market forward one step at a time from a seed.
@@ -108,7 +92,55 @@ impl MarketSim {
         MarketSim { spec, rng, next_ns: start_ns, ln_btc, fee_dev: 0.0 }
     }
 
-    /// Time of the sample [`next`](Self::next) returns.
+    /// Continues a path from its last stored sample: the next sample is one step
+    /// after it, with the same price and fee level, so a restart shows no jump.
+    pub fn resume(spec: MarketSpec, last: &MarketSample) -> Self {
+        let rng = StdRng::seed_from_u64(spec.seed ^ last.time_ns as u64);
+        let fee_dev = if last.fees_btc_per_block > 0.0 && spec.fees_btc_per_block_mean > 0.0 {
+            (last.fees_btc_per_block / spec.fees_btc_per_block_mean).ln()
+        } else {
+            0.0
+        };
+        let mut m = MarketSim { next_ns: last.time_ns, ln_btc: last.btc_usd.max(1.0).ln(), fee_dev, spec, rng };
+        m.step();
+        m
+    }
+
+    /// The latest sample among stored `market` series (as [`MarketSample::to_point`] wrote them).
+    pub fn last_stored(series: &[Series]) -> Option<MarketSample> {
+        let mut best: Option<MarketSample> = None;
+        for s in series {
+            let col = |name: &str| s.fields.iter().position(|f| f == name);
+            let (Some(b), Some(d), Some(sub), Some(f)) = (
+                col(market::BTC_USD),
+                col(market::DIFFICULTY),
+                col(market::BLOCK_SUBSIDY_BTC),
+                col(market::FEES_BTC_PER_BLOCK),
+            ) else {
+                continue;
+            };
+            for (i, &t) in s.times_ns.iter().enumerate().rev() {
+                let v = |j: usize| s.values[i].get(j).cloned().flatten().as_ref().and_then(FieldValue::as_f64);
+                if let (Some(btc_usd), Some(difficulty), Some(block_subsidy_btc), Some(fees_btc_per_block)) =
+                    (v(b), v(d), v(sub), v(f))
+                {
+                    if best.as_ref().is_none_or(|x| t > x.time_ns) {
+                        best = Some(MarketSample {
+                            time_ns: t,
+                            btc_usd,
+                            difficulty,
+                            block_subsidy_btc,
+                            fees_btc_per_block,
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// Time of the sample [`step`](Self::step) returns.
     pub fn next_ns(&self) -> i64 {
         self.next_ns
     }
@@ -118,7 +150,7 @@ impl MarketSim {
     }
 
     /// The sample at `next_ns()`, then moves one step on.
-    pub fn next(&mut self) -> MarketSample {
+    pub fn step(&mut self) -> MarketSample {
         let s = &self.spec;
         let sample = MarketSample {
             time_ns: self.next_ns,
@@ -181,7 +213,13 @@ mod tests {
     #[test]
     fn hashprice_matches_the_design_sanity_figure() {
         // 3.155 BTC × $92,000 × 86,400 s × 1e15 H/s ÷ (1.49e14 × 2^32) = $39.19 per PH/s-day.
-        let s = MarketSample { time_ns: 0, btc_usd: 92_000.0, difficulty: 1.49e14, block_subsidy_btc: 3.125, fees_btc_per_block: 0.03 };
+        let s = MarketSample {
+            time_ns: 0,
+            btc_usd: 92_000.0,
+            difficulty: 1.49e14,
+            block_subsidy_btc: 3.125,
+            fees_btc_per_block: 0.03,
+        };
         assert!((s.hashprice_usd_per_phs_day() - 39.19).abs() < 0.005, "{}", s.hashprice_usd_per_phs_day());
     }
 
@@ -190,12 +228,36 @@ mod tests {
         let mut a = MarketSim::new(MarketSpec::default(), 0);
         let mut b = MarketSim::new(MarketSpec::default(), 0);
         for _ in 0..100 {
-            assert_eq!(a.next(), b.next());
+            assert_eq!(a.step(), b.step());
         }
-        let p = a.next().to_point();
+        let p = sample_point(&a.step());
         assert_eq!(p.time_ns, 100 * 300_000_000_000);
         assert_eq!(p.tag_value("source"), Some(SOURCE_TAG));
         assert_eq!(p.measurement, "market");
+    }
+
+    #[test]
+    fn a_resumed_path_continues_from_the_stored_sample() {
+        let mut m = MarketSim::new(MarketSpec::default(), 0);
+        let samples: Vec<MarketSample> = (0..50).map(|_| m.step()).collect();
+        let last = samples.last().unwrap();
+        let p = sample_point(&last);
+        let series = Series {
+            tags: p.tags.iter().cloned().collect(),
+            fields: p.fields.iter().map(|(k, _)| k.clone()).collect(),
+            times_ns: vec![samples[0].time_ns, last.time_ns],
+            values: vec![
+                sample_point(&samples[0]).fields.into_iter().map(|(_, v)| Some(v)).collect(),
+                p.fields.iter().map(|(_, v)| Some(v.clone())).collect(),
+            ],
+        };
+        let found = MarketSim::last_stored(&[series]).unwrap();
+        assert_eq!(&found, last);
+        let mut r = MarketSim::resume(MarketSpec::default(), &found);
+        assert_eq!(r.next_ns(), last.time_ns + 300_000_000_000);
+        let next = r.step();
+        assert!((next.btc_usd / last.btc_usd - 1.0).abs() < 0.02, "{} after {}", next.btc_usd, last.btc_usd);
+        assert!((next.fees_btc_per_block / last.fees_btc_per_block).ln().abs() < 0.5);
     }
 
     #[test]
@@ -203,7 +265,7 @@ mod tests {
         // Hourly log returns over a simulated year: sd ≈ 0.55 / sqrt(8766) ≈ 0.59 %.
         let spec = MarketSpec { step_s: 3600.0, ..MarketSpec::default() };
         let mut m = MarketSim::new(spec, 0);
-        let prices: Vec<f64> = (0..8766).map(|_| m.next().btc_usd).collect();
+        let prices: Vec<f64> = (0..8766).map(|_| m.step().btc_usd).collect();
         let r: Vec<f64> = prices.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
         let mean = r.iter().sum::<f64>() / r.len() as f64;
         let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64).sqrt();
@@ -214,7 +276,7 @@ mod tests {
     #[test]
     fn fees_swing_around_their_mean() {
         let mut m = MarketSim::new(MarketSpec::default(), 0);
-        let fees: Vec<f64> = (0..20_000).map(|_| m.next().fees_btc_per_block).collect();
+        let fees: Vec<f64> = (0..20_000).map(|_| m.step().fees_btc_per_block).collect();
         let (lo, hi) = fees.iter().fold((f64::MAX, 0f64), |(lo, hi), f| (lo.min(*f), hi.max(*f)));
         assert!(lo < 0.015 && hi > 0.06, "fees stayed within {lo}..{hi}");
         let median = {

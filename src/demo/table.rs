@@ -44,7 +44,15 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 /// A plain-text table, ranked as the API ranks it (by revenue per kWh).
 pub fn render(c: &Comparison) -> String {
     let header = [
-        "workload", "model", "revenue $/kWh", "profit $/kWh", "volatility CV", "break-even $/kWh", "efficiency", "coverage", "energy kWh",
+        "workload",
+        "model",
+        "revenue $/kWh",
+        "profit $/kWh",
+        "volatility CV",
+        "break-even $/kWh",
+        "efficiency",
+        "coverage",
+        "energy kWh",
         "revenue $",
     ];
     let rows: Vec<[String; 10]> = c

@@ -27,9 +27,9 @@ pub const FAKE_LIB_ENV: &str = "WATTLEDGER_FAKE_NVML";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FakeNvmlError {
-    #[error("the fake NVML library ({FAKE_LIB_FILE}) is not built; run `cargo build -p fake-nvml` (looked in: {searched})")]
+    #[error("the fake NVML library ({FAKE_LIB_FILE}) is not built; run `cargo build --workspace` (with `--release` for a release build of wattledger) (looked in: {searched})")]
     NotBuilt { searched: String },
-    #[error("the fake NVML library {path} is older than its source in fake-nvml/; run `cargo build -p fake-nvml`")]
+    #[error("the fake NVML library {path} is older than its source in fake-nvml/; rebuild it with `cargo build --workspace` (with `--release` for a release build)")]
     Stale { path: String },
     #[error("{FAKE_LIB_ENV}={path} does not exist; run `cargo build -p fake-nvml` or fix the path")]
     EnvPathMissing { path: String },
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn errors_say_how_to_build_the_fake() {
         let e = FakeNvmlError::NotBuilt { searched: "target/debug".into() };
-        assert!(e.to_string().contains("cargo build -p fake-nvml"), "{e}");
+        assert!(e.to_string().contains("cargo build --workspace"), "{e}");
         let e = FakeNvml::install_from(Path::new("/nonexistent/libnvidia_ml.so"), "{}").err().unwrap();
         assert!(e.to_string().contains("cannot copy the fake NVML library"), "{e}");
     }

@@ -1,6 +1,7 @@
 //! A simulated fleet of miners: real programs speaking the real protocols (cgminer JSON on
 //! TCP with the NUL terminator and multi-commands, Whatsminer's btminer `{"cmd":...}` API,
-//! AxeOS and ePIC over HTTP), with replies built from real captures
+//! AxeOS, ePIC, Braiins OS REST (with its login token) and GraphQL, Goldshell and Proto over
+//! HTTP), with replies built from real captures
 //! (`tests/data/miners/`, Apache-2.0, see the README there).
 //!
 //! Each miner listens on its own loopback address (`127.0.1.1 + i`) or port. Counters advance
@@ -67,10 +68,18 @@ pub enum SimMake {
     AxeOs,
     /// ePIC UMC / PowerPlay (HTTP `/summary`).
     Epic,
+    /// Antminer S21 Pro on Braiins OS 26.04, REST API (`/api/v1/...`, login token).
+    BraiinsRest,
+    /// Braiins OS 21.09/22.08, GraphQL (`POST /graphql`).
+    BraiinsGraphql,
+    /// Goldshell SC5 Pro 2.2.0 (HTTP `/mcb/status`, `/mcb/cgminer?cgminercmd=...`).
+    Goldshell,
+    /// Proto rig (HTTP `/api/v1/...`).
+    Proto,
 }
 
 impl SimMake {
-    pub const ALL: [SimMake; 8] = [
+    pub const ALL: [SimMake; 12] = [
         SimMake::AntminerStock,
         SimMake::LuxOs,
         SimMake::Avalon,
@@ -79,6 +88,10 @@ impl SimMake {
         SimMake::WhatsminerV3,
         SimMake::AxeOs,
         SimMake::Epic,
+        SimMake::BraiinsRest,
+        SimMake::BraiinsGraphql,
+        SimMake::Goldshell,
+        SimMake::Proto,
     ];
 
     /// The name used on the command line and in `tests/data/miners/`.
@@ -92,6 +105,10 @@ impl SimMake {
             SimMake::WhatsminerV3 => "whatsminer-v3",
             SimMake::AxeOs => "bitaxe-axeos",
             SimMake::Epic => "epic-powerplay",
+            SimMake::BraiinsRest => "braiins-os-rest",
+            SimMake::BraiinsGraphql => "braiins-os-graphql",
+            SimMake::Goldshell => "goldshell",
+            SimMake::Proto => "proto",
         }
     }
 
@@ -234,7 +251,14 @@ enum Proto {
     /// btminer API v3: u32 LE length + JSON both ways.
     Framed,
     Http,
+    /// Braiins OS REST: `POST /api/v1/auth/login`, then GETs with the token.
+    BraiinsRest,
+    /// Braiins OS GraphQL: `POST /graphql`, the reply chosen by the query.
+    Graphql,
 }
+
+/// The token the simulated Braiins OS REST API hands out for the factory login.
+pub const SIM_BRAIINS_TOKEN: &str = "sim-braiins-token";
 
 struct MakeData {
     proto: Proto,
@@ -442,6 +466,105 @@ fn make_data(make: SimMake) -> MakeData {
                 ],
                 90.07199, // Session Average MHs 90071990.0
                 262144.0,
+            )
+        }
+        SimMake::BraiinsRest => {
+            let stats = "/api/v1/miner/stats";
+            patches.extend([
+                p(stats, "miner_stats/real_hashrate/last_5s/gigahash_per_second", Q::Hash),
+                p(stats, "miner_stats/real_hashrate/last_15s/gigahash_per_second", Q::Hash),
+                p(stats, "power_stats/approximated_consumption/watt", Q::Power),
+                p(stats, "pool_stats/accepted_shares", Q::SharesAccepted),
+                p(stats, "pool_stats/rejected_shares", Q::SharesRejected),
+                p("/api/v1/miner/details", "bosminer_uptime_s", Q::Elapsed),
+                p("/api/v1/pools", "0/pools/0/stats/accepted_shares", Q::SharesAccepted),
+                p("/api/v1/pools", "0/pools/0/stats/rejected_shares", Q::SharesRejected),
+            ]);
+            (
+                Proto::BraiinsRest,
+                vec![
+                    ("/api/v1/version", load(cap!("braiins-os-26.04/version.json"))),
+                    ("/api/v1/miner/details", load(cap!("braiins-os-26.04/miner_details.json"))),
+                    (stats, load(cap!("braiins-os-26.04/miner_stats.json"))),
+                    ("/api/v1/miner/hw/hashboards", load(cap!("braiins-os-26.04/miner_hw_hashboards.json"))),
+                    ("/api/v1/cooling/state", load(cap!("braiins-os-26.04/cooling_state.json"))),
+                    ("/api/v1/performance/tuner-state", load(cap!("braiins-os-26.04/performance_tuner_state.json"))),
+                    ("/api/v1/pools", load(cap!("braiins-os-26.04/pools.json"))),
+                ],
+                248.186_677_200_024_98, // real_hashrate last_5s, GH/s / 1000
+                524288.0,               // pool_stats last_difficulty
+            )
+        }
+        SimMake::BraiinsGraphql => {
+            patches.extend([
+                p("graphql:system", "data/bosminer/info/workSolver/realHashrate/mhs5S", Q::Hash),
+                p("graphql:system", "data/bosminer/info/summary/power/approxConsumptionW", Q::Power),
+                p("graphql:system", "data/bos/uptime/durationS", Q::Elapsed),
+                p("graphql:pools", "data/bosminer/info/poolGroups/0/pools/0/shares/acceptedSolutions", Q::SharesAccepted),
+                p("graphql:pools", "data/bosminer/info/poolGroups/0/pools/0/shares/rejectedSolutions", Q::SharesRejected),
+            ]);
+            (
+                Proto::Graphql,
+                vec![
+                    ("graphql:system", load(cap!("braiins-os-21.09/gql_system.json"))),
+                    ("graphql:pools", load(cap!("braiins-os-21.09/gql_pools.json"))),
+                    ("graphql:boards", load(cap!("braiins-os-21.09/gql_boards.json"))),
+                    ("graphql:tuning", load(cap!("braiins-os-21.09/gql_tuning.json"))),
+                ],
+                7.160_208_944_955_902, // mhs5S 7160208.94 MH/s
+                65536.0, // not in the capture; 31 shares in 1189 s at 7.16 TH/s ≈ 64 K
+            )
+        }
+        SimMake::Goldshell => {
+            let devs = "/mcb/cgminer?cgminercmd=devs";
+            let summary = "/mcb/cgminer?cgminercmd=summary";
+            patches.extend([p(summary, "SUMMARY/0/MHS 20s", Q::Hash), p(summary, "SUMMARY/0/Elapsed", Q::Elapsed)]);
+            for path in ["DEVS/0/MHS 20s", "DEVS/1/MHS 20s", "DEVS/2/MHS 20s", "DEVS/3/MHS 20s"] {
+                patches.push(p(devs, path, Q::Hash));
+            }
+            // The capture is a composite of several replies: split it back into them.
+            let c = load(cap!("goldshell/composite_sc5pro_2_2_0.json"));
+            let part = |key: &str| {
+                let mut m = serde_json::Map::new();
+                m.insert("STATUS".into(), json!([{"STATUS":"S","Code":9,"Msg":key,"Description":"bfgminer"}]));
+                m.insert(key.into(), c.get(key).cloned().unwrap_or(Value::Null));
+                Value::Object(m)
+            };
+            (
+                Proto::Http,
+                vec![
+                    ("/mcb/status", c.get("status").cloned().unwrap_or(Value::Null)),
+                    (devs, part("DEVS")),
+                    (summary, part("SUMMARY")),
+                    ("/mcb/cgminer?cgminercmd=devdetails", part("DEVDETAILS")),
+                ],
+                10.861_769_547, // SUMMARY MHS 20s 10861769.547 MH/s
+                65536.0,        // no share counters in the capture
+            )
+        }
+        SimMake::Proto => {
+            patches.extend([
+                p("/api/v1/mining", "mining-status/hashrate_ghs", Q::Hash),
+                p("/api/v1/mining", "mining-status/average_hashrate_ghs", Q::Hash),
+                p("/api/v1/mining", "mining-status/power_usage_watts", Q::Power),
+                p("/api/v1/mining", "mining-status/mining_uptime_s", Q::Elapsed),
+                p("/api/v1/mining", "mining-status/reboot_uptime_s", Q::Elapsed),
+                p("/api/v1/system", "system-info/uptime_seconds", Q::Elapsed),
+                p("/api/v1/pools", "pools/0/accepted", Q::SharesAccepted),
+                p("/api/v1/pools", "pools/0/rejected", Q::SharesRejected),
+            ]);
+            (
+                Proto::Http,
+                vec![
+                    ("/api/v1/system", load(cap!("proto/system.json"))),
+                    ("/api/v1/mining", load(cap!("proto/mining.json"))),
+                    ("/api/v1/cooling", load(cap!("proto/cooling.json"))),
+                    ("/api/v1/pools", load(cap!("proto/pools.json"))),
+                    ("/api/v1/hardware", load(cap!("proto/hardware.json"))),
+                    ("/api/v1/telemetry", load(cap!("proto/telemetry_full.json"))),
+                ],
+                141.147_435_031_471_1, // hashrate_ghs / 1000
+                1_048_576.0,           // pools difficulty
             )
         }
     };
@@ -692,7 +815,7 @@ async fn handle(miner: Arc<Miner>, mut stream: TcpStream, clock: Arc<dyn Clock>,
 
 enum Request {
     Json(Value),
-    Http { method: String, path: String },
+    Http { method: String, path: String, authorization: Option<String>, body: Vec<u8> },
     Other,
 }
 
@@ -732,7 +855,27 @@ async fn read_request(stream: &mut TcpStream, framed: bool) -> Option<Request> {
             if !parts.next().unwrap_or("").starts_with("HTTP/") {
                 return Some(Request::Other);
             }
-            return Some(Request::Http { method, path });
+            let header = |name: &str| {
+                head.lines().skip(1).find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let authorization = header("authorization");
+            let len = header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            if len > 64 * 1024 {
+                return Some(Request::Other);
+            }
+            let mut body = buf[end + 4..].to_vec();
+            while body.len() < len {
+                let n = stream.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+            return Some(Request::Http { method, path, authorization, body });
         } else if trimmed.first().is_some_and(|b| !b.is_ascii_alphabetic()) {
             return Some(Request::Other);
         }
@@ -746,15 +889,65 @@ impl Miner {
     fn reply(&self, req: &Request, now_ns: i64) -> Vec<u8> {
         let d = &self.data;
         match (&d.proto, req) {
-            (Proto::Http, Request::Http { method, path }) => {
-                let path = path.split('?').next().unwrap_or("");
+            (Proto::Http, Request::Http { method, path, .. }) => {
+                // The full path first (Goldshell's `?cgminercmd=`), then without the query.
+                let path = if d.replies.iter().any(|(p, _)| *p == path.as_str()) { path.as_str() } else { path.split('?').next().unwrap_or("") };
                 match d.replies.iter().find(|(p, _)| *p == path) {
                     Some(_) if method == "GET" => http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default()),
                     Some(_) => http(405, "Method Not Allowed", b"{\"error\":\"read-only simulator\"}"),
                     None => http(404, "Not Found", b"{\"error\":\"not found\"}"),
                 }
             }
-            (Proto::Http, _) => http(400, "Bad Request", b""),
+            (Proto::BraiinsRest, Request::Http { method, path, authorization, body }) => {
+                let path = path.split('?').next().unwrap_or("");
+                if path == "/api/v1/auth/login" {
+                    if method != "POST" {
+                        return http(405, "Method Not Allowed", b"{\"code\":12,\"message\":\"use POST\"}");
+                    }
+                    let login = mj::parse_lenient(body).unwrap_or(Value::Null);
+                    let user = login.get("username").and_then(Value::as_str);
+                    let pass = login.get("password").and_then(Value::as_str);
+                    return if user == Some("root") && pass == Some("") {
+                        http(200, "OK", &serde_json::to_vec(&json!({"token": SIM_BRAIINS_TOKEN, "timeout_s": 3600})).unwrap_or_default())
+                    } else {
+                        http(401, "Unauthorized", b"{\"code\":16,\"message\":\"invalid username or password\"}")
+                    };
+                }
+                if authorization.as_deref() != Some(SIM_BRAIINS_TOKEN) {
+                    return http(401, "Unauthorized", b"{\"code\":16,\"message\":\"missing or invalid authorization token\"}");
+                }
+                match d.replies.iter().find(|(p, _)| *p == path) {
+                    Some(_) if method == "GET" => http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default()),
+                    Some(_) => http(405, "Method Not Allowed", b"{\"code\":12,\"message\":\"read-only simulator\"}"),
+                    None => http(404, "Not Found", b"{\"code\":5,\"message\":\"not found\"}"),
+                }
+            }
+            (Proto::Graphql, Request::Http { method, path, body, .. }) => {
+                if path.split('?').next() != Some("/graphql") {
+                    return http(404, "Not Found", b"404 page not found");
+                }
+                if method != "POST" {
+                    return http(405, "Method Not Allowed", b"{\"errors\":[{\"message\":\"use POST\"}]}");
+                }
+                let q = mj::parse_lenient(body).ok().and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+                if q.trim_start().starts_with("mutation") {
+                    return http(400, "Bad Request", b"{\"errors\":[{\"message\":\"read-only simulator: no mutations\"}]}");
+                }
+                // The reply is the capture whose shape the query asks for.
+                let key = if q.contains("poolGroups") {
+                    "graphql:pools"
+                } else if q.contains("childSolvers") {
+                    "graphql:boards"
+                } else if q.contains("autotuning") {
+                    "graphql:tuning"
+                } else if q.contains("workSolver") || q.contains("uptime") {
+                    "graphql:system"
+                } else {
+                    return http(400, "Bad Request", b"{\"errors\":[{\"message\":\"query not served by the simulator\"}]}");
+                };
+                http(200, "OK", &serde_json::to_vec(&self.render(key, now_ns)).unwrap_or_default())
+            }
+            (Proto::Http | Proto::BraiinsRest | Proto::Graphql, _) => http(400, "Bad Request", b""),
             (Proto::Cgminer { multi }, Request::Json(v)) => {
                 let Some(cmd) = v.get("command").and_then(Value::as_str) else {
                     return nul(cg_error(14, "Invalid command", now_ns));

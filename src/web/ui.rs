@@ -46,9 +46,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/index.html", get(|headers: HeaderMap| async move { serve("/", &headers) }))
         .route(
             "/ui/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                serve(&format!("/ui/{file}"), &headers)
-            }),
+            get(|Path(file): Path<String>, headers: HeaderMap| async move { serve(&format!("/ui/{file}"), &headers) }),
         )
 }
 
@@ -68,8 +66,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mut response =
-        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     // Revalidate every time: the assets change with the binary, and a 304 is cheap.

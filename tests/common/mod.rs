@@ -7,7 +7,7 @@ pub fn server_url(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is not set: this test needs the real test servers. Start them with \
-             `eval \"$(bash .ci/servers.sh start)\"` (or `source /work/test-servers.env` where they already run)"
+             `eval \"$(bash .ci/servers.sh start)\"`"
         )
     })
 }

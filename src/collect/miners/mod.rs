@@ -10,10 +10,12 @@
 //!
 //! The protocol is chosen by what answers: a cgminer-family multi-command first (one
 //! connection reads version, summary, stats and pools on Antminer, LuxOS, Avalon, Braiins),
-//! then Whatsminer's `{"cmd":...}` API, then HTTP APIs (AxeOS, ePIC) when the port speaks HTTP;
+//! then Whatsminer's `{"cmd":...}` API, then HTTP APIs (AxeOS, ePIC, then the makes in
+//! [`http_makes`]: Braiins OS REST/GraphQL, Goldshell, Proto) when the port speaks HTTP;
 //! Whatsminer API v3 (length-prefixed JSON) on its port 4433.
 
 pub mod fleet;
+pub mod http_makes;
 pub mod json;
 pub mod models;
 pub mod profiles;
@@ -604,9 +606,8 @@ async fn probe_http(ctx: &Ctx<'_>) -> Result<MinerReading, ProbeError> {
             let doc = Value::Object(doc);
             Ok(finish(ctx.host, ctx.port, &identify_epic(&doc), &doc))
         }
-        Ok(_) | Err(WireError::HttpStatus { .. }) | Err(WireError::NotHttp) => {
-            Err(ctx.not_miner("an HTTP server, but neither AxeOS /api/system/info nor ePIC /summary"))
-        }
+        // Hook: the HTTP-only makes (Braiins OS REST/GraphQL, Goldshell, Proto) in `http_makes`.
+        Ok(_) | Err(WireError::HttpStatus { .. }) | Err(WireError::NotHttp) => http_makes::probe(ctx).await,
         Err(e) => Err(ctx.unreachable(e)),
     }
 }

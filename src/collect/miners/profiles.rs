@@ -222,7 +222,7 @@ pub static WHATSMINER_V3: FieldMap = FieldMap {
 
 /// Braiins OS 23+ REST API (`/api/v1/miner/stats` = `stats`, `/api/v1/miner/details` =
 /// `details`, `/api/v1/cooling/state` = `cooling`). Units are explicit in the keys.
-/// Power is the firmware's approximation, still `reported`. No client yet (needs a login token).
+/// Power is the firmware's approximation, still `reported`. Client: `http_makes` (login token).
 pub static BRAIINS_REST: FieldMap = FieldMap {
     id: "braiins-os-rest",
     hashrate: &[
@@ -242,13 +242,15 @@ pub static BRAIINS_REST: FieldMap = FieldMap {
     uptime_s: &[Src::P("details/bosminer_uptime_s")],
 };
 
-/// Braiins OS 21.x GraphQL (`system` and `pools` queries). Hashrates are MH/s; the only
-/// power figure is the tuner's target (a setting), so no power.
+/// Braiins OS 21.x GraphQL (`system` and `pools` queries). Hashrates are MH/s. Power is
+/// `summary.power.approxConsumptionW`, the firmware's approximation (as the REST API's
+/// `approximated_consumption`), still `reported`; `limitW` / `powerTarget` are settings and
+/// never read as power.
 pub static BRAIINS_GQL: FieldMap = FieldMap {
     id: "braiins-os-graphql",
     hashrate: &[r("system/data/bosminer/info/workSolver/realHashrate/mhs5S", Unit::Mhs)],
     rated_hashrate: &[r("system/data/bosminer/info/workSolver/nominalMhs", Unit::Mhs)],
-    power_w: &[],
+    power_w: &[Src::P("system/data/bosminer/info/summary/power/approxConsumptionW")],
     diff_accepted: &[],
     shares_accepted: &[Src::Sum("pools/data/bosminer/info/poolGroups/*/pools/*/shares/acceptedSolutions")],
     shares_rejected: &[Src::Sum("pools/data/bosminer/info/poolGroups/*/pools/*/shares/rejectedSolutions")],

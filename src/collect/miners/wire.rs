@@ -151,7 +151,26 @@ pub async fn http_request(
     deadline: Instant,
     cap: usize,
 ) -> Result<HttpReply, WireError> {
+    http_request_with(host, port, method, path, &[], body, deadline, cap).await
+}
+
+/// [`http_request`] with extra request headers (an API token). Header names and values
+/// holding CR or LF are dropped rather than sent.
+#[allow(clippy::too_many_arguments)]
+pub async fn http_request_with(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+    deadline: Instant,
+    cap: usize,
+) -> Result<HttpReply, WireError> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: wattledger\r\n");
+    for (k, v) in headers.iter().filter(|(k, v)| !(k.contains(['\r', '\n']) || v.contains(['\r', '\n']))) {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some((ctype, b)) = body {
         req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n", b.len()));
     }

@@ -550,10 +550,14 @@
     }
     const devs = (fleet.devices || []).slice();
     const n = { online: 0, stale: 0, lost: 0, offline: 0 };
-    let below = 0, miners = 0;
+    let below = 0, miners = 0, rated = 0;
     for (const d of devs) {
       if (d.status in n) n[d.status]++;
-      if (d.kind === 'asic') { miners++; if (d.below_nominal) below++; }
+      if (d.kind === 'asic') {
+        miners++;
+        if (isNum(d.nominal_j_per_th)) rated++;
+        if (d.below_nominal) below++;
+      }
     }
     const count = (cls, num, label) => el('div', { class: 'count ' + cls, 'data-status': cls }, el('b', { text: String(num) }), el('span', { text: label }));
     counts.append(
@@ -562,7 +566,10 @@
       count('lost', n.lost, 'lost'),
     );
     if (n.offline) counts.append(count('offline', n.offline, 'offline'));
-    counts.append(count('below', below, 'of ' + miners + ' miners below nominal J/TH'));
+    if (rated > 0) counts.append(count('below', below, 'of ' + rated + ' rated miners below nominal J/TH'));
+    else if (miners > 0) counts.append(count('below unknown', '–', 'no nominal J/TH known for the ' + miners + ' miners'));
+    // The nominal column only when some device has a nominal value.
+    $('fleet').classList.toggle('no-nominal', rated === 0);
     if (!devs.length) {
       body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty', text: 'No device has reported yet.' })));
       return;
@@ -588,7 +595,7 @@
         el('td', { text: d.model || '' }),
         numCellPlain(isNum(d.power_w) ? fixed(d.power_w, 0) + ' W' : null),
         numCellPlain(eff),
-        numCellPlain(isNum(d.nominal_j_per_th) ? fixed(d.nominal_j_per_th, 1) + ' J/TH' : null),
+        numCellPlain(isNum(d.nominal_j_per_th) ? fixed(d.nominal_j_per_th, 1) + ' J/TH' : null, 'nominal'),
         el('td', { text: seen ? fmtDateTime(seen) + ':' + String(seen.getSeconds()).padStart(2, '0') : '—' }),
       ));
     }
@@ -606,8 +613,8 @@
     if (/^GPU-[0-9a-f-]{20,}$/i.test(id)) id = id.slice(0, 12) + '…' + id.slice(-4);
     return id;
   }
-  function numCellPlain(content) {
-    const td = el('td', { class: 'num' });
+  function numCellPlain(content, cls) {
+    const td = el('td', { class: 'num' + (cls ? ' ' + cls : '') });
     td.append(content === null ? na() : content);
     return td;
   }

@@ -1,0 +1,320 @@
+// The web UI in a real browser (Debian's Chromium, driven by playwright-core),
+// against a real `wattledger demo` on a free loopback port.
+//
+// Run: cargo build --workspace && (cd tests/browser && npm ci && npm test)
+// WATTLEDGER_BIN overrides the binary (default: target/debug/wattledger);
+// CHROMIUM overrides the browser (default: /usr/bin/chromium).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = process.env.WATTLEDGER_BIN || path.join(ROOT, 'target', 'debug', 'wattledger');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOT = path.join(ROOT, 'docs', 'screenshot.png');
+const HOUR_MS = 3600e3;
+
+let demo, demoOut = '', dataDir, profileDir, context, baseUrl, pageUrl, token;
+const requests = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, timeoutMs, fn) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ': ' + last.message : ''}\n--- demo output ---\n${demoOut.slice(-4000)}`);
+}
+
+async function api(p) {
+  const res = await fetch(baseUrl + p, { headers: { Authorization: 'Bearer ' + token } });
+  if (res.status !== 200) assert.fail(`${p} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `${BIN} is missing: run \`cargo build --workspace\` first`);
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`apt-get install -y chromium\``);
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattledger-browser-data-'));
+  profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattledger-browser-profile-'));
+  const port = await freePort();
+  // Real-time speed after the replay: a range that ends "now" then settles within a
+  // shipping interval, so the page and a later API call can agree on its numbers.
+  demo = spawn(BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--speed', '1'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WATTLEDGER_LOG: 'warn' } });
+  demo.stdout.on('data', (d) => { demoOut += d; });
+  demo.stderr.on('data', (d) => { demoOut += d; });
+  demo.on('exit', (code, sig) => { demoOut += `\n[demo exited: code ${code}, signal ${sig}]\n`; });
+
+  // The demo prints a URL with a working token.
+  pageUrl = await until('the demo to print its URL', 60e3, () => {
+    const m = demoOut.match(/http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]+/);
+    return m && m[0];
+  });
+  const u = new URL(pageUrl);
+  assert.equal(u.port, String(port), 'the demo listens where --listen said');
+  token = u.searchParams.get('token');
+  baseUrl = u.origin;
+
+  // Numbers for every workload within 30 s of start, whatever the speed.
+  await until('a comparison with numbers for every workload', 30e3, async () => {
+    const c = await api('/api/workloads');
+    return c.workloads.length >= 3 && c.workloads.every((w) => typeof w.revenue_usd_per_kwh === 'number');
+  });
+
+  // Then let the replay of the past finish, so the page shows a settled day.
+  await until('the replay of the last 24 h to finish', 60e3, () => demoOut.includes('Simulated time now runs at'));
+
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1360, height: 900 },
+    deviceScaleFactor: 1,
+    colorScheme: 'light',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic'],
+  });
+  context.on('request', (r) => requests.push({ url: r.url(), headers: r.headers() }));
+});
+
+after(async () => {
+  if (context) await context.close();
+  if (demo && demo.exitCode === null) {
+    const exited = new Promise((r) => demo.once('exit', r));
+    demo.kill('SIGINT');
+    await Promise.race([exited, sleep(20e3)]);
+    if (demo.exitCode === null) demo.kill('SIGKILL');
+  }
+  for (const d of [dataDir, profileDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function openPage(url = pageUrl) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('#comparison tbody tr[data-workload]', { timeout: 20e3 });
+  return { page, errors };
+}
+
+// Everything the comparison table shows, read in one go.
+function readTable(page) {
+  return page.evaluate(() => {
+    const t = document.getElementById('comparison');
+    return {
+      from: t.dataset.from,
+      to: t.dataset.to,
+      rows: [...t.tBodies[0].rows].map((tr) => ({
+        workload: tr.dataset.workload,
+        cells: Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map((td) => [td.dataset.field, { value: td.dataset.value, text: td.textContent.trim() }])),
+      })),
+    };
+  });
+}
+
+// Shown numbers are rounded: "$0.097" stands for 0.0965..0.0975.
+function shownMatches(text, value, scale = 1) {
+  const m = text.replace(/,/g, '').replace('−', '-').match(/-?\$?-?(\d+(?:\.(\d+))?)/);
+  if (!m) return false;
+  const sign = text.includes('−') || text.trim().startsWith('-') ? -1 : 1;
+  const shown = sign * Number(m[1]);
+  const step = m[2] ? Math.pow(10, -m[2].length) : 1;
+  return Math.abs(shown - value * scale) <= step / 2 + 1e-9 * Math.abs(value * scale);
+}
+
+const UNITS = {
+  revenue_usd_per_kwh: ['$', 1], profit_usd_per_kwh: ['$', 1], break_even_usd_per_kwh: ['$', 1],
+  volatility_cv: ['%', 100], coverage: ['%', 100], j_per_th: ['J/TH', 1], tokens_per_j: ['tok/J', 1],
+  energy_j: ['', 1 / 3.6e6], revenue_usd: ['$', 1], profit_usd: ['$', 1],
+};
+
+function compareTable(table, api) {
+  const problems = [];
+  const names = table.rows.map((r) => r.workload);
+  const apiNames = api.workloads.map((w) => w.workload);
+  if (JSON.stringify(names) !== JSON.stringify(apiNames)) problems.push(`rows ${names} vs API ${apiNames}`);
+  for (const row of table.rows) {
+    const w = api.workloads.find((x) => x.workload === row.workload);
+    if (!w) continue;
+    for (const [field, [unit, scale]] of Object.entries(UNITS)) {
+      const cell = row.cells[field];
+      const v = w[field];
+      if (v === null || v === undefined) {
+        if (cell && cell.value !== '') problems.push(`${row.workload}.${field}: API null, page ${cell.value}`);
+        continue;
+      }
+      if (!cell) { problems.push(`${row.workload}.${field}: API ${v}, no cell`); continue; }
+      if (Number(cell.value) !== v) problems.push(`${row.workload}.${field}: page ${cell.value}, API ${v}`);
+      if (!shownMatches(cell.text, v, scale)) problems.push(`${row.workload}.${field}: shows "${cell.text}" for ${v}`);
+      if (unit && !cell.text.includes(unit)) problems.push(`${row.workload}.${field}: "${cell.text}" lacks its unit ${unit}`);
+    }
+  }
+  return problems;
+}
+
+// The page and the test read at slightly different moments while the demo runs on,
+// and a reading that lands just after a range's end still shapes the interval that
+// crosses it; so compare right after the page's own read, and retry: the two agree
+// whenever no new reading arrived in between.
+async function assertTableMatchesApi(page) {
+  let problems = [];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const table = await readTable(page);
+    assert.ok(table.from && table.to, 'the table names its range');
+    const c = await api(`/api/workloads?from=${encodeURIComponent(table.from)}&to=${encodeURIComponent(table.to)}`);
+    problems = compareTable(table, c);
+    if (!problems.length) {
+      if (attempt > 0) console.log(`# table matched the API on attempt ${attempt + 1}`);
+      return table;
+    }
+    await sleep(500);
+    await page.click('#refresh');
+    await page.waitForFunction(() => document.querySelector('main').getAttribute('aria-busy') === 'false');
+  }
+  assert.fail('the comparison table does not match GET /api/workloads:\n' + problems.join('\n'));
+}
+
+function chartState(page, id) {
+  return page.$$eval(`#${id} svg path[data-workload]`, (ps) => ps.map((p) => ({ workload: p.dataset.workload, points: Number(p.dataset.points), d: p.getAttribute('d') })));
+}
+
+test('the comparison table has a row per workload, matching GET /api/workloads for the same range', async () => {
+  const { page, errors } = await openPage();
+  const table = await assertTableMatchesApi(page);
+  assert.ok(table.rows.length >= 3, `expected the demo's three workloads, got ${table.rows.map((r) => r.workload)}`);
+  const span = Date.parse(table.to) - Date.parse(table.from);
+  assert.equal(span, 24 * HOUR_MS, 'the default range is the last 24 h');
+  // Units on the summary numbers too.
+  const kpis = await page.$$eval('.kpi-value', (els) => els.map((e) => e.textContent));
+  assert.ok(kpis[0].endsWith('/kWh') && kpis[1].startsWith('$') && kpis[3].includes('Wh'), `KPIs: ${kpis}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the charts are drawn: a line per workload for revenue per kWh and for power', async () => {
+  const { page } = await openPage();
+  const names = (await readTable(page)).rows.map((r) => r.workload);
+  for (const id of ['rev-chart', 'pow-chart']) {
+    const paths = await chartState(page, id);
+    assert.deepEqual(paths.map((p) => p.workload).sort(), [...names].sort(), `${id}: one line per workload`);
+    for (const p of paths) {
+      assert.ok(p.points >= 2, `${id}/${p.workload}: only ${p.points} points`);
+      assert.match(p.d, /^M[\d.]+ [\d.]+(L[\d.]+ [\d.]+)+/, `${id}/${p.workload}: path ${p.d.slice(0, 60)}`);
+    }
+  }
+  // Axis labels carry units.
+  const ticks = await page.$$eval('#rev-chart .axis text', (ts) => ts.map((t) => t.textContent));
+  assert.ok(ticks.some((t) => t.startsWith('$')), `revenue axis: ${ticks}`);
+  const powTicks = await page.$$eval('#pow-chart .axis text', (ts) => ts.map((t) => t.textContent));
+  assert.ok(powTicks.some((t) => t.endsWith('kW')), `power axis: ${powTicks}`);
+  // Energy and fleet health are filled in.
+  assert.equal(await page.locator('#energy-bars .bar-row').count(), names.length);
+  const online = Number(await page.textContent('#fleet-counts .count.online b'));
+  assert.ok(online > 0, 'fleet health counts online devices');
+  assert.ok(await page.locator('#fleet tbody tr[data-status]').count() > 0, 'fleet table lists devices');
+  await page.close();
+});
+
+test('changing the time range refetches and redraws', async () => {
+  const { page } = await openPage();
+  const before = await readTable(page);
+  const chartBefore = await chartState(page, 'rev-chart');
+
+  const seen = requests.length;
+  await page.click('[data-range="6h"]');
+  await page.waitForFunction((from) => document.getElementById('comparison').dataset.from !== from, before.from);
+  await page.waitForFunction(() => document.querySelector('main').getAttribute('aria-busy') === 'false');
+  const six = await assertTableMatchesApi(page);
+  assert.equal(Date.parse(six.to) - Date.parse(six.from), 6 * HOUR_MS, '6 h range');
+  const newRequests = requests.slice(seen).map((r) => r.url);
+  assert.ok(newRequests.some((u) => u.includes('/api/workloads?from=')), 'asked the API for the new range');
+  assert.ok(newRequests.some((u) => /\/api\/workloads\/[^/]+\/windows\?from=/.test(u)), 'asked for the new windows');
+  const chartSix = await chartState(page, 'rev-chart');
+  assert.notDeepEqual(chartSix.map((p) => p.d), chartBefore.map((p) => p.d), 'the chart was redrawn');
+  const energy = (t) => t.rows.reduce((a, r) => a + Number(r.cells.energy_j.value), 0);
+  assert.ok(energy(six) < energy(before), `6 h has less energy (${energy(six)} J) than 24 h (${energy(before)} J)`);
+
+  // Keyboard: Tab to "7 d" and press Enter.
+  await page.locator('[data-range="24h"]').focus();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.range), '7d', 'Tab moves to the next range button');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelector('[data-range="7d"]').getAttribute('aria-pressed') === 'true');
+  await page.waitForFunction((from) => document.getElementById('comparison').dataset.from !== from, six.from);
+  const week = await readTable(page);
+  assert.equal(Date.parse(week.to) - Date.parse(week.from), 7 * 24 * HOUR_MS, '7 d range');
+
+  // A custom range in the past: whole hours, complete data.
+  await page.click('[data-range="custom"]');
+  assert.equal(await page.isVisible('#custom-range'), true);
+  const to = new Date(Math.floor(Date.parse(before.to) / HOUR_MS) * HOUR_MS - 2 * HOUR_MS);
+  const from = new Date(to.getTime() - 10 * HOUR_MS);
+  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
+  await page.fill('#from', local(from));
+  await page.fill('#to', local(to));
+  await page.click('#custom-range button[type="submit"]');
+  await page.waitForFunction((ms) => Date.parse(document.getElementById('comparison').dataset.from) === ms, from.getTime());
+  const custom = await assertTableMatchesApi(page);
+  assert.equal(Date.parse(custom.to), to.getTime());
+  const chartCustom = await chartState(page, 'rev-chart');
+  assert.ok(chartCustom.every((p) => p.points >= 8), `custom 10 h range: ${chartCustom.map((p) => p.points)} points`);
+  await page.close();
+});
+
+test('every API call carries the token, and a page without one says how to get in', async () => {
+  const apiCalls = requests.filter((r) => new URL(r.url).pathname.startsWith('/api/'));
+  assert.ok(apiCalls.length > 5);
+  for (const r of apiCalls) assert.equal(r.headers.authorization, 'Bearer ' + token, r.url);
+  const page = await context.newPage();
+  await page.goto(baseUrl + '/');
+  await page.waitForSelector('#banner:not([hidden])');
+  assert.match(await page.textContent('#banner'), /token/);
+  await page.close();
+});
+
+test('it reads on a phone: nothing wider than the screen but the tables, which scroll', async () => {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(pageUrl);
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+  await page.close();
+});
+
+test('no request left localhost; screenshot saved', async () => {
+  const { page } = await openPage();
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  await page.waitForFunction(() => document.querySelector('main').getAttribute('aria-busy') === 'false');
+  fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  assert.ok(fs.statSync(SCREENSHOT).size > 20e3, 'screenshot written');
+  await page.close();
+  assert.ok(requests.length > 10, `recorded ${requests.length} requests`);
+  const outside = requests.filter((r) => {
+    const u = new URL(r.url);
+    return !(u.protocol === 'data:' || ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname));
+  });
+  assert.deepEqual(outside.map((r) => r.url), [], 'requests to other hosts');
+});
