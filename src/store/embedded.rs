@@ -20,7 +20,9 @@
 //! per series per batch, which made writes of thousands of series I/O-bound. Reads
 //! scan one measurement's time range in key order and keep the rows of the matching
 //! series, which is what the aggregator asks for (all devices of a measurement over
-//! a window).
+//! a window). A read resolves the requested field names to ids once and decodes only
+//! those fields of each row's blob, straight into the [`Series`] columns (the others
+//! are skipped by length, strings without allocating).
 //!
 //! # Semantics
 //!
