@@ -195,7 +195,12 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     let m1 = devices.iter().find(|d| d["device"] == "rig1/m1").unwrap();
     assert_eq!(m1["kind"], "asic");
     assert_eq!(m1["j_per_th"], 15.0);
-    assert!(m1["nominal_j_per_th"].is_null());
+    // model=S19 without a make tag: only Antminer has an S19 (3250 W / 95 TH/s).
+    assert!((m1["nominal_j_per_th"].as_f64().unwrap() - 3250.0 / 95.0).abs() < 1e-9, "{m1}");
+    // No power_source tag: whether the power was measured is unknown, so no verdict.
+    assert!(m1["below_nominal"].is_null(), "{m1}");
+    let m2 = devices.iter().find(|d| d["device"] == "rig1/m2").unwrap();
+    assert!(m2["nominal_j_per_th"].is_null(), "S9 is not in the model table: {m2}");
     assert_eq!(m1["last_seen"], "2026-11-20T02:00:00Z");
 
     // Write-back: 3 complete hourly windows in the 3 h lookback × 3 workloads,

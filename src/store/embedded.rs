@@ -20,7 +20,9 @@
 //! per series per batch, which made writes of thousands of series I/O-bound. Reads
 //! scan one measurement's time range in key order and keep the rows of the matching
 //! series, which is what the aggregator asks for (all devices of a measurement over
-//! a window).
+//! a window). A read resolves the requested field names to ids once and decodes only
+//! those fields of each row's blob, straight into the [`Series`] columns (the others
+//! are skipped by length, strings without allocating).
 //!
 //! # Semantics
 //!
@@ -303,8 +305,24 @@ impl Inner {
             return Ok(Vec::new());
         }
         matching.sort();
-        let slot: HashMap<i64, usize> = matching.iter().enumerate().map(|(i, (_, id))| (*id, i)).collect();
-        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); matching.len()];
+        if q.fields.is_empty() {
+            return self.read_all_fields(q, m.id, matching);
+        }
+        // The requested fields' name ids and columns, resolved once per read: each
+        // row's blob is walked once, only these fields are decoded (the others are
+        // skipped by length, strings without allocating), straight into the
+        // series' columns.
+        let cols: Vec<(u32, usize)> =
+            q.fields.iter().enumerate().filter_map(|(j, f)| self.field_ids.get(f).map(|&id| (id, j))).collect();
+        let mut out: Vec<Series> = matching
+            .iter()
+            .map(|(tags, _)| Series {
+                tags: tags.iter().cloned().collect::<BTreeMap<_, _>>(),
+                fields: q.fields.clone(),
+                ..Series::default()
+            })
+            .collect();
+        let slots = SeriesSlots::new(&matching);
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -316,28 +334,59 @@ impl Inner {
         let mut iter = stmt.query(params![m.id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
         while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
             let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
-            let Some(&i) = slot.get(&sid) else { continue };
+            let Some(i) = slots.get(sid) else { continue };
+            let blob = row.get_ref(2).map_err(sql_err("reading points"))?;
+            let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
+            let mut values: Vec<Option<FieldValue>> = vec![None; q.fields.len()];
+            // InfluxQL leaves out rows that have none of the selected fields.
+            if decode_selected(blob, &cols, &mut values)? {
+                let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
+                let series = &mut out[i];
+                series.times_ns.push(t);
+                series.values.push(values);
+            }
+        }
+        out.retain(|s| !s.times_ns.is_empty());
+        Ok(out)
+    }
+
+    /// A read with no fields named: every field the rows have, by name (the same
+    /// columns for every series, as InfluxQL gives them), so the rows are decoded
+    /// whole and the columns known only at the end.
+    fn read_all_fields(
+        &self,
+        q: &SeriesQuery,
+        measurement_id: i64,
+        matching: Vec<(&Vec<(String, String)>, i64)>,
+    ) -> Result<Vec<Series>, StoreError> {
+        let slots = SeriesSlots::new(&matching);
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); matching.len()];
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT time_ns, series_id, fields FROM points
+                 WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
+                 ORDER BY time_ns, series_id",
+            )
+            .map_err(sql_err("preparing a read"))?;
+        let mut iter = stmt.query(params![measurement_id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
+        while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
+            let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
+            let Some(i) = slots.get(sid) else { continue };
             let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
             let blob = row.get_ref(2).map_err(sql_err("reading points"))?;
             let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
             rows[i].push((t, decode_fields(blob)?));
         }
-        // Empty `fields` means every field the rows read have, by name (the same
-        // columns for every series, as InfluxQL gives them).
-        let fields: Vec<String> = if q.fields.is_empty() {
-            let mut names: Vec<String> = rows
-                .iter()
-                .flatten()
-                .flat_map(|(_, f)| f.iter().map(|(id, _)| *id))
-                .collect::<std::collections::BTreeSet<u32>>()
-                .into_iter()
-                .filter_map(|id| self.field_names.get(&id).cloned())
-                .collect();
-            names.sort();
-            names
-        } else {
-            q.fields.clone()
-        };
+        let mut fields: Vec<String> = rows
+            .iter()
+            .flatten()
+            .flat_map(|(_, f)| f.iter().map(|(id, _)| *id))
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
+            .filter_map(|id| self.field_names.get(&id).cloned())
+            .collect();
+        fields.sort();
         let ids: Vec<Option<u32>> = fields.iter().map(|f| self.field_ids.get(f).copied()).collect();
         let mut out = Vec::new();
         for ((tags, _), rows) in matching.into_iter().zip(rows) {
@@ -346,12 +395,13 @@ impl Inner {
                 fields: fields.clone(),
                 ..Series::default()
             };
-            for (t, row) in rows {
+            for (t, mut row) in rows {
                 let values: Vec<Option<FieldValue>> = ids
                     .iter()
-                    .map(|id| id.and_then(|id| row.iter().find(|(rid, _)| *rid == id).map(|(_, v)| v.clone())))
+                    .map(|id| {
+                        id.and_then(|id| row.iter().position(|(rid, _)| *rid == id)).map(|k| row.swap_remove(k).1)
+                    })
                     .collect();
-                // InfluxQL leaves out rows that have none of the selected fields.
                 if values.iter().any(Option::is_some) {
                     series.times_ns.push(t);
                     series.values.push(values);
@@ -362,6 +412,41 @@ impl Inner {
             }
         }
         Ok(out)
+    }
+}
+
+/// Series id -> position among the series a read matched: a direct index when the
+/// ids are small (they are SQLite row ids, dense from 1), else a hash map.
+enum SeriesSlots {
+    Dense(Vec<u32>),
+    Sparse(HashMap<i64, usize>),
+}
+
+impl SeriesSlots {
+    const NONE: u32 = u32::MAX;
+
+    fn new(matching: &[(&Vec<(String, String)>, i64)]) -> Self {
+        let max = matching.iter().map(|(_, id)| *id).max().unwrap_or(0);
+        if (0..4_000_000).contains(&max) && matching.iter().all(|(_, id)| *id >= 0) {
+            let mut v = vec![Self::NONE; max as usize + 1];
+            for (i, (_, id)) in matching.iter().enumerate() {
+                v[*id as usize] = i as u32;
+            }
+            SeriesSlots::Dense(v)
+        } else {
+            SeriesSlots::Sparse(matching.iter().enumerate().map(|(i, (_, id))| (*id, i)).collect())
+        }
+    }
+
+    fn get(&self, sid: i64) -> Option<usize> {
+        match self {
+            SeriesSlots::Dense(v) => usize::try_from(sid)
+                .ok()
+                .and_then(|i| v.get(i))
+                .filter(|&&s| s != Self::NONE)
+                .map(|&s| s as usize),
+            SeriesSlots::Sparse(m) => m.get(&sid).copied(),
+        }
     }
 }
 
@@ -543,6 +628,50 @@ fn decode_fields(b: &[u8]) -> Result<Vec<(u32, FieldValue)>, StoreError> {
         out.push((id, value));
     }
     Ok(out)
+}
+
+/// Decodes into `values[column]` only the fields of `cols` (name id, column) that
+/// the blob has, skipping the others without allocating; true when any was found.
+/// A field appearing twice keeps its first value, as [`decode_fields`] + lookup did.
+fn decode_selected(b: &[u8], cols: &[(u32, usize)], values: &mut [Option<FieldValue>]) -> Result<bool, StoreError> {
+    let corrupt = || StoreError::Embedded("corrupt field data in the store file".into());
+    let mut any = false;
+    let mut pos = 0;
+    while pos < b.len() {
+        let id = u32::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        let ty = *b.get(pos).ok_or_else(corrupt)?;
+        pos += 1;
+        let slot = cols.iter().find(|(cid, _)| *cid == id).map(|&(_, j)| j).filter(|&j| values[j].is_none());
+        let value = match ty {
+            T_FLOAT | T_INT | T_UINT => {
+                let s: [u8; 8] = b.get(pos..pos + 8).ok_or_else(corrupt)?.try_into().expect("slice of 8");
+                pos += 8;
+                match ty {
+                    T_FLOAT => FieldValue::Float(f64::from_le_bytes(s)),
+                    T_INT => FieldValue::Int(i64::from_le_bytes(s)),
+                    _ => FieldValue::UInt(u64::from_le_bytes(s)),
+                }
+            }
+            T_FALSE => FieldValue::Bool(false),
+            T_TRUE => FieldValue::Bool(true),
+            T_STR => {
+                let len = usize::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+                let end = pos.checked_add(len).ok_or_else(corrupt)?;
+                let s = b.get(pos..end).ok_or_else(corrupt)?;
+                pos = end;
+                if slot.is_none() {
+                    continue;
+                }
+                FieldValue::Str(std::str::from_utf8(s).map_err(|_| corrupt())?.to_owned())
+            }
+            _ => return Err(corrupt()),
+        };
+        if let Some(j) = slot {
+            values[j] = Some(value);
+            any = true;
+        }
+    }
+    Ok(any)
 }
 
 #[async_trait]
