@@ -148,7 +148,8 @@ fn free_port() -> u16 {
 
 fn start_influxd(dir: &Path) -> Result<Influxd, String> {
     let bin = std::env::var("WATTLEDGER_TEST_INFLUXD_BIN").map_err(|_| {
-        "WATTLEDGER_TEST_INFLUXD_BIN is not set; start the test servers with: eval \"$(bash .ci/servers.sh start)\"".to_string()
+        "WATTLEDGER_TEST_INFLUXD_BIN is not set; start the test servers with: eval \"$(bash .ci/servers.sh start)\""
+            .to_string()
     })?;
     let (http, rpc) = (free_port(), free_port());
     let d = dir.join("influxd");
@@ -162,7 +163,13 @@ fn start_influxd(dir: &Path) -> Result<Influxd, String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let child = Command::new(bin).args(["-config"]).arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .args(["-config"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let url = format!("http://127.0.0.1:{http}");
     let server = Influxd { child, url };
     for _ in 0..200 {
@@ -175,7 +182,12 @@ fn start_influxd(dir: &Path) -> Result<Influxd, String> {
 }
 
 async fn influx_query(http: &reqwest::Client, url: &str, db: &str, q: &str) -> Result<String, String> {
-    let r = http.post(format!("{url}/query")).form(&[("db", db), ("q", q), ("epoch", "s")]).send().await.map_err(|e| e.to_string())?;
+    let r = http
+        .post(format!("{url}/query"))
+        .form(&[("db", db), ("q", q), ("epoch", "s")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = r.status();
     let body = r.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() || body.contains("\"error\"") {
@@ -231,7 +243,10 @@ async fn main() {
 
     // Load, one hour at a time (the generator never holds more than an hour).
     let db = dir.join("bench.db");
-    let marker = dir.join(format!("loaded-{}-{}-{}-{}-{}", scale.miners, scale.gpus, scale.hours, scale.gpu_every_s, scale.miner_every_s));
+    let marker = dir.join(format!(
+        "loaded-{}-{}-{}-{}-{}",
+        scale.miners, scale.gpus, scale.hours, scale.gpu_every_s, scale.miner_every_s
+    ));
     let influx = if skip_influx { None } else { Some(start_influxd(&dir).expect("influxd")) };
     let http = reqwest::Client::new();
     if let Some(s) = &influx {
@@ -279,7 +294,10 @@ async fn main() {
         println!("load embedded store: reused {}", db.display());
     }
     if influx.is_some() {
-        println!("load influxd (gzip line protocol, 100k-point batches): {influx_s:.1} s ({:.0} rows/s)", rows / influx_s);
+        println!(
+            "load influxd (gzip line protocol, 100k-point batches): {influx_s:.1} s ({:.0} rows/s)",
+            rows / influx_s
+        );
     }
 
     let (from, to) = (rfc(from_s), rfc(to_s));
@@ -297,10 +315,15 @@ async fn main() {
     }
     if let Some(s) = &influx {
         let cfg = dir.join("influx.toml");
-        std::fs::write(&cfg, config(&format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"bench\"", s.url))).unwrap();
+        std::fs::write(
+            &cfg,
+            config(&format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"bench\"", s.url)),
+        )
+        .unwrap();
         match timed_report(&cfg, &from, &to) {
             Ok((secs, mib, json)) => {
-                let e: f64 = json["workloads"].as_array().unwrap().iter().map(|w| w["energy_j"].as_f64().unwrap()).sum();
+                let e: f64 =
+                    json["workloads"].as_array().unwrap().iter().map(|w| w["energy_j"].as_f64().unwrap()).sum();
                 energies.push(("influxd", e));
                 println!("  wattledger report, influxd        : {secs:>7.2} s   peak RSS {mib:>7.1} MiB");
             }
@@ -314,7 +337,10 @@ async fn main() {
             );
             integral_j += sum_integrals(&influx_query(&http, &s.url, "bench", &q).await.unwrap());
         }
-        println!("  influxd integral(power_w) per series and hour (server side only): {:>7.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "  influxd integral(power_w) per series and hour (server side only): {:>7.2} s",
+            t.elapsed().as_secs_f64()
+        );
         energies.push(("influxd integral()", integral_j));
     }
     println!("\nenergy over the day (all workloads):");

@@ -46,7 +46,9 @@ fn main() {
         .arg(fake.lib_path())
         .arg(PY_POLLS.to_string())
         .output()
-        .unwrap_or_else(|e| panic!("running {}: {e} (create .ci/venv with nvidia-ml-py, see .ci/run)", python.display()));
+        .unwrap_or_else(|e| {
+            panic!("running {}: {e} (create .ci/venv with nvidia-ml-py, see .ci/run)", python.display())
+        });
     assert!(out.status.success(), "pynvml side failed: {}", String::from_utf8_lossy(&out.stderr));
     let py: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from the pynvml side");
     let py_wall = py["wall_ns_per_poll"].as_f64().unwrap();
@@ -58,7 +60,13 @@ fn main() {
         ("wattledger (nvml-wrapper 0.13)", POLLS, ours_wall, ours_cpu),
         ("nvidia-ml-py 13.615.71 (pynvml)", PY_POLLS, py_wall, py_cpu),
     ] {
-        println!("{:<34} {:>14.1} {:>14.1} {:>18.2}   ({polls} polls)", name, wall / 1e3, cpu / 1e3, cpu / 1e3 / gpus as f64);
+        println!(
+            "{:<34} {:>14.1} {:>14.1} {:>18.2}   ({polls} polls)",
+            name,
+            wall / 1e3,
+            cpu / 1e3,
+            cpu / 1e3 / gpus as f64
+        );
     }
     println!("CPU per sample: pynvml / wattledger = {:.1}x", py_cpu / ours_cpu);
 }

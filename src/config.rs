@@ -27,8 +27,7 @@ pub enum ConfigError {
 /// Reads a TOML file into `T`, expanding `${VAR}` references from the environment
 /// first. Error messages name the file, the line and the offending key.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let raw = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     from_str(&raw, path)
 }
 
@@ -36,8 +35,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 pub fn from_str<T: DeserializeOwned>(raw: &str, origin: &Path) -> Result<T, ConfigError> {
     let expanded = expand_env(raw, |v| std::env::var(v).ok())
         .map_err(|var| ConfigError::MissingEnv { path: origin.to_owned(), var })?;
-    toml::from_str(&expanded)
-        .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+    toml::from_str(&expanded).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
 }
 
 /// Replaces `${NAME}` with the variable's value. `$${` escapes a literal `${`.
@@ -91,15 +89,9 @@ impl Secret {
     /// Resolves a secret given either inline (`token = "${TOKEN}"`) or as a file
     /// (`token_file = "/etc/wattledger/token"`); a trailing newline in the file is
     /// dropped. Both set is an error, neither is `None`.
-    pub fn resolve(
-        key: &str,
-        inline: Option<&Secret>,
-        file: Option<&Path>,
-    ) -> Result<Option<Secret>, ConfigError> {
+    pub fn resolve(key: &str, inline: Option<&Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
         match (inline, file) {
-            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
-                "set either `{key}` or `{key}_file`, not both"
-            ))),
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(format!("set either `{key}` or `{key}_file`, not both"))),
             (Some(s), None) => Ok(Some(s.clone())),
             (None, Some(p)) => {
                 let raw = std::fs::read_to_string(p)

@@ -4,15 +4,15 @@
 //! `model` <- `collect`, `ship`, `store` <- `revenue`, `aggregate` <- `alert`, `web` <- `cli`.
 //! `sim` sits beside `collect` and serves tests, benchmarks and the demo only.
 
+pub mod agent;
+pub mod aggregate;
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod model;
+pub mod revenue;
 pub mod ship;
 pub mod sim;
 pub mod store;
 pub mod web;
-pub mod cli;
-pub mod aggregate;
-pub mod revenue;
-pub mod agent;

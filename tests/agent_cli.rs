@@ -83,7 +83,11 @@ async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 fn config_errors_exit_2_and_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
-    std::fs::write(&path, "[agent]\nsite = \"x\"\nbatch_sise = 10\n[store]\nkind = \"influxdb\"\nurl = \"http://127.0.0.1:1\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[agent]\nsite = \"x\"\nbatch_sise = 10\n[store]\nkind = \"influxdb\"\nurl = \"http://127.0.0.1:1\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_wattledger")).args(["agent", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -30,7 +30,10 @@ async fn service_serves_the_api_and_writes_windows_back() {
         &cfg,
         scenario::config(
             &format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()),
-            &format!("interval = \"1s\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {:?}\ningest = true\n", dir.path().join("token").display().to_string()),
+            &format!(
+                "interval = \"1s\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {:?}\ningest = true\n",
+                dir.path().join("token").display().to_string()
+            ),
         ),
     )
     .unwrap();
@@ -55,11 +58,18 @@ async fn service_serves_the_api_and_writes_windows_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Write the scenario through the ingest (the token comes from token_file).
-    let r = http.post(format!("{base}/write?precision=s")).header("Authorization", "Token t0ken").body(scenario::line_protocol()).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/write?precision=s"))
+        .header("Authorization", "Token t0ken")
+        .body(scenario::line_protocol())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let url = format!("{base}/api/workloads?from={}&to={}", scenario::FROM, scenario::TO);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-    let json: serde_json::Value = http.get(&url).header("Authorization", "Bearer t0ken").send().await.unwrap().json().await.unwrap();
+    let json: serde_json::Value =
+        http.get(&url).header("Authorization", "Bearer t0ken").send().await.unwrap().json().await.unwrap();
     scenario::assert_report(&json);
 
     // The schedule (every second) writes windows back: the last 3 hours of the
@@ -94,13 +104,22 @@ fn config_mistakes_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, scenario::config("kind = \"embedded\"\npath = \"x.db\"", "windw = \"1h\"")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wattledger")).args(["report", "--from", scenario::FROM, "--to", scenario::TO, "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["report", "--from", scenario::FROM, "--to", scenario::TO, "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("windw") && err.contains("bad.toml"), "{err}");
 
-    std::fs::write(&cfg, scenario::config("kind = \"embedded\"\npath = \"x.db\"", "").replace("usd_per_gpu_hour = 2.0\n", "")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wattledger")).args(["aggregator", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        scenario::config("kind = \"embedded\"\npath = \"x.db\"", "").replace("usd_per_gpu_hour = 2.0\n", ""),
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_wattledger")).args(["aggregator", "--config"]).arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("usd_per_gpu_hour") && err.contains("h100"), "{err}");

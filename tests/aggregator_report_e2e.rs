@@ -21,10 +21,13 @@ fn report(config: &std::path::Path, format: &str) -> String {
 fn embedded_config(dir: &std::path::Path) -> std::path::PathBuf {
     let db = dir.join("wl.db");
     let store = wattledger::store::embedded::EmbeddedStore::open(&db).unwrap();
-    let points = wattledger::ship::lineproto::parse(&scenario::line_protocol(), wattledger::ship::lineproto::Precision::S).unwrap();
+    let points =
+        wattledger::ship::lineproto::parse(&scenario::line_protocol(), wattledger::ship::lineproto::Precision::S)
+            .unwrap();
     store.write_blocking(&points).unwrap();
     let cfg = dir.join("embedded.toml");
-    std::fs::write(&cfg, scenario::config(&format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()), "")).unwrap();
+    std::fs::write(&cfg, scenario::config(&format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()), ""))
+        .unwrap();
     cfg
 }
 
@@ -64,17 +67,16 @@ async fn report_from_influxdb_equals_the_embedded_store() {
         }
     };
     query(format!("CREATE DATABASE {db}")).await;
-    let r = http
-        .post(format!("{url}/write?db={db}&precision=s"))
-        .body(scenario::line_protocol())
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{url}/write?db={db}&precision=s")).body(scenario::line_protocol()).send().await.unwrap();
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
 
     let dir = tempfile::tempdir().unwrap();
     let influx_cfg = dir.path().join("influx.toml");
-    std::fs::write(&influx_cfg, scenario::config(&format!("kind = \"influxdb\"\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"{db}\""), "")).unwrap();
+    std::fs::write(
+        &influx_cfg,
+        scenario::config(&format!("kind = \"influxdb\"\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"{db}\""), ""),
+    )
+    .unwrap();
     let from_influx: serde_json::Value = serde_json::from_str(&report(&influx_cfg, "json")).unwrap();
     let from_embedded: serde_json::Value = serde_json::from_str(&report(&embedded_config(dir.path()), "json")).unwrap();
     query(format!("DROP DATABASE {db}")).await;

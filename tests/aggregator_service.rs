@@ -230,13 +230,26 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     // intervals, so GPU-1 adds 1800 s × 700 W = 1.26 MJ and 0.5 GPU-hour.
     let mut late = String::new();
     for i in 31..=59 {
-        late += &format!("gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {}\n", scenario::T0_S + i * 60);
+        late += &format!(
+            "gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {}\n",
+            scenario::T0_S + i * 60
+        );
     }
-    let r = http.post(format!("{}/api/v2/write?precision=s", run.base)).header(auth.0, auth.1).body(late).send().await.unwrap();
+    let r = http
+        .post(format!("{}/api/v2/write?precision=s", run.base))
+        .header(auth.0, auth.1)
+        .body(late)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let before = count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await;
     run.agg.run_once(now).await.unwrap();
-    assert_eq!(count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await, before, "recomputing overwrites");
+    assert_eq!(
+        count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await,
+        before,
+        "recomputing overwrites"
+    );
     let s = &run.store.read(&q).await.unwrap()[0];
     let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
     assert!((revenue(1) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(1));
@@ -248,7 +261,8 @@ async fn market_server() -> (String, tokio::sync::oneshot::Sender<()>) {
     use axum::routing::get;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/market");
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    let (prices, hashrate, rewards) = (read("prices.json"), read("mining-hashrate-3d.json"), read("mining-reward-stats-100.json"));
+    let (prices, hashrate, rewards) =
+        (read("prices.json"), read("mining-hashrate-3d.json"), read("mining-reward-stats-100.json"));
     let app = axum::Router::new()
         .route("/api/v1/prices", get(move || async move { prices }))
         .route("/api/v1/mining/hashrate/3d", get(move || async move { hashrate }))
@@ -257,7 +271,12 @@ async fn market_server() -> (String, tokio::sync::oneshot::Sender<()>) {
     let url = format!("http://{}/api", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { let _ = rx.await; }).await.unwrap();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
     });
     (url, tx)
 }

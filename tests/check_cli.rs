@@ -45,7 +45,10 @@ async fn the_v1_example_checks_ok_against_real_influxdb() {
     let out = check(&example("store-influxdb-v1.toml"), &[("WATTLEDGER_INFLUXDB_URL", &url)]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("ok    [store]: InfluxDB at") && stdout.contains("database `wattledger` exists"), "{stdout}");
+    assert!(
+        stdout.contains("ok    [store]: InfluxDB at") && stdout.contains("database `wattledger` exists"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -70,7 +73,10 @@ async fn unreachable_server_is_named_with_a_hint() {
     let out = check(&example("store-influxdb-v1.toml"), &[("WATTLEDGER_INFLUXDB_URL", "http://127.0.0.1:9")]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot reach InfluxDB at http://127.0.0.1:9: ") && stderr.contains("is it running?"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach InfluxDB at http://127.0.0.1:9: ") && stderr.contains("is it running?"),
+        "{stderr}"
+    );
     assert!(stderr.contains("store-influxdb-v1.toml"), "{stderr}");
 }
 
@@ -78,11 +84,18 @@ async fn unreachable_server_is_named_with_a_hint() {
 async fn a_missing_database_says_how_to_create_it() {
     let url = common::server_url("WATTLEDGER_TEST_INFLUXDB_URL");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "c.toml", &format!("[store]\nkind = \"influxdb\"\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"wl_never_created\"\n"));
+    let cfg = write_config(
+        dir.path(),
+        "c.toml",
+        &format!("[store]\nkind = \"influxdb\"\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"wl_never_created\"\n"),
+    );
     let out = check(&cfg, &[]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("database `wl_never_created` does not exist") && stderr.contains("CREATE DATABASE"), "{stderr}");
+    assert!(
+        stderr.contains("database `wl_never_created` does not exist") && stderr.contains("CREATE DATABASE"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -153,9 +166,7 @@ fn malformed_configs_get_clear_errors() {
 async fn embedded_store_checks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data/wl.db");
-    let cfg = |p: &Path| {
-        common::store_config(&format!("kind = \"embedded\"\npath = \"{}\"\n", p.display()))
-    };
+    let cfg = |p: &Path| common::store_config(&format!("kind = \"embedded\"\npath = \"{}\"\n", p.display()));
     let summary = check_store(&cfg(&path)).await.unwrap();
     assert!(summary.contains("will be created"), "{summary}");
     assert!(!path.exists(), "a check creates nothing");
@@ -178,9 +189,8 @@ async fn an_agent_config_is_checked_source_by_source() {
     let db = common::unique_name("wl_check_agent");
     common::influxql_post(&url, &format!("CREATE DATABASE \"{db}\"")).await;
     let nvml = wattledger::sim::gpus::FakeNvml::install(&wattledger::sim::gpus::rig_scenario(2, None, 1.0)).unwrap();
-    let vllm = SimInferenceServer::start(SimInferenceSpec::default(), Arc::new(wattledger::model::SystemClock))
-        .await
-        .unwrap();
+    let vllm =
+        SimInferenceServer::start(SimInferenceSpec::default(), Arc::new(wattledger::model::SystemClock)).await.unwrap();
     // A port that was free a moment ago: nothing answers there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();

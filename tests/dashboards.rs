@@ -145,12 +145,21 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, String> {
 }
 
 const KEYWORDS: &[&str] = &[
-    "select", "from", "where", "and", "or", "group", "by", "fill", "none", "null", "as", "show", "tag", "values", "with",
-    "key", "time", "true", "false", "limit", "order", "desc", "asc",
+    "select", "from", "where", "and", "or", "group", "by", "fill", "none", "null", "as", "show", "tag", "values",
+    "with", "key", "time", "true", "false", "limit", "order", "desc", "asc",
 ];
 const FUNCTIONS: &[&str] = &[
-    "mean", "sum", "count", "last", "first", "max", "min", "median", "non_negative_derivative",
-    "non_negative_difference", "moving_average",
+    "mean",
+    "sum",
+    "count",
+    "last",
+    "first",
+    "max",
+    "min",
+    "median",
+    "non_negative_derivative",
+    "non_negative_difference",
+    "moving_average",
 ];
 
 /// Checks that every name `q` uses exists in the schema for the measurement(s) it reads.
@@ -308,8 +317,23 @@ fn datasource() -> Value {
 }
 
 const UNITS: &[&str] = &[
-    "watt", "joule", "kwatth", "currencyUSD", "percent", "percentunit", "celsius", "bytes", "THs", "short", "cps", "ms",
-    "s", "string", "rotrpm", "bool_on_off", "dateTimeFromNow",
+    "watt",
+    "joule",
+    "kwatth",
+    "currencyUSD",
+    "percent",
+    "percentunit",
+    "celsius",
+    "bytes",
+    "THs",
+    "short",
+    "cps",
+    "ms",
+    "s",
+    "string",
+    "rotrpm",
+    "bool_on_off",
+    "dateTimeFromNow",
 ];
 
 fn check_unit(unit: &Value, what: &str) {
@@ -405,8 +429,15 @@ fn provisioning_files_are_consistent() {
         }
     }
     for wanted in [
-        "unprofitable", "jth-high", "gpu-idle-burn", "hashrate-drop", "miner-offline", "gpu-lost", "device-silent",
-        "agent-silent", "coverage-low",
+        "unprofitable",
+        "jth-high",
+        "gpu-idle-burn",
+        "hashrate-drop",
+        "miner-offline",
+        "gpu-lost",
+        "device-silent",
+        "agent-silent",
+        "coverage-low",
     ] {
         assert!(names.contains(&format!("wattledger-{wanted}")), "alert rule {wanted} missing");
     }
@@ -605,7 +636,13 @@ fn data_set(now_s: i64) -> String {
         let miners: [(&str, &str, &str, f64, f64); 5] = [
             ("10.20.0.11", "minerlan-1", "S21", 200.0, 3500.0),
             ("10.20.0.12", "minerlan-1", "S9", 13.5, 1350.0),
-            ("10.20.0.13", "minerlan-1", "S19", if age < 1200 { 50.0 } else { 95.0 }, if age < 1200 { 1800.0 } else { 3250.0 }),
+            (
+                "10.20.0.13",
+                "minerlan-1",
+                "S19",
+                if age < 1200 { 50.0 } else { 95.0 },
+                if age < 1200 { 1800.0 } else { 3250.0 },
+            ),
             ("10.20.0.14", "minerlan-1", "S21", 200.0, 3500.0),
             ("10.20.0.15", "minerlan-2", "S21", 200.0, 3500.0),
         ];
@@ -631,7 +668,9 @@ fn data_set(now_s: i64) -> String {
             );
         }
         // Agents: gpu-a and minerlan-1 report; minerlan-2 has been silent for 30 min.
-        for (site, host, sources) in [("texas", "gpu-a", "nvml"), ("texas", "minerlan-1", "miners"), ("texas", "minerlan-2", "miners")] {
+        for (site, host, sources) in
+            [("texas", "gpu-a", "nvml"), ("texas", "minerlan-1", "miners"), ("texas", "minerlan-2", "miners")]
+        {
             if host == "minerlan-2" && age < 1800 {
                 continue;
             }
@@ -733,7 +772,8 @@ fn substitute(q: &str, vars: &[(String, String)]) -> String {
     for (n, v) in vars {
         q = q.replace(&format!("${n}"), &v);
     }
-    let left = q.match_indices('$').any(|(i, _)| q[i + 1..].starts_with(|c: char| c.is_alphabetic() || c == '_' || c == '{'));
+    let left =
+        q.match_indices('$').any(|(i, _)| q[i + 1..].starts_with(|c: char| c.is_alphabetic() || c == '_' || c == '{'));
     assert!(!left, "unsubstituted variable in: {q}");
     q
 }
@@ -749,7 +789,12 @@ fn series(res: &Value) -> Vec<(BTreeMap<String, String>, Vec<Option<f64>>)> {
                 .as_object()
                 .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
                 .unwrap_or_default();
-            let vals = s["values"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().last().unwrap().as_f64()).collect();
+            let vals = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().last().unwrap().as_f64())
+                .collect();
             (tags, vals)
         })
         .collect()
@@ -907,7 +952,8 @@ async fn every_query_runs_against_influxdb() {
     influx.write(&data_set(now_s)).await;
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
 
-    let min_interval_s: i64 = datasource()["jsonData"]["timeInterval"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+    let min_interval_s: i64 =
+        datasource()["jsonData"]["timeInterval"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
     let mut failures = Vec::new();
 
     for (file, d) in dashboards() {
@@ -972,7 +1018,8 @@ async fn every_query_runs_against_influxdb() {
                 let to = d["relativeTimeRange"]["to"].as_i64().unwrap();
                 let tf = time_filter(now_ms - from * 1000, now_ms - to * 1000);
                 let iv = format!("{}ms", m["intervalMs"].as_i64().unwrap());
-                let q = substitute(m["query"].as_str().unwrap(), &[("timeFilter".into(), tf), ("__interval".into(), iv)]);
+                let q =
+                    substitute(m["query"].as_str().unwrap(), &[("timeFilter".into(), tf), ("__interval".into(), iv)]);
                 match influx.query(&q).await {
                     Ok(res) => {
                         raw.insert(id, series(&res));
@@ -1001,7 +1048,10 @@ async fn every_query_runs_against_influxdb() {
         let firing: BTreeSet<String> = cond.iter().filter(|(_, v)| **v != 0.0).map(|(l, _)| culprit(l, key)).collect();
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
         if firing != want {
-            failures.push(format!("alert {uid}: firing for {firing:?}, expected {want:?} (evaluated {} series)", cond.len()));
+            failures.push(format!(
+                "alert {uid}: firing for {firing:?}, expected {want:?} (evaluated {} series)",
+                cond.len()
+            ));
         }
     }
 

@@ -55,7 +55,13 @@ async fn v1_write_reads_back_through_influxql_with_types_and_escaping() {
         let types = common::influxql_get(&db.url, &db.name, r#"SHOW FIELD KEYS FROM "gpu power,x""#).await;
         assert_eq!(
             types["results"][0]["series"][0]["values"],
-            json!([["energy_j", "integer"], ["note", "string"], ["ok", "boolean"], ["power w", "float"], ["whole", "float"]]),
+            json!([
+                ["energy_j", "integer"],
+                ["note", "string"],
+                ["ok", "boolean"],
+                ["power w", "float"],
+                ["whole", "float"]
+            ]),
             "{types}"
         );
         let rows = common::influxql_get(
@@ -130,8 +136,18 @@ async fn v2_write_reaches_victoria_metrics_with_token_and_gzip() {
     let w = writer_from_config(&cfg).unwrap();
     assert!(w.describe().starts_with("influxdb v2"), "{}", w.describe());
     let points = vec![
-        Point::new(&m, t_ns).tag("host", "rig a").tag("gpu", "0").field("power_w", 251.25).field("energy_j", 123_456i64).field("ok", true),
-        Point::new(&m, t_ns + 1_000_000_000).tag("host", "rig a").tag("gpu", "0").field("power_w", 252.5).field("energy_j", 123_999i64).field("ok", false),
+        Point::new(&m, t_ns)
+            .tag("host", "rig a")
+            .tag("gpu", "0")
+            .field("power_w", 251.25)
+            .field("energy_j", 123_456i64)
+            .field("ok", true),
+        Point::new(&m, t_ns + 1_000_000_000)
+            .tag("host", "rig a")
+            .tag("gpu", "0")
+            .field("power_w", 252.5)
+            .field("energy_j", 123_999i64)
+            .field("ok", false),
     ];
     w.write_lines(&encode_batch(&points).unwrap()).await.unwrap();
     let rows = vm_export(&vm, &m, 3).await;
@@ -187,12 +203,18 @@ async fn real_influxdb_errors_are_clear() {
     let dead = "http://127.0.0.1:9";
     let err = v1(dead, "x", Auth::None, true).write_lines(&body).await.unwrap_err();
     assert!(err.is_retryable() && err.to_string().contains("cannot reach"), "{err}");
-    let store = open_store(&common::store_config(&format!("kind = \"influxdb\"\nurl = \"{dead}\"\napi = \"v1\"\ndatabase = \"x\"\n")))
-        .await
-        .unwrap();
+    let store = open_store(&common::store_config(&format!(
+        "kind = \"influxdb\"\nurl = \"{dead}\"\napi = \"v1\"\ndatabase = \"x\"\n"
+    )))
+    .await
+    .unwrap();
     let err = store.ping().await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    assert!(err.to_string().starts_with("cannot reach InfluxDB at http://127.0.0.1:9: ") && err.to_string().ends_with("is it running?"), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot reach InfluxDB at http://127.0.0.1:9: ")
+            && err.to_string().ends_with("is it running?"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -243,7 +265,12 @@ async fn a_real_413_splits_the_batch_and_loses_nothing() {
     let server = common::PrivateInfluxd::start(false, 2_000).await;
     common::influxql_post(&server.url, "CREATE DATABASE wl").await;
     let points: Vec<Point> = (0..200)
-        .map(|i| Point::new("split", T0 + i).tag("host", format!("rig-{}", i % 7)).field("power_w", i as f64).field("note", "x".repeat(20)))
+        .map(|i| {
+            Point::new("split", T0 + i)
+                .tag("host", format!("rig-{}", i % 7))
+                .field("power_w", i as f64)
+                .field("note", "x".repeat(20))
+        })
         .collect();
     let body = encode_batch(&points).unwrap();
     assert!(body.len() > 10_000);

@@ -44,7 +44,7 @@ fn antminer_stock_s19_pro() {
     assert_eq!(r.model.as_deref(), Some("S19 Pro"));
     assert_eq!(r.firmware.as_deref(), Some("bmminer 49.0.1.3")); // BMMiner key, Miner "49.0.1.3"
     close(r.hashrate_ths, 110566.89 / 1000.0); // SUMMARY GHS 5s, rate_unit "GH"
-    // No power field in a stock S19 Pro: estimated = 110.56689 TH/s × 3250 W / 110 TH/s
+                                               // No power field in a stock S19 Pro: estimated = 110.56689 TH/s × 3250 W / 110 TH/s
     close(r.power_w, 110.56689 * 3250.0 / 110.0);
     assert_eq!(r.power_source, Some(PowerSource::Estimated));
     close(r.diff_accepted, 1305083904.0); // SUMMARY "Difficulty Accepted"
@@ -105,12 +105,13 @@ fn luxos_s19k_pro() {
 
 #[test]
 fn avalon_q_idle() {
-    let d = doc(&[("version", "avalon/version.json"), ("summary", "avalon/summary.json"), ("stats", "avalon/stats.json")]);
+    let d =
+        doc(&[("version", "avalon/version.json"), ("summary", "avalon/summary.json"), ("stats", "avalon/stats.json")]);
     let r = read_cg(&d);
     assert_eq!((r.make.as_deref(), r.model.as_deref()), (Some("Avalon"), Some("Q"))); // PROD "Avalon Q"
     assert_eq!(r.firmware.as_deref(), Some("cgminer 4.11.1 (25052801_14a19a2)"));
     close(r.hashrate_ths, 0.0); // MM ID0:Summary GHSspd[0.00]: "Work: In Idle"
-    // No WALLPOWER; PS[0 1222 4 0 0 2245 146]: PS[4] = 0, so PS[5] = 2245 (asic-rs' rule)
+                                // No WALLPOWER; PS[0 1222 4 0 0 2245 146]: PS[4] = 0, so PS[5] = 2245 (asic-rs' rule)
     close(r.power_w, 2245.0);
     close(r.diff_accepted, 368550176.0);
     assert_eq!((r.shares_accepted, r.shares_rejected), (Some(890), Some(2)));
@@ -187,7 +188,10 @@ fn whatsminer_v2() {
 
 #[test]
 fn whatsminer_v3_map() {
-    let d = doc(&[("summary", "whatsminer-v3/get_miner_status_summary.json"), ("pools", "whatsminer-v3/get_miner_status_pools.json")]);
+    let d = doc(&[
+        ("summary", "whatsminer-v3/get_miner_status_summary.json"),
+        ("pools", "whatsminer-v3/get_miner_status_pools.json"),
+    ]);
     let x = extract(&profiles::WHATSMINER_V3, &d);
     close(x.hashrate_ths, 171.259); // hash-realtime, TH/s
     close(x.rated_ths, 181.051); // factory-hash
@@ -225,7 +229,7 @@ fn epic_powerplay() {
     close(r.power_w, 2166.6174); // Power Supply Stats / Input Power
     assert_eq!((r.shares_accepted, r.shares_rejected), (Some(1862), Some(2)));
     close(r.temp_c_max, 67.0); // HBs Temperature 67.0, 64.312
-    // Fans Speed 1..4 = 5971, 0, 5942, 5745; 5..12 null
+                               // Fans Speed 1..4 = 5971, 0, 5942, 5745; 5..12 null
     close(r.fan_rpm_avg, (5971.0 + 0.0 + 5942.0 + 5745.0) / 4.0);
     assert_eq!(r.uptime_s, Some(23170));
     assert_eq!(first_str(&cap("epic-powerplay/capabilities.json"), "Chip Type"), Some("BM1366"));
@@ -269,7 +273,10 @@ fn braiins_graphql_21_09() {
     assert_eq!(x.uptime_s, Some(1189));
     let boards = cap("braiins-os-21.09/gql_boards.json");
     assert_eq!(first_num(&boards, "data/bosminer/info/workSolver/childSolvers/0/nominalMhs"), Some(3017667.7198079997));
-    assert_eq!(first_num(&cap("braiins-os-21.09/gql_tuning.json"), "data/bosminer/config/autotuning/powerTarget"), Some(900.0));
+    assert_eq!(
+        first_num(&cap("braiins-os-21.09/gql_tuning.json"), "data/bosminer/config/autotuning/powerTarget"),
+        Some(900.0)
+    );
     // BOSer answers the cgminer `version` command too: detected as Braiins OS.
     let v = doc(&[("version", "braiins-os-21.09/version.json")]);
     assert_eq!(identify_cgminer(&v).firmware.as_deref(), Some("Braiins OS (boser-openwrt 0.1.0-11012d53)"));
@@ -281,7 +288,7 @@ fn goldshell_composites() {
     let x = extract(&profiles::GOLDSHELL, &sc5);
     close(x.hashrate_ths, 10861769.547 / 1e6); // SUMMARY MHS 20s
     close(x.temp_c_max, 91.0); // tstemp-0/1 of board 2
-    // fan0..3: boards 1-3 all 2100, board 4: 2040, 2040, 2040, 2100 → (15×2100 + 3×2040... ) / 16
+                               // fan0..3: boards 1-3 all 2100, board 4: 2040, 2040, 2040, 2100 → (15×2100 + 3×2040... ) / 16
     close(x.fan_rpm_avg, (13.0 * 2100.0 + 3.0 * 2040.0) / 16.0);
     assert_eq!(x.uptime_s, Some(741660));
     assert_eq!(x.power_w, None);

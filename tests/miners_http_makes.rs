@@ -4,8 +4,8 @@
 //! time, the Braiins login token, and the `wattledger probe --json` binary.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wattledger::collect::miners::{self, wire, PowerSource, ReadOptions};
@@ -140,20 +140,40 @@ async fn every_http_make_on_port_8080_is_detected_and_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn braiins_rest_needs_the_login_token_and_cgminer_path_is_not_slowed() {
     let clock = Arc::new(ManualClock::new(T0));
-    let fleet = SimFleet::start(spec(block(42), 4028, &[SimMake::BraiinsRest, SimMake::AntminerStock]), clock).await.unwrap();
+    let fleet =
+        SimFleet::start(spec(block(42), 4028, &[SimMake::BraiinsRest, SimMake::AntminerStock]), clock).await.unwrap();
     let a = fleet.addrs();
     let host = a[0].ip().to_string();
     let deadline = || wire::deadline_in(Duration::from_secs(3));
     // Without the token the API refuses; with it, it answers.
     let r = wire::http_request(&host, 4028, "GET", "/api/v1/miner/stats", None, deadline(), 1 << 20).await.unwrap();
     assert_eq!(r.status, 401);
-    let r = wire::http_request_with(&host, 4028, "GET", "/api/v1/miner/stats", &[("Authorization", SIM_BRAIINS_TOKEN)], None, deadline(), 1 << 20)
-        .await
-        .unwrap();
+    let r = wire::http_request_with(
+        &host,
+        4028,
+        "GET",
+        "/api/v1/miner/stats",
+        &[("Authorization", SIM_BRAIINS_TOKEN)],
+        None,
+        deadline(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200);
     // A wrong password is refused.
     let bad = br#"{"username":"root","password":"x"}"#;
-    let r = wire::http_request(&host, 4028, "POST", "/api/v1/auth/login", Some(("application/json", bad)), deadline(), 1 << 20).await.unwrap();
+    let r = wire::http_request(
+        &host,
+        4028,
+        "POST",
+        "/api/v1/auth/login",
+        Some(("application/json", bad)),
+        deadline(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 401);
 
     // The cgminer path costs what it did: one connection for a stock Antminer.
@@ -196,7 +216,10 @@ fn probe_bin(args: &[&str]) -> std::process::Output {
 async fn probe_binary_json_for_braiins_rest_and_proto() {
     let clock = Arc::new(ManualClock::new(T0));
     let fleet = SimFleet::start(spec(block(44), 4028, &[SimMake::BraiinsRest, SimMake::Proto]), clock).await.unwrap();
-    let expect = [("Antminer", "S21 Pro", 248.186_677_200_024_98, 3480.0), ("Proto", "Rig", 141.147_435_031_471_1, 3447.008523267969)];
+    let expect = [
+        ("Antminer", "S21 Pro", 248.186_677_200_024_98, 3480.0),
+        ("Proto", "Rig", 141.147_435_031_471_1, 3447.008523267969),
+    ];
     for (i, (make, model, ths, w)) in expect.iter().enumerate() {
         let target = fleet.addrs()[i].to_string();
         let out = tokio::task::spawn_blocking(move || probe_bin(&[&target, "--json", "--timeout", "3"])).await.unwrap();

@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use wattledger::collect::miners::http_makes::{identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto};
+use wattledger::collect::miners::http_makes::{
+    identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
+};
 use wattledger::collect::miners::json::parse_lenient;
 use wattledger::collect::miners::{self, finish, Identity, ReadOptions};
 

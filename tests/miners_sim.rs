@@ -163,7 +163,8 @@ async fn fleet_poll_good_miners_are_not_held_up_by_hanging_or_garbage_ones() {
     let started = Instant::now();
     let done: Arc<Mutex<Vec<(String, Duration, bool)>>> = Arc::default();
     let d2 = done.clone();
-    let readings = fleet::poll(&eps, &opts, move |r| d2.lock().unwrap().push((r.host.clone(), started.elapsed(), r.online))).await;
+    let readings =
+        fleet::poll(&eps, &opts, move |r| d2.lock().unwrap().push((r.host.clone(), started.elapsed(), r.online))).await;
     let total = started.elapsed();
     assert_eq!(readings.len(), 12);
     for (i, r) in readings.iter().enumerate() {
@@ -183,7 +184,8 @@ async fn fleet_poll_good_miners_are_not_held_up_by_hanging_or_garbage_ones() {
     assert_eq!(src.name(), "miners");
     let points = src.collect(7).await.unwrap();
     assert_eq!(points.len(), 12);
-    let offline = points.iter().filter(|p| p.field_value("online") == Some(&wattledger::model::FieldValue::Bool(false))).count();
+    let offline =
+        points.iter().filter(|p| p.field_value("online") == Some(&wattledger::model::FieldValue::Bool(false))).count();
     assert_eq!(offline, 3);
     fleet.stop().await;
 }
@@ -218,8 +220,22 @@ async fn probe_binary_json_for_several_makes_and_clear_errors() {
     let makes = [SimMake::AntminerStock, SimMake::WhatsminerV1, SimMake::AxeOs, SimMake::Avalon];
     let fleet = SimFleet::start(spec(block(6), &makes), clock).await.unwrap();
     let keys = [
-        "host", "port", "make", "model", "firmware", "hashrate_ths", "power_w", "power_source", "diff_accepted",
-        "shares_accepted", "shares_rejected", "temp_c_max", "fan_rpm_avg", "uptime_s", "online", "error",
+        "host",
+        "port",
+        "make",
+        "model",
+        "firmware",
+        "hashrate_ths",
+        "power_w",
+        "power_source",
+        "diff_accepted",
+        "shares_accepted",
+        "shares_rejected",
+        "temp_c_max",
+        "fan_rpm_avg",
+        "uptime_s",
+        "online",
+        "error",
     ];
     let expect = [("Antminer", 110.56689), ("Whatsminer", 70.66811452), ("Bitaxe", 1.0), ("Avalon", 81.07268)];
     for (i, (make, ths)) in expect.iter().enumerate() {

@@ -9,8 +9,19 @@ use nvml_support::{assert_close, data_scenario, fake, gpus_json, wattledger_gpus
 use serde_json::Value;
 
 const KEYS: [&str; 13] = [
-    "index", "uuid", "name", "power_w", "energy_j", "util_gpu_pct", "util_mem_pct", "mem_used_bytes",
-    "mem_total_bytes", "temp_c", "sm_clock_mhz", "power_limit_w", "status",
+    "index",
+    "uuid",
+    "name",
+    "power_w",
+    "energy_j",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "mem_used_bytes",
+    "mem_total_bytes",
+    "temp_c",
+    "sm_clock_mhz",
+    "power_limit_w",
+    "status",
 ];
 
 fn assert_keys(gpu: &Value) {

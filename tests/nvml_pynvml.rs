@@ -55,7 +55,9 @@ fn assert_same(ours: &Value, theirs: &Value, when: &str) {
             }
             let tv = &t[key.as_str()];
             match (ov.as_f64(), tv.as_f64()) {
-                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{when}: GPU {} {key}: wattledger {a}, pynvml {b}", o["index"]),
+                (Some(a), Some(b)) => {
+                    assert!((a - b).abs() < 1e-9, "{when}: GPU {} {key}: wattledger {a}, pynvml {b}", o["index"])
+                }
                 _ => assert_eq!(ov, tv, "{when}: GPU {} {key}", o["index"]),
             }
         }

@@ -23,7 +23,11 @@ fn lost_gpu_mid_run_is_reported_then_picked_up_again() {
     let r = src.read_all();
     assert_eq!(r[0].status, GpuStatus::Lost);
     assert_eq!(r[0].uuid.as_deref(), Some("GPU-a0000000-0000-4000-8000-000000000000"), "identity kept for the tags");
-    assert_eq!((r[0].power_w, r[0].energy_j, r[0].util_gpu_pct, r[0].mem_used_bytes), (None, None, None, None), "no stale values");
+    assert_eq!(
+        (r[0].power_w, r[0].energy_j, r[0].util_gpu_pct, r[0].mem_used_bytes),
+        (None, None, None, None),
+        "no stale values"
+    );
     assert_eq!(r[1].status, GpuStatus::Ok, "the other GPU is still read");
     assert_eq!(r[1].energy_j, Some(200.0 * 55.0));
 

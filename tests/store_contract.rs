@@ -143,10 +143,8 @@ async fn escaping_heavy_names_round_trip(store: &dyn Store) {
         .field("f i,e=ld", 1i64)
         .field("plain", "x");
     store.write(&[p]).await.unwrap();
-    let got = store
-        .read(&q(m, &["f i,e=ld", "plain"], &[("t k,=", "v a,l=ue \"q\" C:\\x é")], T0, T0 + 1))
-        .await
-        .unwrap();
+    let got =
+        store.read(&q(m, &["f i,e=ld", "plain"], &[("t k,=", "v a,l=ue \"q\" C:\\x é")], T0, T0 + 1)).await.unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].tags, tags(&[("site", "s 1"), ("t k,=", "v a,l=ue \"q\" C:\\x é")]));
     assert_eq!(got[0].values, vec![vec![Some(FieldValue::Int(1)), Some(FieldValue::Str("x".into()))]]);
@@ -272,6 +270,9 @@ async fn large_range(store: &dyn Store) {
     for s in &got {
         assert_eq!(s.times_ns.len(), n as usize);
         assert!(s.times_ns.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(s.values[n as usize - 1], vec![Some(FieldValue::Int(n - 1)), Some(FieldValue::Float((n - 1) as f64 / 2.0))]);
+        assert_eq!(
+            s.values[n as usize - 1],
+            vec![Some(FieldValue::Int(n - 1)), Some(FieldValue::Float((n - 1) as f64 / 2.0))]
+        );
     }
 }

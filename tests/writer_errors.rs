@@ -148,7 +148,8 @@ async fn v1_request_has_the_documented_shape() {
 #[tokio::test]
 async fn auth_failures_are_not_retried() {
     for status in [401u16, 403] {
-        let (server, addr) = start(replies(vec![(status, vec![], r#"{"code":"unauthorized","message":"unauthorized access"}"#)])).await;
+        let (server, addr) =
+            start(replies(vec![(status, vec![], r#"{"code":"unauthorized","message":"unauthorized access"}"#)])).await;
         let err = v2(addr, fast_retry()).write_lines(BODY).await.unwrap_err();
         assert!(matches!(err, WriteError::Auth { status: s, .. } if s == status), "{err}");
         assert!(!err.is_retryable());
@@ -160,7 +161,8 @@ async fn auth_failures_are_not_retried() {
 
 #[tokio::test]
 async fn bad_request_is_reported_with_the_server_message_and_not_retried() {
-    let (server, addr) = start(replies(vec![(400, vec![], r#"{"error":"unable to parse 'x': missing fields"}"#)])).await;
+    let (server, addr) =
+        start(replies(vec![(400, vec![], r#"{"error":"unable to parse 'x': missing fields"}"#)])).await;
     let err = v1(addr).write_lines("x\n").await.unwrap_err();
     assert!(matches!(err, WriteError::Rejected { .. }), "{err}");
     assert!(err.to_string().contains("unable to parse 'x': missing fields"), "{err}");
@@ -209,7 +211,8 @@ async fn a_single_line_too_large_is_rejected() {
 #[tokio::test]
 async fn throttling_honours_retry_after() {
     for status in [429u16, 503] {
-        let (server, addr) = start(replies(vec![(status, vec![("retry-after", "1".into())], "slow down"), (204, vec![], "")])).await;
+        let (server, addr) =
+            start(replies(vec![(status, vec![("retry-after", "1".into())], "slow down"), (204, vec![], "")])).await;
         let started = Instant::now();
         v2(addr, fast_retry()).write_lines(BODY).await.unwrap();
         let waited = started.elapsed();

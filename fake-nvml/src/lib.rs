@@ -429,7 +429,10 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(device: nvmlDevice_t, memory: *
 
 /// v2 struct; the caller sets `version` to `nvmlMemory_v2`, as real NVML requires.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(device: nvmlDevice_t, memory: *mut nvmlMemory_v2_t) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
+    device: nvmlDevice_t,
+    memory: *mut nvmlMemory_v2_t,
+) -> nvmlReturn_t {
     if memory.is_null() {
         return NVML_ERROR_INVALID_ARGUMENT;
     }
@@ -451,7 +454,11 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(device: nvmlDevice_t, memory
 
 /// Sensor 0 (NVML_TEMPERATURE_GPU) only, °C.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetTemperature(device: nvmlDevice_t, sensor: c_uint, temp: *mut c_uint) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetTemperature(
+    device: nvmlDevice_t,
+    sensor: c_uint,
+    temp: *mut c_uint,
+) -> nvmlReturn_t {
     if temp.is_null() || sensor != 0 {
         return NVML_ERROR_INVALID_ARGUMENT;
     }
@@ -463,7 +470,11 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(device: nvmlDevice_t, sensor: 
 
 /// MHz; 0 = graphics and 1 = SM (the same clock here), 2 = memory, 3 = video.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetClockInfo(device: nvmlDevice_t, clock_type: c_uint, clock: *mut c_uint) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
+    device: nvmlDevice_t,
+    clock_type: c_uint,
+    clock: *mut c_uint,
+) -> nvmlReturn_t {
     if clock.is_null() || clock_type > 3 {
         return NVML_ERROR_INVALID_ARGUMENT;
     }
@@ -496,7 +507,11 @@ pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimit(device: nvmlDevice_t,
 
 /// NVML_DEVICE_MIG_ENABLE = 1, NVML_DEVICE_MIG_DISABLE = 0.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetMigMode(device: nvmlDevice_t, current: *mut c_uint, pending: *mut c_uint) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: nvmlDevice_t,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> nvmlReturn_t {
     if current.is_null() || pending.is_null() {
         return NVML_ERROR_INVALID_ARGUMENT;
     }

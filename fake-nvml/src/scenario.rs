@@ -224,7 +224,9 @@ impl Profile {
                 }
                 Ok(())
             }
-            Profile::Sine { sine } if sine.period_s.is_nan() || sine.period_s <= 0.0 => Err("sine.period_s must be positive".into()),
+            Profile::Sine { sine } if sine.period_s.is_nan() || sine.period_s <= 0.0 => {
+                Err("sine.period_s must be positive".into())
+            }
             Profile::Sine { .. } => Ok(()),
         }
     }
@@ -241,7 +243,9 @@ impl Profile {
                 };
                 steps.iter().take_while(|(at, _)| *at <= t).last().unwrap_or(&steps[0]).1
             }
-            Profile::Sine { sine } => sine.mean + sine.amplitude * (2.0 * PI * (t + sine.phase_s) / sine.period_s).sin(),
+            Profile::Sine { sine } => {
+                sine.mean + sine.amplitude * (2.0 * PI * (t + sine.phase_s) / sine.period_s).sin()
+            }
         }
     }
 
@@ -309,7 +313,13 @@ mod tests {
     fn sine_integral_over_a_period_is_the_mean() {
         let p = Profile::Sine { sine: Sine { mean: 300.0, amplitude: 100.0, period_s: 60.0, phase_s: 7.0 } };
         assert!((p.integral(60.0) - 18_000.0).abs() < 1e-6);
-        assert!((p.integral(15.0) - (300.0 * 15.0 + 100.0 * 60.0 / (2.0 * PI) * ((2.0 * PI * 7.0 / 60.0).cos() - (2.0 * PI * 22.0 / 60.0).cos()))).abs() < 1e-9);
+        assert!(
+            (p.integral(15.0)
+                - (300.0 * 15.0
+                    + 100.0 * 60.0 / (2.0 * PI) * ((2.0 * PI * 7.0 / 60.0).cos() - (2.0 * PI * 22.0 / 60.0).cos())))
+            .abs()
+                < 1e-9
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub enum AgentError {
     Config(String),
     #[error("cannot set up source {name}: {message}")]
     Source { name: String, message: String },
-    #[error("cannot open the spool in {dir}: {source}; check that the directory exists and is writable by the agent's user")]
+    #[error(
+        "cannot open the spool in {dir}: {source}; check that the directory exists and is writable by the agent's user"
+    )]
     Spool { dir: String, source: std::io::Error },
 }
 
@@ -55,7 +57,8 @@ pub struct Agent {
 impl Agent {
     /// Builds the sources and the writer the config names.
     pub fn new(cfg: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
-        let writer = crate::ship::writer_from_config(&cfg.store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
+        let writer =
+            crate::ship::writer_from_config(&cfg.store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
         let sources = sources_from_config(&cfg)?;
         Agent::with_parts(cfg, clock, sources, writer)
     }
@@ -107,8 +110,14 @@ impl Agent {
         });
         pipeline::run(shared, self.sources, self.writer, a, shutdown).await;
         let s = self.stats.snapshot();
-        tracing::info!(collected = s.collected, shipped = s.shipped, left_in_spool = s.spool_pending,
-            dropped = s.dropped, rejected = s.rejected, "agent stopped");
+        tracing::info!(
+            collected = s.collected,
+            shipped = s.shipped,
+            left_in_spool = s.spool_pending,
+            dropped = s.dropped,
+            rejected = s.rejected,
+            "agent stopped"
+        );
         Ok(())
     }
 }

@@ -470,8 +470,10 @@ default = "tokens"
     #[test]
     fn stamp_adds_tags_and_writes_unsigned_as_signed() {
         let cfg = config(std::path::Path::new("/nonexistent"), "");
-        let stamp = Stamp { site: "lab".into(), host: "rig1".into(), workloads: WorkloadMap::new(&cfg.workloads).unwrap() };
-        let mut p = Point::new("asic", 1).tag("miner", "10.0.0.1:4028").field("shares_accepted", 7u64).field("big", u64::MAX);
+        let stamp =
+            Stamp { site: "lab".into(), host: "rig1".into(), workloads: WorkloadMap::new(&cfg.workloads).unwrap() };
+        let mut p =
+            Point::new("asic", 1).tag("miner", "10.0.0.1:4028").field("shares_accepted", 7u64).field("big", u64::MAX);
         stamp.apply(&mut p);
         assert_eq!(p.tag_value("site"), Some("lab"));
         assert_eq!(p.tag_value("host"), Some("rig1"));
@@ -517,7 +519,10 @@ default = "tokens"
         // The hanging source (deadline 5 s) holds up nobody else.
         assert!(!s.sources.contains_key("hanging") && s.sources["inference:sim"].collected > 10, "{s:?}");
         let inference = lines.iter().find(|l| l.starts_with("inference,")).unwrap();
-        assert!(inference.contains("host=rig1") && inference.contains("site=lab") && inference.contains("workload=tokens"), "{inference}");
+        assert!(
+            inference.contains("host=rig1") && inference.contains("site=lab") && inference.contains("workload=tokens"),
+            "{inference}"
+        );
         assert!(lines.iter().any(|l| l.starts_with("agent,") && l.contains("points_collected=")));
         // Timestamps come from the sources' ticks: strictly increasing per series.
         let times: Vec<i64> = lines

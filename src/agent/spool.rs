@@ -60,9 +60,9 @@ impl std::str::FromStr for FsyncPolicy {
         match s.trim() {
             "always" => Ok(FsyncPolicy::Always),
             "never" => Ok(FsyncPolicy::Never),
-            other => crate::config::parse_duration(other).map(FsyncPolicy::Interval).map_err(|_| {
-                format!("fsync must be \"always\", \"never\" or an interval like \"1s\", not `{other}`")
-            }),
+            other => crate::config::parse_duration(other)
+                .map(FsyncPolicy::Interval)
+                .map_err(|_| format!("fsync must be \"always\", \"never\" or an interval like \"1s\", not `{other}`")),
         }
     }
 }
@@ -266,8 +266,11 @@ impl Spool {
                         }
                         None => {
                             // Changed on disk since it was scanned: skip the rest of it.
-                            tracing::error!(segment = id, offset = pos.offset,
-                                "spool segment is corrupt past this offset; skipping the rest of it");
+                            tracing::error!(
+                                segment = id,
+                                offset = pos.offset,
+                                "spool segment is corrupt past this offset; skipping the rest of it"
+                            );
                             self.stats.truncated_bytes += bytes - pos.offset;
                             self.stats.dropped_records += self.segments[seg_idx].records.saturating_sub(pos.index);
                             self.segments[seg_idx].records = pos.index;
@@ -373,8 +376,11 @@ impl Spool {
             }
         }
         if dropped > 0 {
-            tracing::warn!(dropped_records = dropped, max_bytes = self.max_bytes,
-                "spool is full; dropped the oldest unconfirmed points");
+            tracing::warn!(
+                dropped_records = dropped,
+                max_bytes = self.max_bytes,
+                "spool is full; dropped the oldest unconfirmed points"
+            );
         }
         self.stats.dropped_records += dropped;
         dropped

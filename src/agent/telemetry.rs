@@ -111,7 +111,12 @@ impl StatsSnapshot {
         };
         metric("points_collected_total", "counter", "Points appended to the spool.", self.collected);
         metric("points_shipped_total", "counter", "Points the store confirmed.", self.shipped);
-        metric("points_dropped_total", "counter", "Points lost to the spool bound or a failed spool append.", self.dropped);
+        metric(
+            "points_dropped_total",
+            "counter",
+            "Points lost to the spool bound or a failed spool append.",
+            self.dropped,
+        );
         metric("points_rejected_total", "counter", "Points the store refused.", self.rejected);
         metric("spool_errors_total", "counter", "Failed spool appends.", self.spool_errors);
         metric("ship_errors_total", "counter", "Failed write requests.", self.ship_errors);
@@ -119,7 +124,12 @@ impl StatsSnapshot {
         metric("spool_bytes", "gauge", "Bytes of spool segment files.", self.spool_bytes);
         let _ = writeln!(o, "# HELP wattledger_agent_source_points_collected_total Points collected per source.\n# TYPE wattledger_agent_source_points_collected_total counter");
         for (n, st) in &self.sources {
-            let _ = writeln!(o, "wattledger_agent_source_points_collected_total{{source=\"{}\"}} {}", escape(n), st.collected);
+            let _ = writeln!(
+                o,
+                "wattledger_agent_source_points_collected_total{{source=\"{}\"}} {}",
+                escape(n),
+                st.collected
+            );
         }
         let _ = writeln!(o, "# HELP wattledger_agent_source_errors_total Failed collections per source.\n# TYPE wattledger_agent_source_errors_total counter");
         for (n, st) in &self.sources {
@@ -127,7 +137,12 @@ impl StatsSnapshot {
         }
         let _ = writeln!(o, "# HELP wattledger_agent_source_collect_latency_ms Duration of the last collection per source.\n# TYPE wattledger_agent_source_collect_latency_ms gauge");
         for (n, st) in &self.sources {
-            let _ = writeln!(o, "wattledger_agent_source_collect_latency_ms{{source=\"{}\"}} {}", escape(n), st.collect_latency_ms);
+            let _ = writeln!(
+                o,
+                "wattledger_agent_source_collect_latency_ms{{source=\"{}\"}} {}",
+                escape(n),
+                st.collect_latency_ms
+            );
         }
         o
     }
@@ -177,7 +192,9 @@ mod tests {
         let snap = st.snapshot();
         let samples = parse_samples(&snap.render_prometheus()).unwrap();
         assert!(samples.iter().any(|s| s.name == "wattledger_agent_points_collected_total" && s.value == 10.0));
-        assert!(samples.iter().any(|s| s.name == "wattledger_agent_source_errors_total" && s.labels[0].1 == "inference:a\"b"));
+        assert!(samples
+            .iter()
+            .any(|s| s.name == "wattledger_agent_source_errors_total" && s.labels[0].1 == "inference:a\"b"));
         let points = snap.to_points(1);
         assert_eq!(points.len(), 2);
         assert_eq!(points[1].tag_value("source"), Some("inference:a\"b"));

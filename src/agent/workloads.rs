@@ -29,9 +29,9 @@ impl WorkloadMap {
         };
         for (key, workload) in &cfg.miners {
             if key.contains('/') {
-                let net: IpNet = key.parse().map_err(|e| {
-                    format!("[workloads] miners: `{key}` is not a CIDR range like 10.0.0.0/24 ({e})")
-                })?;
+                let net: IpNet = key
+                    .parse()
+                    .map_err(|e| format!("[workloads] miners: `{key}` is not a CIDR range like 10.0.0.0/24 ({e})"))?;
                 map.miner_ranges.push((net, workload.clone()));
             } else {
                 map.miner_exact.insert(key.clone(), workload.clone());

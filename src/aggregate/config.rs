@@ -191,7 +191,13 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: default_listen(), token: None, token_file: None, ingest: false, max_body_bytes: default_max_body() }
+        ApiConfig {
+            listen: default_listen(),
+            token: None,
+            token_file: None,
+            ingest: false,
+            max_body_bytes: default_max_body(),
+        }
     }
 }
 
@@ -303,8 +309,14 @@ impl AggregatorConfig {
                         ("fees_btc_per_block", m.fees_btc_per_block),
                     ] {
                         match v {
-                            None => return Err(format!("[market] source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)")),
-                            Some(v) if !(v.is_finite() && v >= 0.0) => return Err(format!("[market] {key} = {v} must be a number ≥ 0")),
+                            None => {
+                                return Err(format!(
+                                    "[market] source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)"
+                                ))
+                            }
+                            Some(v) if !(v.is_finite() && v >= 0.0) => {
+                                return Err(format!("[market] {key} = {v} must be a number ≥ 0"))
+                            }
                             _ => {}
                         }
                     }
@@ -315,7 +327,10 @@ impl AggregatorConfig {
                 MarketSourceKind::Store => {}
                 MarketSourceKind::Http => {
                     if m.url.as_deref().is_none_or(str::is_empty) {
-                        return Err("[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api".into());
+                        return Err(
+                            "[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api"
+                                .into(),
+                        );
                     }
                     if m.fee_blocks == 0 {
                         return Err("[market] fee_blocks must be at least 1".into());
@@ -326,7 +341,9 @@ impl AggregatorConfig {
         let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
             .map_err(|e| format!("[api] {e}"))?;
         if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
-            return Err("[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into());
+            return Err(
+                "[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into()
+            );
         }
         Ok(())
     }
@@ -334,9 +351,11 @@ impl AggregatorConfig {
     /// The site a workload belongs to.
     pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
         match &wl.site {
-            Some(s) => self.sites.get_key_value(s).map(|(k, v)| (k.as_str(), v)).ok_or_else(|| {
-                format!("[[workloads]] name = {:?}: site {s:?} has no [sites.{s}] section", wl.name)
-            }),
+            Some(s) => self
+                .sites
+                .get_key_value(s)
+                .map(|(k, v)| (k.as_str(), v))
+                .ok_or_else(|| format!("[[workloads]] name = {:?}: site {s:?} has no [sites.{s}] section", wl.name)),
             None if self.sites.len() == 1 => {
                 let (k, v) = self.sites.iter().next().expect("one site");
                 Ok((k.as_str(), v))
@@ -370,7 +389,9 @@ impl SiteConfig {
             None => Err(format!("{at} needs `{key}`")),
         };
         match (&self.energy_usd_per_kwh, &self.tariff) {
-            (Some(_), Some(_)) => Err(format!("{at}: set either energy_usd_per_kwh or [sites.{name}.tariff], not both")),
+            (Some(_), Some(_)) => {
+                Err(format!("{at}: set either energy_usd_per_kwh or [sites.{name}.tariff], not both"))
+            }
             (None, None) => Err(format!("{at}: set energy_usd_per_kwh or a [sites.{name}.tariff]")),
             (Some(p), None) => Ok(Tariff::Flat { usd_per_kwh: price("energy_usd_per_kwh", Some(*p))? }),
             (None, Some(t)) => match t.kind {
@@ -476,13 +497,13 @@ mod tests {
     use super::*;
 
     fn parse(toml: &str) -> Result<AggregatorConfig, String> {
-        let cfg: AggregatorConfig =
-            crate::config::from_str(toml, Path::new("test.toml")).map_err(|e| e.to_string())?;
+        let cfg: AggregatorConfig = crate::config::from_str(toml, Path::new("test.toml")).map_err(|e| e.to_string())?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    const BASE: &str = "[store]\nkind = \"embedded\"\npath = \"x.db\"\n[sites.a]\npue = 1.2\nenergy_usd_per_kwh = 0.05\n";
+    const BASE: &str =
+        "[store]\nkind = \"embedded\"\npath = \"x.db\"\n[sites.a]\npue = 1.2\nenergy_usd_per_kwh = 0.05\n";
 
     #[test]
     fn example_config_loads() {
@@ -498,7 +519,10 @@ mod tests {
     fn missing_model_parameter_is_named() {
         let err = parse(&format!("{BASE}[[workloads]]\nname = \"h100\"\nmodel = \"ai_contract\"\n")).unwrap_err();
         assert!(err.contains("usd_per_gpu_hour"), "{err}");
-        let err = parse(&format!("{BASE}[[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\npool_fee = 0.1\n")).unwrap_err();
+        let err = parse(&format!(
+            "{BASE}[[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\npool_fee = 0.1\n"
+        ))
+        .unwrap_err();
         assert!(err.contains("pool_fee") && err.contains("does not apply"), "{err}");
     }
 
@@ -519,7 +543,9 @@ mod tests {
 
     #[test]
     fn bitcoin_needs_market_values() {
-        let err = parse(&format!("{BASE}[[workloads]]\nname = \"btc\"\nmodel = \"bitcoin_fpps\"\n[market]\nbtc_usd = 1.0\n")).unwrap_err();
+        let err =
+            parse(&format!("{BASE}[[workloads]]\nname = \"btc\"\nmodel = \"bitcoin_fpps\"\n[market]\nbtc_usd = 1.0\n"))
+                .unwrap_err();
         assert!(err.contains("difficulty"), "{err}");
     }
 
@@ -537,6 +563,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(parse("[store]\nkind = \"embedded\"\n[sites.c]\npue = 0.9\nenergy_usd_per_kwh = 0.05\n").unwrap_err().contains("pue"));
+        assert!(parse("[store]\nkind = \"embedded\"\n[sites.c]\npue = 0.9\nenergy_usd_per_kwh = 0.05\n")
+            .unwrap_err()
+            .contains("pue"));
     }
 }

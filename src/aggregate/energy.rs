@@ -46,8 +46,7 @@ impl DeviceEnergy {
 
 /// Energy of one device over `win`; `samples` sorted by time.
 pub fn device_energy(samples: &[EnergySample], win: Window, max_gap_ns: i64) -> DeviceEnergy {
-    let usable: Vec<&EnergySample> =
-        samples.iter().filter(|s| s.power_w.is_some() || s.energy_j.is_some()).collect();
+    let usable: Vec<&EnergySample> = samples.iter().filter(|s| s.power_w.is_some() || s.energy_j.is_some()).collect();
     let times: Vec<i64> = usable.iter().map(|s| s.time_ns).collect();
     let mut out = DeviceEnergy::default();
     for p in pieces(&times, win, max_gap_ns) {
@@ -119,12 +118,8 @@ mod tests {
     fn counter_reset_without_power_counts_the_post_reset_value() {
         // Same counter, no power field: the reset interval counts the 100 J since
         // the restart: 300 + 100 + 300 = 700 J.
-        let samples = [
-            s(0, None, Some(5000.0)),
-            s(10, None, Some(5300.0)),
-            s(20, None, Some(100.0)),
-            s(30, None, Some(400.0)),
-        ];
+        let samples =
+            [s(0, None, Some(5000.0)), s(10, None, Some(5300.0)), s(20, None, Some(100.0)), s(30, None, Some(400.0))];
         let e = device_energy(&samples, Window::new(0, 30 * S), 30 * S);
         assert!((e.energy_j - 700.0).abs() < 1e-9, "{e:?}");
     }

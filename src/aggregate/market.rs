@@ -73,7 +73,8 @@ pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Res
     let p: Prices = serde_json::from_slice(prices).map_err(|e| format!("/v1/prices: {e}"))?;
     let h: Hashrate = serde_json::from_slice(hashrate).map_err(|e| format!("/v1/mining/hashrate: {e}"))?;
     let r: RewardStats = serde_json::from_slice(reward_stats).map_err(|e| format!("/v1/mining/reward-stats: {e}"))?;
-    let fee_sat: u64 = r.total_fee.trim().parse().map_err(|_| format!("reward-stats totalFee {:?} is not an integer", r.total_fee))?;
+    let fee_sat: u64 =
+        r.total_fee.trim().parse().map_err(|_| format!("reward-stats totalFee {:?} is not an integer", r.total_fee))?;
     if r.end_block < r.start_block {
         return Err(format!("reward-stats endBlock {} is before startBlock {}", r.end_block, r.start_block));
     }
@@ -260,7 +261,12 @@ mod tests {
         // prices: $43,753 at 1703252411; difficulty 31251101365711.12; 100 blocks
         // 736556..736655 with 1,311,748,254 sat of fees = 0.13117 BTC per block;
         // next height 736656 → 6.25 BTC subsidy.
-        let got = parse_mempool(&fixture("prices.json"), &fixture("mining-hashrate-3d.json"), &fixture("mining-reward-stats-100.json")).unwrap();
+        let got = parse_mempool(
+            &fixture("prices.json"),
+            &fixture("mining-hashrate-3d.json"),
+            &fixture("mining-reward-stats-100.json"),
+        )
+        .unwrap();
         assert_eq!(got.time_ns, 1_703_252_411_000_000_000);
         assert_eq!(got.btc_usd, 43_753.0);
         assert_eq!(got.difficulty, 31_251_101_365_711.12);
@@ -270,13 +276,19 @@ mod tests {
 
     #[test]
     fn bad_answers_are_errors() {
-        let err = parse_mempool(b"{\"time\":1}", &fixture("mining-hashrate-3d.json"), &fixture("mining-reward-stats-100.json")).unwrap_err();
+        let err = parse_mempool(
+            b"{\"time\":1}",
+            &fixture("mining-hashrate-3d.json"),
+            &fixture("mining-reward-stats-100.json"),
+        )
+        .unwrap_err();
         assert!(err.contains("/v1/prices"), "{err}");
     }
 
     #[test]
     fn stale_data_is_flagged() {
-        let snap = Market { time_ns: 0, btc_usd: 1.0, difficulty: 1.0, block_subsidy_btc: 1.0, fees_btc_per_block: 0.0 };
+        let snap =
+            Market { time_ns: 0, btc_usd: 1.0, difficulty: 1.0, block_subsidy_btc: 1.0, fees_btc_per_block: 0.0 };
         let h = MarketHistory::Stored { points: vec![snap], max_age_ns: 3_600_000_000_000 };
         assert_eq!(h.at(1_000_000_000).warning, None);
         let late = h.at(7_200_000_000_000);

@@ -29,8 +29,8 @@ use self::market::{market_fields, market_point, markets_from_series, HttpMarket,
 use self::signal::Window;
 use self::tariff::Tariff;
 use self::windows::{aligned_windows, compute_window, devices_from_series, efficiency_point, WorkloadPlan};
-use crate::model::schema::{self, asic, energy_price, gpu, inference};
 use crate::collect::miners::models;
+use crate::model::schema::{self, asic, energy_price, gpu, inference};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{build, Market, ModelKind};
 use crate::store::{SeriesQuery, Store, StoreError};
@@ -128,7 +128,9 @@ impl Aggregator {
             });
         }
         let http_market = match (cfg.market.source, &cfg.market.url) {
-            (MarketSourceKind::Http, Some(url)) => Some(HttpMarket::new(url, cfg.market.fee_blocks, cfg.market.timeout)?),
+            (MarketSourceKind::Http, Some(url)) => {
+                Some(HttpMarket::new(url, cfg.market.fee_blocks, cfg.market.timeout)?)
+            }
             _ => None,
         };
         Ok(Aggregator { cfg, store, clock, plans, http_market, last_market_fetch_ns: Mutex::new(None) })
@@ -238,11 +240,8 @@ impl Aggregator {
     /// The comparison over `[from_ns, to_ns)`, from the raw measurements, in
     /// windows of the configured length.
     pub async fn report(&self, from_ns: i64, to_ns: i64) -> Result<Report, AggregateError> {
-        let mut sums: BTreeMap<String, Summarizer> = self
-            .plans
-            .iter()
-            .map(|p| (p.name.clone(), Summarizer::new(&p.name, p.kind)))
-            .collect();
+        let mut sums: BTreeMap<String, Summarizer> =
+            self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.kind))).collect();
         self.compute(from_ns, to_ns, self.window_ns(), None, |w| {
             if let Some(s) = sums.get_mut(&w.workload) {
                 s.add(&w);
@@ -264,7 +263,12 @@ impl Aggregator {
     }
 
     /// One workload's windows over `[from_ns, to_ns)`.
-    pub async fn workload_windows(&self, name: &str, from_ns: i64, to_ns: i64) -> Result<(ModelKind, Vec<WindowResult>), AggregateError> {
+    pub async fn workload_windows(
+        &self,
+        name: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<(ModelKind, Vec<WindowResult>), AggregateError> {
         let kind = self
             .plans
             .iter()
@@ -381,7 +385,11 @@ impl Aggregator {
                 let status = if age > 10 * max_gap_ns {
                     "offline"
                 } else if !healthy {
-                    if kind == "gpu" { "lost" } else { "offline" }
+                    if kind == "gpu" {
+                        "lost"
+                    } else {
+                        "offline"
+                    }
                 } else if age > max_gap_ns {
                     "stale"
                 } else {
@@ -392,8 +400,11 @@ impl Aggregator {
                     _ => None,
                 };
                 let nominal = if kind == "asic" {
-                    nominal_spec(dev.tags.get(asic::TAG_MAKE).map(String::as_str), dev.tags.get(asic::TAG_MODEL).map(String::as_str))
-                        .map(|s| s.j_per_th())
+                    nominal_spec(
+                        dev.tags.get(asic::TAG_MAKE).map(String::as_str),
+                        dev.tags.get(asic::TAG_MODEL).map(String::as_str),
+                    )
+                    .map(|s| s.j_per_th())
                 } else {
                     None
                 };
@@ -470,7 +481,8 @@ impl EfficiencySums {
 pub fn measured_j_per_th(series: &[crate::store::Series]) -> BTreeMap<String, EfficiencySums> {
     let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
     for s in series {
-        let measured_power = matches!(s.tags.get(asic::TAG_POWER_SOURCE).map(String::as_str), Some("reported" | "meter"));
+        let measured_power =
+            matches!(s.tags.get(asic::TAG_POWER_SOURCE).map(String::as_str), Some("reported" | "meter"));
         let col = |name: &str| s.fields.iter().position(|f| f == name);
         let (Some(p), Some(h)) = (col(asic::POWER_W), col(asic::HASHRATE_THS)) else { continue };
         if !measured_power {

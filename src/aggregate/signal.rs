@@ -57,17 +57,15 @@ impl Piece {
 pub fn pieces(times_ns: &[i64], win: Window, max_gap_ns: i64) -> impl Iterator<Item = Piece> + '_ {
     // First interval that can overlap: the one ending after the window start.
     let first = times_ns.partition_point(|&t| t <= win.start_ns).saturating_sub(1);
-    (first..times_ns.len().saturating_sub(1))
-        .take_while(move |&i| times_ns[i] < win.end_ns)
-        .filter_map(move |i| {
-            let (t0, t1) = (times_ns[i], times_ns[i + 1]);
-            if t1 <= t0 || t1 - t0 > max_gap_ns {
-                return None;
-            }
-            let a = t0.max(win.start_ns);
-            let b = t1.min(win.end_ns);
-            (b > a).then_some(Piece { index: i, t0, t1, a, b })
-        })
+    (first..times_ns.len().saturating_sub(1)).take_while(move |&i| times_ns[i] < win.end_ns).filter_map(move |i| {
+        let (t0, t1) = (times_ns[i], times_ns[i + 1]);
+        if t1 <= t0 || t1 - t0 > max_gap_ns {
+            return None;
+        }
+        let a = t0.max(win.start_ns);
+        let b = t1.min(win.end_ns);
+        (b > a).then_some(Piece { index: i, t0, t1, a, b })
+    })
 }
 
 /// A value accumulated over a window plus the time that backs it.
@@ -160,10 +158,7 @@ pub fn time_at_or_above(track: &[(i64, f64)], threshold: f64, win: Window, max_g
 /// both `true` (for example: the GPU reported itself healthy at both ends).
 pub fn time_both_true(track: &[(i64, bool)], win: Window, max_gap_ns: i64) -> i64 {
     let times: Vec<i64> = track.iter().map(|s| s.0).collect();
-    pieces(&times, win, max_gap_ns)
-        .filter(|p| track[p.index].1 && track[p.index + 1].1)
-        .map(|p| p.b - p.a)
-        .sum()
+    pieces(&times, win, max_gap_ns).filter(|p| track[p.index].1 && track[p.index + 1].1).map(|p| p.b - p.a).sum()
 }
 
 #[cfg(test)]

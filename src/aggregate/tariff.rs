@@ -67,7 +67,8 @@ impl Tariff {
                     let next_hour = (local.div_euclid(HOUR_NS) + 1) * HOUR_NS - offset_ns;
                     let end = next_hour.min(win.end_ns);
                     let hour = (local.div_euclid(HOUR_NS).rem_euclid(24)) as u8;
-                    let price = periods.iter().find(|p| p.contains(hour)).map_or(*default_usd_per_kwh, |p| p.usd_per_kwh);
+                    let price =
+                        periods.iter().find(|p| p.contains(hour)).map_or(*default_usd_per_kwh, |p| p.usd_per_kwh);
                     push(Window::new(t, end), price);
                     t = end;
                 }
@@ -128,7 +129,10 @@ mod tests {
         let day = 20_000 * 24 * H; // some midnight UTC
         let win = Window::new(day + 14 * H, day + 16 * H);
         let segs = t.segments(win).unwrap();
-        assert_eq!(segs, vec![(Window::new(day + 14 * H, day + 15 * H), 0.08), (Window::new(day + 15 * H, day + 16 * H), 0.20)]);
+        assert_eq!(
+            segs,
+            vec![(Window::new(day + 14 * H, day + 15 * H), 0.08), (Window::new(day + 15 * H, day + 16 * H), 0.20)]
+        );
         let cost = t.cost_usd(win, |w| 1000.0 * w.len_s()).unwrap();
         assert!((cost - 0.28).abs() < 1e-12, "{cost}");
     }

@@ -227,9 +227,8 @@ pub async fn compute_window(
             Some(acc) => acc.absorb(part),
         }
     }
-    let mut out = out.unwrap_or_else(|| {
-        compute_from_devices(plan, tariff, win, Vec::new(), None, &market_at, &mut seen)
-    });
+    let mut out =
+        out.unwrap_or_else(|| compute_from_devices(plan, tariff, win, Vec::new(), None, &market_at, &mut seen));
     out.window = win;
     out.devices = seen.len();
     Ok(out)
@@ -357,12 +356,17 @@ mod tests {
 
     fn gpu_series(uuid: &str, rows: &[(i64, f64, f64, &str)]) -> Series {
         Series {
-            tags: [("host", "rig1"), ("uuid", uuid), ("workload", "h100")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: [("host", "rig1"), ("uuid", uuid), ("workload", "h100")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             fields: vec!["power_w".into(), "energy_j".into(), "status".into()],
             times_ns: rows.iter().map(|r| r.0 * S).collect(),
             values: rows
                 .iter()
-                .map(|r| vec![Some(FieldValue::Float(r.1)), Some(FieldValue::Float(r.2)), Some(FieldValue::Str(r.3.into()))])
+                .map(|r| {
+                    vec![Some(FieldValue::Float(r.1)), Some(FieldValue::Float(r.2)), Some(FieldValue::Str(r.3.into()))]
+                })
                 .collect(),
         }
     }
@@ -375,7 +379,8 @@ mod tests {
         //   energy   = 60 × 42,000 = 2,520,000 J = 0.7 kWh
         //   facility = 0.7 × 1.2 = 0.84 kWh; cost = 0.84 × 0.05 = $0.042
         //   revenue  = 1 GPU-hour × $2 = $2; per kWh = 2 / 0.7 = $2.857
-        let rows: Vec<(i64, f64, f64, &str)> = (0..=60).map(|i| (i * 60, 700.0, 1e6 + i as f64 * 42_000.0, "ok")).collect();
+        let rows: Vec<(i64, f64, f64, &str)> =
+            (0..=60).map(|i| (i * 60, 700.0, 1e6 + i as f64 * 42_000.0, "ok")).collect();
         let devices = devices_from_series("gpu", vec![gpu_series("GPU-1", &rows)]);
         let plan = WorkloadPlan {
             name: "h100".into(),
@@ -386,7 +391,15 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let w = compute_from_devices(&plan, &plan.tariff, Window::new(0, H), devices, None, &MarketHistory::none().at(H), &mut BTreeSet::new());
+        let w = compute_from_devices(
+            &plan,
+            &plan.tariff,
+            Window::new(0, H),
+            devices,
+            None,
+            &MarketHistory::none().at(H),
+            &mut BTreeSet::new(),
+        );
         assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
         assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);

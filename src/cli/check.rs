@@ -154,10 +154,16 @@ async fn check_aggregator(path: &Path) -> anyhow::Result<Vec<Line>> {
         let url = m.url.clone().unwrap_or_default();
         let result = match crate::aggregate::market::HttpMarket::new(&url, m.fee_blocks, m.timeout) {
             Err(e) => Err(e.to_string()),
-            Ok(src) => src.fetch().await.map(|mk| format!(
-                "{url} answers: BTC ${:.0}, difficulty {:.3e}, subsidy {} BTC, fees {:.4} BTC per block",
-                mk.btc_usd, mk.difficulty, mk.block_subsidy_btc, mk.fees_btc_per_block
-            )).map_err(|e| e.to_string()),
+            Ok(src) => src
+                .fetch()
+                .await
+                .map(|mk| {
+                    format!(
+                        "{url} answers: BTC ${:.0}, difficulty {:.3e}, subsidy {} BTC, fees {:.4} BTC per block",
+                        mk.btc_usd, mk.difficulty, mk.block_subsidy_btc, mk.fees_btc_per_block
+                    )
+                })
+                .map_err(|e| e.to_string()),
         };
         lines.push(Line { what: "[market]".into(), result });
     }
@@ -170,11 +176,11 @@ pub fn load_store_section(path: &Path) -> anyhow::Result<StoreConfig> {
     let table: toml::Table = crate::config::load(path)?;
     let store = table
         .get("store")
-        .ok_or_else(|| anyhow!("{}: no [store] section; add one (see docs/config.md, section [store])", path.display()))?
+        .ok_or_else(|| {
+            anyhow!("{}: no [store] section; add one (see docs/config.md, section [store])", path.display())
+        })?
         .clone();
-    store
-        .try_into::<StoreConfig>()
-        .map_err(|e| anyhow!("{}: [store]: {}", path.display(), e.to_string().trim()))
+    store.try_into::<StoreConfig>().map_err(|e| anyhow!("{}: [store]: {}", path.display(), e.to_string().trim()))
 }
 
 /// Builds the store a `[store]` section names and checks it answers: for InfluxDB,

@@ -78,7 +78,20 @@ fn table(readings: &[GpuReading]) -> String {
         v.map_or_else(|| "-".to_string(), |v| v.to_string())
     }
     let gib = |b: Option<u64>| b.map(|b| format!("{:.1}", b as f64 / (1u64 << 30) as f64));
-    let header = ["GPU", "NAME", "UUID", "POWER_W", "ENERGY_J", "UTIL%", "MEM_UTIL%", "MEM_GIB", "TEMP_C", "SM_MHZ", "LIMIT_W", "STATUS"];
+    let header = [
+        "GPU",
+        "NAME",
+        "UUID",
+        "POWER_W",
+        "ENERGY_J",
+        "UTIL%",
+        "MEM_UTIL%",
+        "MEM_GIB",
+        "TEMP_C",
+        "SM_MHZ",
+        "LIMIT_W",
+        "STATUS",
+    ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in readings {
         rows.push(vec![
@@ -99,7 +112,8 @@ fn table(readings: &[GpuReading]) -> String {
             r.status.as_str().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

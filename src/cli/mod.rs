@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod gpus;
-pub mod aggregator;
-pub mod demo;
-pub mod check;
-pub mod report;
 pub mod agent;
+pub mod aggregator;
+pub mod check;
+pub mod demo;
+pub mod gpus;
+pub mod report;
 
 #[derive(Debug, Parser)]
 #[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
@@ -51,7 +51,8 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's terminal is for its URL and table: only warnings, unless asked.
-    let quiet_demo = matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("WATTLEDGER_LOG").is_none();
+    let quiet_demo =
+        matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("WATTLEDGER_LOG").is_none();
     init_logging(if quiet_demo { "warn" } else { &cli.log }, cli.log_json);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -83,8 +84,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

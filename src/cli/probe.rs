@@ -55,7 +55,12 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let opts = PollOptions { timeout, concurrency: args.concurrency.max(1), max_reply_bytes: args.max_reply_bytes, default_port: CGMINER_PORT };
+    let opts = PollOptions {
+        timeout,
+        concurrency: args.concurrency.max(1),
+        max_reply_bytes: args.max_reply_bytes,
+        default_port: CGMINER_PORT,
+    };
     let endpoints = fleet::expand(&targets, CGMINER_PORT);
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(endpoints.len() as u64);
@@ -95,7 +100,9 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 async fn probe_one(host: &str, port: Option<u16>, ro: &ReadOptions) -> anyhow::Result<MinerReading> {
     let hint = "check the address and port, that the miner is powered and its API enabled (TCP 4028 for cgminer/Whatsminer, HTTP for AxeOS/ePIC)";
     match port {
-        Some(p) => miners::probe(host, p, ro).await.with_context(|| format!("no miner reading from {host}:{p}; {hint}")),
+        Some(p) => {
+            miners::probe(host, p, ro).await.with_context(|| format!("no miner reading from {host}:{p}; {hint}"))
+        }
         None => match miners::probe(host, CGMINER_PORT, ro).await {
             Ok(r) => Ok(r),
             Err(first) => miners::probe(host, 80, ro)
@@ -118,7 +125,19 @@ fn print_readings(readings: &[MinerReading], json: bool) -> anyhow::Result<()> {
         writeln!(
             out,
             "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} ERROR",
-            "MINER", "MAKE", "MODEL", "FIRMWARE", "TH/S", "POWER_W", "DIFF_ACCEPTED", "ACCEPTED", "REJECT", "TEMP_C", "FAN_RPM", "UPTIME_S", "ONLINE"
+            "MINER",
+            "MAKE",
+            "MODEL",
+            "FIRMWARE",
+            "TH/S",
+            "POWER_W",
+            "DIFF_ACCEPTED",
+            "ACCEPTED",
+            "REJECT",
+            "TEMP_C",
+            "FAN_RPM",
+            "UPTIME_S",
+            "ONLINE"
         )?;
         let f = |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "-".into());
         let u = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());

@@ -136,20 +136,40 @@ fn table_row(w: &WorkloadSummary) -> Vec<String> {
 /// A plain-text table, ranked by revenue per kWh.
 pub fn table(report: &Report) -> String {
     let header: Vec<String> = [
-        "workload", "model", "IT kWh", "revenue $", "energy $", "profit $", "$/kWh", "profit $/kWh", "coverage", "CV",
-        "break-even $/kWh", "J/TH", "tokens/J",
+        "workload",
+        "model",
+        "IT kWh",
+        "revenue $",
+        "energy $",
+        "profit $",
+        "$/kWh",
+        "profit $/kWh",
+        "coverage",
+        "CV",
+        "break-even $/kWh",
+        "J/TH",
+        "tokens/J",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let rows: Vec<Vec<String>> = std::iter::once(header).chain(report.workloads.iter().map(table_row)).collect();
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = format!("{} .. {}\n", report.from, report.to);
     for (i, row) in rows.iter().enumerate() {
         let line: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(c, cell)| if c < 2 { format!("{cell:<w$}", w = widths[c]) } else { format!("{cell:>w$}", w = widths[c]) })
+            .map(
+                |(c, cell)| {
+                    if c < 2 {
+                        format!("{cell:<w$}", w = widths[c])
+                    } else {
+                        format!("{cell:>w$}", w = widths[c])
+                    }
+                },
+            )
             .collect();
         out += line.join("  ").trim_end();
         out.push('\n');

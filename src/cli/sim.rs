@@ -82,7 +82,12 @@ async fn miners(a: MinersArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{} {}", m.addr, m.make.name())?;
             }
         }
-        writeln!(out, "ready: {} simulated miners (makes: {})", fleet.miners().len(), SimMake::ALL.map(|m| m.name()).join(", "))?;
+        writeln!(
+            out,
+            "ready: {} simulated miners (makes: {})",
+            fleet.miners().len(),
+            SimMake::ALL.map(|m| m.name()).join(", ")
+        )?;
         out.flush()?;
     }
     wait_for_stop().await;

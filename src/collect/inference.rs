@@ -88,7 +88,10 @@ impl InferenceServerConfig {
             return Err(format!("[[inference]] {}: url must be http:// or https://", self.name));
         }
         if self.interval.is_zero() || self.timeout.is_zero() || self.max_body_bytes == 0 {
-            return Err(format!("[[inference]] {}: interval, timeout and max_body_bytes must be greater than 0", self.name));
+            return Err(format!(
+                "[[inference]] {}: interval, timeout and max_body_bytes must be greater than 0",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -180,9 +183,10 @@ pub fn parse_samples(text: &str) -> Result<Vec<Sample>, ParseError> {
 fn parse_line(line: &str) -> Result<Sample, String> {
     let name_end = line.find(|c: char| c == '{' || c.is_ascii_whitespace()).unwrap_or(line.len());
     let name = &line[..name_end];
-    let valid_name = name.chars().enumerate().all(|(i, c)| {
-        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-    });
+    let valid_name = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
     if name.is_empty() || !valid_name {
         return Err(format!("`{}` is not a metric name", truncate(name)));
     }
@@ -373,8 +377,9 @@ impl Source for InferenceSource {
     async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
         let err = |m: String| SourceError::new(format!("inference:{}", self.cfg.name), m);
         let body = self.get_capped(&self.cfg.url.clone()).await.map_err(err)?;
-        let samples = parse_samples(&body)
-            .map_err(|e| SourceError::new(&self.source_name, format!("{}: not a Prometheus metrics page: {e}", self.cfg.url)))?;
+        let samples = parse_samples(&body).map_err(|e| {
+            SourceError::new(&self.source_name, format!("{}: not a Prometheus metrics page: {e}", self.cfg.url))
+        })?;
         let fallback = match (&self.cfg.model, self.cfg.kind) {
             (Some(m), _) => m.clone(),
             (None, ServerKind::Tgi) if self.names.model_label.is_none() => self.tgi_model_id().await,
@@ -506,7 +511,9 @@ mod tests {
             .route("/hang", get(|| std::future::pending::<String>()))
             .route("/html", get(|| async { "<html><body>hello</body></html>" }));
         let addr = serve(app).await;
-        let cfg = |path: &str| format!("name = \"x\"\nurl = \"http://{addr}{path}\"\ntimeout = \"300ms\"\nmax_body_bytes = 1000\n");
+        let cfg = |path: &str| {
+            format!("name = \"x\"\nurl = \"http://{addr}{path}\"\ntimeout = \"300ms\"\nmax_body_bytes = 1000\n")
+        };
         let err = source(&cfg("/big")).collect(0).await.unwrap_err();
         assert!(err.message.contains("max_body_bytes"), "{err}");
         let started = std::time::Instant::now();

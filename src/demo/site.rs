@@ -175,10 +175,8 @@ impl Site {
         let fleet = start_fleet(clock.clone(), seed).await?;
         let now = clock.now_ns();
         let origin = SCENARIO_ORIGIN_NS;
-        let contract_nvml =
-            FakeNvml::install(&contract_scenario(origin, now)).map_err(nvml_error)?;
-        let inference_nvml =
-            FakeNvml::install(&inference_scenario(origin, now)).map_err(nvml_error)?;
+        let contract_nvml = FakeNvml::install(&contract_scenario(origin, now)).map_err(nvml_error)?;
+        let inference_nvml = FakeNvml::install(&inference_scenario(origin, now)).map_err(nvml_error)?;
         let spec = SimInferenceSpec {
             model: "meta-llama/Llama-3.1-8B-Instruct".into(),
             engines: INFERENCE_GPUS as u32,

@@ -166,9 +166,7 @@ impl Clock for SystemClock {
 
 /// Nanoseconds since the Unix epoch by the system clock.
 pub fn now_ns() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     d.as_nanos() as i64
 }
 

@@ -36,7 +36,11 @@ mod tests {
     use crate::revenue::DeviceTracks;
 
     fn gpu(id: &str, samples: impl IntoIterator<Item = (i64, bool)>) -> DeviceTracks {
-        DeviceTracks { id: id.into(), healthy: samples.into_iter().map(|(t, ok)| (t * S, ok)).collect(), ..Default::default() }
+        DeviceTracks {
+            id: id.into(),
+            healthy: samples.into_iter().map(|(t, ok)| (t * S, ok)).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -51,10 +55,14 @@ mod tests {
         let a = gpu("h/a", (0..=60).map(|i| (i * 60, true)));
         let b = gpu(
             "h/b",
-            (0..=30).map(|i| (i * 60, true)).chain((45..=49).map(|i| (i * 60, false))).chain((50..=60).map(|i| (i * 60, true))),
+            (0..=30)
+                .map(|i| (i * 60, true))
+                .chain((45..=49).map(|i| (i * 60, false)))
+                .chain((50..=60).map(|i| (i * 60, true))),
         );
         let devices = [a, b];
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
+        let input =
+            RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
         let r = AiContract { usd_per_gpu_hour: 2.0 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 2.0 * 6000.0 / 3600.0).abs() < 1e-12, "{r:?}");
     }

@@ -23,9 +23,15 @@ impl RevenueModel for AiOnDemand {
         let busy_ns: i64 = input
             .devices
             .iter()
-            .map(|d| time_at_or_above(d.track(gpu::UTIL_GPU_PCT), self.util_threshold_pct, input.window, input.max_gap_ns))
+            .map(|d| {
+                time_at_or_above(d.track(gpu::UTIL_GPU_PCT), self.util_threshold_pct, input.window, input.max_gap_ns)
+            })
             .sum();
-        Ok(Revenue { revenue_usd: busy_ns as f64 / 3.6e12 * self.usd_per_gpu_hour.max(0.0), work_th: None, tokens: None })
+        Ok(Revenue {
+            revenue_usd: busy_ns as f64 / 3.6e12 * self.usd_per_gpu_hour.max(0.0),
+            work_th: None,
+            tokens: None,
+        })
     }
 }
 
@@ -43,7 +49,8 @@ mod tests {
         // Busy time 1830 s; revenue = 3 × 1830 / 3600 = $1.525.
         let util: Vec<(i64, f64)> = (0..=60).map(|i| (i * 60, if i <= 30 { 90.0 } else { 10.0 })).collect();
         let devices = [device("h/g0", &[(gpu::UTIL_GPU_PCT, track(&util))])];
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
+        let input =
+            RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
         let r = AiOnDemand { usd_per_gpu_hour: 3.0, util_threshold_pct: 50.0 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 1.525).abs() < 1e-12, "{r:?}");
     }

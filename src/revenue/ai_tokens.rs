@@ -23,8 +23,8 @@ impl RevenueModel for AiTokens {
             prompt += increase(dev.track(inference::PROMPT_TOKENS), input.window, input.max_gap_ns).value;
             generation += increase(dev.track(inference::GENERATION_TOKENS), input.window, input.max_gap_ns).value;
         }
-        let revenue_usd = prompt / 1e6 * self.usd_per_mtok_prompt.max(0.0)
-            + generation / 1e6 * self.usd_per_mtok_generation.max(0.0);
+        let revenue_usd =
+            prompt / 1e6 * self.usd_per_mtok_prompt.max(0.0) + generation / 1e6 * self.usd_per_mtok_generation.max(0.0);
         Ok(Revenue { revenue_usd, work_th: None, tokens: Some(prompt + generation) })
     }
 }
@@ -49,7 +49,8 @@ mod tests {
                 (inference::GENERATION_TOKENS, track(&[(0, 2e5), (60, 6e5), (120, 1e5), (180, 3e5)])),
             ],
         )];
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 180 * S), max_gap_ns: 90 * S, market: None };
+        let input =
+            RevenueInput { devices: &devices, window: Window::new(0, 180 * S), max_gap_ns: 90 * S, market: None };
         let r = AiTokens { usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 2.80).abs() < 1e-12, "{r:?}");
         assert_eq!(r.tokens, Some(4.2e6));

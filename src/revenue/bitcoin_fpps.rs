@@ -74,7 +74,8 @@ mod tests {
         let diff = track(&[(0, 50.0e6), (60, 51.4e6), (120, 52.8e6), (180, 0.7e6), (240, 2.1e6), (300, 3.5e6)]);
         let devices = [device("rig/m1", &[(asic::DIFF_ACCEPTED, diff)])];
         let m = market();
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 300 * S), max_gap_ns: 90 * S, market: Some(&m) };
+        let input =
+            RevenueInput { devices: &devices, window: Window::new(0, 300 * S), max_gap_ns: 90 * S, market: Some(&m) };
         let r = BitcoinFpps { pool_fee: 0.02 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 0.0200655).abs() < 1e-12, "{r:?}");
     }
@@ -88,7 +89,12 @@ mod tests {
         let devices = [device("rig/m2", &[(asic::HASHRATE_THS, hashrate)])];
         let m = market();
         // 3540 s gap from 60 to 3540 would be skipped, so allow it here.
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 3600 * S, market: Some(&m) };
+        let input = RevenueInput {
+            devices: &devices,
+            window: Window::new(0, 3600 * S),
+            max_gap_ns: 3600 * S,
+            market: Some(&m),
+        };
         let r = BitcoinFpps { pool_fee: 0.0 }.revenue(&input).unwrap();
         let expected = 100e12 * 3600.0 / (1e14 * 4_294_967_296.0) * 325_000.0;
         assert!((r.revenue_usd - expected).abs() < 1e-12, "{r:?} vs {expected}");
@@ -99,7 +105,8 @@ mod tests {
     #[test]
     fn no_market_is_an_error_not_zero() {
         let devices = [device("rig/m1", &[(asic::DIFF_ACCEPTED, track(&[(0, 1.0), (60, 2.0)]))])];
-        let input = RevenueInput { devices: &devices, window: Window::new(0, 60 * S), max_gap_ns: 90 * S, market: None };
+        let input =
+            RevenueInput { devices: &devices, window: Window::new(0, 60 * S), max_gap_ns: 90 * S, market: None };
         assert_eq!(BitcoinFpps { pool_fee: 0.0 }.revenue(&input), Err(RevenueError::NoMarket));
     }
 }

@@ -214,14 +214,26 @@ mod tests {
     fn hashprice_matches_the_worked_example() {
         // difficulty 1e14, 3.125 BTC subsidy, no fees, $100,000:
         // 8.64e19 / (1e14 × 4.295e9) ≈ 2.01e-4 blocks/day, × 312,500 $ ≈ $62.9/PH/day.
-        let m = Market { time_ns: 0, btc_usd: 100_000.0, difficulty: 1e14, block_subsidy_btc: 3.125, fees_btc_per_block: 0.0 };
+        let m = Market {
+            time_ns: 0,
+            btc_usd: 100_000.0,
+            difficulty: 1e14,
+            block_subsidy_btc: 3.125,
+            fees_btc_per_block: 0.0,
+        };
         assert!((m.hashprice_usd_per_phs_day() - 62.87).abs() < 0.01, "{}", m.hashprice_usd_per_phs_day());
     }
 
     fn arb_track() -> impl Strategy<Value = Vec<(i64, f64)>> {
         proptest::collection::vec((1i64..120, -1e9f64..1e13), 0..30).prop_map(|steps| {
             let mut t = 0;
-            steps.into_iter().map(|(dt, v)| { t += dt * S; (t, v) }).collect()
+            steps
+                .into_iter()
+                .map(|(dt, v)| {
+                    t += dt * S;
+                    (t, v)
+                })
+                .collect()
         })
     }
 

@@ -97,17 +97,17 @@ impl Auth {
         let token = Secret::resolve("token", cfg.token.as_ref(), cfg.token_file.as_deref())?;
         let password = Secret::resolve("password", cfg.password.as_ref(), cfg.password_file.as_deref())?;
         match (token, &cfg.username, password) {
-            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ConfigError::Invalid(
-                "[store]: set either `token` or `username` and `password`, not both".into(),
-            )),
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                Err(ConfigError::Invalid("[store]: set either `token` or `username` and `password`, not both".into()))
+            }
             (Some(t), None, None) => Ok(Auth::Token(t)),
             (None, Some(u), Some(p)) => Ok(Auth::Basic { username: u.clone(), password: p }),
             (None, Some(_), None) => Err(ConfigError::Invalid(
                 "[store]: `username` is set but `password` (or `password_file`) is not".into(),
             )),
-            (None, None, Some(_)) => Err(ConfigError::Invalid(
-                "[store]: `password` is set but `username` is not".into(),
-            )),
+            (None, None, Some(_)) => {
+                Err(ConfigError::Invalid("[store]: `password` is set but `username` is not".into()))
+            }
             (None, None, None) => Ok(Auth::None),
         }
     }
@@ -164,8 +164,8 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
 
 /// Checks and normalises a base URL (`http://host:8086`, maybe with a path prefix).
 pub fn base_url(url: &str) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::Invalid(format!("[store] url `{url}` is not a URL: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("[store] url `{url}` is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ConfigError::Invalid(format!("[store] url `{url}` must start with http:// or https://")));
     }
@@ -216,14 +216,16 @@ impl InfluxWriter {
 
     /// From the `[store]` section (`kind = "influxdb"`).
     pub fn from_config(cfg: &StoreConfig) -> Result<Self, ConfigError> {
-        let url = cfg.url.as_deref().ok_or_else(|| {
-            ConfigError::Invalid("[store] `url` is required when kind = \"influxdb\"".into())
-        })?;
+        let url = cfg
+            .url
+            .as_deref()
+            .ok_or_else(|| ConfigError::Invalid("[store] `url` is required when kind = \"influxdb\"".into()))?;
         let target = match cfg.api {
             WriteApi::V1 => Target::V1 {
-                database: cfg.database.clone().ok_or_else(|| {
-                    ConfigError::Invalid("[store] `database` is required when api = \"v1\"".into())
-                })?,
+                database: cfg
+                    .database
+                    .clone()
+                    .ok_or_else(|| ConfigError::Invalid("[store] `database` is required when api = \"v1\"".into()))?,
                 retention_policy: cfg.retention_policy.clone(),
             },
             WriteApi::V2 => Target::V2 {
@@ -303,7 +305,8 @@ impl InfluxWriter {
         if !self.options.gzip {
             return Ok(bytes::Bytes::copy_from_slice(body.as_bytes()));
         }
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), flate2::Compression::fast());
+        let mut enc =
+            flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), flate2::Compression::fast());
         enc.write_all(body.as_bytes())
             .and_then(|_| enc.finish())
             .map(bytes::Bytes::from)
@@ -323,7 +326,10 @@ impl InfluxWriter {
         let resp = match self.auth.apply(req).send().await {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Retry { message: format!("cannot reach {}: {}", self.url, error_chain(&e)), retry_after: None }
+                return Attempt::Retry {
+                    message: format!("cannot reach {}: {}", self.url, error_chain(&e)),
+                    retry_after: None,
+                }
             }
         };
         let status = resp.status();
@@ -337,7 +343,9 @@ impl InfluxWriter {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Attempt::Done(Err(WriteError::Auth { server, status: status.as_u16(), message }))
             }
-            StatusCode::NOT_FOUND => Attempt::Done(Err(WriteError::NotFound { server, message: not_found_hint(&self.target, &message) })),
+            StatusCode::NOT_FOUND => {
+                Attempt::Done(Err(WriteError::NotFound { server, message: not_found_hint(&self.target, &message) }))
+            }
             StatusCode::PAYLOAD_TOO_LARGE => Attempt::Done(Ok(Sent::TooLarge(message))),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                 Attempt::Retry { message: format!("HTTP {}: {message}", status.as_u16()), retry_after }
@@ -345,7 +353,9 @@ impl InfluxWriter {
             s if s.is_server_error() => {
                 Attempt::Retry { message: format!("HTTP {}: {message}", status.as_u16()), retry_after: None }
             }
-            s => Attempt::Done(Err(WriteError::Rejected { server, message: format!("HTTP {}: {message}", s.as_u16()) })),
+            s => {
+                Attempt::Done(Err(WriteError::Rejected { server, message: format!("HTTP {}: {message}", s.as_u16()) }))
+            }
         }
     }
 
@@ -488,7 +498,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_a_cap() {
-        let p = RetryPolicy { initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), ..Default::default() };
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
         for retry in 0..8 {
             let cap = Duration::from_millis(100 * (1 << retry)).min(Duration::from_secs(1));
             let d = p.backoff(retry);

@@ -176,11 +176,7 @@ pub fn validate(p: &Point) -> Result<(), EncodeError> {
         check_name(k, KEY_SPECIAL).map_err(|r| bad("field key", k, r))?;
         if let FieldValue::Float(f) = v {
             if !f.is_finite() {
-                return Err(EncodeError::NonFinite {
-                    measurement: p.measurement.clone(),
-                    field: k.clone(),
-                    value: *f,
-                });
+                return Err(EncodeError::NonFinite { measurement: p.measurement.clone(), field: k.clone(), value: *f });
             }
         }
     }
@@ -233,13 +229,15 @@ fn check_name(s: &str, special: &[u8]) -> Result<(), &'static str> {
         match b {
             b'\n' | b'\r' => return Err("contains a line break, which line protocol cannot carry in names"),
             b'\t' | 0 => return Err("contains a tab or NUL, which InfluxDB's parsers treat as whitespace"),
-            b'\\' => match bytes.get(i + 1) {
-                None => return Err("ends with a backslash, which InfluxDB would read as an escape"),
-                Some(n) if *n == b'\\' || special.contains(n) => {
-                    return Err("has a backslash before a backslash or a separator, which InfluxDB servers read differently")
+            b'\\' => {
+                match bytes.get(i + 1) {
+                    None => return Err("ends with a backslash, which InfluxDB would read as an escape"),
+                    Some(n) if *n == b'\\' || special.contains(n) => return Err(
+                        "has a backslash before a backslash or a separator, which InfluxDB servers read differently",
+                    ),
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             _ => {}
         }
     }
@@ -286,15 +284,8 @@ pub fn parse_with_default_time(
     precision: Precision,
     default_time_ns: i64,
 ) -> Result<Vec<Point>, ParseError> {
-    let mut parser = Parser {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        precision,
-        default_time_ns,
-        tags_hint: 0,
-        fields_hint: 1,
-    };
+    let mut parser =
+        Parser { text, bytes: text.as_bytes(), pos: 0, precision, default_time_ns, tags_hint: 0, fields_hint: 1 };
     let mut points = Vec::new();
     while let Some(p) = parser.next_point().map_err(|(pos, message)| error_at(text, pos, message))? {
         points.push(p);
@@ -519,9 +510,7 @@ impl<'a> Parser<'a> {
                     escaped = true;
                     self.pos += 1;
                     match self.peek() {
-                        None | Some(b'\n') => {
-                            return self.fail(self.pos - 1, "a name ends with a backslash")
-                        }
+                        None | Some(b'\n') => return self.fail(self.pos - 1, "a name ends with a backslash"),
                         // Step over the whole escaped character, which may be multi-byte.
                         Some(_) => self.pos += utf8_len(self.bytes[self.pos]),
                     }
@@ -619,9 +608,7 @@ impl<'a> Parser<'a> {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return self.fail(start, format!("invalid timestamp `{raw}`: expected an integer"));
         }
-        let t: i64 = raw
-            .parse()
-            .map_err(|_| (start, format!("timestamp `{raw}` is out of range")))?;
+        let t: i64 = raw.parse().map_err(|_| (start, format!("timestamp `{raw}` is out of range")))?;
         t.checked_mul(self.precision.ns_per_unit()).ok_or_else(|| {
             (start, format!("timestamp `{raw}` in {} is out of range in nanoseconds", self.precision.as_str()))
         })
@@ -644,9 +631,7 @@ fn parse_scalar(raw: &str) -> Result<FieldValue, String> {
         return match raw {
             "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Bool(true)),
             "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValue::Bool(false)),
-            _ => Err(format!(
-                "invalid value `{raw}`: expected a number, `i`/`u` integer, \"string\" or boolean"
-            )),
+            _ => Err(format!("invalid value `{raw}`: expected a number, `i`/`u` integer, \"string\" or boolean")),
         };
     }
     match bytes.last().copied().unwrap_or(b' ') {

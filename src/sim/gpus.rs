@@ -164,10 +164,8 @@ impl FakeNvml {
         }
         let lib = self.control.as_ref().expect("loaded above");
         // SAFETY: the caller names the symbol's true signature.
-        unsafe { lib.get::<T>(name) }.map_err(|e| FakeNvmlError::Control {
-            path: self.lib_path.display().to_string(),
-            detail: e.to_string(),
-        })
+        unsafe { lib.get::<T>(name) }
+            .map_err(|e| FakeNvmlError::Control { path: self.lib_path.display().to_string(), detail: e.to_string() })
     }
 }
 

@@ -74,23 +74,41 @@ impl SimInferenceSpec {
             let _ = writeln!(o, "vllm:num_requests_running{{engine=\"{e}\",model_name=\"{model}\"}} 4.0");
         });
         family("vllm:prompt_tokens_total", "Number of prefill tokens processed.", "counter", &mut |o, e| {
-            let _ = writeln!(o, "vllm:prompt_tokens_total{{engine=\"{e}\",model_name=\"{model}\"}} {:.1}", per(self.prompt_tokens_per_s));
+            let _ = writeln!(
+                o,
+                "vllm:prompt_tokens_total{{engine=\"{e}\",model_name=\"{model}\"}} {:.1}",
+                per(self.prompt_tokens_per_s)
+            );
         });
         family("vllm:generation_tokens_total", "Number of generation tokens processed.", "counter", &mut |o, e| {
-            let _ = writeln!(o, "vllm:generation_tokens_total{{engine=\"{e}\",model_name=\"{model}\"}} {:.1}", per(self.generation_tokens_per_s));
+            let _ = writeln!(
+                o,
+                "vllm:generation_tokens_total{{engine=\"{e}\",model_name=\"{model}\"}} {:.1}",
+                per(self.generation_tokens_per_s)
+            );
         });
         family("vllm:request_success_total", "Count of successfully processed requests.", "counter", &mut |o, e| {
             let total = per(self.requests_per_s);
             let length = (total / 50.0).floor();
-            let _ = writeln!(o, "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"stop\",model_name=\"{model}\"}} {:.1}", total - length);
+            let _ = writeln!(
+                o,
+                "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"stop\",model_name=\"{model}\"}} {:.1}",
+                total - length
+            );
             let _ = writeln!(o, "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"length\",model_name=\"{model}\"}} {length:.1}");
-            let _ = writeln!(o, "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"abort\",model_name=\"{model}\"}} 0.0");
+            let _ = writeln!(
+                o,
+                "vllm:request_success_total{{engine=\"{e}\",finished_reason=\"abort\",model_name=\"{model}\"}} 0.0"
+            );
         });
         family("vllm:request_prompt_tokens", "Number of prefill tokens processed.", "histogram", &mut |o, e| {
             let (sum, count) = (per(self.prompt_tokens_per_s), per(self.requests_per_s));
             let _ = writeln!(o, "vllm:request_prompt_tokens_sum{{engine=\"{e}\",model_name=\"{model}\"}} {sum:.1}");
             for le in ["1.0", "100.0", "1000.0", "10000.0", "+Inf"] {
-                let _ = writeln!(o, "vllm:request_prompt_tokens_bucket{{engine=\"{e}\",le=\"{le}\",model_name=\"{model}\"}} {count:.1}");
+                let _ = writeln!(
+                    o,
+                    "vllm:request_prompt_tokens_bucket{{engine=\"{e}\",le=\"{le}\",model_name=\"{model}\"}} {count:.1}"
+                );
             }
             let _ = writeln!(o, "vllm:request_prompt_tokens_count{{engine=\"{e}\",model_name=\"{model}\"}} {count:.1}");
         });

@@ -169,7 +169,9 @@ impl Default for FleetSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("cannot listen on {addr}: {source} (for many loopback addresses raise `ulimit -n`; ports below 1024 need root)")]
+    #[error(
+        "cannot listen on {addr}: {source} (for many loopback addresses raise `ulimit -n`; ports below 1024 need root)"
+    )]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Spec(String),
@@ -182,7 +184,8 @@ pub fn parse_mix(s: &str) -> Result<Vec<(SimMake, u32)>, SimError> {
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             let (n, w) = p.split_once('=').unwrap_or((p, "1"));
-            let m = SimMake::parse(n.trim()).ok_or_else(|| SimError::Spec(format!("unknown make `{n}` in --mix (known: {})", names())))?;
+            let m = SimMake::parse(n.trim())
+                .ok_or_else(|| SimError::Spec(format!("unknown make `{n}` in --mix (known: {})", names())))?;
             let w = w.trim().parse::<u32>().map_err(|_| SimError::Spec(format!("bad weight `{w}` in --mix")))?;
             Ok((m, w))
         })
@@ -191,7 +194,9 @@ pub fn parse_mix(s: &str) -> Result<Vec<(SimMake, u32)>, SimError> {
 
 /// Parses `--faults slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9`.
 pub fn parse_faults(s: &str) -> Result<Vec<(usize, Fault)>, SimError> {
-    let bad = |p: &str, why: &str| SimError::Spec(format!("bad fault `{p}`: {why} (KIND[=ARG]@INDEX, KIND one of slow=DUR, hang, close, garbage, reboot=DUR, off, degrade=PCT%)"));
+    let bad = |p: &str, why: &str| {
+        SimError::Spec(format!("bad fault `{p}`: {why} (KIND[=ARG]@INDEX, KIND one of slow=DUR, hang, close, garbage, reboot=DUR, off, degrade=PCT%)"))
+    };
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
@@ -246,7 +251,9 @@ const fn p(cmd: &'static str, path: &'static str, q: Q) -> Patch {
 }
 
 enum Proto {
-    Cgminer { multi: bool },
+    Cgminer {
+        multi: bool,
+    },
     Btminer,
     /// btminer API v3: u32 LE length + JSON both ways.
     Framed,
@@ -500,8 +507,16 @@ fn make_data(make: SimMake) -> MakeData {
                 p("graphql:system", "data/bosminer/info/workSolver/realHashrate/mhs5S", Q::Hash),
                 p("graphql:system", "data/bosminer/info/summary/power/approxConsumptionW", Q::Power),
                 p("graphql:system", "data/bos/uptime/durationS", Q::Elapsed),
-                p("graphql:pools", "data/bosminer/info/poolGroups/0/pools/0/shares/acceptedSolutions", Q::SharesAccepted),
-                p("graphql:pools", "data/bosminer/info/poolGroups/0/pools/0/shares/rejectedSolutions", Q::SharesRejected),
+                p(
+                    "graphql:pools",
+                    "data/bosminer/info/poolGroups/0/pools/0/shares/acceptedSolutions",
+                    Q::SharesAccepted,
+                ),
+                p(
+                    "graphql:pools",
+                    "data/bosminer/info/poolGroups/0/pools/0/shares/rejectedSolutions",
+                    Q::SharesRejected,
+                ),
             ]);
             (
                 Proto::Graphql,
@@ -512,7 +527,7 @@ fn make_data(make: SimMake) -> MakeData {
                     ("graphql:tuning", load(cap!("braiins-os-21.09/gql_tuning.json"))),
                 ],
                 7.160_208_944_955_902, // mhs5S 7160208.94 MH/s
-                65536.0, // not in the capture; 31 shares in 1189 s at 7.16 TH/s ≈ 64 K
+                65536.0,               // not in the capture; 31 shares in 1189 s at 7.16 TH/s ≈ 64 K
             )
         }
         SimMake::Goldshell => {
@@ -625,14 +640,24 @@ impl SimFleet {
             return Err(SimError::Spec("--mix has no make with a weight above 0".into()));
         }
         if let Some((i, f)) = spec.faults.iter().find(|(i, _)| *i >= spec.count) {
-            return Err(SimError::Spec(format!("fault {f:?} for miner {i}, but the fleet has {} miners (0..{})", spec.count, spec.count)));
+            return Err(SimError::Spec(format!(
+                "fault {f:?} for miner {i}, but the fleet has {} miners (0..{})",
+                spec.count, spec.count
+            )));
         }
         let cycle: Vec<SimMake> = spec.mix.iter().flat_map(|(m, w)| std::iter::repeat_n(*m, *w as usize)).collect();
         let mut datas: Vec<(SimMake, Arc<MakeData>)> = Vec::new();
         let (stop, stop_rx) = watch::channel(false);
         let counters = Arc::new(SimCounters::default());
         let now = clock.now_ns();
-        let mut fleet = SimFleet { miners: Vec::new(), info: Vec::new(), clock: clock.clone(), stop, tasks: Vec::new(), counters: counters.clone() };
+        let mut fleet = SimFleet {
+            miners: Vec::new(),
+            info: Vec::new(),
+            clock: clock.clone(),
+            stop,
+            tasks: Vec::new(),
+            counters: counters.clone(),
+        };
         for i in 0..spec.count {
             let make = cycle[i % cycle.len()];
             let data = match datas.iter().find(|(m, _)| *m == make) {
@@ -644,10 +669,16 @@ impl SimFleet {
                 }
             };
             let addr = if spec.ports_layout {
-                let port = spec.port.checked_add(i as u16).filter(|_| i < 65536).ok_or_else(|| SimError::Spec("ports run past 65535".into()))?;
+                let port = spec
+                    .port
+                    .checked_add(i as u16)
+                    .filter(|_| i < 65536)
+                    .ok_or_else(|| SimError::Spec("ports run past 65535".into()))?;
                 SocketAddr::from((spec.bind, port))
             } else {
-                let ip = u32::from(spec.bind).checked_add(i as u32).ok_or_else(|| SimError::Spec("addresses run past 255.255.255.255".into()))?;
+                let ip = u32::from(spec.bind)
+                    .checked_add(i as u32)
+                    .ok_or_else(|| SimError::Spec("addresses run past 255.255.255.255".into()))?;
                 // Whatsminer v3 speaks its framing only on its own port.
                 let port = if make == SimMake::WhatsminerV3 { 4433 } else { spec.port };
                 SocketAddr::from((Ipv4Addr::from(ip), port))
@@ -769,7 +800,13 @@ async fn serve(
     }
 }
 
-async fn handle(miner: Arc<Miner>, mut stream: TcpStream, clock: Arc<dyn Clock>, counters: Arc<SimCounters>, mut stop: watch::Receiver<bool>) {
+async fn handle(
+    miner: Arc<Miner>,
+    mut stream: TcpStream,
+    clock: Arc<dyn Clock>,
+    counters: Arc<SimCounters>,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let framed_proto = matches!(miner.data.proto, Proto::Framed);
     let req = match tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream, framed_proto)).await {
@@ -891,9 +928,15 @@ impl Miner {
         match (&d.proto, req) {
             (Proto::Http, Request::Http { method, path, .. }) => {
                 // The full path first (Goldshell's `?cgminercmd=`), then without the query.
-                let path = if d.replies.iter().any(|(p, _)| *p == path.as_str()) { path.as_str() } else { path.split('?').next().unwrap_or("") };
+                let path = if d.replies.iter().any(|(p, _)| *p == path.as_str()) {
+                    path.as_str()
+                } else {
+                    path.split('?').next().unwrap_or("")
+                };
                 match d.replies.iter().find(|(p, _)| *p == path) {
-                    Some(_) if method == "GET" => http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default()),
+                    Some(_) if method == "GET" => {
+                        http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default())
+                    }
                     Some(_) => http(405, "Method Not Allowed", b"{\"error\":\"read-only simulator\"}"),
                     None => http(404, "Not Found", b"{\"error\":\"not found\"}"),
                 }
@@ -908,16 +951,27 @@ impl Miner {
                     let user = login.get("username").and_then(Value::as_str);
                     let pass = login.get("password").and_then(Value::as_str);
                     return if user == Some("root") && pass == Some("") {
-                        http(200, "OK", &serde_json::to_vec(&json!({"token": SIM_BRAIINS_TOKEN, "timeout_s": 3600})).unwrap_or_default())
+                        http(
+                            200,
+                            "OK",
+                            &serde_json::to_vec(&json!({"token": SIM_BRAIINS_TOKEN, "timeout_s": 3600}))
+                                .unwrap_or_default(),
+                        )
                     } else {
                         http(401, "Unauthorized", b"{\"code\":16,\"message\":\"invalid username or password\"}")
                     };
                 }
                 if authorization.as_deref() != Some(SIM_BRAIINS_TOKEN) {
-                    return http(401, "Unauthorized", b"{\"code\":16,\"message\":\"missing or invalid authorization token\"}");
+                    return http(
+                        401,
+                        "Unauthorized",
+                        b"{\"code\":16,\"message\":\"missing or invalid authorization token\"}",
+                    );
                 }
                 match d.replies.iter().find(|(p, _)| *p == path) {
-                    Some(_) if method == "GET" => http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default()),
+                    Some(_) if method == "GET" => {
+                        http(200, "OK", &serde_json::to_vec(&self.render(path, now_ns)).unwrap_or_default())
+                    }
                     Some(_) => http(405, "Method Not Allowed", b"{\"code\":12,\"message\":\"read-only simulator\"}"),
                     None => http(404, "Not Found", b"{\"code\":5,\"message\":\"not found\"}"),
                 }
@@ -929,9 +983,16 @@ impl Miner {
                 if method != "POST" {
                     return http(405, "Method Not Allowed", b"{\"errors\":[{\"message\":\"use POST\"}]}");
                 }
-                let q = mj::parse_lenient(body).ok().and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+                let q = mj::parse_lenient(body)
+                    .ok()
+                    .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_default();
                 if q.trim_start().starts_with("mutation") {
-                    return http(400, "Bad Request", b"{\"errors\":[{\"message\":\"read-only simulator: no mutations\"}]}");
+                    return http(
+                        400,
+                        "Bad Request",
+                        b"{\"errors\":[{\"message\":\"read-only simulator: no mutations\"}]}",
+                    );
                 }
                 // The reply is the capture whose shape the query asks for.
                 let key = if q.contains("poolGroups") {
@@ -943,7 +1004,11 @@ impl Miner {
                 } else if q.contains("workSolver") || q.contains("uptime") {
                     "graphql:system"
                 } else {
-                    return http(400, "Bad Request", b"{\"errors\":[{\"message\":\"query not served by the simulator\"}]}");
+                    return http(
+                        400,
+                        "Bad Request",
+                        b"{\"errors\":[{\"message\":\"query not served by the simulator\"}]}",
+                    );
                 };
                 http(200, "OK", &serde_json::to_vec(&self.render(key, now_ns)).unwrap_or_default())
             }
@@ -977,11 +1042,15 @@ impl Miner {
                 let cmd = v.get("cmd").or_else(|| v.get("command")).and_then(Value::as_str).unwrap_or("");
                 nul(match d.replies.iter().find(|(c, _)| *c == cmd) {
                     Some(_) => self.render(cmd, now_ns),
-                    None => json!({"STATUS":"E","When":now_ns / 1_000_000_000,"Code":14,"Msg":"invalid cmd","Description":""}),
+                    None => {
+                        json!({"STATUS":"E","When":now_ns / 1_000_000_000,"Code":14,"Msg":"invalid cmd","Description":""})
+                    }
                 })
             }
             (Proto::Cgminer { .. }, _) => nul(cg_error(14, "Invalid command", now_ns)),
-            (Proto::Btminer, _) => nul(json!({"STATUS":"E","When":now_ns / 1_000_000_000,"Code":23,"Msg":"invalid JSON","Description":""})),
+            (Proto::Btminer, _) => {
+                nul(json!({"STATUS":"E","When":now_ns / 1_000_000_000,"Code":23,"Msg":"invalid JSON","Description":""}))
+            }
             (Proto::Framed, Request::Json(v)) => {
                 let when = now_ns / 1_000_000_000;
                 let cmd = v.get("cmd").and_then(Value::as_str).unwrap_or("");
@@ -1004,7 +1073,9 @@ impl Miner {
                 };
                 framed(out)
             }
-            (Proto::Framed, _) => framed(json!({"code": -1, "desc": "", "msg": "invalid request", "when": now_ns / 1_000_000_000})),
+            (Proto::Framed, _) => {
+                framed(json!({"code": -1, "desc": "", "msg": "invalid request", "when": now_ns / 1_000_000_000}))
+            }
         }
     }
 
@@ -1141,7 +1212,10 @@ mod tests {
 
     #[test]
     fn spec_parsing() {
-        assert_eq!(parse_mix("antminer-stock=3,luxos").unwrap(), vec![(SimMake::AntminerStock, 3), (SimMake::LuxOs, 1)]);
+        assert_eq!(
+            parse_mix("antminer-stock=3,luxos").unwrap(),
+            vec![(SimMake::AntminerStock, 3), (SimMake::LuxOs, 1)]
+        );
         assert!(parse_mix("s9=1").is_err());
         let f = parse_faults("slow=2s@3,hang@4,degrade=5%@9,off@1").unwrap();
         assert_eq!(f[0], (3, Fault::Slow(Duration::from_secs(2))));

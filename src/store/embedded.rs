@@ -44,7 +44,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -92,9 +91,8 @@ impl EmbeddedStore {
                 StoreError::Embedded(format!("cannot create folder {} for the store: {e}", dir.display()))
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| {
-            StoreError::Embedded(format!("cannot open {}: {e}; is the path writable?", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Embedded(format!("cannot open {}: {e}; is the path writable?", path.display())))?;
         Self::init(conn, format!("embedded sqlite {}", path.display()))
     }
 
@@ -220,7 +218,8 @@ impl Inner {
         self.field_ids.clear();
         self.field_names.clear();
         let mut names: HashMap<i64, String> = HashMap::new();
-        let mut stmt = self.conn.prepare("SELECT id, name FROM measurements").map_err(sql_err("reading measurements"))?;
+        let mut stmt =
+            self.conn.prepare("SELECT id, name FROM measurements").map_err(sql_err("reading measurements"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(sql_err("reading measurements"))?;
@@ -230,10 +229,8 @@ impl Inner {
             names.insert(id, name);
         }
         drop(stmt);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, measurement_id, tags FROM series")
-            .map_err(sql_err("reading series"))?;
+        let mut stmt =
+            self.conn.prepare("SELECT id, measurement_id, tags FROM series").map_err(sql_err("reading series"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
             .map_err(sql_err("reading series"))?;
@@ -278,9 +275,8 @@ impl Inner {
                     let id = field_id(&tx, field_ids, field_names, name)?;
                     encode_field(&mut blob, id, value);
                 }
-                let inserted = insert
-                    .execute(params![key.0, p.time_ns, key.1, &blob])
-                    .map_err(sql_err("writing a point"))?;
+                let inserted =
+                    insert.execute(params![key.0, p.time_ns, key.1, &blob]).map_err(sql_err("writing a point"))?;
                 if inserted == 0 {
                     merge_into_existing(&tx, key, p.time_ns, &blob)?;
                 }
@@ -296,9 +292,7 @@ impl Inner {
         let mut matching: Vec<(&Vec<(String, String)>, i64)> = m
             .series
             .iter()
-            .filter(|(tags, _)| {
-                q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv))
-            })
+            .filter(|(tags, _)| q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv)))
             .map(|(tags, id)| (tags, *id))
             .collect();
         if matching.is_empty() {
@@ -440,11 +434,9 @@ impl SeriesSlots {
 
     fn get(&self, sid: i64) -> Option<usize> {
         match self {
-            SeriesSlots::Dense(v) => usize::try_from(sid)
-                .ok()
-                .and_then(|i| v.get(i))
-                .filter(|&&s| s != Self::NONE)
-                .map(|&s| s as usize),
+            SeriesSlots::Dense(v) => {
+                usize::try_from(sid).ok().and_then(|i| v.get(i)).filter(|&&s| s != Self::NONE).map(|&s| s as usize)
+            }
             SeriesSlots::Sparse(m) => m.get(&sid).copied(),
         }
     }
@@ -719,7 +711,9 @@ impl crate::ship::Writer for EmbeddedStore {
             StoreError::Invalid(e) => {
                 crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
             }
-            other => crate::ship::WriteError::Unavailable { server: self.description.clone(), message: other.to_string() },
+            other => {
+                crate::ship::WriteError::Unavailable { server: self.description.clone(), message: other.to_string() }
+            }
         })
     }
 
@@ -777,7 +771,10 @@ mod tests {
         use crate::ship::{WriteError, Writer};
         let s = EmbeddedStore::open_in_memory().unwrap();
         let err = s.write_lines("m,h=a v=1 1\nm,h=b v=oops 2\n").await.unwrap_err();
-        assert!(matches!(&err, WriteError::Rejected { message, .. } if message.starts_with("line 2, column 9")), "{err}");
+        assert!(
+            matches!(&err, WriteError::Rejected { message, .. } if message.starts_with("line 2, column 9")),
+            "{err}"
+        );
         assert!(s.tag_values_blocking("m", "h").unwrap().is_empty());
         s.write_lines("m,h=a v=1 1\nm,h=b v=2i 2\n").await.unwrap();
         assert_eq!(s.tag_values_blocking("m", "h").unwrap(), ["a", "b"]);

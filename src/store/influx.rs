@@ -150,7 +150,13 @@ impl InfluxQlReader {
     /// result, with the chunks of each series joined. A statement's own error (for
     /// example "database not found") is returned as [`StoreError::Query`].
     pub async fn query(&self, q: &str) -> Result<Vec<StatementResult>, StoreError> {
-        let mut params = vec![("db", self.database.as_str()), ("q", q), ("epoch", "ns"), ("chunked", "true"), ("chunk_size", CHUNK_ROWS)];
+        let mut params = vec![
+            ("db", self.database.as_str()),
+            ("q", q),
+            ("epoch", "ns"),
+            ("chunked", "true"),
+            ("chunk_size", CHUNK_ROWS),
+        ];
         if let Some(rp) = &self.retention_policy {
             params.push(("rp", rp.as_str()));
         }
@@ -214,7 +220,10 @@ impl InfluxQlReader {
                 self.database, self.base, self.database
             ))
         } else if e.contains("authorization") || e.contains("not authorized") {
-            StoreError::Auth(format!("InfluxDB at {}: {e}; check the credentials in [store] and the user's privileges", self.base))
+            StoreError::Auth(format!(
+                "InfluxDB at {}: {e}; check the credentials in [store] and the user's privileges",
+                self.base
+            ))
         } else {
             StoreError::Query(format!("{e} (query: {q})"))
         }
@@ -228,12 +237,7 @@ impl InfluxQlReader {
     /// credentials work, does the database exist?); InfluxDB 1.x answers `/ping`
     /// without checking credentials.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let resp = self
-            .client
-            .get(format!("{}/ping", self.base))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let resp = self.client.get(format!("{}/ping", self.base)).send().await.map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success() {
             return Err(StoreError::Unavailable(format!(
                 "{}/ping answered HTTP {}; is this an InfluxDB server?",
@@ -321,13 +325,18 @@ impl InfluxQlReader {
     }
 }
 
-fn decode_series(raw: RawSeries, fields: &[String], types: &HashMap<String, Vec<FieldType>>) -> Result<Series, StoreError> {
+fn decode_series(
+    raw: RawSeries,
+    fields: &[String],
+    types: &HashMap<String, Vec<FieldType>>,
+) -> Result<Series, StoreError> {
     let bad = |m: String| StoreError::Query(format!("unexpected InfluxQL answer for `{}`: {m}", raw.name));
     if raw.columns.first().map(String::as_str) != Some("time") {
         return Err(bad(format!("first column is not time: {:?}", raw.columns)));
     }
     // Column of each requested field in this answer.
-    let cols: Vec<Option<usize>> = fields.iter().map(|f| raw.columns.iter().skip(1).position(|c| c == f).map(|i| i + 1)).collect();
+    let cols: Vec<Option<usize>> =
+        fields.iter().map(|f| raw.columns.iter().skip(1).position(|c| c == f).map(|i| i + 1)).collect();
     let mut series = Series { tags: raw.tags.clone(), fields: fields.to_vec(), ..Series::default() };
     series.tags.retain(|_, v| !v.is_empty());
     for row in &raw.values {
@@ -397,7 +406,8 @@ impl InfluxStore {
         let database = cfg.database.as_deref().or(cfg.bucket.as_deref()).ok_or_else(|| {
             ConfigError::Invalid("[store] `database` (or `bucket`) is required to read with InfluxQL".into())
         })?;
-        let reader = InfluxQlReader::new(url, database, cfg.retention_policy.as_deref(), Auth::from_config(cfg)?, cfg.timeout)?;
+        let reader =
+            InfluxQlReader::new(url, database, cfg.retention_policy.as_deref(), Auth::from_config(cfg)?, cfg.timeout)?;
         Ok(InfluxStore::new(writer, reader, cfg.api == WriteApi::V2))
     }
 
@@ -479,7 +489,10 @@ mod tests {
     fn values_decode_by_declared_type() {
         use FieldType::*;
         assert_eq!(decode_value(&json!(3), &[Float]), Some(FieldValue::Float(3.0)));
-        assert_eq!(decode_value(&json!(4611686018427387905i64), &[Integer]), Some(FieldValue::Int(4611686018427387905)));
+        assert_eq!(
+            decode_value(&json!(4611686018427387905i64), &[Integer]),
+            Some(FieldValue::Int(4611686018427387905))
+        );
         assert_eq!(decode_value(&json!(u64::MAX), &[Unsigned]), Some(FieldValue::UInt(u64::MAX)));
         assert_eq!(decode_value(&json!(2.5), &[Integer, Float]), Some(FieldValue::Float(2.5)));
         assert_eq!(decode_value(&json!(2), &[Integer, Float]), Some(FieldValue::Int(2)));

@@ -51,10 +51,21 @@ async fn write_v1(state: State<AppState>, query: RawQuery, headers: HeaderMap, b
     write(Api::V1, state, query, headers, body).await
 }
 
-async fn write(api: Api, State(state): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Response {
+async fn write(
+    api: Api,
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let max = state.max_body_bytes;
     let too_large = || {
-        answer(api, StatusCode::PAYLOAD_TOO_LARGE, "request too large", format!("request body is larger than {max} bytes ([api] max_body_bytes); send smaller batches"))
+        answer(
+            api,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request too large",
+            format!("request body is larger than {max} bytes ([api] max_body_bytes); send smaller batches"),
+        )
     };
     let pairs = url_pairs(q.as_deref().unwrap_or(""));
     let precision_text = pairs.iter().find(|(k, _)| k == "precision").map_or("", |(_, v)| v.as_str());
@@ -62,7 +73,8 @@ async fn write(api: Api, State(state): State<AppState>, RawQuery(q): RawQuery, h
         Ok(p) => p,
         Err(e) => return answer(api, StatusCode::BAD_REQUEST, "invalid", e),
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return too_large();
     }
@@ -89,7 +101,9 @@ async fn write(api: Api, State(state): State<AppState>, RawQuery(q): RawQuery, h
     };
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
-        Err(e) => return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not UTF-8 line protocol: {e}")),
+        Err(e) => {
+            return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not UTF-8 line protocol: {e}"))
+        }
     };
     let points = match parse_with_default_time(text, precision, state.aggregator.now_ns()) {
         Ok(p) => p,
@@ -110,7 +124,12 @@ async fn write(api: Api, State(state): State<AppState>, RawQuery(q): RawQuery, h
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             tracing::error!(error = %e, points = points.len(), "ingest: store write failed");
-            answer(api, StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store did not accept the batch: {e}; retry later"))
+            answer(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the store did not accept the batch: {e}; retry later"),
+            )
         }
     }
 }

@@ -46,11 +46,7 @@ pub fn router(state: AppState) -> Router {
     let protected = api::routes()
         .merge(if state.ingest { ingest::routes(state.max_body_bytes) } else { Router::new() })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(protected)
-        .merge(api::open_routes())
-        .merge(ui::router())
-        .with_state(state)
+    Router::new().merge(protected).merge(api::open_routes()).merge(ui::router()).with_state(state)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves.

@@ -85,7 +85,11 @@ impl Influxd {
         self.child = Some(child);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(15), "influxd did not listen on {} within 15 s", self.http_port);
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "influxd did not listen on {} within 15 s",
+                self.http_port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -147,7 +147,9 @@ fn assert_nothing_rejected(stats: &AgentStats, spool_dir: &Path) {
     if rejected > 0 {
         let mut saved = String::new();
         for e in std::fs::read_dir(spool_dir.join("rejected")).into_iter().flatten().flatten() {
-            saved.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default().lines().take(5).collect::<Vec<_>>().join("\n"));
+            saved.push_str(
+                &std::fs::read_to_string(e.path()).unwrap_or_default().lines().take(5).collect::<Vec<_>>().join("\n"),
+            );
         }
         panic!("the store rejected {rejected} points; first lines of the saved batches:\n{saved}");
     }
@@ -232,7 +234,8 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     // Slow shipping, so that unconfirmed records are in the spool when the process dies.
-    let text = config_text(&spool_dir, &influx, &db, &rig, "").replace("batch_interval = \"200ms\"", "batch_interval = \"2s\"");
+    let text = config_text(&spool_dir, &influx, &db, &rig, "")
+        .replace("batch_interval = \"200ms\"", "batch_interval = \"2s\"");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, text).unwrap();
     AgentConfig::load(&config).unwrap();
@@ -355,7 +358,13 @@ async fn hostile_sources_do_not_delay_the_others() {
     let healthy: Vec<_> = series.iter().filter(|s| s["tags"]["gpu"] != "2").collect();
     assert_eq!(healthy.len(), 3, "{body}");
     for s in healthy {
-        let times: Vec<i64> = s["values"].as_array().unwrap().iter().filter(|r| !r[1].is_null()).map(|r| r[0].as_i64().unwrap()).collect();
+        let times: Vec<i64> = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r[1].is_null())
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
         assert!(times.len() >= 15, "gpu {} has {} points in 5 s", s["tags"]["gpu"], times.len());
         let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
         assert!(gap <= 1_000_000_000, "gpu {}: gap of {gap} ns", s["tags"]["gpu"]);
@@ -382,5 +391,8 @@ async fn hostile_sources_do_not_delay_the_others() {
         }
     }
     let miners_latency = s.sources["miners"].collect_latency_ms;
-    assert!(miners_latency < 1500.0, "a poll waits at most the 500 ms timeout, not for the hanging miner: {miners_latency} ms");
+    assert!(
+        miners_latency < 1500.0,
+        "a poll waits at most the 500 ms timeout, not for the hanging miner: {miners_latency} ms"
+    );
 }

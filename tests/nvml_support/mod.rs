@@ -46,7 +46,8 @@ pub fn gpus_json(lib: &Path) -> Vec<serde_json::Value> {
     let out = wattledger_gpus(&["--json", "--nvml-lib", lib.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "wattledger gpus failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 pub fn assert_close(actual: &serde_json::Value, expected: f64, what: &str) {

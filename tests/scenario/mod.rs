@@ -35,13 +35,22 @@ pub fn line_protocol() -> String {
         let t = T0_S + i * 60;
         let diff = if i < 90 { 5.0e9 + i as f64 * 2.8e6 } else { 1.4e6 + (i - 90) as f64 * 2.8e6 };
         writeln!(out, "asic,site=s1,host=rig1,miner=m1,model=S19,workload=btc power_w=3000,hashrate_ths=200,diff_accepted={diff},online=true {t}").unwrap();
-        writeln!(out, "asic,site=s1,host=rig1,miner=m2,model=S9,workload=btc power_w=1500,hashrate_ths=100,online=true {t}").unwrap();
+        writeln!(
+            out,
+            "asic,site=s1,host=rig1,miner=m2,model=S9,workload=btc power_w=1500,hashrate_ths=100,online=true {t}"
+        )
+        .unwrap();
         let energy = 1.0e8 + i as f64 * 42_000.0;
         writeln!(out, "gpu,site=s1,host=rig2,gpu=0,uuid=GPU-0,model=H100,workload=h100 power_w=700,energy_j={energy},status=\"ok\" {t}").unwrap();
         if !(31..=59).contains(&i) {
-            writeln!(out, "gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {t}").unwrap();
+            writeln!(
+                out,
+                "gpu,site=s1,host=rig2,gpu=1,uuid=GPU-1,model=H100,workload=h100 power_w=700,status=\"ok\" {t}"
+            )
+            .unwrap();
         }
-        writeln!(out, "gpu,site=s1,host=rig3,gpu=0,uuid=GPU-2,model=L40S,workload=llm power_w=400,status=\"ok\" {t}").unwrap();
+        writeln!(out, "gpu,site=s1,host=rig3,gpu=0,uuid=GPU-2,model=L40S,workload=llm power_w=400,status=\"ok\" {t}")
+            .unwrap();
         let (prompt, generation) = if i < 60 {
             (1.0e7 + i as f64 * 10_000.0, 5.0e6 + i as f64 * 5_000.0)
         } else {
@@ -197,7 +206,13 @@ pub fn assert_report(json: &serde_json::Value) {
         check("profit_usd_per_kwh", (exp.revenue_usd - cost) / kwh);
         check("coverage", exp.coverage);
         check("break_even_usd_per_kwh", exp.revenue_usd / (kwh * PUE));
-        assert!((num("volatility_cv") - exp.volatility_cv).abs() < 1e-9, "{}: cv {} want {}", exp.workload, num("volatility_cv"), exp.volatility_cv);
+        assert!(
+            (num("volatility_cv") - exp.volatility_cv).abs() < 1e-9,
+            "{}: cv {} want {}",
+            exp.workload,
+            num("volatility_cv"),
+            exp.volatility_cv
+        );
         match exp.j_per_th {
             Some(v) => check("j_per_th", v),
             None => assert!(row["j_per_th"].is_null(), "{}: j_per_th {:?}", exp.workload, row["j_per_th"]),

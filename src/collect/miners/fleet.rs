@@ -51,7 +51,9 @@ pub fn parse_target(s: &str) -> Result<Target, TargetError> {
     let parse_port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| err("bad port"));
     if t.contains('/') {
         let (net, port) = match t.rsplit_once(':') {
-            Some((n, p)) if !n.contains(':') || n.starts_with('[') => (n.trim_matches(['[', ']']), Some(parse_port(p)?)),
+            Some((n, p)) if !n.contains(':') || n.starts_with('[') => {
+                (n.trim_matches(['[', ']']), Some(parse_port(p)?))
+            }
             _ => (t, None),
         };
         let net: IpNet = net.parse().map_err(|_| err("bad CIDR range"))?;
@@ -171,13 +173,14 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
     let ro = opts.read_options();
     let mut set = tokio::task::JoinSet::new();
     let mut out: Vec<Option<MinerReading>> = vec![None; endpoints.len()];
-    let take = |res: Result<(usize, MinerReading), tokio::task::JoinError>, out: &mut Vec<Option<MinerReading>>| match res {
-        Ok((i, r)) => {
-            on_done(&r);
-            out[i] = Some(r);
-        }
-        Err(e) => tracing::error!("miner poll task failed: {e}"),
-    };
+    let take =
+        |res: Result<(usize, MinerReading), tokio::task::JoinError>, out: &mut Vec<Option<MinerReading>>| match res {
+            Ok((i, r)) => {
+                on_done(&r);
+                out[i] = Some(r);
+            }
+            Err(e) => tracing::error!("miner poll task failed: {e}"),
+        };
     for (i, e) in endpoints.iter().enumerate() {
         // A task exists only while it holds a slot: memory stays bounded by `concurrency`,
         // not by the fleet size.
@@ -192,7 +195,9 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
         set.spawn(async move {
             let _permit = permit;
             // The outer timeout is a backstop: `read` already keeps to the deadline.
-            let r = match tokio::time::timeout(ro.timeout + Duration::from_millis(250), super::read(&host, port, &ro)).await {
+            let r = match tokio::time::timeout(ro.timeout + Duration::from_millis(250), super::read(&host, port, &ro))
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => MinerReading::offline(&host, port, "no reply within the timeout"),
             };
@@ -358,7 +363,8 @@ mod tests {
         struct Agent {
             miners: MinersConfig,
         }
-        let a: Agent = toml::from_str("[miners]\ntargets = [\"10.0.0.0/30\", \"10.0.1.7:4029\"]\ntimeout = \"2s\"\n").unwrap();
+        let a: Agent =
+            toml::from_str("[miners]\ntargets = [\"10.0.0.0/30\", \"10.0.1.7:4029\"]\ntimeout = \"2s\"\n").unwrap();
         assert_eq!(a.miners.timeout, Duration::from_secs(2));
         assert_eq!((a.miners.concurrency, a.miners.port), (256, 4028));
         let src = a.miners.build().unwrap();

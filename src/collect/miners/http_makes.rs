@@ -30,7 +30,8 @@ pub const BRAIINS_DEFAULT_PASSWORD: &str = "";
 /// GraphQL query for `system` (uptime, version, fans, hashrate, approximate power).
 pub const GQL_SYSTEM: &str = "{bos{hostname info{version{full}} uptime{durationS}} bosminer{info{fans{name rpm speed} summary{power{approxConsumptionW limitW}} workSolver{nominalMhs realHashrate{mhs5S}}}}}";
 /// GraphQL query for `pools` (share counters per pool group).
-pub const GQL_POOLS: &str = "{bosminer{info{poolGroups{name pools{active shares{acceptedSolutions rejectedSolutions} status url user}}}}}";
+pub const GQL_POOLS: &str =
+    "{bosminer{info{poolGroups{name pools{active shares{acceptedSolutions rejectedSolutions} status url user}}}}}";
 
 /// Which HTTP make answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +107,17 @@ enum Miss {
 }
 
 impl Ctx<'_> {
-    async fn http_json(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, Option<Value>), WireError> {
+    async fn http_json(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Option<Value>), WireError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let body = bytes.as_deref().map(|b| ("application/json", b));
-        let r = wire::http_request_with(self.host, self.port, method, path, headers, body, self.deadline, self.cap).await?;
+        let r =
+            wire::http_request_with(self.host, self.port, method, path, headers, body, self.deadline, self.cap).await?;
         Ok((r.status, super::json::parse_lenient(&r.body).ok()))
     }
 
@@ -132,8 +140,10 @@ async fn read_family(ctx: &Ctx<'_>, f: Family) -> Result<MinerReading, Miss> {
                 return Err(Miss::NotThis);
             }
             doc.insert("system".into(), sys);
-            for (k, path) in [("mining", "/api/v1/mining"), ("cooling", "/api/v1/cooling"), ("pools", "/api/v1/pools")] {
-                let v = ctx.get_ok(path, &[]).await.map_err(|m| refused_or(m, format!("Proto {path} did not answer")))?;
+            for (k, path) in [("mining", "/api/v1/mining"), ("cooling", "/api/v1/cooling"), ("pools", "/api/v1/pools")]
+            {
+                let v =
+                    ctx.get_ok(path, &[]).await.map_err(|m| refused_or(m, format!("Proto {path} did not answer")))?;
                 doc.insert(k.into(), v);
             }
             identify_proto(&Value::Object(doc.clone()))
@@ -200,7 +210,10 @@ async fn read_family(ctx: &Ctx<'_>, f: Family) -> Result<MinerReading, Miss> {
                 ("stats", "/api/v1/miner/stats"),
                 ("cooling", "/api/v1/cooling/state"),
             ] {
-                let v = ctx.get_ok(path, &auth).await.map_err(|m| refused_or(m, format!("Braiins OS {path} did not answer with the login token")))?;
+                let v = ctx
+                    .get_ok(path, &auth)
+                    .await
+                    .map_err(|m| refused_or(m, format!("Braiins OS {path} did not answer with the login token")))?;
                 doc.insert(k.into(), v);
             }
             identify_braiins_rest(&Value::Object(doc.clone()))

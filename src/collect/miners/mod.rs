@@ -240,15 +240,15 @@ pub fn identify_cgminer(doc: &Value) -> Identity {
             Some(m) => format!("{engine} {m}"),
             None => desc.clone(),
         };
-        return Identity { make: Some("Antminer".into()), model: Some(model), firmware: Some(fw), map: &profiles::ANTMINER };
+        return Identity {
+            make: Some("Antminer".into()),
+            model: Some(model),
+            firmware: Some(fw),
+            map: &profiles::ANTMINER,
+        };
     }
     // Some other cgminer: read it with the generic map, say what it calls itself.
-    Identity {
-        make: None,
-        model: ty,
-        firmware: (!desc.is_empty()).then_some(desc),
-        map: &profiles::ANTMINER,
-    }
+    Identity { make: None, model: ty, firmware: (!desc.is_empty()).then_some(desc), map: &profiles::ANTMINER }
 }
 
 /// Identifies a Whatsminer from a document holding `get_version` (btminer API v1/v2).
@@ -383,7 +383,9 @@ pub fn check_hashrate(h: f64, rated_ths: Option<f64>) -> Result<f64, String> {
             ));
         }
     } else if h > MAX_PLAUSIBLE_THS {
-        return Err(format!("hashrate {h:.1} TH/s exceeds any single miner ({MAX_PLAUSIBLE_THS} TH/s); unit slip suspected"));
+        return Err(format!(
+            "hashrate {h:.1} TH/s exceeds any single miner ({MAX_PLAUSIBLE_THS} TH/s); unit slip suspected"
+        ));
     }
     Ok(h)
 }
@@ -400,7 +402,10 @@ pub fn reply_error(reply: &Value) -> Option<String> {
         _ => return None,
     };
     if code == "E" || code == "F" {
-        Some(msg.map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string())).unwrap_or_else(|| "error".into()))
+        Some(
+            msg.map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string()))
+                .unwrap_or_else(|| "error".into()),
+        )
     } else {
         None
     }

@@ -56,13 +56,10 @@ pub static MODELS: &[ModelSpec] = &[
 /// Looks a model up by make and model (case-insensitive; `M60S_VK40` matches `M60S`).
 pub fn lookup(make: &str, model: &str) -> Option<&'static ModelSpec> {
     let model = model.trim();
-    MODELS
-        .iter()
-        .find(|m| m.make.eq_ignore_ascii_case(make) && m.model.eq_ignore_ascii_case(model))
-        .or_else(|| {
-            let base = model.split(['_', ' ']).next().unwrap_or(model);
-            MODELS.iter().find(|m| m.make.eq_ignore_ascii_case(make) && m.model.eq_ignore_ascii_case(base))
-        })
+    MODELS.iter().find(|m| m.make.eq_ignore_ascii_case(make) && m.model.eq_ignore_ascii_case(model)).or_else(|| {
+        let base = model.split(['_', ' ']).next().unwrap_or(model);
+        MODELS.iter().find(|m| m.make.eq_ignore_ascii_case(make) && m.model.eq_ignore_ascii_case(base))
+    })
 }
 
 #[cfg(test)]

@@ -125,11 +125,7 @@ const ANTMINER_BASE: FieldMap = FieldMap {
 };
 
 /// LuxOS (LUXminer): Antminer layout plus the `power` command.
-pub static LUXOS: FieldMap = FieldMap {
-    id: "luxos",
-    power_w: &[Src::P("power/POWER/0/Watts")],
-    ..ANTMINER_BASE
-};
+pub static LUXOS: FieldMap = FieldMap { id: "luxos", power_w: &[Src::P("power/POWER/0/Watts")], ..ANTMINER_BASE };
 
 const MM: &str = "stats/STATS/*/MM ID*";
 
@@ -212,10 +208,7 @@ pub static WHATSMINER_V3: FieldMap = FieldMap {
     diff_accepted: &[],
     shares_accepted: &[Src::Sum("pools/msg/pools/*/accepted")],
     shares_rejected: &[Src::Sum("pools/msg/pools/*/rejected")],
-    temps_c: &[
-        Src::P("summary/msg/summary/chip-temp-max"),
-        Src::P("summary/msg/summary/board-temperature"),
-    ],
+    temps_c: &[Src::P("summary/msg/summary/chip-temp-max"), Src::P("summary/msg/summary/board-temperature")],
     fans_rpm: &[Src::P("summary/msg/summary/fan-speed-in"), Src::P("summary/msg/summary/fan-speed-out")],
     uptime_s: &[Src::P("summary/msg/summary/elapsed")],
 };
@@ -263,7 +256,10 @@ pub static BRAIINS_GQL: FieldMap = FieldMap {
 /// hold them). Hashrate MH/s summed over boards; no power reported.
 pub static GOLDSHELL: FieldMap = FieldMap {
     id: "goldshell",
-    hashrate: &[r("SUMMARY/0/MHS 20s", Unit::Mhs), Rate { src: Src::Sum("DEVS/*/MHS 20s"), unit: Unit::Mhs, unit_key: None }],
+    hashrate: &[
+        r("SUMMARY/0/MHS 20s", Unit::Mhs),
+        Rate { src: Src::Sum("DEVS/*/MHS 20s"), unit: Unit::Mhs, unit_key: None },
+    ],
     rated_hashrate: &[],
     power_w: &[],
     diff_accepted: &[],
@@ -290,7 +286,19 @@ pub static PROTO: FieldMap = FieldMap {
 
 /// Every map, for listing and tests.
 pub fn all() -> [&'static FieldMap; 11] {
-    [&ANTMINER, &LUXOS, &AVALON, &WHATSMINER, &AXEOS, &EPIC, &WHATSMINER_V3, &BRAIINS_REST, &BRAIINS_GQL, &GOLDSHELL, &PROTO]
+    [
+        &ANTMINER,
+        &LUXOS,
+        &AVALON,
+        &WHATSMINER,
+        &AXEOS,
+        &EPIC,
+        &WHATSMINER_V3,
+        &BRAIINS_REST,
+        &BRAIINS_GQL,
+        &GOLDSHELL,
+        &PROTO,
+    ]
 }
 
 /// The normalized quantities of one reading, before the sanity check.

@@ -239,19 +239,14 @@ pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
     }
     let head_end = find(buf, b"\r\n\r\n").ok_or(WireError::NotHttp)? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(WireError::NotHttp)?;
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(WireError::NotHttp)?;
     let lower = head.to_ascii_lowercase();
     let raw = &buf[head_end..];
     let body = if lower.contains("transfer-encoding: chunked") {
         dechunk(raw, cap)?
     } else {
-        let len = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+        let len =
+            lower.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
         match len {
             Some(len) => raw[..len.min(raw.len())].to_vec(),
             None => raw.to_vec(),
@@ -297,7 +292,11 @@ mod tests {
     fn http_content_length_and_chunked() {
         let r = parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}xx", 100).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, b"{}".as_slice()));
-        let r = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n", 100).unwrap();
+        let r = parse_http(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n",
+            100,
+        )
+        .unwrap();
         assert_eq!(r.body, b"{\"a\":1}");
         assert!(matches!(parse_http(b"{\"STATUS\":1}", 100), Err(WireError::NotHttp)));
         assert!(matches!(parse_http(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5), Err(WireError::TooLarge { .. })));

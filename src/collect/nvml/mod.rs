@@ -165,7 +165,10 @@ impl NvmlSource {
             }
         }
         let os: PathBuf = lib_path.map_or_else(|| PathBuf::from(DEFAULT_LIB), Path::to_path_buf);
-        let nvml = Nvml::builder().lib_path(OsStr::new(os.as_os_str())).init().map_err(|e| open_error(&lib, lib_path.is_some(), e))?;
+        let nvml = Nvml::builder()
+            .lib_path(OsStr::new(os.as_os_str()))
+            .init()
+            .map_err(|e| open_error(&lib, lib_path.is_some(), e))?;
         Ok(NvmlSource { nvml, lib, gpus: HashMap::new(), logged: HashSet::new() })
     }
 
@@ -261,7 +264,11 @@ fn read_device(
     logs: &mut Vec<(&'static str, WrapperError)>,
     mem: &mut GpuMemory,
 ) -> Result<(), WrapperError> {
-    fn keep<T>(field: &'static str, res: Result<T, WrapperError>, logs: &mut Vec<(&'static str, WrapperError)>) -> Result<Option<T>, WrapperError> {
+    fn keep<T>(
+        field: &'static str,
+        res: Result<T, WrapperError>,
+        logs: &mut Vec<(&'static str, WrapperError)>,
+    ) -> Result<Option<T>, WrapperError> {
         match res {
             Ok(v) => Ok(Some(v)),
             Err(WrapperError::GpuLost) => Err(WrapperError::GpuLost),

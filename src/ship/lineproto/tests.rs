@@ -120,12 +120,9 @@ fn repeated_fields_keep_first_place_and_last_value() {
 
 #[test]
 fn precision_scales_and_checks_overflow() {
-    for (prec, want) in [
-        (Precision::S, 3_000_000_000),
-        (Precision::Ms, 3_000_000),
-        (Precision::Us, 3_000),
-        (Precision::Ns, 3),
-    ] {
+    for (prec, want) in
+        [(Precision::S, 3_000_000_000), (Precision::Ms, 3_000_000), (Precision::Us, 3_000), (Precision::Ns, 3)]
+    {
         assert_eq!(parse_with_default_time("m v=1 3", prec, 0).unwrap()[0].time_ns, want);
     }
     let err = parse_with_default_time("m v=1 9223372036854775807", Precision::S, 0).unwrap_err();
@@ -167,12 +164,8 @@ fn errors_name_line_and_column() {
 /// Names that every InfluxDB parser reads back the same way: anything but line
 /// breaks and backslashes, plus backslashes placed where they are unambiguous.
 fn name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[^\\\\\\n\\r\\t\\x00]{1,12}",
-        "[a-z]{1,3}\\\\[a-z]{1,3}",
-        "[ ,=\"a-z\u{e9}\u{1F600}]{1,8}",
-    ]
-    .prop_filter("not a comment", |s| !s.starts_with('#'))
+    prop_oneof!["[^\\\\\\n\\r\\t\\x00]{1,12}", "[a-z]{1,3}\\\\[a-z]{1,3}", "[ ,=\"a-z\u{e9}\u{1F600}]{1,8}",]
+        .prop_filter("not a comment", |s| !s.starts_with('#'))
 }
 
 fn field_value() -> impl Strategy<Value = FieldValue> {
