@@ -779,7 +779,10 @@ fn substitute(q: &str, vars: &[(String, String)]) -> String {
 }
 
 /// Series of a result: (tags, values of the last column).
-fn series(res: &Value) -> Vec<(BTreeMap<String, String>, Vec<Option<f64>>)> {
+/// One result series: its tags and its values in time order.
+type TaggedValues = (BTreeMap<String, String>, Vec<Option<f64>>);
+
+fn series(res: &Value) -> Vec<TaggedValues> {
     res["series"]
         .as_array()
         .into_iter()
@@ -803,7 +806,7 @@ fn series(res: &Value) -> Vec<(BTreeMap<String, String>, Vec<Option<f64>>)> {
 type Frames = BTreeMap<BTreeMap<String, String>, f64>;
 
 /// Grafana's server-side expressions, as far as the rules use them.
-fn reduce(s: &[(BTreeMap<String, String>, Vec<Option<f64>>)], reducer: &str) -> Frames {
+fn reduce(s: &[TaggedValues], reducer: &str) -> Frames {
     s.iter()
         .filter_map(|(tags, vals)| {
             let v: Vec<f64> = vals.iter().flatten().copied().filter(|x| x.is_finite()).collect();

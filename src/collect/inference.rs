@@ -508,7 +508,7 @@ mod tests {
         use axum::routing::get;
         let app = axum::Router::new()
             .route("/big", get(|| async { "m 1\n".repeat(10_000) }))
-            .route("/hang", get(|| std::future::pending::<String>()))
+            .route("/hang", get(std::future::pending::<String>))
             .route("/html", get(|| async { "<html><body>hello</body></html>" }));
         let addr = serve(app).await;
         let cfg = |path: &str| {

@@ -241,7 +241,7 @@ mod tests {
         let mut m = MarketSim::new(MarketSpec::default(), 0);
         let samples: Vec<MarketSample> = (0..50).map(|_| m.step()).collect();
         let last = samples.last().unwrap();
-        let p = sample_point(&last);
+        let p = sample_point(last);
         let series = Series {
             tags: p.tags.iter().cloned().collect(),
             fields: p.fields.iter().map(|(k, _)| k.clone()).collect(),
