@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::agent::spool::FsyncPolicy;
 use crate::collect::inference::InferenceServerConfig;
+pub use crate::collect::miners::fleet::MinersConfig;
 use crate::config::ConfigError;
 use crate::store::{StoreConfig, StoreKind};
 
@@ -21,6 +22,7 @@ pub struct AgentConfig {
     /// Where points go: InfluxDB v1 or v2 API, or the aggregator's ingest (v2).
     pub store: StoreConfig,
     pub gpus: Option<GpusConfig>,
+    /// `[miners]`: the section is defined beside the code that reads it.
     pub miners: Option<MinersConfig>,
     #[serde(default)]
     pub inference: Vec<InferenceServerConfig>,
@@ -69,21 +71,6 @@ pub struct GpusConfig {
     pub interval: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MinersConfig {
-    /// `HOST[:PORT]` and CIDR ranges (`10.0.0.0/24`).
-    pub targets: Vec<String>,
-    #[serde(default = "default_miner_interval", with = "crate::config::duration")]
-    pub interval: Duration,
-    /// Per-miner connect+read timeout.
-    #[serde(default = "default_miner_timeout", with = "crate::config::duration")]
-    pub timeout: Duration,
-    /// Miners read at the same time.
-    #[serde(default = "default_miner_concurrency")]
-    pub concurrency: usize,
-}
-
 /// Which workload a device belongs to (tag `workload`). The most specific rule
 /// wins: a GPU's UUID before its index, a miner's exact address before the
 /// narrowest CIDR range containing it, then `default`.
@@ -125,15 +112,6 @@ fn default_true() -> bool {
 }
 fn default_gpu_interval() -> Duration {
     Duration::from_secs(1)
-}
-fn default_miner_interval() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_miner_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_miner_concurrency() -> usize {
-    64
 }
 
 impl AgentConfig {
@@ -180,10 +158,7 @@ impl AgentConfig {
             if m.targets.is_empty() {
                 return Err("[miners] targets is empty; list HOST[:PORT] or CIDR ranges, or remove [miners]".into());
             }
-            crate::collect::miners::fleet::parse_targets(&m.targets).map_err(|e| format!("[miners] targets: {e}"))?;
-            if m.interval.is_zero() || m.timeout.is_zero() || m.concurrency == 0 {
-                return Err("[miners] interval, timeout and concurrency must be greater than 0".into());
-            }
+            m.build().map_err(|e| e.to_string())?;
         }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.inference {

@@ -28,7 +28,6 @@ use crate::agent::spool::Spool;
 use crate::agent::telemetry::AgentStats;
 use crate::agent::workloads::WorkloadMap;
 use crate::collect::inference::InferenceSource;
-use crate::collect::miners::fleet::{parse_targets, MinerSource, PollOptions};
 use crate::collect::nvml::NvmlSource;
 use crate::model::Clock;
 use crate::ship::Writer;
@@ -131,9 +130,8 @@ pub fn sources_from_config(cfg: &AgentConfig) -> Result<Vec<ScheduledSource>, Ag
         out.push(ScheduledSource { source: Box::new(src), interval: g.interval });
     }
     if let Some(m) = &cfg.miners {
-        let targets = parse_targets(&m.targets).map_err(|e| AgentError::Config(format!("[miners] targets: {e}")))?;
-        let opts = PollOptions { timeout: m.timeout, concurrency: m.concurrency, ..PollOptions::default() };
-        out.push(ScheduledSource { source: Box::new(MinerSource::new(targets, opts)), interval: m.interval });
+        let source = m.build().map_err(|e| AgentError::Config(e.to_string()))?;
+        out.push(ScheduledSource { source: Box::new(source), interval: m.interval });
     }
     for s in &cfg.inference {
         let src = InferenceSource::new(s.clone())

@@ -227,6 +227,9 @@ pub async fn poll(endpoints: &[Endpoint], opts: &PollOptions, on_done: impl Fn(&
 #[serde(deny_unknown_fields)]
 pub struct MinersConfig {
     pub targets: Vec<String>,
+    /// How often the agent reads every miner.
+    #[serde(default = "default_interval", with = "crate::config::duration")]
+    pub interval: Duration,
     #[serde(default = "default_timeout", with = "crate::config::duration")]
     pub timeout: Duration,
     #[serde(default = "default_concurrency")]
@@ -237,11 +240,15 @@ pub struct MinersConfig {
     pub port: u16,
 }
 
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_timeout() -> Duration {
     PollOptions::default().timeout
 }
+/// Gentler than a one-off scan's default: an agent polls the same LAN forever.
 fn default_concurrency() -> usize {
-    PollOptions::default().concurrency
+    64
 }
 fn default_max_reply() -> usize {
     DEFAULT_MAX_REPLY_BYTES
@@ -260,8 +267,8 @@ impl MinersConfig {
         if self.concurrency == 0 {
             return Err(bad("`concurrency` must be at least 1"));
         }
-        if self.timeout.is_zero() {
-            return Err(bad("`timeout` must be above 0"));
+        if self.timeout.is_zero() || self.interval.is_zero() {
+            return Err(bad("`timeout` and `interval` must be above 0"));
         }
         if self.max_reply_bytes < 1024 {
             return Err(bad("`max_reply_bytes` below 1024 cannot hold a miner's reply"));
@@ -366,7 +373,7 @@ mod tests {
         let a: Agent =
             toml::from_str("[miners]\ntargets = [\"10.0.0.0/30\", \"10.0.1.7:4029\"]\ntimeout = \"2s\"\n").unwrap();
         assert_eq!(a.miners.timeout, Duration::from_secs(2));
-        assert_eq!((a.miners.concurrency, a.miners.port), (256, 4028));
+        assert_eq!((a.miners.concurrency, a.miners.port, a.miners.interval), (64, 4028, Duration::from_secs(30)));
         let src = a.miners.build().unwrap();
         let eps: Vec<_> = src.endpoints().iter().map(|e| format!("{}:{}", e.host, e.port)).collect();
         assert_eq!(eps, ["10.0.0.1:4028", "10.0.0.2:4028", "10.0.1.7:4029"]);
