@@ -1,40 +1,102 @@
-//! Property tests: every parser is total (arbitrary input never panics) and bounded.
+//! Property tests: every parser is total (arbitrary input never panics) and bounded, for
+//! the cgminer family and for the HTTP-only makes (Braiins OS REST/GraphQL, Goldshell,
+//! Proto), whose whole probe is also run against a server answering arbitrary bytes.
 
 use proptest::prelude::*;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use wattledger::collect::miners::http_makes::{
+    identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
+};
 use wattledger::collect::miners::json::{bracket_nums, parse_lenient, select};
 use wattledger::collect::miners::profiles::{all, extract};
 use wattledger::collect::miners::wire::parse_http;
-use wattledger::collect::miners::{finish, identify_cgminer, split_multi};
+use wattledger::collect::miners::{self, finish, identify_cgminer, split_multi, Identity, ReadOptions};
 
-fn json_value() -> impl Strategy<Value = Value> {
+/// Arbitrary JSON shaped like miner replies: object keys are mostly ones the parsers look
+/// for (`keys`), strings are sometimes values they treat specially (`strings`).
+fn json_value(keys: &'static [&'static str], strings: &'static [&'static str], depth: u32) -> BoxedStrategy<Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
         "[ -~]{0,12}".prop_map(Value::String),
-        prop_oneof![Just("78-50-69-70"), Just("Fan1[5] PS[0 1 2 3 4000]"), Just("GH"), Just("12.5 W")]
-            .prop_map(|s| Value::String(s.into())),
+        prop::sample::select(strings).prop_map(|s| Value::String(s.into())),
     ];
-    leaf.prop_recursive(4, 64, 6, |inner| {
-        let keys = prop_oneof![
-            Just("summary".to_string()),
-            Just("stats".to_string()),
-            Just("version".to_string()),
-            Just("SUMMARY".to_string()),
-            Just("STATS".to_string()),
-            Just("VERSION".to_string()),
-            Just("GHS 5s".to_string()),
-            Just("fan1".to_string()),
-            Just("MM ID0".to_string()),
-            Just("rate_unit".to_string()),
-            "[a-z]{1,6}",
+    leaf.prop_recursive(depth, 64, 6, move |inner| {
+        let key = prop_oneof![
+            keys.len() as u32 => prop::sample::select(keys).prop_map(str::to_string),
+            1 => "[a-z_]{1,8}",
         ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(key, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+    .boxed()
+}
+
+/// The cgminer family's keys and quirky values.
+fn cgminer_json() -> BoxedStrategy<Value> {
+    json_value(
+        &["summary", "stats", "version", "SUMMARY", "STATS", "VERSION", "GHS 5s", "fan1", "MM ID0", "rate_unit"],
+        &["78-50-69-70", "Fan1[5] PS[0 1 2 3 4000]", "GH", "12.5 W"],
+        4,
+    )
+}
+
+/// The HTTP-only makes' keys (Braiins OS REST/GraphQL, Goldshell, Proto).
+fn http_makes_json() -> BoxedStrategy<Value> {
+    json_value(
+        &[
+            "data",
+            "bosminer",
+            "info",
+            "workSolver",
+            "realHashrate",
+            "mhs5S",
+            "miner_stats",
+            "real_hashrate",
+            "miner_identity",
+            "miner_model",
+            "mining-status",
+            "hashrate_ghs",
+            "system-info",
+            "MHS 20s",
+            "fan0",
+            "model",
+        ],
+        &["Goldshell-SC5Pro"],
+        5,
+    )
+}
+
+/// The keys a make's document is assembled under, and its identification.
+type Make = (&'static [&'static str], fn(&Value) -> Identity);
+
+fn http_makes() -> [Make; 4] {
+    [
+        (&["details", "stats", "cooling"], identify_braiins_rest),
+        (&["system", "pools"], identify_braiins_gql),
+        (&["status", "DEVS", "SUMMARY", "DEVDETAILS"], identify_goldshell),
+        (&["system", "mining", "cooling", "pools"], identify_proto),
+    ]
+}
+
+/// Reads `reply` as every HTTP-only make would see it.
+fn read_as_http_makes(reply: &Value) {
+    for (keys, identify) in http_makes() {
+        let mut doc = Map::new();
+        for k in keys {
+            doc.insert((*k).to_owned(), reply.clone());
+        }
+        let doc = Value::Object(doc);
+        let id = identify(&doc);
+        let r = finish("127.0.0.1", 80, &id, &doc);
+        assert!(r.online);
+        if let Some(h) = r.hashrate_ths {
+            assert!(h.is_finite() && h >= 0.0);
+        }
+    }
 }
 
 proptest! {
@@ -68,7 +130,7 @@ proptest! {
     }
 
     #[test]
-    fn every_field_map_is_total(doc in json_value()) {
+    fn every_field_map_is_total(doc in cgminer_json()) {
         for map in all() {
             let x = extract(map, &doc);
             if let Some(h) = x.hashrate_ths { prop_assert!(h.is_finite() && h >= 0.0); }
@@ -78,5 +140,56 @@ proptest! {
         if let Some(h) = r.hashrate_ths { prop_assert!(h.is_finite()); }
         let _ = split_multi(&doc, &["version", "summary"]);
         let _ = select(&doc, "*/*/fan#");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn http_make_maps_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        if let Ok(v) = parse_lenient(&bytes) {
+            read_as_http_makes(&v);
+        }
+    }
+
+    #[test]
+    fn http_make_maps_never_panic_on_arbitrary_json(v in http_makes_json()) {
+        read_as_http_makes(&v);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A server answering every request with `200 OK` and arbitrary bytes (or JSON-looking
+    /// text): the probe ends with a reading or an error, never a panic or a hang.
+    #[test]
+    fn probe_never_panics_on_arbitrary_http_bodies(body in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512),
+        http_makes_json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+    ]) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                loop {
+                    let Ok((mut s, _)) = listener.accept().await else { return };
+                    let body = body.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                        out.extend_from_slice(&body);
+                        let _ = s.write_all(&out).await;
+                    });
+                }
+            });
+            let opts = ReadOptions { timeout: std::time::Duration::from_secs(2), max_reply_bytes: 1 << 16 };
+            let _ = miners::probe("127.0.0.1", port, &opts).await;
+            server.abort();
+        });
     }
 }
