@@ -100,16 +100,7 @@ async fn a_missing_database_says_how_to_create_it() {
 
 #[tokio::test]
 async fn wrong_credentials_are_named_and_never_printed() {
-    let server = common::PrivateInfluxd::start(true, 25_000_000).await;
-    common::influxql_post(&server.url, "CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES").await;
-    let created = reqwest::Client::new()
-        .post(format!("{}/query", server.url))
-        .basic_auth("admin", Some("right-pw"))
-        .form(&[("q", "CREATE DATABASE wl")])
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
+    let server = common::PrivateInfluxd::with_admin("wl").await;
     let dir = tempfile::tempdir().unwrap();
     let pw_file = write_config(dir.path(), "pw", "right-pw\n");
     let body = |pw: &str| {

@@ -219,17 +219,7 @@ async fn real_influxdb_errors_are_clear() {
 
 #[tokio::test]
 async fn wrong_credentials_against_influxdb_with_authentication() {
-    let server = common::PrivateInfluxd::start(true, 25_000_000).await;
-    // With authentication on and no users yet, InfluxDB lets the first admin be created.
-    common::influxql_post(&server.url, "CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES").await;
-    let created = reqwest::Client::new()
-        .post(format!("{}/query", server.url))
-        .basic_auth("admin", Some("right-pw"))
-        .form(&[("q", "CREATE DATABASE wl")])
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
+    let server = common::PrivateInfluxd::with_admin("wl").await;
     let body = encode_batch(&hostile_points()).unwrap();
 
     let good = Auth::Basic { username: "admin".into(), password: Secret::new("right-pw") };

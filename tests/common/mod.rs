@@ -142,6 +142,25 @@ impl PrivateInfluxd {
     }
 }
 
+impl PrivateInfluxd {
+    /// A private influxd with authentication on, an admin `admin` / `right-pw` and a
+    /// database `db` created by that admin.
+    pub async fn with_admin(db: &str) -> PrivateInfluxd {
+        let server = PrivateInfluxd::start(true, 25_000_000).await;
+        // With authentication on and no users yet, InfluxDB lets the first admin be created.
+        influxql_post(&server.url, "CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES").await;
+        let created = reqwest::Client::new()
+            .post(format!("{}/query", server.url))
+            .basic_auth("admin", Some("right-pw"))
+            .form(&[("q", format!("CREATE DATABASE {db}"))])
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "CREATE DATABASE {db}: {}", created.status());
+        server
+    }
+}
+
 impl Drop for PrivateInfluxd {
     fn drop(&mut self) {
         let _ = self.child.kill();
