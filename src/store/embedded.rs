@@ -51,6 +51,11 @@ use super::{Series, SeriesQuery, Store, StoreError};
 use crate::model::{FieldValue, Point};
 use crate::ship::lineproto;
 
+/// One measurement's rows in a time range, in key order (both read paths).
+const READ_RANGE_SQL: &str = "SELECT time_ns, series_id, fields FROM points
+     WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
+     ORDER BY time_ns, series_id";
+
 const SCHEMA_VERSION: i64 = 2;
 
 /// A [`Store`] in one SQLite file.
@@ -317,14 +322,7 @@ impl Inner {
             })
             .collect();
         let slots = SeriesSlots::new(&matching);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT time_ns, series_id, fields FROM points
-                 WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
-                 ORDER BY time_ns, series_id",
-            )
-            .map_err(sql_err("preparing a read"))?;
+        let mut stmt = self.conn.prepare_cached(READ_RANGE_SQL).map_err(sql_err("preparing a read"))?;
         let mut iter = stmt.query(params![m.id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
         while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
             let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
@@ -355,14 +353,7 @@ impl Inner {
     ) -> Result<Vec<Series>, StoreError> {
         let slots = SeriesSlots::new(&matching);
         let mut rows: Vec<Vec<Row>> = vec![Vec::new(); matching.len()];
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT time_ns, series_id, fields FROM points
-                 WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
-                 ORDER BY time_ns, series_id",
-            )
-            .map_err(sql_err("preparing a read"))?;
+        let mut stmt = self.conn.prepare_cached(READ_RANGE_SQL).map_err(sql_err("preparing a read"))?;
         let mut iter = stmt.query(params![measurement_id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
         while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
             let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
