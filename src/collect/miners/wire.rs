@@ -45,6 +45,16 @@ async fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, 
     Ok(stream)
 }
 
+/// Connects and sends the whole request, both within `deadline`; every client starts so.
+async fn connect_and_send(host: &str, port: u16, request: &[u8], deadline: Instant) -> Result<TcpStream, WireError> {
+    let mut stream = connect(host, port, deadline).await?;
+    tokio::time::timeout_at(deadline, stream.write_all(request))
+        .await
+        .map_err(|_| WireError::Timeout { stage: "send" })?
+        .map_err(WireError::Io)?;
+    Ok(stream)
+}
+
 /// Sends `payload` and reads until the peer closes, sends a NUL byte (cgminer's terminator),
 /// or `cap` bytes arrived. Returns the bytes before the NUL.
 pub async fn tcp_request(
@@ -54,11 +64,7 @@ pub async fn tcp_request(
     deadline: Instant,
     cap: usize,
 ) -> Result<Vec<u8>, WireError> {
-    let mut stream = connect(host, port, deadline).await?;
-    tokio::time::timeout_at(deadline, stream.write_all(payload))
-        .await
-        .map_err(|_| WireError::Timeout { stage: "send" })?
-        .map_err(WireError::Io)?;
+    let mut stream = connect_and_send(host, port, payload, deadline).await?;
     // Read straight into the reply buffer (no separate chunk to zero and copy from).
     let mut buf: Vec<u8> = Vec::with_capacity(8192.min(cap.max(1)));
     loop {
@@ -106,13 +112,9 @@ pub async fn framed_request(
     deadline: Instant,
     cap: usize,
 ) -> Result<Vec<u8>, WireError> {
-    let mut stream = connect(host, port, deadline).await?;
     let mut req = (payload.len() as u32).to_le_bytes().to_vec();
     req.extend_from_slice(payload);
-    tokio::time::timeout_at(deadline, stream.write_all(&req))
-        .await
-        .map_err(|_| WireError::Timeout { stage: "send" })?
-        .map_err(WireError::Io)?;
+    let mut stream = connect_and_send(host, port, &req, deadline).await?;
     let mut len = [0u8; 4];
     match tokio::time::timeout_at(deadline, stream.read_exact(&mut len)).await {
         Err(_) => return Err(WireError::Timeout { stage: "read" }),
@@ -179,11 +181,7 @@ pub async fn http_request_with(
     if let Some((_, b)) = body {
         payload.extend_from_slice(b);
     }
-    let mut stream = connect(host, port, deadline).await?;
-    tokio::time::timeout_at(deadline, stream.write_all(&payload))
-        .await
-        .map_err(|_| WireError::Timeout { stage: "send" })?
-        .map_err(WireError::Io)?;
+    let mut stream = connect_and_send(host, port, &payload, deadline).await?;
     // Headers are capped too; the body cap is checked as it arrives.
     let mut buf = Vec::with_capacity(4096);
     // On the heap: thousands of these futures may be alive at once.
