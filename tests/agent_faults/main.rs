@@ -10,10 +10,12 @@
 //! - hostile sources: a hanging miner, a garbage-sending miner and a lost GPU do not
 //!   delay the other devices.
 //!
-//! Needs `WATTLEDGER_TEST_INFLUXD_BIN` and `WATTLEDGER_TEST_INFLUXD_CONFIG`
+//! Needs `WATTLEDGER_TEST_INFLUXD_BIN`
 //! (`eval "$(bash .ci/servers.sh start)"`) and the fake NVML library
 //! (`cargo build --workspace`).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod influxd;
 
 use std::net::Ipv4Addr;
@@ -22,7 +24,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use influxd::{key_of, Influxd};
+use common::PrivateInfluxd;
+use influxd::key_of;
 use wattledger::agent::config::AgentConfig;
 use wattledger::agent::spool::{FsyncPolicy, Spool};
 use wattledger::agent::telemetry::AgentStats;
@@ -73,7 +76,7 @@ async fn rig(gpus: usize, miners: usize, faults: Vec<(usize, Fault)>, lost_gpu: 
     Rig { fake, fleet, fleet_net, inference }
 }
 
-fn config_text(spool: &Path, influx: &Influxd, db: &str, rig: &Rig, agent_extra: &str) -> String {
+fn config_text(spool: &Path, influx: &PrivateInfluxd, db: &str, rig: &Rig, agent_extra: &str) -> String {
     format!(
         r#"
 [agent]
@@ -111,7 +114,7 @@ interval = "500ms"
 default = "test"
 "#,
         spool = spool.display(),
-        url = influx.url(),
+        url = influx.url,
         lib = rig.fake.lib_path().display(),
         net = rig.fleet_net,
         inference = rig.inference.metrics_url(),
@@ -166,7 +169,7 @@ async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_every_collected_point_is_stored_once() {
     let _serial = SERIAL.lock().await;
-    let mut influx = Influxd::start();
+    let mut influx = PrivateInfluxd::start_blocking(false, 25_000_000);
     let db = db_name();
     influx.create_db(&db).await;
     let rig = rig(4, 6, Vec::new(), None).await;
@@ -227,7 +230,7 @@ fn start_process(config: &Path, log: &Path) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed() {
     let _serial = SERIAL.lock().await;
-    let influx = Influxd::start();
+    let influx = PrivateInfluxd::start_blocking(false, 25_000_000);
     let db = db_name();
     influx.create_db(&db).await;
     let rig = rig(4, 6, Vec::new(), None).await;
@@ -294,7 +297,7 @@ async fn crash_kill_9_loses_nothing_confirmed_and_resends_only_the_unconfirmed()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_drops_oldest_counts_them_and_keeps_running() {
     let _serial = SERIAL.lock().await;
-    let mut influx = Influxd::start();
+    let mut influx = PrivateInfluxd::start_blocking(false, 25_000_000);
     let db = db_name();
     influx.create_db(&db).await;
     let rig = rig(8, 6, Vec::new(), None).await;
@@ -334,7 +337,7 @@ async fn full_spool_drops_oldest_counts_them_and_keeps_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sources_do_not_delay_the_others() {
     let _serial = SERIAL.lock().await;
-    let influx = Influxd::start();
+    let influx = PrivateInfluxd::start_blocking(false, 25_000_000);
     let db = db_name();
     influx.create_db(&db).await;
     let rig = rig(4, 6, vec![(0, Fault::Hang), (1, Fault::Garbage)], Some(2)).await;

@@ -92,15 +92,24 @@ fn free_port() -> u16 {
 
 /// An influxd of this test's own (from `WATTLEDGER_TEST_INFLUXD_BIN`), on free
 /// loopback ports with its data in a temporary folder, for settings the shared server
-/// must not have (authentication, a small body limit). Stopped when dropped.
+/// must not have (authentication, a small body limit) and for tests that stop and
+/// restart it. Stopped when dropped.
 pub struct PrivateInfluxd {
     pub url: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
+    pub http_port: u16,
+    bin: String,
+    config: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    pub dir: tempfile::TempDir,
 }
 
 impl PrivateInfluxd {
     pub async fn start(auth_enabled: bool, max_body_size: usize) -> PrivateInfluxd {
+        PrivateInfluxd::start_blocking(auth_enabled, max_body_size)
+    }
+
+    /// Starts it and waits until it listens (blocking: also usable outside async code).
+    pub fn start_blocking(auth_enabled: bool, max_body_size: usize) -> PrivateInfluxd {
         let bin = server_url("WATTLEDGER_TEST_INFLUXD_BIN");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
@@ -115,31 +124,64 @@ impl PrivateInfluxd {
                auth-enabled = {auth_enabled}\n  max-body-size = {max_body_size}\n\
              [logging]\n  level = \"warn\"\n"
         );
-        let conf_path = dir.path().join("influxdb.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = std::process::Command::new(&bin)
+        let config = dir.path().join("influxdb.conf");
+        std::fs::write(&config, conf).unwrap();
+        let url = format!("http://127.0.0.1:{http}");
+        let mut server = PrivateInfluxd { url, http_port: http, bin, config, child: None, dir };
+        server.resume();
+        server
+    }
+
+    /// Starts it (again) on the same port and data, and waits until `/ping` answers.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "influxd already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("log")).unwrap();
+        let child = std::process::Command::new(&self.bin)
             .args(["run", "-config"])
-            .arg(&conf_path)
+            .arg(&self.config)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let url = format!("http://127.0.0.1:{http}");
-        let mut server = PrivateInfluxd { url, child, _dir: dir };
-        for _ in 0..200 {
-            if let Ok(r) = reqwest::get(format!("{}/ping", server.url)).await {
-                if r.status().is_success() {
-                    return server;
-                }
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
+        let child = self.child.insert(child);
+        let ping = format!("127.0.0.1:{}", self.http_port);
+        for _ in 0..300 {
+            if ping_ok(&ping) {
+                return;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!("influxd exited during start-up ({status})");
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("influxd did not answer /ping within 10 s");
+        panic!("influxd did not answer /ping within 15 s");
     }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s) and waits until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+            let started = std::time::Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > std::time::Duration::from_secs(10) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// `GET /ping` answered 204, by plain blocking HTTP (no runtime needed).
+fn ping_ok(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"204"
 }
 
 impl PrivateInfluxd {
@@ -163,7 +205,9 @@ impl PrivateInfluxd {
 
 impl Drop for PrivateInfluxd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
