@@ -580,35 +580,66 @@ fn encode_field(out: &mut Vec<u8>, id: u32, value: &FieldValue) {
     }
 }
 
+fn corrupt() -> StoreError {
+    StoreError::Embedded("corrupt field data in the store file".into())
+}
+
+/// One field of a row's blob, not yet a value: a string stays borrowed, so a reader
+/// that skips it allocates nothing.
+enum RawField<'a> {
+    Float([u8; 8]),
+    Int([u8; 8]),
+    UInt([u8; 8]),
+    Bool(bool),
+    Str(&'a [u8]),
+}
+
+impl RawField<'_> {
+    fn value(&self) -> Result<FieldValue, StoreError> {
+        Ok(match *self {
+            RawField::Float(x) => FieldValue::Float(f64::from_le_bytes(x)),
+            RawField::Int(x) => FieldValue::Int(i64::from_le_bytes(x)),
+            RawField::UInt(x) => FieldValue::UInt(u64::from_le_bytes(x)),
+            RawField::Bool(v) => FieldValue::Bool(v),
+            RawField::Str(s) => FieldValue::Str(std::str::from_utf8(s).map_err(|_| corrupt())?.to_owned()),
+        })
+    }
+}
+
+/// Reads the field at `*pos` (name id, type byte, value) and moves past it.
+fn next_field<'a>(b: &'a [u8], pos: &mut usize) -> Result<(u32, RawField<'a>), StoreError> {
+    let id = u32::try_from(get_varint(b, pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let ty = *b.get(*pos).ok_or_else(corrupt)?;
+    *pos += 1;
+    let mut eight = || -> Result<[u8; 8], StoreError> {
+        let s: [u8; 8] = b.get(*pos..*pos + 8).ok_or_else(corrupt)?.try_into().expect("slice of 8");
+        *pos += 8;
+        Ok(s)
+    };
+    let raw = match ty {
+        T_FLOAT => RawField::Float(eight()?),
+        T_INT => RawField::Int(eight()?),
+        T_UINT => RawField::UInt(eight()?),
+        T_FALSE => RawField::Bool(false),
+        T_TRUE => RawField::Bool(true),
+        T_STR => {
+            let len = usize::try_from(get_varint(b, pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let end = pos.checked_add(len).ok_or_else(corrupt)?;
+            let s = b.get(*pos..end).ok_or_else(corrupt)?;
+            *pos = end;
+            RawField::Str(s)
+        }
+        _ => return Err(corrupt()),
+    };
+    Ok((id, raw))
+}
+
 fn decode_fields(b: &[u8]) -> Result<Vec<(u32, FieldValue)>, StoreError> {
-    let corrupt = || StoreError::Embedded("corrupt field data in the store file".into());
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < b.len() {
-        let id = u32::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-        let ty = *b.get(pos).ok_or_else(corrupt)?;
-        pos += 1;
-        let mut eight = || -> Result<[u8; 8], StoreError> {
-            let s = b.get(pos..pos + 8).ok_or_else(corrupt)?;
-            pos += 8;
-            Ok(s.try_into().expect("slice of 8"))
-        };
-        let value = match ty {
-            T_FLOAT => FieldValue::Float(f64::from_le_bytes(eight()?)),
-            T_INT => FieldValue::Int(i64::from_le_bytes(eight()?)),
-            T_UINT => FieldValue::UInt(u64::from_le_bytes(eight()?)),
-            T_FALSE => FieldValue::Bool(false),
-            T_TRUE => FieldValue::Bool(true),
-            T_STR => {
-                let len = usize::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-                let end = pos.checked_add(len).ok_or_else(corrupt)?;
-                let s = b.get(pos..end).ok_or_else(corrupt)?;
-                pos = end;
-                FieldValue::Str(String::from_utf8(s.to_vec()).map_err(|_| corrupt())?)
-            }
-            _ => return Err(corrupt()),
-        };
-        out.push((id, value));
+        let (id, raw) = next_field(b, &mut pos)?;
+        out.push((id, raw.value()?));
     }
     Ok(out)
 }
@@ -617,40 +648,13 @@ fn decode_fields(b: &[u8]) -> Result<Vec<(u32, FieldValue)>, StoreError> {
 /// the blob has, skipping the others without allocating; true when any was found.
 /// A field appearing twice keeps its first value, as [`decode_fields`] + lookup did.
 fn decode_selected(b: &[u8], cols: &[(u32, usize)], values: &mut [Option<FieldValue>]) -> Result<bool, StoreError> {
-    let corrupt = || StoreError::Embedded("corrupt field data in the store file".into());
     let mut any = false;
     let mut pos = 0;
     while pos < b.len() {
-        let id = u32::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-        let ty = *b.get(pos).ok_or_else(corrupt)?;
-        pos += 1;
+        let (id, raw) = next_field(b, &mut pos)?;
         let slot = cols.iter().find(|(cid, _)| *cid == id).map(|&(_, j)| j).filter(|&j| values[j].is_none());
-        let value = match ty {
-            T_FLOAT | T_INT | T_UINT => {
-                let s: [u8; 8] = b.get(pos..pos + 8).ok_or_else(corrupt)?.try_into().expect("slice of 8");
-                pos += 8;
-                match ty {
-                    T_FLOAT => FieldValue::Float(f64::from_le_bytes(s)),
-                    T_INT => FieldValue::Int(i64::from_le_bytes(s)),
-                    _ => FieldValue::UInt(u64::from_le_bytes(s)),
-                }
-            }
-            T_FALSE => FieldValue::Bool(false),
-            T_TRUE => FieldValue::Bool(true),
-            T_STR => {
-                let len = usize::try_from(get_varint(b, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-                let end = pos.checked_add(len).ok_or_else(corrupt)?;
-                let s = b.get(pos..end).ok_or_else(corrupt)?;
-                pos = end;
-                if slot.is_none() {
-                    continue;
-                }
-                FieldValue::Str(std::str::from_utf8(s).map_err(|_| corrupt())?.to_owned())
-            }
-            _ => return Err(corrupt()),
-        };
         if let Some(j) = slot {
-            values[j] = Some(value);
+            values[j] = Some(raw.value()?);
             any = true;
         }
     }
