@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::Aggregator;
@@ -21,6 +22,9 @@ pub struct AggregatorArgs {
 }
 
 pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
+    // `systemctl stop` sends SIGTERM, a terminal Ctrl-C sends SIGINT: both drain.
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let cfg = AggregatorConfig::load(&args.config)?;
     let store = crate::store::open_store(&cfg.store)
         .await
@@ -45,8 +49,11 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
             let _ = rx.changed().await;
         }
     }));
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
     let _ = stop_tx.send(true);
     let _ = runner.await;
     server.await.context("API server task")?.context("API server")?;
