@@ -50,6 +50,41 @@ pub enum AggregateError {
     Market(#[from] market::MarketError),
     #[error("no workload named {0:?} in the config")]
     UnknownWorkload(String),
+    /// A range that is empty, too long or outside the years a timestamp holds.
+    #[error("{0}")]
+    Range(String),
+}
+
+/// The longest range one report or API call computes.
+pub const MAX_RANGE_NS: i64 = 400 * 86_400_000_000_000;
+
+/// The years a nanosecond timestamp holds, with a margin for window alignment:
+/// 1678-01-01 to 2262-01-01.
+const MIN_TIME_NS: i64 = -9_214_560_000_000_000_000;
+const MAX_TIME_NS: i64 = 9_222_076_800_000_000_000;
+
+/// Refuses a range no computation should start: `to` not after `from`, longer than
+/// [`MAX_RANGE_NS`], or outside 1678..2262 (where window ends would overflow).
+pub fn check_range(from_ns: i64, to_ns: i64) -> Result<(), AggregateError> {
+    let bad = |m: String| Err(AggregateError::Range(m));
+    if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&from_ns) || !(MIN_TIME_NS..=MAX_TIME_NS).contains(&to_ns) {
+        return bad(format!(
+            "the range {} .. {} is outside the years 1678 to 2262 that timestamps hold",
+            rfc3339(from_ns),
+            rfc3339(to_ns)
+        ));
+    }
+    if to_ns <= from_ns {
+        return bad(format!("`to` ({}) must be after `from` ({})", rfc3339(to_ns), rfc3339(from_ns)));
+    }
+    if to_ns - from_ns > MAX_RANGE_NS {
+        return bad(format!(
+            "the range {} .. {} is longer than 400 days; ask for a shorter one",
+            rfc3339(from_ns),
+            rfc3339(to_ns)
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 3339 text of a nanosecond timestamp (UTC, seconds precision unless finer).
@@ -213,6 +248,7 @@ impl Aggregator {
         only: Option<&str>,
         mut sink: impl FnMut(WindowResult),
     ) -> Result<(), AggregateError> {
+        check_range(from_ns, to_ns)?;
         if let Some(name) = only {
             if !self.plans.iter().any(|p| p.name == name) {
                 return Err(AggregateError::UnknownWorkload(name.to_string()));
@@ -232,6 +268,8 @@ impl Aggregator {
             let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
                 sink(compute_window(&self.store, plan, tariff, win, &market, read_chunk_ns).await?);
+                // A long range never holds a runtime thread between windows.
+                tokio::task::yield_now().await;
             }
         }
         Ok(())

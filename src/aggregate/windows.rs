@@ -43,7 +43,8 @@ pub fn aligned_windows(from_ns: i64, to_ns: i64, len_ns: i64) -> Vec<Window> {
     }
     let mut start = from_ns.div_euclid(len_ns) * len_ns;
     while start < to_ns {
-        let end = start + len_ns;
+        // Near the end of the i64 range the last window ends at `to_ns`.
+        let end = start.checked_add(len_ns).unwrap_or(to_ns);
         out.push(Window::new(start.max(from_ns), end.min(to_ns)));
         start = end;
     }

@@ -38,6 +38,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let from = parse_rfc3339(&args.from).map_err(anyhow::Error::msg).context("--from")?;
     let to = parse_rfc3339(&args.to).map_err(anyhow::Error::msg).context("--to")?;
     anyhow::ensure!(to > from, "--to ({}) must be after --from ({})", args.to, args.from);
+    crate::aggregate::check_range(from, to).context("--from/--to")?;
     let cfg = AggregatorConfig::load(&args.config)?;
     let store = crate::store::open_store(&cfg.store)
         .await
