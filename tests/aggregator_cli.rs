@@ -178,3 +178,49 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(status.success(), "exit {status:?}; stderr: {err}");
     assert!(err.contains("shutting down"), "{err}");
 }
+
+/// A non-loopback `listen` without tokens is refused at start and by `check`,
+/// unless the operator says `allow_unauthenticated = true`; `report` refuses a
+/// range longer than 400 days.
+#[test]
+fn open_network_listen_and_huge_ranges_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("open.toml");
+    let db = dir.path().join("wl.db");
+    let store = format!("kind = \"embedded\"\npath = {:?}", db.display().to_string());
+    let wl = env!("CARGO_BIN_EXE_wattledger");
+    std::fs::write(&cfg, scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\n")).unwrap();
+    let out = Command::new(wl).args(["aggregator", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address") && err.contains("allow_unauthenticated"), "{err}");
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  [api]") && text.contains("read_token / write_token"), "{text}");
+
+    // A write token alone leaves the page and the API open: still refused.
+    std::fs::write(
+        &cfg,
+        scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\ningest = true\nwrite_token = \"w\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the page and the API would need no token"), "{text}");
+
+    std::fs::write(&cfg, scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\nallow_unauthenticated = true\n"))
+        .unwrap();
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok    [api]") && text.contains("open to anyone"), "{text}");
+
+    let out = Command::new(wl)
+        .args(["report", "--from", "2020-01-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than 400 days"));
+}

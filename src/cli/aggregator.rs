@@ -26,6 +26,9 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let cfg = AggregatorConfig::load(&args.config)?;
+    if let Some(why) = cfg.unauthenticated_exposure()? {
+        anyhow::bail!("refusing to start: {why} ({})", args.config.display());
+    }
     let store = crate::store::open_store(&cfg.store)
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;

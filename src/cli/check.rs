@@ -148,6 +148,16 @@ async fn check_aggregator(path: &Path) -> anyhow::Result<Vec<Line>> {
         what: "config".into(),
         result: Ok(format!("aggregator config is valid ({} workloads)", cfg.workloads.len())),
     }];
+    // The aggregator refuses to serve this; say so before it is deployed.
+    let api = match cfg.unauthenticated_exposure()? {
+        Some(why) => Err(format!("the aggregator will refuse to start: {why}")),
+        None if cfg.api.allow_unauthenticated => Ok(format!(
+            "listen = {:?} with allow_unauthenticated = true: whatever has no token is open to anyone who can connect",
+            cfg.api.listen
+        )),
+        None => Ok(format!("listen = {:?}: access is limited by its address or a token", cfg.api.listen)),
+    };
+    lines.push(Line { what: "[api]".into(), result: api });
     lines.push(Line { what: "[store]".into(), result: check_store(&cfg.store).await.map_err(|e| e.to_string()) });
     if cfg.market.source == MarketSourceKind::Http {
         let m = &cfg.market;
