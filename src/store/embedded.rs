@@ -738,7 +738,14 @@ impl Store for EmbeddedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|s| {
-            s.lock()
+            // A store busy writing a batch is reachable: health checks do not queue
+            // behind the write lock.
+            let inner = match s.inner.try_lock() {
+                Ok(inner) => inner,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+            };
+            inner
                 .conn
                 .query_row("SELECT count(*) FROM series", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())
