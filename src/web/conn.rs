@@ -68,7 +68,8 @@ pub fn raise_nofile_limit() -> Option<u64> {
 /// `max_connections`, lowered so that shedding starts before `accept` would fail.
 fn effective_max(limits: &ConnLimits) -> usize {
     let by_fds = raise_nofile_limit().map_or(usize::MAX, |n| n.saturating_sub(FD_RESERVE).max(1) as usize);
-    limits.max_connections.clamp(1, by_fds.max(1))
+    // 2^20 keeps the semaphore (and `acquire_many`'s u32) in range.
+    limits.max_connections.clamp(1, by_fds.clamp(1, 1 << 20))
 }
 
 /// The answer past the limit, written without reading the request.

@@ -293,6 +293,23 @@ test('every API call carries the token, and a page without one says how to get i
   await page.close();
 });
 
+test('the token is read from the address once, then kept in sessionStorage and out of the address bar', async () => {
+  const page = await context.newPage();
+  await page.goto(pageUrl);
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  assert.ok(!new URL(page.url()).searchParams.has('token'), page.url());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('wattledger-token')), token);
+  assert.ok(!(await page.getAttribute('#api-link', 'href')).includes('token'));
+  // A reload (the address has no token now) still reads the API with it.
+  const seen = requests.length;
+  await page.reload();
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  const calls = requests.slice(seen).filter((r) => new URL(r.url).pathname.startsWith('/api/'));
+  assert.ok(calls.length > 0);
+  for (const r of calls) assert.equal(r.headers.authorization, 'Bearer ' + token, r.url);
+  await page.close();
+});
+
 test('it reads on a phone: nothing wider than the screen but the tables, which scroll', async () => {
   const page = await context.newPage();
   await page.setViewportSize({ width: 390, height: 844 });
