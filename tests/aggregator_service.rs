@@ -434,3 +434,23 @@ async fn unbounded_ranges_are_refused() {
     }
     assert_eq!(http.get(format!("{}/api/health", run.base)).send().await.unwrap().status(), 200);
 }
+
+/// A write body that trickles in is cut off at `[api] body_timeout` with a 408.
+#[tokio::test]
+async fn a_body_that_never_finishes_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = start("[api]\ntoken = \"t\"\ningest = true\nbody_timeout = \"300ms\"\n", scenario::T0_S * S).await;
+    let addr = run.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /write HTTP/1.1\r\nhost: x\r\nauthorization: Token t\r\ncontent-length: 1000\r\n\r\nm v=1")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+}
