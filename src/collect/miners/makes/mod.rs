@@ -209,6 +209,51 @@ impl Make {
     }
 }
 
+impl Api {
+    /// The protocol and the identifying request, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Api::Cgminer { extra, .. } if extra.is_empty() => format!("cgminer TCP, `{}`", super::MULTI_COMMAND),
+            Api::Cgminer { extra, .. } => format!("cgminer TCP, `{}` + `{}`", super::MULTI_COMMAND, extra.join("`, `")),
+            Api::Btminer { commands, .. } => format!("btminer TCP, `get_version` + `{}`", commands.join("`, `")),
+            Api::Framed { requests, .. } => format!(
+                "v3 framing, TCP {}, {}",
+                Api::FRAMED_PORT,
+                requests.iter().map(|(_, p)| format!("`{p}`")).collect::<Vec<_>>().join(" + ")
+            ),
+            Api::Http(h) => {
+                let paths: Vec<String> = h
+                    .requests
+                    .iter()
+                    .map(|r| match r.query {
+                        Some(_) => format!("`POST {}`", r.path),
+                        None => format!("`{}`", r.path),
+                    })
+                    .collect();
+                let login = if h.login.is_some() { " (token login once identified)" } else { "" };
+                format!("HTTP, {}{login}", paths.join(", "))
+            }
+        }
+    }
+}
+
+/// The table of makes in `README.md` (between `<!-- makes:begin -->` and `<!-- makes:end -->`),
+/// generated from [`MAKES`]; a test keeps the README equal to it.
+pub fn readme_table() -> String {
+    let mut out = String::from("| id | make | requests | field map | simulated |\n|---|---|---|---|---|\n");
+    for m in MAKES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | `{}` | {} |\n",
+            m.id,
+            m.title,
+            m.api.describe(),
+            m.map.id,
+            if m.sim.is_some() { "yes" } else { "no (fallback, no capture of its own)" }
+        ));
+    }
+    out
+}
+
 /// Looks a make up by id.
 pub fn by_id(id: &str) -> Option<&'static Make> {
     MAKES.iter().copied().find(|m| m.id == id)
