@@ -8,6 +8,7 @@ use wattledger::collect::miners::identify::{
     identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
 };
 use wattledger::collect::miners::json::{bracket_nums, parse_lenient, select};
+use wattledger::collect::miners::makes::{Api, MAKES};
 use wattledger::collect::miners::profiles::{all, extract};
 use wattledger::collect::miners::wire::{self, parse_http};
 use wattledger::collect::miners::{self, finish, identify_cgminer, split_multi, Identity, ReadOptions};
@@ -82,8 +83,44 @@ fn http_makes() -> [Make; 4] {
     ]
 }
 
+/// Reads `reply` as every make of the registry would see it: each document key its
+/// requests fill holds the reply.
+fn read_as_every_make(reply: &Value) {
+    for m in MAKES {
+        let keys: Vec<&str> = match &m.api {
+            Api::Cgminer { extra, .. } => {
+                ["version", "summary", "stats", "pools"].into_iter().chain(extra.iter().copied()).collect()
+            }
+            Api::Btminer { commands, .. } => std::iter::once("get_version").chain(commands.iter().copied()).collect(),
+            Api::Framed { requests, .. } => requests.iter().flat_map(|(k, _)| k.iter().copied()).collect(),
+            Api::Http(h) => h.requests.iter().map(|r| r.key).collect(),
+        };
+        let mut doc = Map::new();
+        for k in keys {
+            doc.insert(k.to_owned(), reply.clone());
+        }
+        let doc = Value::Object(doc);
+        let id = match &m.api {
+            Api::Cgminer { identify, .. } => identify(&doc),
+            Api::Btminer { identify, .. } | Api::Framed { identify, .. } => Some(identify(&doc)),
+            Api::Http(h) => {
+                let _ = (h.detect)(reply);
+                Some((h.identify)(&doc))
+            }
+        };
+        if let Some(id) = id {
+            let r = finish("127.0.0.1", 80, &id, &doc);
+            assert!(r.online);
+            if let Some(h) = r.hashrate_ths {
+                assert!(h.is_finite() && h >= 0.0, "{}", m.id);
+            }
+        }
+    }
+}
+
 /// Reads `reply` as every HTTP-only make would see it.
 fn read_as_http_makes(reply: &Value) {
+    read_as_every_make(reply);
     for (keys, identify) in http_makes() {
         let mut doc = Map::new();
         for k in keys {
@@ -135,6 +172,7 @@ proptest! {
             let x = extract(map, &doc);
             if let Some(h) = x.hashrate_ths { prop_assert!(h.is_finite() && h >= 0.0); }
         }
+        read_as_every_make(&doc);
         let id = identify_cgminer(&doc);
         let r = finish("h", 1, &id, &doc);
         if let Some(h) = r.hashrate_ths { prop_assert!(h.is_finite()); }
