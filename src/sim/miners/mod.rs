@@ -423,4 +423,27 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn moving_fields_come_from_the_field_map() {
+        use crate::collect::miners::makes::Moves;
+        let has = |m: SimMake, cmd: &str, path: &str, q: Moves| {
+            let d = MakeData::of(m.0).unwrap();
+            assert!(
+                d.patches.iter().any(|p| p.cmd == cmd && p.path == path && p.q == q),
+                "{m:?}: no {cmd} {path} {q:?} in {:?}",
+                d.patches
+            );
+        };
+        // Paths as the maps name them, resolved in the simulator's own reply names.
+        has(SimMake::AntminerStock, "summary", "SUMMARY/0/GHS 5s", Moves::Hash);
+        has(SimMake::AntminerStock, "stats", "STATS/1/GHS 5s", Moves::Hash); // `STATS/*` expanded
+        has(SimMake::AntminerStock, "summary", "SUMMARY/0/Difficulty Accepted", Moves::DiffAccepted);
+        has(SimMake::LuxOs, "power", "POWER/0/Watts", Moves::Power);
+        has(SimMake::Goldshell, "/mcb/cgminer?cgminercmd=devs", "DEVS/0/MHS 20s", Moves::Hash);
+        has(SimMake::Goldshell, "/mcb/cgminer?cgminercmd=devs", "DEVS/3/MHS 20s", Moves::Hash);
+        has(SimMake::BraiinsGraphql, "graphql:system", "data/bos/uptime/durationS", Moves::Elapsed);
+        has(SimMake::AxeOs, "/api/system/info", "hashRate", Moves::Hash);
+        has(SimMake::WhatsminerV3, "summary", "msg/summary/power-realtime", Moves::Power);
+    }
 }
