@@ -241,6 +241,15 @@ async fn no_credentials_to_a_host_that_is_no_braiins_and_http_is_probed_once_on_
 }
 
 #[test]
+fn only_the_braiins_refusal_earns_the_login() {
+    use wattledger::collect::miners::makes::braiins_rest::challenge;
+    assert!(challenge(401, &json!({"code": 16, "message": "missing or invalid authorization token"})));
+    assert!(!challenge(401, &json!({"code": 401, "message": "Unauthorized"})));
+    assert!(!challenge(401, &json!({})));
+    assert!(!challenge(200, &json!({"code": 16, "message": "x"})));
+}
+
+#[test]
 fn split_multi_moves_the_parts() {
     let v = json!({"version":[{"STATUS":[{"STATUS":"S"}],"VERSION":[{}]}]});
     assert!(split_multi(v, &["version"]).unwrap().contains_key("version"));

@@ -55,9 +55,11 @@ pub fn identify(doc: &Value) -> Identity {
     }
 }
 
-/// The gRPC-gateway refusal a Braiins OS REST API gives a request without a token.
-fn challenge(status: u16, body: &Value) -> bool {
-    matches!(status, 401 | 403) && body.get("code").is_some_and(Value::is_number) && body.get("message").is_some()
+/// The gRPC-gateway refusal a Braiins OS REST API gives a request without a token: gRPC
+/// status 16 (unauthenticated) in `code`, not an HTTP status (a generic API's
+/// `{"code":401,"message":…}` is not Braiins OS and gets no credential).
+pub fn challenge(status: u16, body: &Value) -> bool {
+    matches!(status, 401 | 403) && body.get("code").and_then(Value::as_i64) == Some(16) && body.get("message").is_some()
 }
 
 pub const MAKE: Make = Make {
