@@ -275,18 +275,20 @@ fn fatal_or_not_this(ctx: &Ctx<'_>, e: WireError) -> Miss {
 async fn read_http(ctx: &Ctx<'_>, api: &HttpApi, seen: &mut Seen) -> Result<Value, Miss> {
     let first = &api.requests[0];
     let key = (first.path, first.query);
-    let reply = match seen.iter().find(|(k, _)| *k == key) {
-        Some((_, r)) => r.clone(),
+    let i = match seen.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
         None => {
             let r = ctx.http_req(first, None).await.map_err(|e| fatal_or_not_this(ctx, e))?;
-            seen.push((key, r.clone()));
-            r
+            seen.push((key, r));
+            seen.len() - 1
         }
     };
     let mut token = None;
-    let first_reply = match reply {
-        (200, Some(v)) if (api.detect)(&v) => v,
-        (status, Some(v)) if api.login.as_ref().is_some_and(|l| (l.challenge)(status, &v)) => {
+    let (status, body) = &mut seen[i].1;
+    let first_reply = match (*status, body.as_mut()) {
+        // This make: the probe ends here, so the cached reply is moved out, not copied.
+        (200, Some(v)) if (api.detect)(v) => v.take(),
+        (status, Some(v)) if api.login.as_ref().is_some_and(|l| (l.challenge)(status, v)) => {
             let login = api.login.as_ref().expect("checked above");
             let t = log_in(ctx, login).await?;
             let again = ctx.http_req(first, Some(&t)).await.map_err(|e| fatal_or_not_this(ctx, e));
