@@ -193,18 +193,16 @@ pub struct Sim {
 }
 
 impl Make {
-    /// The simulator reply and member prefix holding document key `key`.
-    pub fn sim_reply(&self, key: &str) -> Option<(&'static str, Option<&'static str>)> {
+    /// The simulator reply and member prefix holding document key `key`: for the HTTP makes
+    /// the request's path (or its `sim_reply`), for the TCP makes the command itself.
+    pub fn sim_reply(&self, key: &'static str) -> Option<(&'static str, Option<&'static str>)> {
         match &self.api {
             Api::Http(h) => h
                 .requests
                 .iter()
                 .find(|r| r.key == key)
                 .map(|r| (r.sim_reply.unwrap_or(r.path), r.take.first().copied())),
-            _ => {
-                let sim = self.sim.as_ref()?;
-                (sim.replies)().into_iter().find(|(k, _)| *k == key).map(|(k, _)| (k, None))
-            }
+            _ => Some((key, None)),
         }
     }
 }
