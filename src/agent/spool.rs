@@ -32,7 +32,13 @@
 //! - **Full disk.** A failed append (ENOSPC, EIO) is cut back to the last whole
 //!   record (or, when even that fails, appends move to a new segment) and returned as
 //!   an error; the caller counts and logs it and goes on. Tested for real by making
-//!   the segment file `/dev/full`.
+//!   the segment file `/dev/full`. Acknowledging on a full disk still works and
+//!   frees the space: confirmed segments are deleted before the position is written,
+//!   the position is rewritten in place when no new file can be written (its text is
+//!   fixed-width and the file exists from open), and after a failed append the
+//!   fully confirmed active segment is replaced by a new one so it can be deleted
+//!   too. Collection resumes with the next append. Tested with `/dev/full` and on a
+//!   real 256 KiB tmpfs (`tests/spool_disk_full.rs`).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -118,6 +124,9 @@ pub struct Spool {
     active: File,
     ack: Position,
     stats: SpoolStats,
+    /// The last append failed (full disk): the next acknowledgement that confirms
+    /// the whole active segment also replaces it, so its space comes back.
+    append_failed: bool,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -181,6 +190,11 @@ impl Spool {
             ack = Position { segment: next_id, offset: 0, index: 0 };
         }
         segments.push_back(Segment { id: next_id, bytes: 0, records: 0 });
+        // The position file exists from the start, at its full fixed width, so that
+        // it can be rewritten in place when the disk is full (see `write_ack`).
+        if let Err(e) = write_ack(dir, ack, fsync) {
+            tracing::warn!(error = %e, "cannot write the spool position file");
+        }
         let segment_bytes = (max_bytes / 8).clamp(4096, 64 << 20);
         let spool = Spool {
             dir: dir.to_owned(),
@@ -192,6 +206,7 @@ impl Spool {
             active,
             ack,
             stats,
+            append_failed: false,
         };
         Ok(spool)
     }
@@ -218,6 +233,7 @@ impl Spool {
             }
             _ => Ok(()),
         });
+        self.append_failed = written.is_err();
         if let Err(e) = written {
             // Keep the segment a sequence of whole records.
             if let Err(cut) = self.active.set_len(before).and_then(|_| self.active.seek(SeekFrom::End(0)).map(|_| ())) {
@@ -298,12 +314,27 @@ impl Spool {
             return Ok(());
         }
         self.ack = end;
-        write_ack(&self.dir, end, self.fsync)?;
+        let active = self.active_segment();
+        if self.append_failed && end.segment == active.id && end.index >= active.records && active.bytes > 0 {
+            // Everything is confirmed and the disk was full: move appends to a new,
+            // empty segment so that the loop below can delete the old one too.
+            match self.start_segment() {
+                Ok(()) => {
+                    self.append_failed = false;
+                    let id = self.active_segment().id;
+                    self.ack = Position { segment: id, offset: 0, index: 0 };
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a new spool segment to free a confirmed one"),
+            }
+        }
+        let end = self.ack;
+        // Confirmed segments go first: on a full disk, deleting them is what frees
+        // the space the position (and new points) need.
         while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.id < end.segment) {
             let s = self.segments.pop_front().expect("checked");
             remove_file_logged(&segment_path(&self.dir, s.id));
         }
-        Ok(())
+        write_ack(&self.dir, end, self.fsync)
     }
 
     /// Forces appended data to disk (used at shutdown and by the `interval` policy).
@@ -482,14 +513,42 @@ fn read_ack(dir: &Path) -> Position {
     }
 }
 
+/// Persists the position: a temporary file renamed over `ack` (atomic), or, when
+/// that cannot be written (no free space), the same bytes written over the existing
+/// `ack` file in place. The text is fixed-width, so the in-place write never grows
+/// the file and needs no new blocks; a restart after a stale or torn position only
+/// resends points, which the stores overwrite.
 fn write_ack(dir: &Path, pos: Position, fsync: FsyncPolicy) -> io::Result<()> {
+    let text = format!("{:020} {:020} {:020}\n", pos.segment, pos.offset, pos.index);
     let tmp = dir.join("ack.tmp");
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{} {} {}", pos.segment, pos.offset, pos.index)?;
-    if fsync == FsyncPolicy::Always {
-        f.sync_data()?;
+    let renamed = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            if fsync == FsyncPolicy::Always {
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+        .and_then(|()| fs::rename(&tmp, dir.join(ACK_FILE)));
+    let Err(e) = renamed else { return Ok(()) };
+    let path = dir.join(ACK_FILE);
+    // An older, shorter position text grows only within the file's last block.
+    let in_place = OpenOptions::new().write(true).open(&path).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        if fsync == FsyncPolicy::Always {
+            f.sync_data()?;
+        }
+        Ok(())
+    });
+    match in_place {
+        Ok(()) => {
+            tracing::debug!(error = %e, "spool position written in place (the temporary file could not be written)");
+            Ok(())
+        }
+        Err(e2) => {
+            Err(io::Error::new(e2.kind(), format!("{e}; rewriting {} in place failed too: {e2}", path.display())))
+        }
     }
-    fs::rename(&tmp, dir.join(ACK_FILE))
 }
 
 #[cfg(test)]
@@ -642,6 +701,52 @@ mod tests {
         assert_eq!(s.pending_records(), 0);
         s.append(&lines(3..6)).unwrap();
         assert_eq!(drain(&mut s), lines(3..6));
+    }
+
+    /// Issue: after a disk-full episode the position could not be written and the
+    /// confirmed segments were never deleted, so the disk stayed full. `ack.tmp` as
+    /// `/dev/full` makes every new file write fail with ENOSPC, as on a full disk.
+    #[test]
+    fn ack_on_a_full_disk_still_deletes_confirmed_segments_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let mut s = Spool::open(dir.path(), max, FsyncPolicy::Always).unwrap();
+        let mut dropped = 0;
+        for i in 0..20 {
+            dropped += s.append(&lines(i * 100..(i + 1) * 100)).unwrap();
+        }
+        assert_eq!(dropped, 0);
+        let segs = |d: &Path| {
+            fs::read_dir(d)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        };
+        let before = (s.disk_bytes(), segs(dir.path()));
+        assert!(before.1 > 2, "{before:?}");
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("ack.tmp")).unwrap();
+        // Ship everything while the disk is full.
+        let shipped = drain(&mut s);
+        assert_eq!(shipped, lines(0..2000));
+        assert!(
+            s.disk_bytes() < before.0 / 4,
+            "confirmed segments stay on disk: {} of {} bytes",
+            s.disk_bytes(),
+            before.0
+        );
+        assert_eq!(segs(dir.path()), 1);
+        // The position reached the disk although no new file could be written.
+        drop(s);
+        let mut s = Spool::open(dir.path(), max, FsyncPolicy::Always).unwrap();
+        assert_eq!(s.pending_records(), 0, "a restart would resend the backlog");
+        // Space is back: collection and shipping go on, nothing new is dropped.
+        fs::remove_file(dir.path().join("ack.tmp")).unwrap();
+        for i in 20..25 {
+            assert_eq!(s.append(&lines(i * 100..(i + 1) * 100)).unwrap(), 0);
+        }
+        assert_eq!(drain(&mut s), lines(2000..2500));
+        assert_eq!(s.stats().dropped_records, 0);
+        assert!(!dir.path().join("ack.tmp").exists());
     }
 
     #[test]
