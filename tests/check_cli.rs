@@ -61,7 +61,7 @@ async fn every_store_example_loads() {
     assert_eq!(v2.token.as_ref().map(|t| t.expose()), Some("example-token"));
     // Building the store and writer resolves every key without contacting anything.
     wattledger::store::open_store(&v2).await.unwrap();
-    let w = wattledger::ship::writer_from_config(&v2).unwrap();
+    let w = wattledger::store::writer_from_config(&v2).unwrap();
     assert_eq!(w.describe(), "influxdb v2 https://influxdb.example.net:8086 org=my-site bucket=wattledger");
     let embedded = load_store_section(&example("store-embedded.toml")).unwrap();
     assert_eq!(embedded.kind, StoreKind::Embedded);

@@ -57,7 +57,7 @@ impl Agent {
     /// Builds the sources and the writer the config names.
     pub fn new(cfg: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
         let writer =
-            crate::ship::writer_from_config(&cfg.store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
+            crate::store::writer_from_config(&cfg.store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
         let sources = sources_from_config(&cfg)?;
         Agent::with_parts(cfg, clock, sources, writer)
     }

@@ -257,7 +257,7 @@ impl Demo {
             ),
         ] {
             let host = cfg.host();
-            let writer = crate::ship::writer_from_config(&cfg.store).map_err(|e| DemoError::Setup(e.to_string()))?;
+            let writer = crate::store::writer_from_config(&cfg.store).map_err(|e| DemoError::Setup(e.to_string()))?;
             let agent = Agent::with_parts(cfg, dyn_clock.clone(), sources, writer)
                 .map_err(|e| DemoError::Setup(e.to_string()))?;
             let shutdown = stopped(agents_rx.clone());
