@@ -249,11 +249,9 @@ impl InfluxWriter {
     /// From connection keys and the API to write with.
     pub fn from_conn(cfg: &InfluxConn, api: WriteApi) -> Result<Self, ConfigError> {
         let sec = cfg.section.as_str();
-        let url = cfg
-            .url
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| ConfigError::Invalid(format!("{sec} `url` is required, e.g. url = \"http://127.0.0.1:8086\"")))?;
+        let url = cfg.url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
+            ConfigError::Invalid(format!("{sec} `url` is required, e.g. url = \"http://127.0.0.1:8086\""))
+        })?;
         let target = match api {
             WriteApi::V1 => Target::V1 {
                 database: cfg
@@ -627,6 +625,20 @@ impl InfluxSinkConfig {
             gzip: self.gzip,
             max_retries: self.max_retries,
             max_retry_time: self.max_retry_time,
+        }
+    }
+
+    /// What can be checked before secrets are read: the URL and the target keys.
+    pub fn validate(&self, section: &str, api: WriteApi) -> Result<(), String> {
+        base_url(&self.url).map_err(|e| format!("{section} {e}"))?;
+        match api {
+            WriteApi::V1 if self.database.is_none() => {
+                Err(format!("{section} `database` is required for type = \"influxdb_v1\""))
+            }
+            WriteApi::V2 if self.bucket.is_none() && self.database.is_none() => {
+                Err(format!("{section} `bucket` is required for type = \"influxdb_v2\""))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -40,12 +40,25 @@ impl SinkConfig {
         format!("[[sinks]] {}:", self.name())
     }
 
+    /// Checks the keys without reading secret files or contacting anything.
+    pub fn validate(&self) -> Result<(), String> {
+        let section = self.section();
+        match self {
+            SinkConfig::InfluxdbV1(c) => c.validate(&section, influx::WriteApi::V1),
+            SinkConfig::InfluxdbV2(c) => c.validate(&section, influx::WriteApi::V2),
+        }
+    }
+
     /// Builds the writer; secrets are resolved here, nothing is contacted yet.
     pub fn build(&self) -> Result<Arc<dyn Writer>, ConfigError> {
         let section = self.section();
         Ok(match self {
-            SinkConfig::InfluxdbV1(c) => Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V1)?),
-            SinkConfig::InfluxdbV2(c) => Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V2)?),
+            SinkConfig::InfluxdbV1(c) => {
+                Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V1)?)
+            }
+            SinkConfig::InfluxdbV2(c) => {
+                Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V2)?)
+            }
         })
     }
 

@@ -406,8 +406,13 @@ impl InfluxStore {
         let database = cfg.database.as_deref().or(cfg.bucket.as_deref()).ok_or_else(|| {
             ConfigError::Invalid("[store] `database` (or `bucket`) is required to read with InfluxQL".into())
         })?;
-        let reader =
-            InfluxQlReader::new(url, database, cfg.retention_policy.as_deref(), Auth::from_conn(&cfg.influx_conn())?, cfg.timeout)?;
+        let reader = InfluxQlReader::new(
+            url,
+            database,
+            cfg.retention_policy.as_deref(),
+            Auth::from_conn(&cfg.influx_conn())?,
+            cfg.timeout,
+        )?;
         Ok(InfluxStore::new(writer, reader, cfg.api == WriteApi::V2))
     }
 

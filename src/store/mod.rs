@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::model::{FieldValue, Point};
-pub use crate::ship::influx::WriteApi;
 use crate::ship::influx::InfluxConn;
+pub use crate::ship::influx::WriteApi;
 use crate::ship::Writer;
 
 /// What to read: some fields of one measurement, for series whose tags match
