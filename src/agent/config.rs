@@ -242,6 +242,43 @@ url = "http://127.0.0.1:8086"
         assert!(!c.host().is_empty());
     }
 
+    const SINKS: &str = r#"
+[agent]
+site = "lab"
+[[sinks]]
+type = "influxdb_v1"
+name = "influx"
+url = "http://127.0.0.1:8086"
+database = "wattledger"
+[[sinks]]
+type = "influxdb_v2"
+url = "http://127.0.0.1:8428"
+bucket = "wattledger"
+[gpus]
+"#;
+
+    #[test]
+    fn sinks_load_and_are_checked() {
+        let c = AgentConfig::from_toml(SINKS).unwrap();
+        let names: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["influx", "influxdb_v2"]);
+        assert!(c.store.is_none());
+        let err = AgentConfig::from_toml(&SINKS.replace("name = \"influx\"", "name = \"influxdb_v2\"")).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("database = \"wattledger\"\n", "")).unwrap_err();
+        assert!(err.to_string().contains("`database` is required"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("influxdb_v1", "kafka")).unwrap_err();
+        assert!(err.to_string().contains("kafka"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("name = \"influx\"", "name = \"a/b\"")).unwrap_err();
+        assert!(err.to_string().contains("a/b"), "{err}");
+        let err =
+            AgentConfig::from_toml(&SINKS.replace("[gpus]", "[store]\nkind = \"embedded\"\npath = \"x\"\n[gpus]"))
+                .unwrap_err();
+        assert!(err.to_string().contains("both [store] and [[sinks]]"), "{err}");
+        let err = AgentConfig::from_toml("[agent]\nsite = \"lab\"\n[gpus]\n").unwrap_err();
+        assert!(err.to_string().contains("no sinks"), "{err}");
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let err = AgentConfig::from_toml(&MINIMAL.replace("[gpus]", "[gpus]\nintervall = \"1s\"")).unwrap_err();

@@ -16,7 +16,7 @@ use crate::model::{schema::agent as s, Point};
 pub struct AgentStats {
     /// Points appended to the spool (a point counts as collected only then).
     pub collected: AtomicU64,
-    /// Points the store confirmed.
+    /// Points the sinks confirmed, each sink counting its own.
     pub shipped: AtomicU64,
     /// Points lost: deleted by the spool's size bound, or not spooled because the append failed.
     pub dropped: AtomicU64,
@@ -110,7 +110,12 @@ impl StatsSnapshot {
             let _ = writeln!(o, "# HELP wattledger_agent_{name} {help}\n# TYPE wattledger_agent_{name} {kind}\nwattledger_agent_{name} {v}");
         };
         metric("points_collected_total", "counter", "Points appended to the spool.", self.collected);
-        metric("points_shipped_total", "counter", "Points the store confirmed.", self.shipped);
+        metric(
+            "points_shipped_total",
+            "counter",
+            "Points the sinks confirmed, each sink counting its own.",
+            self.shipped,
+        );
         metric(
             "points_dropped_total",
             "counter",

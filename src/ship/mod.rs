@@ -88,7 +88,7 @@ pub enum WriteError {
     #[error("{server} rejected the batch: {message}")]
     Rejected { server: String, message: String },
     /// 401/403: the token or password is wrong. Not retried.
-    #[error("{server} refused the credentials ({status}): {message}; check the token or username/password in the sink's config")]
+    #[error("{server} refused the credentials ({status}): {message}; check the token or username/password in the [[sinks]] entry (or the [store] section) that names this server")]
     Auth { server: String, status: u16, message: String },
     /// The database, bucket or endpoint does not exist (404).
     #[error("{server}: {message}")]
@@ -102,5 +102,31 @@ impl WriteError {
     /// True when the same batch may succeed later (the spool keeps it).
     pub fn is_retryable(&self) -> bool {
         matches!(self, WriteError::Unavailable { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Shipping sits below the stores: the embedded store and the InfluxDB store use
+    /// its writers and line protocol, never the other way round.
+    #[test]
+    fn ship_does_not_use_store() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ship");
+        let mut stack = vec![dir];
+        let mut checked = 0;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let bad = ["crate::store", "super::super::store"];
+                    assert!(!bad.iter().any(|b| text.contains(b)), "{} uses the store module", p.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 3, "only {checked} files checked");
     }
 }
