@@ -121,7 +121,8 @@ mod tests {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "rs") {
                     let text = std::fs::read_to_string(&p).unwrap();
-                    let bad = ["crate::store", "super::super::store"];
+                    // Spelled in two pieces so that this file does not match itself.
+                    let bad = [concat!("crate::", "store"), concat!("super::super::", "store")];
                     assert!(!bad.iter().any(|b| text.contains(b)), "{} uses the store module", p.display());
                     checked += 1;
                 }
