@@ -2,15 +2,16 @@
 //! collected, and removed only after the store confirmed it.
 //!
 //! Layout: a directory of segment files `<id>.seg` (ids increase, 16 hex digits)
-//! and one `ack` file. A segment is a sequence of records
+//! and one position file per consumer (`ack`, or `ack.<name>` per sink; see
+//! [`Spool::open_cursors`]). A segment is a sequence of records
 //! `[len: u32 LE][crc32(payload): u32 LE][payload]`, one record per point, the
 //! payload being the point's line protocol without the newline. The spool does not
 //! know where its records go: the output can change between runs and the backlog
 //! drains to the new one (nothing is stranded by a config change).
 //!
 //! Why it is shaped like this:
-//! - **Acknowledged position.** `ack` holds `segment offset index`: everything before
-//!   it is confirmed. It is replaced atomically (write a temporary file, rename), so a
+//! - **Acknowledged position.** Each position file holds `segment offset index`:
+//!   everything before it is confirmed by that consumer. It is replaced atomically (write a temporary file, rename), so a
 //!   restart resends only what was not confirmed: at most the batch that was in flight
 //!   when the process died. Such a resend is harmless because InfluxDB overwrites a
 //!   point with the same series and timestamp.
