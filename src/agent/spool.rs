@@ -475,6 +475,7 @@ impl Spool {
             let next = self.segments.front().expect("len > 1").id;
             // A point counts once however many sinks missed it; each sink keeps its own count.
             let mut lost = 0;
+            let several = self.cursors.len() > 1;
             for k in &mut self.cursors {
                 let unconfirmed = if k.ack.segment > s.id {
                     0
@@ -484,6 +485,9 @@ impl Spool {
                     s.records
                 };
                 k.dropped += unconfirmed;
+                if unconfirmed > 0 && several {
+                    tracing::warn!(cursor = %k.file, dropped_records = unconfirmed, "a sink had not confirmed the dropped points");
+                }
                 lost = lost.max(unconfirmed);
                 if k.ack.segment < next {
                     k.ack = Position { segment: next, offset: 0, index: 0 };
