@@ -121,6 +121,11 @@ impl Agent {
             clock: self.clock.clone(),
             ship_now: tokio::sync::Notify::new(),
             batch_size: a.batch_size as u64,
+            sink_names: self
+                .sinks
+                .iter()
+                .map(|(n, _)| if n.is_empty() { "store".to_string() } else { n.clone() })
+                .collect(),
         });
         let writers = self.sinks.into_iter().map(|(_, w)| w).collect();
         pipeline::run(shared, self.sources, writers, a, shutdown).await;

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub ship_now: Notify,
     pub batch_size: u64,
+    /// The sinks' names, in cursor order, for the per-sink figures.
+    pub sink_names: Vec<String>,
 }
 
 /// Runs `f` on the spool on a blocking thread (appends may fsync).
@@ -104,6 +106,13 @@ pub(crate) async fn with_spool<R: Send + 'static>(
 }
 
 impl Shared {
+    fn publish_sinks(&self, cursors: Vec<(u64, u64)>) {
+        let named = self.sink_names.iter().cloned().zip(cursors);
+        self.stats.set_sinks(
+            named.map(|(n, (pending, dropped))| (n, crate::agent::telemetry::SinkStats { pending, dropped })),
+        );
+    }
+
     /// Stamps, encodes and spools points; returns how many were spooled.
     pub async fn spool_points(&self, source: &str, mut points: Vec<Point>) -> u64 {
         let mut lines = Vec::with_capacity(points.len());
@@ -122,10 +131,11 @@ impl Shared {
         }
         let result = with_spool(&self.spool, move |s| {
             let r = s.append(&lines);
-            (r, s.pending_records(), s.disk_bytes())
+            (r, s.pending_records(), s.disk_bytes(), s.cursor_stats())
         })
         .await;
-        let (result, pending, bytes) = result;
+        let (result, pending, bytes, cursors) = result;
+        self.publish_sinks(cursors);
         self.stats.spool_pending.store(pending, Relaxed);
         self.stats.spool_bytes.store(bytes, Relaxed);
         match result {
@@ -321,9 +331,10 @@ async fn wait(stop: &mut watch::Receiver<bool>, drain_deadline: Option<tokio::ti
 async fn acknowledge(shared: &Shared, cursor: usize, end: crate::agent::spool::Position, records: u64) {
     let r = with_spool(&shared.spool, move |s| {
         let r = s.ack_for(cursor, end);
-        (r, s.pending_records(), s.disk_bytes())
+        (r, s.pending_records(), s.disk_bytes(), s.cursor_stats())
     })
     .await;
+    shared.publish_sinks(r.3);
     shared.stats.spool_pending.store(r.1, Relaxed);
     shared.stats.spool_bytes.store(r.2, Relaxed);
     if let Err(e) = r.0 {

@@ -429,6 +429,11 @@ impl Spool {
             .sum()
     }
 
+    /// `(pending, dropped)` of every cursor, in the order of the names at open.
+    pub fn cursor_stats(&self) -> Vec<(u64, u64)> {
+        (0..self.cursors.len()).map(|c| (self.pending_for(c), self.dropped_for(c))).collect()
+    }
+
     /// Records the size bound deleted before cursor `c` confirmed them.
     pub fn dropped_for(&self, c: usize) -> u64 {
         self.cursors[c].dropped

@@ -458,6 +458,10 @@ async fn two_sinks_one_down_the_other_keeps_receiving_and_the_down_one_catches_u
     let during = vm_agent_samples(&vm, &site).await.len();
     assert!(during >= at_stop + 3, "VictoriaMetrics stopped receiving while influxd was down: {at_stop} then {during}");
     assert!(stats.spool_pending.load(Relaxed) > 0, "influxd's cursor lags");
+    let sinks = stats.snapshot().sinks;
+    assert!(sinks["influx"].pending > sinks["vm"].pending, "only influxd's cursor lags: {sinks:?}");
+    let metrics = stats.snapshot().render_prometheus();
+    assert!(metrics.contains("wattledger_agent_sink_points_pending{sink=\"influx\"}"), "{metrics}");
     influx.resume();
     wait_until("influxd to catch up", Duration::from_secs(60), || stats.spool_pending.load(Relaxed) < 300).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -468,6 +472,7 @@ async fn two_sinks_one_down_the_other_keeps_receiving_and_the_down_one_catches_u
     let s = stats.snapshot();
     assert_eq!(s.spool_pending, 0, "{s:?}");
     assert_eq!(s.dropped, 0);
+    assert!(s.sinks.values().all(|k| k.pending == 0 && k.dropped == 0), "{:?}", s.sinks);
     let stored = influx.point_keys(&db, ".*").await;
     assert_eq!(stored.len() as u64, s.collected, "influxd has every collected point once, the outage's too");
     // Both sinks got the same self-telemetry points, at the same times.
