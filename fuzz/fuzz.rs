@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use wattledger::agent::config::AgentConfig;
 use wattledger::aggregate::config::AggregatorConfig;
 use wattledger::collect::inference::{extract, scan_samples, MetricNames, ServerKind};
-use wattledger::collect::miners::http_makes::{
+use wattledger::collect::miners::identify::{
     identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
 };
 use wattledger::collect::miners::json::parse_lenient;
