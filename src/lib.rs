@@ -13,6 +13,7 @@ pub mod demo;
 pub mod model;
 pub mod revenue;
 pub mod ship;
+pub mod signal;
 pub mod sim;
 pub mod store;
 pub mod web;

@@ -448,7 +448,7 @@ ingest = true
     );
     let cfg: AggregatorConfig = crate::config::from_str(&toml, Path::new("<demo aggregator config>"))
         .map_err(|e| DemoError::Setup(e.to_string()))?;
-    cfg.validate().map_err(DemoError::Setup)?;
+    cfg.validate().map_err(|e| DemoError::Setup(e.to_string()))?;
     Ok(cfg)
 }
 

@@ -16,7 +16,7 @@
 //! exactly however fast simulated time runs.
 
 use std::f64::consts::PI;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -339,11 +339,6 @@ impl Source for Paced {
         self.last_ns = Some(time_ns);
         self.inner.collect(time_ns).await
     }
-}
-
-/// The loopback address a running fleet's first miner uses (for the banner).
-pub fn first_addr(site: &Site) -> Option<SocketAddr> {
-    site.fleet.addrs().first().copied()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! This is a test double for tests, benchmarks and the demo; it is never a miner.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,27 +27,7 @@ use tokio::task::JoinHandle;
 use crate::collect::miners::json as mj;
 use crate::model::Clock;
 
-/// A clock tests and the demo can set: simulated time at any speed or in the past.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(t_ns: i64) -> Self {
-        ManualClock(AtomicI64::new(t_ns))
-    }
-    pub fn set(&self, t_ns: i64) {
-        self.0.store(t_ns, Ordering::SeqCst)
-    }
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_nanos() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ns(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::model::ManualClock;
 
 /// The simulated makes, one per capture set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

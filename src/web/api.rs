@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{url_pairs, AppState};
 use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError};
-use crate::revenue::ModelKind;
+use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
@@ -98,7 +98,7 @@ struct WindowRow {
 #[derive(Serialize)]
 struct WindowsAnswer {
     workload: String,
-    model: ModelKind,
+    model: &'static ModelInfo,
     windows: Vec<WindowRow>,
 }
 
