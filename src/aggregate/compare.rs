@@ -17,7 +17,7 @@ use crate::signal::Window;
 pub struct WindowResult {
     pub workload: String,
     pub site: String,
-    pub model: &'static ModelInfo,
+    pub revenue_model: &'static ModelInfo,
     pub window: Window,
     pub energy_j: f64,
     pub facility_energy_j: f64,
@@ -93,7 +93,9 @@ pub fn per_kwh(amount: f64, energy_j: f64) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkloadSummary {
     pub workload: String,
-    pub model: &'static ModelInfo,
+    /// The revenue model, written by its name as in configs.
+    #[serde(rename = "model")]
+    pub revenue_model: &'static ModelInfo,
     /// How the page titles the model, and which palette it uses.
     pub model_title: &'static str,
     pub model_family: crate::revenue::Family,
@@ -119,7 +121,7 @@ pub struct WorkloadSummary {
 #[derive(Debug, Clone)]
 pub struct Summarizer {
     workload: String,
-    model: &'static ModelInfo,
+    revenue_model: &'static ModelInfo,
     energy_j: f64,
     facility_energy_j: f64,
     revenue_usd: f64,
@@ -133,10 +135,10 @@ pub struct Summarizer {
 }
 
 impl Summarizer {
-    pub fn new(workload: &str, model: &'static ModelInfo) -> Self {
+    pub fn new(workload: &str, revenue_model: &'static ModelInfo) -> Self {
         Summarizer {
             workload: workload.to_string(),
-            model,
+            revenue_model,
             energy_j: 0.0,
             facility_energy_j: 0.0,
             revenue_usd: 0.0,
@@ -176,7 +178,7 @@ impl Summarizer {
     pub fn finish(self) -> WorkloadSummary {
         let profit_usd = self.revenue_usd - self.energy_cost_usd;
         let coverage = if self.possible_ns > 0.0 { (self.covered_ns / self.possible_ns).clamp(0.0, 1.0) } else { 0.0 };
-        let efficiency = self.model.efficiency;
+        let efficiency = self.revenue_model.efficiency;
         let shows = |e: Efficiency| efficiency == Some(e);
         WorkloadSummary {
             revenue_usd_per_kwh: per_kwh(self.revenue_usd, self.energy_j),
@@ -193,10 +195,10 @@ impl Summarizer {
                 .map(|t| t / self.energy_j),
             efficiency_field: efficiency.map(|e| e.field()),
             efficiency_unit: efficiency.map(|e| e.unit()),
-            model_title: self.model.title,
-            model_family: self.model.family,
+            model_title: self.revenue_model.title,
+            model_family: self.revenue_model.family,
             workload: self.workload,
-            model: self.model,
+            revenue_model: self.revenue_model,
             energy_j: self.energy_j,
             facility_energy_j: self.facility_energy_j,
             revenue_usd: self.revenue_usd,
@@ -251,7 +253,7 @@ mod tests {
         WindowResult {
             workload: "btc".into(),
             site: "a".into(),
-            model: &crate::revenue::bitcoin_fpps::INFO,
+            revenue_model: &crate::revenue::bitcoin_fpps::INFO,
             window: Window::new(hour * H, (hour + 1) * H),
             energy_j,
             facility_energy_j: energy_j * 1.1,
@@ -287,6 +289,16 @@ mod tests {
         assert!(close(r.coverage, 0.5));
         assert!(close(r.j_per_th.unwrap(), 20.0));
         assert_eq!(r.tokens_per_j, None);
+        // The page reads the model's title, family and efficiency from the row.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["model"], "bitcoin_fpps");
+        assert_eq!(json["model_title"], "Bitcoin mining · FPPS");
+        assert_eq!(json["model_family"], "mining");
+        assert_eq!(json["efficiency_field"], "j_per_th");
+        assert_eq!(json["efficiency_unit"], "J/TH");
+        assert!(close(json[json["efficiency_field"].as_str().unwrap()].as_f64().unwrap(), 20.0));
+        let contract = serde_json::to_value(Summarizer::new("a", &crate::revenue::ai_contract::INFO).finish()).unwrap();
+        assert!(contract["efficiency_field"].is_null() && contract["efficiency_unit"].is_null(), "{contract}");
     }
 
     #[test]

@@ -147,7 +147,8 @@ impl Default for MarketConfig {
 #[serde(try_from = "RawWorkload")]
 pub struct WorkloadConfig {
     pub name: String,
-    pub model: Arc<dyn RevenueModel>,
+    /// The `model` key, built with the entry's terms.
+    pub revenue_model: Arc<dyn RevenueModel>,
     /// The site whose PUE and tariff apply; may be left out when there is one site.
     pub site: Option<String>,
     /// Overrides `[aggregator] max_gap` for this workload's devices.
@@ -167,14 +168,27 @@ struct RawWorkload {
     terms: toml::Table,
 }
 
-impl TryFrom<RawWorkload> for WorkloadConfig {
-    type Error = String;
+/// A `[[workloads]]` entry whose model or terms are wrong (serde adds the line).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("[[workloads]] name = {name:?}: {source}")]
+    Model { name: String, source: revenue::UnknownModel },
+    #[error("[[workloads]] name = {name:?} (model {model}): {source}")]
+    Terms { name: String, model: &'static str, source: revenue::TermsError },
+}
 
-    fn try_from(raw: RawWorkload) -> Result<Self, String> {
-        let at = format!("[[workloads]] name = {:?} (model {})", raw.name, raw.model);
-        let reg = revenue::lookup(&raw.model).map_err(|e| format!("[[workloads]] name = {:?}: {e}", raw.name))?;
-        let model = reg.build(raw.terms).map_err(|e| format!("{at}: {e}"))?;
-        Ok(WorkloadConfig { name: raw.name, model, site: raw.site, max_gap: raw.max_gap })
+impl TryFrom<RawWorkload> for WorkloadConfig {
+    type Error = WorkloadError;
+
+    fn try_from(raw: RawWorkload) -> Result<Self, WorkloadError> {
+        let name = raw.name;
+        let reg = revenue::lookup(&raw.model).map_err(|source| WorkloadError::Model { name: name.clone(), source })?;
+        let model = reg.build(raw.terms).map_err(|source| WorkloadError::Terms {
+            name: name.clone(),
+            model: reg.info.name,
+            source,
+        })?;
+        Ok(WorkloadConfig { name, revenue_model: model, site: raw.site, max_gap: raw.max_gap })
     }
 }
 
@@ -340,15 +354,15 @@ impl AggregatorConfig {
             if !seen.insert(&wl.name) {
                 return Err(KeyError::new(format!("{at}.name"), format!("{:?} appears twice", wl.name)));
             }
-            let (site, site_cfg) = self.site_of(wl).map_err(|e| KeyError::new(format!("{at}.site"), e))?;
-            needs_market |= wl.model.info().inputs.market;
+            let (site, site_cfg) = self.find_site(wl).map_err(|e| KeyError::new(format!("{at}.site"), e))?;
+            needs_market |= wl.revenue_model.info().inputs.market;
             if wl.max_gap.is_some_and(|g| g.is_zero()) {
                 return Err(KeyError::new(format!("{at}.max_gap"), "max_gap must be positive"));
             }
             plans.push(WorkloadPlan {
                 name: wl.name.clone(),
                 site: site.to_string(),
-                model: wl.model.clone(),
+                revenue_model: wl.revenue_model.clone(),
                 pue: site_cfg.pue,
                 tariff: tariffs[site].clone(),
                 max_gap_ns: wl.max_gap.map_or(default_gap, |g| g.as_nanos() as i64),
@@ -407,8 +421,13 @@ impl AggregatorConfig {
         Ok(plans)
     }
 
-    /// The site a workload belongs to.
-    pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
+    /// The site a workload belongs to; the error is at `workloads[i].site`.
+    pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), KeyError> {
+        let i = self.workloads.iter().position(|w| w.name == wl.name).unwrap_or(0);
+        self.find_site(wl).map_err(|problem| KeyError::new(format!("workloads[{i}].site"), problem))
+    }
+
+    fn find_site(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
         match &wl.site {
             Some(s) => self
                 .sites
@@ -459,7 +478,7 @@ impl SiteConfig {
                 TariffKind::Measured => Ok(Tariff::Measured { prices: Vec::new() }),
                 TariffKind::TimeOfUse => {
                     let utc_offset_s = parse_utc_offset(t.utc_offset.as_deref().unwrap_or("Z"))
-                        .map_err(|e| KeyError::new(at("tariff.utc_offset"), e))?;
+                        .map_err(|e| KeyError::new(at("tariff.utc_offset"), e.to_string()))?;
                     let default_usd_per_kwh = price("tariff.default_usd_per_kwh", t.default_usd_per_kwh)?;
                     for (i, p) in t.periods.iter().enumerate() {
                         if p.from_hour > 23 || p.to_hour > 24 || p.from_hour == p.to_hour {
@@ -480,13 +499,17 @@ impl SiteConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{0}` is not a UTC offset like +02:00 or -05:00")]
+pub struct BadUtcOffset(pub String);
+
 /// `+02:00`, `-05:30`, `+2`, `Z` → seconds east of UTC.
-pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+pub fn parse_utc_offset(s: &str) -> Result<i64, BadUtcOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
         return Ok(0);
     }
-    let bad = || format!("`{s}` is not a UTC offset like +02:00 or -05:00");
+    let bad = || BadUtcOffset(s.to_string());
     let (sign, rest) = match s.as_bytes().first() {
         Some(b'+') => (1, &s[1..]),
         Some(b'-') => (-1, &s[1..]),
@@ -519,7 +542,7 @@ mod tests {
         std::env::set_var("WATTLEDGER_API_TOKEN", "example-token");
         let cfg = AggregatorConfig::load(&path).unwrap();
         assert!(cfg.workloads.len() >= 4);
-        let kinds: std::collections::BTreeSet<_> = cfg.workloads.iter().map(|w| w.model.info().name).collect();
+        let kinds: std::collections::BTreeSet<_> = cfg.workloads.iter().map(|w| w.revenue_model.info().name).collect();
         assert_eq!(kinds.len(), 4, "the example shows every model: {kinds:?}");
     }
 

@@ -119,7 +119,7 @@ impl Aggregator {
     /// Market history covering `[from_ns, to_ns)`.
     async fn market_history(&self, from_ns: i64, to_ns: i64) -> Result<MarketHistory, AggregateError> {
         let mc = &self.cfg.market;
-        if !self.plans.iter().any(|p| p.model.info().inputs.market) {
+        if !self.plans.iter().any(|p| p.revenue_model.info().inputs.market) {
             return Ok(MarketHistory::none());
         }
         if mc.source == MarketSourceKind::Static {
@@ -205,7 +205,7 @@ impl Aggregator {
     /// windows of the configured length.
     pub async fn report(&self, from_ns: i64, to_ns: i64) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
-            self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.model.info()))).collect();
+            self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
         self.compute(from_ns, to_ns, self.window_ns(), None, |w| {
             if let Some(s) = sums.get_mut(&w.workload) {
                 s.add(&w);
@@ -237,7 +237,7 @@ impl Aggregator {
             .plans
             .iter()
             .find(|p| p.name == name)
-            .map(|p| p.model.info())
+            .map(|p| p.revenue_model.info())
             .ok_or_else(|| AggregateError::UnknownWorkload(name.to_string()))?;
         let mut out = Vec::new();
         self.compute(from_ns, to_ns, self.window_ns(), Some(name), |w| out.push(w)).await?;

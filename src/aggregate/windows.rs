@@ -27,7 +27,7 @@ use crate::store::{Series, SeriesQuery, Store, StoreError};
 pub struct WorkloadPlan {
     pub name: String,
     pub site: String,
-    pub model: Arc<dyn RevenueModel>,
+    pub revenue_model: Arc<dyn RevenueModel>,
     pub pue: f64,
     pub tariff: Tariff,
     pub max_gap_ns: i64,
@@ -166,7 +166,7 @@ fn fields_for(measurement: &str, inputs: &Inputs) -> Vec<String> {
 fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
     SeriesQuery {
         measurement: measurement.to_string(),
-        fields: fields_for(measurement, &plan.model.info().inputs),
+        fields: fields_for(measurement, &plan.revenue_model.info().inputs),
         tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
         start_ns: win.start_ns - plan.max_gap_ns,
         end_ns: win.end_ns + plan.max_gap_ns,
@@ -180,7 +180,7 @@ type ChunkRead = tokio::task::JoinHandle<Result<(Vec<Series>, Option<Vec<Series>
 /// computed.
 fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
     let store = store.clone();
-    let inputs = &plan.model.info().inputs;
+    let inputs = &plan.revenue_model.info().inputs;
     let energy_m = inputs.energy_measurement;
     let energy_q = chunk_query(plan, energy_m, chunk);
     let revenue_q =
@@ -207,7 +207,7 @@ pub async fn compute_window(
     market: &MarketHistory,
     read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
-    let inputs = &plan.model.info().inputs;
+    let inputs = &plan.revenue_model.info().inputs;
     let (energy_m, revenue_m) = (inputs.energy_measurement, inputs.revenue_measurement);
     let market_at = market.at(win.end_ns);
     let mut seen = BTreeSet::new();
@@ -275,13 +275,13 @@ pub fn compute_from_devices(
         .sum();
     let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
     let at = market_at;
-    if plan.model.info().inputs.market {
+    if plan.revenue_model.info().inputs.market {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
         }
     }
     let input = RevenueInput { devices: &tracks, window: win, max_gap_ns: plan.max_gap_ns, market: at.market.as_ref() };
-    let revenue = match plan.model.revenue(&input) {
+    let revenue = match plan.revenue_model.revenue(&input) {
         Ok(r) => r,
         Err(e) => {
             warnings.push(format!("workload {}: {e}", plan.name));
@@ -291,7 +291,7 @@ pub fn compute_from_devices(
     WindowResult {
         workload: plan.name.clone(),
         site: plan.site.clone(),
-        model: plan.model.info(),
+        revenue_model: plan.revenue_model.info(),
         window: win,
         energy_j: total.energy_j,
         facility_energy_j: facility_energy_j(total.energy_j, plan.pue),
@@ -321,7 +321,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
-        .tag(we::TAG_KIND, w.model.name)
+        .tag(we::TAG_KIND, w.revenue_model.name)
         .tag(we::TAG_WINDOW, window_label(len_ns))
         .field(we::WINDOW_S, w.window.len_s())
         .field(we::ENERGY_J, w.energy_j)
@@ -385,7 +385,7 @@ mod tests {
         let plan = WorkloadPlan {
             name: "h100".into(),
             site: "a".into(),
-            model: Arc::new(AiContract { usd_per_gpu_hour: 2.0 }),
+            revenue_model: Arc::new(AiContract { usd_per_gpu_hour: 2.0 }),
             pue: 1.2,
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,

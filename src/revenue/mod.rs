@@ -308,6 +308,28 @@ mod tests {
         assert!((m.hashprice_usd_per_phs_day() - 62.87).abs() < 0.01, "{}", m.hashprice_usd_per_phs_day());
     }
 
+    #[test]
+    fn the_registry_builds_each_model_from_its_own_terms() {
+        let names: Vec<_> = REVENUE_MODELS.iter().map(|r| r.info.name).collect();
+        assert_eq!(names, ["bitcoin_fpps", "ai_contract", "ai_on_demand", "ai_tokens"]);
+        let terms = |s: &str| -> toml::Table { toml::from_str(s).unwrap() };
+        let m =
+            lookup("ai_on_demand").unwrap().build(terms("usd_per_gpu_hour = 2\nutil_threshold_pct = 50.0")).unwrap();
+        assert_eq!(m.info().name, "ai_on_demand");
+        assert_eq!(format!("{m:?}"), "AiOnDemand { usd_per_gpu_hour: 2.0, util_threshold_pct: 50.0 }");
+        // bitcoin_fpps' pool_fee defaults to 0.
+        assert!(lookup("bitcoin_fpps").unwrap().build(toml::Table::new()).is_ok());
+        let err = lookup("ai_contract").unwrap().build(terms("usd_per_gpu_hour = 2.0\npool_fee = 0.1")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("pool_fee"));
+        assert!(err.problem.contains("does not apply to model ai_contract"), "{err}");
+        let err = lookup("ai_tokens").unwrap().build(terms("usd_per_mtok_prompt = 1.0")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("usd_per_mtok_generation"), "{err}");
+        let err = lookup("ai_contract").unwrap().build(terms("usd_per_gpu_hour = -1.0")).unwrap_err();
+        assert_eq!(err, TermsError::at("usd_per_gpu_hour", "usd_per_gpu_hour = -1 must be ≥ 0"));
+        let err = lookup("ai_lottery").unwrap_err().to_string();
+        assert!(err.contains("ai_lottery") && err.contains("bitcoin_fpps, ai_contract"), "{err}");
+    }
+
     fn arb_track() -> impl Strategy<Value = Vec<(i64, f64)>> {
         proptest::collection::vec((1i64..120, -1e9f64..1e13), 0..30).prop_map(|steps| {
             let mut t = 0;

@@ -98,7 +98,8 @@ struct WindowRow {
 #[derive(Serialize)]
 struct WindowsAnswer {
     workload: String,
-    model: &'static ModelInfo,
+    #[serde(rename = "model")]
+    revenue_model: &'static ModelInfo,
     windows: Vec<WindowRow>,
 }
 
@@ -125,7 +126,7 @@ async fn windows(
             avg_power_w: w.avg_power_w(),
         })
         .collect();
-    Ok(Json(WindowsAnswer { workload: name, model, windows }).into_response())
+    Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())
 }
 
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
