@@ -96,9 +96,6 @@ pub struct WorkloadSummary {
     /// The revenue model, written by its name as in configs.
     #[serde(rename = "model")]
     pub revenue_model: &'static ModelInfo,
-    /// How the page titles the model, and which palette it uses.
-    pub model_title: &'static str,
-    pub model_family: crate::revenue::Family,
     pub energy_j: f64,
     pub facility_energy_j: f64,
     pub revenue_usd: f64,
@@ -111,10 +108,6 @@ pub struct WorkloadSummary {
     pub break_even_usd_per_kwh: Option<f64>,
     pub j_per_th: Option<f64>,
     pub tokens_per_j: Option<f64>,
-    /// Which of the fields above holds the model's efficiency, and its unit
-    /// (`j_per_th`, `J/TH`); `null` for models without one.
-    pub efficiency_field: Option<&'static str>,
-    pub efficiency_unit: Option<&'static str>,
 }
 
 /// Folds a workload's windows, one at a time, into its summary.
@@ -193,10 +186,6 @@ impl Summarizer {
                 .tokens
                 .filter(|_| shows(Efficiency::TokensPerJoule) && self.energy_j > 0.0)
                 .map(|t| t / self.energy_j),
-            efficiency_field: efficiency.map(|e| e.field()),
-            efficiency_unit: efficiency.map(|e| e.unit()),
-            model_title: self.revenue_model.title,
-            model_family: self.revenue_model.family,
             workload: self.workload,
             revenue_model: self.revenue_model,
             energy_j: self.energy_j,
@@ -289,16 +278,6 @@ mod tests {
         assert!(close(r.coverage, 0.5));
         assert!(close(r.j_per_th.unwrap(), 20.0));
         assert_eq!(r.tokens_per_j, None);
-        // The page reads the model's title, family and efficiency from the row.
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["model"], "bitcoin_fpps");
-        assert_eq!(json["model_title"], "Bitcoin mining · FPPS");
-        assert_eq!(json["model_family"], "mining");
-        assert_eq!(json["efficiency_field"], "j_per_th");
-        assert_eq!(json["efficiency_unit"], "J/TH");
-        assert!(close(json[json["efficiency_field"].as_str().unwrap()].as_f64().unwrap(), 20.0));
-        let contract = serde_json::to_value(Summarizer::new("a", &crate::revenue::ai_contract::INFO).finish()).unwrap();
-        assert!(contract["efficiency_field"].is_null() && contract["efficiency_unit"].is_null(), "{contract}");
     }
 
     #[test]

@@ -63,12 +63,19 @@
     if (!isNum(w)) return null;
     return Math.abs(w) >= 1000 ? fixed(w / 1000, Math.abs(w) >= 100000 ? 0 : 1) + ' kW' : fixed(w, 0) + ' W';
   }
-  // The API names which field holds a workload's efficiency and its unit.
-  const efficiencyOf = (w) => (w.efficiency_field && isNum(w[w.efficiency_field]) ? w[w.efficiency_field] : null);
+  // Revenue models as `GET api/models` describes them: title, palette, and which
+  // field holds the efficiency with its unit. Filled once by `load()`.
+  const models = new Map();
+  const modelOf = (w) => models.get(w.model) || {};
+  function efficiencyOf(w) {
+    const f = modelOf(w).efficiency_field;
+    return f && isNum(w[f]) ? w[f] : null;
+  }
   function fmtEfficiency(w) {
     const v = efficiencyOf(w);
     if (v === null) return null;
-    return fixed(v, v >= 10 ? 1 : w.efficiency_unit === 'J/TH' ? 1 : 2) + ' ' + w.efficiency_unit;
+    const unit = modelOf(w).efficiency_unit;
+    return fixed(v, v >= 10 || unit === 'J/TH' ? 1 : 2) + ' ' + unit;
   }
   const dateFmt = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric' });
   const timeFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
@@ -80,8 +87,8 @@
     if (h >= 1) return fixed(h, Number.isInteger(Math.round(h * 10) / 10) ? 0 : 1) + ' h';
     return Math.round(ms / 60e3) + ' min';
   }
-  const modelName = (w) => w.model_title || w.model || '';
-  const isMining = (w) => w.model_family === 'mining';
+  const modelName = (w) => modelOf(w).title || w.model || '';
+  const isMining = (w) => modelOf(w).family === 'mining';
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -150,6 +157,10 @@
     const seq = ++state.seq;
     setBusy(true);
     try {
+      if (models.size === 0) {
+        const m = await api('api/models');
+        for (const d of m.models || []) models.set(d.name, d);
+      }
       const cmp = await fetchComparison();
       const workloads = cmp.workloads || [];
       const [windows, fleet] = await Promise.all([
@@ -287,7 +298,7 @@
         numCell('volatility_cv', w.volatility_cv, fmtPct(w.volatility_cv),
           { bar: isNum(w.volatility_cv) ? w.volatility_cv / maxCv : undefined, naTitle: 'needs two or more windows' }),
         numCell('break_even_usd_per_kwh', w.break_even_usd_per_kwh, fmtUsdPerKwh(w.break_even_usd_per_kwh)),
-        numCell(eff !== null ? w.efficiency_field : 'efficiency', eff, fmtEfficiency(w),
+        numCell(eff !== null ? modelOf(w).efficiency_field : 'efficiency', eff, fmtEfficiency(w),
           { naTitle: 'not applicable to ' + modelName(w) }),
         numCell('coverage', w.coverage, fmtPct(w.coverage)),
         numCell('energy_j', w.energy_j, isNum(w.energy_j) ? fmtKwh(w.energy_j / 3.6e6) : null),
