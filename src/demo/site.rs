@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn load_clock_never_goes_back() {
-        let manual = Arc::new(crate::sim::miners::ManualClock::new(1_700_000_000_000_000_000));
+        let manual = Arc::new(crate::model::ManualClock::new(1_700_000_000_000_000_000));
         let lc = LoadClock { inner: manual.clone() };
         let mut last = lc.now_ns();
         for _ in 0..2000 {

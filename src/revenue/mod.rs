@@ -221,11 +221,14 @@ pub fn non_negative(key: &str, v: f64) -> Result<(), TermsError> {
     }
 }
 
+/// Builds a model from a workload's terms.
+type BuildFn = fn(&'static ModelInfo, toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError>;
+
 /// One entry of [`REVENUE_MODELS`].
 #[derive(Debug)]
 pub struct Registration {
     pub info: &'static ModelInfo,
-    build: fn(&'static ModelInfo, toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError>,
+    build: BuildFn,
 }
 
 const fn register<T: Terms>(info: &'static ModelInfo) -> Registration {
