@@ -51,6 +51,8 @@ pub struct Agent {
     sources: Vec<ScheduledSource>,
     writer: Arc<dyn Writer>,
     stats: Arc<AgentStats>,
+    /// `[workloads]`, built once.
+    workloads: WorkloadMap,
 }
 
 impl Agent {
@@ -71,8 +73,8 @@ impl Agent {
         sources: Vec<ScheduledSource>,
         writer: Arc<dyn Writer>,
     ) -> Result<Agent, AgentError> {
-        WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
-        Ok(Agent { cfg, clock, sources, writer, stats: Arc::new(AgentStats::default()) })
+        let workloads = WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
+        Ok(Agent { cfg, clock, sources, writer, stats: Arc::new(AgentStats::default()), workloads })
     }
 
     /// Live counters; valid while and after the agent runs.
@@ -98,11 +100,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             spool: Arc::new(Mutex::new(spool)),
             stats: self.stats.clone(),
-            stamp: Stamp {
-                site: a.site.clone(),
-                host: self.cfg.host(),
-                workloads: WorkloadMap::new(&self.cfg.workloads).map_err(AgentError::Config)?,
-            },
+            stamp: Stamp { site: a.site.clone(), host: self.cfg.host(), workloads: self.workloads },
             clock: self.clock.clone(),
             ship_now: tokio::sync::Notify::new(),
             batch_size: a.batch_size as u64,
