@@ -206,7 +206,7 @@ pub async fn serve_metrics(
     );
     tokio::spawn(async move {
         // The same connection limit and header-read timeout as the aggregator's API.
-        if let Err(e) = crate::web::conn::serve(listener, app, crate::web::conn::ConnLimits::default(), stop).await {
+        if let Err(e) = crate::http::serve(listener, app, crate::http::ConnLimits::default(), stop).await {
             tracing::warn!(error = %e, "agent metrics endpoint stopped");
         }
     });

@@ -1,6 +1,6 @@
 //! The aggregator's HTTP side: the JSON API ([`api`]), the InfluxDB-compatible
 //! ingest ([`ingest`]) and the web UI ([`ui`]), one axum router, served by
-//! [`conn::serve`] (connection limit, load shedding, header-read timeout).
+//! [`crate::http::serve`] (connection limit, load shedding, header-read timeout).
 //!
 //! [`router`] returns a stateless `Router` so that other parts (the web UI) merge
 //! in with `router(state).merge(ui::router())`.
@@ -16,7 +16,6 @@
 //! middlewares ([`require_read`], [`require_write`]).
 
 pub mod api;
-pub mod conn;
 pub mod ingest;
 pub mod ui;
 
@@ -94,7 +93,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.aggregator.config().api.conn_limits();
-    conn::serve(listener, router(state), limits, shutdown).await
+    crate::http::serve(listener, router(state), limits, shutdown).await
 }
 
 /// The token a request presents: `Authorization: Bearer …` or `Token …`, or the

@@ -1,4 +1,4 @@
-//! The HTTP server loop both the aggregator and the agent's `/metrics` run: a
+//! The HTTP server loop both the aggregator (`web`) and the agent's `/metrics` run: a
 //! connection limit with load shedding, and a header-read timeout.
 //!
 //! `axum::serve` accepts without limit and never times out a connection that sends
