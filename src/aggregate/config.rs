@@ -29,6 +29,9 @@ pub struct AggregatorConfig {
     pub aggregator: WindowsConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[alerts]`, kept as TOML here: the alert engine (`crate::alert::config`)
+    /// parses and checks it, so this layer does not depend on it.
+    pub alerts: Option<toml::Value>,
 }
 
 /// `[sites.NAME]`: where devices run, what a kWh costs there.

@@ -30,6 +30,8 @@ pub struct AppState {
     pub token: Option<Arc<Secret>>,
     pub ingest: bool,
     pub max_body_bytes: usize,
+    /// The alert engine, when the aggregator runs one (`GET /api/alerts`).
+    pub alerts: Option<Arc<crate::alert::AlertEngine>>,
 }
 
 impl AppState {
@@ -37,7 +39,13 @@ impl AppState {
     pub fn new(aggregator: Arc<Aggregator>) -> Result<Self, ConfigError> {
         let api = &aggregator.config().api;
         let token = aggregator.config().api_token()?.filter(|t| !t.is_empty()).map(Arc::new);
-        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator })
+        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator, alerts: None })
+    }
+
+    /// The same state, serving this engine's alerts.
+    pub fn with_alerts(mut self, engine: Arc<crate::alert::AlertEngine>) -> Self {
+        self.alerts = Some(engine);
+        self
     }
 }
 

@@ -104,15 +104,19 @@ pub struct Endpoint {
 }
 
 /// Expands targets into endpoints (ranges into their host addresses), without duplicates.
+/// A host listed by itself stays listed (`from_range: false`, so it is reported when
+/// down) even where a range covers it too, in either order.
 pub fn expand(targets: &[Target], default_port: u16) -> Vec<Endpoint> {
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Endpoint> = Vec::new();
     for t in targets {
         match t {
             Target::Host { host, port } => {
                 let e = Endpoint { host: host.clone(), port: port.unwrap_or(default_port), from_range: false };
                 if seen.insert((e.host.clone(), e.port)) {
                     out.push(e);
+                } else if let Some(known) = out.iter_mut().find(|k| k.host == e.host && k.port == e.port) {
+                    known.from_range = false;
                 }
             }
             Target::Range { net, port } => {
@@ -360,6 +364,8 @@ mod tests {
         let e = expand(&[parse_target("127.0.1.0/30").unwrap(), parse_target("127.0.1.1").unwrap()], 4028);
         let hosts: Vec<_> = e.iter().map(|e| format!("{}:{}", e.host, e.port)).collect();
         assert_eq!(hosts, ["127.0.1.1:4028", "127.0.1.2:4028"]);
+        // The listed host inside the range stays listed, so it is reported when down.
+        assert_eq!(e.iter().map(|e| e.from_range).collect::<Vec<_>>(), [false, true]);
         let e = expand(&[parse_target("127.0.1.9/32").unwrap()], 4028);
         assert_eq!(e.len(), 1);
     }
