@@ -59,8 +59,10 @@ pub async fn evaluate(
     let mut found = Found { observations: Vec::new(), missing: Missing::Resolves, notes: Vec::new() };
     match rule.kind {
         Kind::Unprofitable | Kind::LowCoverage => {
-            // The last completed window of the rule's length.
-            let to = now_ns.div_euclid(window_ns) * window_ns;
+            // The last window of the rule's length that completed at least
+            // `max_gap` ago: readings of its last moments may still be on the way.
+            let settle_ns = cfg.aggregator.max_gap.as_nanos() as i64;
+            let to = (now_ns - settle_ns).div_euclid(window_ns) * window_ns;
             let from = to - window_ns;
             let mut results = Vec::new();
             agg.compute(from, to, window_ns, rule.workload.as_deref(), |w| results.push(w)).await?;

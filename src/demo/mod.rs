@@ -455,6 +455,22 @@ interval = "200ms"
 kind = "gpu_idle_burn"
 util_below_pct = 20
 for = "30m"
+window = "1h"
+
+# During the replay the agents ship every 500 ms of real time, up to 48 simulated
+# minutes: judge what arrives late on hourly windows and a longer silence.
+[[alerts.rules]]
+kind = "unprofitable"
+window = "1h"
+
+[[alerts.rules]]
+kind = "low_coverage"
+window = "1h"
+for = "1h"
+
+[[alerts.rules]]
+kind = "device_offline"
+threshold = 8
 
 # The agents' own telemetry runs on real time, not the demo's simulated clock.
 [[alerts.rules]]
