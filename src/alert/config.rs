@@ -106,15 +106,16 @@ pub const DEFAULTS: &[RuleDefault] = &[
         util_below_pct: 0.0,
         enabled: true,
     },
-    // Measured J/TH worse than the model's nominal by more than the makers' own
-    // tolerance (10 %); resolves under 5 %.
+    // Measured J/TH worse than the model's nominal, or than the miner's own
+    // trailing baseline, by more than the makers' own tolerance (10 %); resolves
+    // under 5 %.
     RuleDefault {
         kind: Kind::MinerEfficiency,
         severity: "warning",
         threshold: 10.0,
         clear: 5.0,
         direction: Direction::Above,
-        unit: "% over nominal J/TH",
+        unit: "% over nominal or baseline J/TH",
         for_s: 1800,
         window_s: 900,
         util_below_pct: 0.0,

@@ -43,6 +43,21 @@ async fn read(
     Ok(agg.store().read(&q).await?)
 }
 
+/// How far back a miner's own efficiency baseline reaches, before the rule's window.
+pub const BASELINE_NS: i64 = 6 * 3_600_000_000_000;
+
+/// The rows of `s` whose time passes `keep`.
+fn rows_where(s: &Series, keep: impl Fn(i64) -> bool) -> Series {
+    let mut out = Series { tags: s.tags.clone(), fields: s.fields.clone(), ..Default::default() };
+    for (t, row) in s.times_ns.iter().zip(&s.values) {
+        if keep(*t) {
+            out.times_ns.push(*t);
+            out.values.push(row.clone());
+        }
+    }
+    out
+}
+
 fn mean(track: &[(i64, f64)]) -> Option<f64> {
     (!track.is_empty()).then(|| track.iter().map(|p| p.1).sum::<f64>() / track.len() as f64)
 }
@@ -100,45 +115,43 @@ pub async fn evaluate(
             }
         }
         Kind::MinerEfficiency => {
+            // The window against the model's nominal J/TH and against the miner's
+            // own trailing baseline (the BASELINE before the window); the worse counts.
+            let split_ns = now_ns - window_ns;
             let series =
-                read(agg, asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS], now_ns - window_ns, now_ns + 1)
+                read(agg, asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS], split_ns - BASELINE_NS, now_ns + 1)
                     .await?;
-            let measured = measured_j_per_th(&series);
+            let (before, recent): (Vec<Series>, Vec<Series>) =
+                series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            let measured = measured_j_per_th(&recent);
+            let baseline = measured_j_per_th(&before);
             let mut estimated = Vec::new();
             let mut done = std::collections::BTreeSet::new();
-            for s in &series {
+            for s in &recent {
                 let id = device_id(asic::MEASUREMENT, &s.tags);
                 let t = |k: &str| s.tags.get(k);
-                if !rule.admits(
-                    t(schema::TAG_SITE).map(String::as_str),
-                    t(schema::TAG_WORKLOAD).map(String::as_str),
-                    Some("asic"),
-                    Some(&id),
-                ) {
+                let str_tag = |k: &str| t(k).map(String::as_str);
+                if !rule.admits(str_tag(schema::TAG_SITE), str_tag(schema::TAG_WORKLOAD), Some("asic"), Some(&id)) {
                     continue;
                 }
-                let Some(sums) = measured.get(&id).filter(|m| m.samples > 0) else {
-                    if t(asic::TAG_POWER_SOURCE).is_some_and(|p| p == "estimated") && !estimated.contains(&id) {
+                let Some(j) = measured.get(&id).and_then(|m| m.j_per_th()) else {
+                    if str_tag(asic::TAG_POWER_SOURCE) == Some("estimated") && !estimated.contains(&id) {
                         estimated.push(id);
                     }
-                    continue;
-                };
-                let (Some(j), Some(spec)) = (
-                    sums.j_per_th(),
-                    nominal_spec(t(asic::TAG_MAKE).map(String::as_str), t(asic::TAG_MODEL).map(String::as_str)),
-                ) else {
                     continue;
                 };
                 if !done.insert(id.clone()) {
                     continue;
                 }
-                let value = (j / spec.j_per_th() - 1.0) * 100.0;
+                let nominal = nominal_spec(str_tag(asic::TAG_MAKE), str_tag(asic::TAG_MODEL)).map(|s| s.j_per_th());
+                let own = baseline.get(&id).and_then(|b| b.j_per_th());
+                let vs = |base: Option<f64>| base.map(|b| (j / b - 1.0) * 100.0);
+                let Some(value) = vs(nominal).into_iter().chain(vs(own)).reduce(f64::max) else { continue };
                 let what = format!(
-                    "miner {id} ({} {}) measures {} J/TH against nominal {} J/TH",
-                    spec.make,
-                    spec.model,
+                    "miner {id} measures {} J/TH (nominal {}, own baseline {}); worse by",
                     fmt_num(j),
-                    fmt_num(spec.j_per_th())
+                    nominal.map_or("unknown".into(), fmt_num),
+                    own.map_or("none yet".into(), fmt_num)
                 );
                 let l = labels(&[
                     ("site", t(schema::TAG_SITE)),
@@ -149,7 +162,11 @@ pub async fn evaluate(
                 found.observations.push(Observation {
                     labels: l,
                     value,
-                    window: format!("last {}", window_label(window_ns)),
+                    window: format!(
+                        "last {} against the {} before",
+                        window_label(window_ns),
+                        window_label(BASELINE_NS)
+                    ),
                     what,
                 });
             }
