@@ -543,6 +543,19 @@ mod tests {
     }
 
     #[test]
+    fn example_config_alerts_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/aggregator.toml");
+        std::env::set_var("WATTLEDGER_API_TOKEN", "example-token");
+        let cfg = AggregatorConfig::load(&path).unwrap();
+        let a = AlertsConfig::from_aggregator(&cfg, Path::new("/etc/wattledger")).unwrap();
+        assert_eq!(a.alertmanager_url.urls().len(), 2);
+        let rules = a.rules(&cfg).unwrap();
+        assert_eq!(rules.len(), Kind::ALL.len());
+        let cov = rules.iter().find(|r| r.kind == Kind::LowCoverage).unwrap();
+        assert_eq!((cov.window_s, cov.clear, cov.keep_firing_for_s), (3600.0, 0.95, 600.0));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let err = |extra: &str| AlertsConfig::from_aggregator(&agg(extra), Path::new(".")).unwrap_err();
         assert!(err("[alerts]\nalertmanager_urls = \"x\"\n").contains("alertmanager_urls"));
