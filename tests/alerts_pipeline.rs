@@ -59,7 +59,11 @@ async fn webhook_receiver() -> (String, Events) {
                 }
                 let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
                 let l = &v["labels"];
-                let subject = l["device"].as_str().or(l["workload"].as_str()).unwrap_or("").to_string();
+                let subject = ["device", "workload", "host", "source"]
+                    .iter()
+                    .find_map(|k| l[*k].as_str())
+                    .unwrap_or("")
+                    .to_string();
                 ev.lock().unwrap().push((
                     v["status"].as_str().unwrap().into(),
                     v["alertname"].as_str().unwrap().into(),
@@ -131,6 +135,13 @@ window = "5m"
 [[alerts.rules]]
 kind = "low_coverage"
 for = "0s"
+[[alerts.rules]]
+kind = "agent_silent"
+threshold = 300
+[[alerts.rules]]
+kind = "market_stale"
+threshold = 300
+for = "0s"
 "#;
 
 fn config(
@@ -175,6 +186,7 @@ state_file = "{state_file}"
 "#,
         db = dir.join("w.db").display(),
     );
+    std::fs::write(dir.join(format!("{state_file}.toml")), &toml).unwrap();
     let cfg: AggregatorConfig = wattledger::config::from_str(&toml, std::path::Path::new("test.toml")).unwrap();
     cfg.validate().unwrap();
     let alerts = AlertsConfig::from_aggregator(&cfg, dir).unwrap();
@@ -290,7 +302,20 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
             _ => {}
         }
         let btc_usd = if (10..25).contains(&minute) { 30_000.0 } else { 100_000.0 };
-        let mut points = vec![market(now, btc_usd)];
+        let mut points = Vec::new();
+        // The market feed stops from minute 30 to 40.
+        if !(30..40).contains(&minute) {
+            points.push(market(now, btc_usd));
+        }
+        // The host's agent is silent from minute 12 to 22.
+        if !(12..=22).contains(&minute) {
+            points.push(
+                Point::new("agent", now)
+                    .tag("site", site.as_str())
+                    .tag("host", "rack-1")
+                    .field("points_collected", 10 * minute as u64),
+            );
+        }
         let read = miners.collect(now).await.unwrap();
         for p in &read {
             if let Some(s) = p.tag_value("power_source") {
@@ -320,6 +345,9 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
         ("miner_efficiency", miner0.as_str()),
         ("gpu_idle_burn", "GPU-0a1e7000"),
         ("device_offline", miner1.as_str()),
+        ("low_coverage", "btc"),
+        ("agent_silent", "rack-1"),
+        ("market_stale", "store"),
     ];
     for (k, subject) in expected {
         let all = events.lock().unwrap().clone();
@@ -327,7 +355,7 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
         assert_eq!(count(&events, "resolved", k, subject), 1, "{k} {subject}: one resolve: {all:?}");
     }
     // Every alert that fired (the idle on-demand GPU also makes its workload
-    // unprofitable; the switched-off miner lowers coverage) resolved, once each.
+    // unprofitable) resolved, once each.
     let all = events.lock().unwrap().clone();
     for (status, name, subject) in &all {
         let n = all.iter().filter(|e| (&e.0, &e.1, &e.2) == (status, name, subject)).count();
@@ -374,6 +402,32 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
         .unwrap();
     let states: std::collections::BTreeSet<_> = series.iter().filter_map(|s| s.tags.get("state").cloned()).collect();
     assert!(states.contains("firing") && states.contains("resolved"), "{states:?}");
+    // Delivery counts itself: the outage shows as failures and `down` at the time.
+    let series = store
+        .read(&wattledger::store::SeriesQuery {
+            measurement: "alert_delivery".into(),
+            fields: vec!["failures".into(), "down".into()],
+            tag_filters: vec![("sink".into(), "alertmanager".into())],
+            start_ns: t0,
+            end_ns: t0 + 60 * MIN_NS,
+        })
+        .await
+        .unwrap();
+    let down: Vec<bool> =
+        series[0].values.iter().map(|r| r[1].as_ref().and_then(|v| v.as_f64()) == Some(1.0)).collect();
+    assert!(down.iter().any(|d| *d) && !down.last().unwrap(), "{down:?}");
+    // `wattledger alerts` reads the same state for a terminal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["alerts", "--config"])
+        .arg(dir.path().join("alerts.json.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("no alerts firing or pending") && text.contains("recently resolved:"), "{text}");
+    for (k, _) in expected {
+        assert!(text.contains(k), "{k} in {text}");
+    }
     fleet.stop().await;
 }
 

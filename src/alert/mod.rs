@@ -27,7 +27,7 @@ use self::config::{AlertsConfig, Rule};
 use self::deliver::SinkStats;
 use self::state::{Alert, Book, State, Transition};
 use crate::aggregate::{rfc3339, Aggregator};
-use crate::model::schema::{self, alert as sch};
+use crate::model::schema::{self, alert as sch, alert_delivery as dl};
 use crate::model::Point;
 
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +277,7 @@ impl AlertEngine {
             inner.notes = notes;
             inner.evaluated_at_ns = Some(now_ns);
             inner.evaluation_errors += errors;
-            let points = transitions
+            let mut points: Vec<Point> = transitions
                 .iter()
                 .filter_map(|t| {
                     let a =
@@ -287,6 +287,18 @@ impl AlertEngine {
                     Some(alert_point(a, t.to, now_ns))
                 })
                 .collect();
+            for (sink, stats) in [("alertmanager", &inner.delivery.alertmanager), ("webhook", &inner.delivery.webhook)]
+            {
+                if stats.configured {
+                    points.push(
+                        Point::new(dl::MEASUREMENT, now_ns)
+                            .tag(dl::TAG_SINK, sink)
+                            .field(dl::SENT, stats.sent)
+                            .field(dl::FAILURES, stats.failures)
+                            .field(dl::DOWN, stats.down_since.is_some()),
+                    );
+                }
+            }
             self.persist(&mut inner);
             points
         };

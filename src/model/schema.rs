@@ -155,5 +155,18 @@ pub mod alert {
     pub const SUMMARY: &str = "summary";
 }
 
+/// The alert engine's own telemetry: one point per configured sink per evaluation.
+pub mod alert_delivery {
+    pub const MEASUREMENT: &str = "alert_delivery";
+    /// `alertmanager` or `webhook`.
+    pub const TAG_SINK: &str = "sink";
+    /// Counter: requests the sink accepted since the aggregator started.
+    pub const SENT: &str = "sent";
+    /// Counter: failed requests (each retry counts) since the aggregator started.
+    pub const FAILURES: &str = "failures";
+    /// True while delivery to the sink fails.
+    pub const DOWN: &str = "down";
+}
+
 /// Joules in one kilowatt-hour.
 pub const J_PER_KWH: f64 = 3.6e6;
