@@ -1,5 +1,6 @@
 //! The aggregator's configuration: `[store]`, `[sites.NAME]`, `[market]`,
-//! `[[workloads]]`, `[aggregator]` and `[api]` (every key is documented in
+//! `[[workloads]]`, `[aggregator]`, `[api]` and `[alerts]` (kept as TOML for
+//! `crate::alert::config`; every key is documented in
 //! `docs/config.md`, section "Aggregator"). Unknown keys are refused by name, and
 //! [`AggregatorConfig::validate`] checks what serde cannot: that each workload has
 //! the parameters its model needs, that sites exist, that prices are sane.
