@@ -9,9 +9,10 @@ use super::config::{Kind, Rule};
 use super::state::{fmt_num, Missing, Observation};
 use crate::aggregate::config::MarketSourceKind;
 use crate::aggregate::windows::{device_id, devices_from_series, window_label};
-use crate::aggregate::{measured_j_per_th, nominal_spec, rfc3339, AggregateError, Aggregator};
+use crate::aggregate::fleet::{measured_j_per_th, nominal_spec};
+use crate::aggregate::{rfc3339, AggregateError, Aggregator};
 use crate::model::schema::{self, agent, asic, gpu, market};
-use crate::revenue::ModelKind;
+use crate::revenue::{ai_on_demand, ai_tokens};
 use crate::store::{Series, SeriesQuery};
 
 /// What an evaluation found, and how to treat subjects it did not see.
@@ -42,6 +43,10 @@ async fn read(
     };
     Ok(agg.store().read(&q).await?)
 }
+
+/// Revenue models whose pay follows use, so a GPU's idle power is lost money; a
+/// reserved contract (`ai_contract`) pays by the hour whether the GPU works or not.
+pub const PAID_BY_USE: &[&str] = &[ai_on_demand::INFO.name, ai_tokens::INFO.name];
 
 /// How far back a miner's own efficiency baseline reaches, before the rule's window.
 pub const BASELINE_NS: i64 = 6 * 3_600_000_000_000;
@@ -183,7 +188,7 @@ pub async fn evaluate(
             let paid_by_use: Vec<&str> = cfg
                 .workloads
                 .iter()
-                .filter(|w| matches!(w.model, ModelKind::AiOnDemand | ModelKind::AiTokens))
+                .filter(|w| PAID_BY_USE.contains(&w.revenue_model.info().name))
                 .map(|w| w.name.as_str())
                 .collect();
             let series =
@@ -305,7 +310,7 @@ pub async fn evaluate(
             }
         }
         Kind::MarketStale => {
-            let needs_market = cfg.workloads.iter().any(|w| w.model == ModelKind::BitcoinFpps);
+            let needs_market = cfg.workloads.iter().any(|w| w.revenue_model.info().inputs.market);
             if !needs_market || cfg.market.source == MarketSourceKind::Static {
                 return Ok(found);
             }
