@@ -3,7 +3,8 @@
 //! (`GET /api/alerts`, the page's panel, `wattledger alerts`).
 //!
 //! Layering: above [`crate::aggregate`] (it reads through an [`Aggregator`]),
-//! beside [`crate::web`]; nothing below imports it. Parts:
+//! beside [`crate::web`] (which gets its state through `AlertEngine::view`); nothing
+//! below imports it. Parts:
 //! [`config`] (`[alerts]`, the defaults of every kind), [`eval`] (what each kind
 //! measures), [`state`] (the state machine and the state file's contents) and
 //! [`deliver`] (the sinks).
@@ -218,6 +219,12 @@ impl AlertEngine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state as `GET /api/alerts` serves it, for `web::AppState::with_alerts`.
+    pub fn view(self: &Arc<Self>) -> Arc<dyn Fn() -> serde_json::Value + Send + Sync> {
+        let me = self.clone();
+        Arc::new(move || serde_json::to_value(me.snapshot()).expect("plain JSON"))
     }
 
     /// The current state.

@@ -32,7 +32,7 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     let listen = cfg.api.listen.clone();
     let agg = Arc::new(Aggregator::new(cfg, store, Arc::new(SystemClock))?);
     let engine = Arc::new(AlertEngine::new(agg.clone(), alerts_cfg)?);
-    let state = AppState::new(agg.clone())?.with_alerts(engine.clone());
+    let state = AppState::new(agg.clone())?.with_alerts(engine.view());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ([api] listen); is another process using it?"))?;

@@ -203,7 +203,7 @@ impl Demo {
                 .map_err(|e| DemoError::Setup(e.to_string()))?,
         );
         let state =
-            AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?.with_alerts(alerts.clone());
+            AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?.with_alerts(alerts.view());
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
         background.push(tokio::spawn(alerts.run(stopped(stop_rx.clone()))));
         let server = tokio::spawn({

@@ -173,8 +173,11 @@ async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 async fn alerts(State(state): State<AppState>) -> Response {
     match &state.alerts {
-        Some(engine) => Json(engine.snapshot()).into_response(),
-        None => Json(crate::alert::Snapshot::of(&Default::default(), false)).into_response(),
+        Some(view) => Json(view()).into_response(),
+        None => Json(serde_json::json!({
+            "enabled": false, "firing": [], "pending": [], "history": [], "notes": []
+        }))
+        .into_response(),
     }
 }
 

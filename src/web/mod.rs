@@ -22,6 +22,11 @@ use axum::Router;
 use crate::aggregate::Aggregator;
 use crate::config::{ConfigError, Secret};
 
+/// What `GET /api/alerts` serves: the alert engine's current state as JSON. The
+/// engine sits beside this module, not below it, so the service that runs both
+/// hands its view in.
+pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -30,8 +35,8 @@ pub struct AppState {
     pub token: Option<Arc<Secret>>,
     pub ingest: bool,
     pub max_body_bytes: usize,
-    /// The alert engine, when the aggregator runs one (`GET /api/alerts`).
-    pub alerts: Option<Arc<crate::alert::AlertEngine>>,
+    /// The alert engine's state, when the service runs one (`GET /api/alerts`).
+    pub alerts: Option<AlertsView>,
 }
 
 impl AppState {
@@ -42,9 +47,9 @@ impl AppState {
         Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator, alerts: None })
     }
 
-    /// The same state, serving this engine's alerts.
-    pub fn with_alerts(mut self, engine: Arc<crate::alert::AlertEngine>) -> Self {
-        self.alerts = Some(engine);
+    /// The same state, serving these alerts.
+    pub fn with_alerts(mut self, view: AlertsView) -> Self {
+        self.alerts = Some(view);
         self
     }
 }
