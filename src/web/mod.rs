@@ -32,6 +32,11 @@ use crate::aggregate::Aggregator;
 use crate::config::{ConfigError, Secret};
 use crate::ship::lineproto::Limits;
 
+/// What `GET /api/alerts` serves: the alert engine's current state as JSON. The
+/// engine sits beside this module, not below it, so the service that runs both
+/// hands its view in.
+pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,6 +51,8 @@ pub struct AppState {
     pub line_limits: Limits,
     /// Bounds how many bodies are decoded and parsed at once, off the runtime.
     pub parse_slots: Arc<tokio::sync::Semaphore>,
+    /// The alert engine's state, when the service runs one (`GET /api/alerts`).
+    pub alerts: Option<AlertsView>,
 }
 
 impl AppState {
@@ -69,7 +76,14 @@ impl AppState {
             read_tokens,
             write_tokens,
             aggregator,
+            alerts: None,
         })
+    }
+
+    /// The same state, serving these alerts.
+    pub fn with_alerts(mut self, view: AlertsView) -> Self {
+        self.alerts = Some(view);
+        self
     }
 }
 
