@@ -95,18 +95,22 @@ impl Agent {
         self.stats.spool_bytes.store(spool.disk_bytes(), std::sync::atomic::Ordering::Relaxed);
         tracing::info!(spool = %a.spool_dir.display(), pending_points = pending, writer = %self.writer.describe(),
             sources = self.sources.len(), "agent started");
-        let shared = Arc::new(Shared {
-            spool: Arc::new(Mutex::new(spool)),
-            stats: self.stats.clone(),
-            stamp: Stamp {
-                site: a.site.clone(),
-                host: self.cfg.host(),
-                workloads: WorkloadMap::new(&self.cfg.workloads).map_err(AgentError::Config)?,
-            },
-            clock: self.clock.clone(),
-            ship_now: tokio::sync::Notify::new(),
-            batch_size: a.batch_size as u64,
-        });
+        let shared =
+            Arc::new(Shared {
+                spool: Arc::new(Mutex::new(spool)),
+                ledger: self.cfg.ledger.enabled.then(|| {
+                    Mutex::new(crate::ledger::writer::LedgerWriter::new(&self.cfg.ledger, self.clock.now_ns()))
+                }),
+                stats: self.stats.clone(),
+                stamp: Stamp {
+                    site: a.site.clone(),
+                    host: self.cfg.host(),
+                    workloads: WorkloadMap::new(&self.cfg.workloads).map_err(AgentError::Config)?,
+                },
+                clock: self.clock.clone(),
+                ship_now: tokio::sync::Notify::new(),
+                batch_size: a.batch_size as u64,
+            });
         pipeline::run(shared, self.sources, self.writer, a, shutdown).await;
         let s = self.stats.snapshot();
         tracing::info!(
