@@ -151,3 +151,77 @@ async fn raw_and_ledger_agree_on_the_agents_data() {
         assert!(close(w.ledger_energy_j + w.raw_energy_j, w.energy_j), "{w:?}");
     }
 }
+
+/// The site's batches, from a runtime of its own with paused time (the test's
+/// runtime talks to a real server, whose answers must not race virtual time).
+fn site_batches() -> Vec<String> {
+    std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(run_site())
+    })
+    .join()
+    .unwrap()
+}
+
+fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
+    let at = |s: i64| wattledger::aggregate::rfc3339(T0_NS + s * S);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
+        .arg(config)
+        .args(["--from", &at(from_s), "--to", &at(to_s)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_reports_agree(a: &serde_json::Value, b: &serde_json::Value) {
+    let (a, b) = (a["workloads"].as_array().unwrap(), b["workloads"].as_array().unwrap());
+    assert_eq!(a.len(), 4);
+    for (x, y) in a.iter().zip(b) {
+        for k in
+            ["energy_j", "facility_energy_j", "revenue_usd", "energy_cost_usd", "coverage", "j_per_th", "tokens_per_j"]
+        {
+            match (x[k].as_f64(), y[k].as_f64()) {
+                (Some(p), Some(q)) => assert!(close(p, q), "{} {k}: {p} vs {q}", x["workload"]),
+                _ => assert_eq!(x[k], y[k], "{} {k}", x["workload"]),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn report_energy_from_raw_and_ledger_agree_in_influxdb() {
+    let db = common::TestDb::create().await;
+    for batch in site_batches() {
+        let r = reqwest::Client::new()
+            .post(format!("{}/write?db={}&precision=ns", db.url, db.name))
+            .body(batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("influx.toml");
+    std::fs::write(&cfg, ledger_site::aggregator_config(&db.store_toml())).unwrap();
+
+    // Over the range the ledger covers completely (driver reload, device joining,
+    // miner reboot, price change), the ledger alone gives the raw numbers.
+    let raw = report(&cfg, 540, 1380, "raw");
+    let ledger = report(&cfg, 540, 1380, "ledger");
+    assert_eq!((raw["energy_from"].as_str(), ledger["energy_from"].as_str()), (Some("raw"), Some("ledger")));
+    assert_reports_agree(&raw, &ledger);
+    for w in ledger["workloads"].as_array().unwrap() {
+        assert_eq!(w["ledger_share"].as_f64(), Some(1.0), "{w}");
+        assert!(w["energy_j"].as_f64().unwrap() > 0.0, "{w}");
+    }
+    // Over the whole run, with the agents' start and restart, auto fills in
+    // from raw samples and still equals raw.
+    let raw = report(&cfg, 0, 2700, "raw");
+    let auto = report(&cfg, 0, 2700, "auto");
+    assert_reports_agree(&raw, &auto);
+    assert_eq!(raw["workloads"][0]["ledger_share"].as_f64(), Some(0.0));
+    let share = auto["workloads"][0]["ledger_share"].as_f64().unwrap();
+    assert!(share > 0.8 && share < 1.0, "{share}");
+}
