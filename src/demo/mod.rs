@@ -483,6 +483,12 @@ token = "{token}"
 [workloads]
 default = "{workload}"
 
+# The energy ledger, matched to the aggregator below: readings are 5 simulated
+# minutes apart while the past is replayed, so 5-minute intervals and its max_gap.
+[ledger]
+interval = "5m"
+max_gap = "16m"
+
 {sources}
 "#,
         site = site::SITE,

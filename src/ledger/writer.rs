@@ -7,7 +7,9 @@
 //! An interval is closed when every quantity of the device has a sample at or
 //! after its end (the next sample arrived), or when `max_gap` + [`LATE_MARGIN`]
 //! have passed since its end (the device went silent: any later sample is across
-//! a gap).
+//! a gap). An interval closed the second way is kept until the device's samples
+//! pass it, and written again if a sample stamped earlier (a slow collection)
+//! still adds to it.
 //!
 //! **What the agent does not write.** A process that starts (or restarts after a
 //! crash or `kill -9`) has not seen the samples its predecessor collected, so the
@@ -104,6 +106,11 @@ struct Device {
     tags: Vec<(String, String)>,
     /// Intervals starting before this were written or given up.
     closed_before_ns: i64,
+    /// Intervals written because the device went silent, kept until its samples
+    /// pass them: a sample stamped before it was written (a slow collection) still
+    /// adds to it, and the point is written again (same series and time: the
+    /// store keeps the last).
+    silent_closed: BTreeMap<i64, (Sums, bool)>,
     last_ns: i64,
 }
 
@@ -160,6 +167,7 @@ impl LedgerWriter {
                 open: BTreeMap::new(),
                 tags: Vec::new(),
                 closed_before_ns: i64::MIN,
+                silent_closed: BTreeMap::new(),
                 last_ns: sample.time_ns,
             });
             if dev.tags != p.tags {
@@ -167,14 +175,17 @@ impl LedgerWriter {
             }
             dev.last_ns = dev.last_ns.max(sample.time_ns);
             let (interval, closed, late) = (self.interval_ns, dev.closed_before_ns, &mut self.late_parts);
-            let open = &mut dev.open;
+            let (open, silent_closed) = (&mut dev.open, &mut dev.silent_closed);
             dev.acc.push(&sample, &self.rules, &self.cuts, |a, b, part| {
                 let k = a.div_euclid(interval) * interval;
-                if k < closed {
+                if k >= closed {
+                    open.entry(k).or_default().add_part(a, b, part);
+                } else if let Some((sums, dirty)) = silent_closed.get_mut(&k) {
+                    sums.add_part(a, b, part);
+                    *dirty = true;
+                } else {
                     *late += 1;
-                    return;
                 }
-                open.entry(k).or_default().add_part(a, b, part);
             });
         }
         self.close(now_ns)
@@ -195,11 +206,98 @@ impl LedgerWriter {
                 if k >= self.first_ns {
                     let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                     out.push(ledger_point(dev.source, tags, k, self.interval_ns, &sums, &self.rules));
+                    if end > settled {
+                        dev.silent_closed.insert(k, (sums, false));
+                    }
                 }
             }
-            // A device silent for longer than any interval can span starts afresh.
-            !(dev.open.is_empty() && dev.last_ns + silent_ns <= now_ns)
+            for (&k, (sums, dirty)) in dev.silent_closed.iter_mut().filter(|(_, (_, d))| *d) {
+                let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                out.push(ledger_point(dev.source, tags, k, self.interval_ns, sums, &self.rules));
+                *dirty = false;
+            }
+            dev.silent_closed.retain(|&k, _| k + self.interval_ns > settled);
+            // A device silent for longer than any interval can span, and any sample
+            // can be late, starts afresh.
+            !(dev.open.is_empty() && dev.last_ns + 2 * silent_ns <= now_ns)
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FieldValue;
+
+    const S: i64 = 1_000_000_000;
+
+    fn gpu(t_s: i64, power_w: f64) -> Point {
+        Point::new("gpu", t_s * S)
+            .tag("host", "rig1")
+            .tag("uuid", "GPU-1")
+            .tag("workload", "train")
+            .field("power_w", power_w)
+            .field("status", "ok")
+    }
+
+    fn energy(p: &Point) -> f64 {
+        p.field_value("energy_j").and_then(FieldValue::as_f64).unwrap()
+    }
+
+    #[test]
+    fn one_point_per_interval_from_the_agents_start_plus_max_gap() {
+        // Started at 0 s with max_gap 90 s: intervals from 120 s on are written.
+        // 100 W every 10 s; each minute is 6000 J, written when the first sample
+        // at or after its end arrives.
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), 0);
+        let mut out = Vec::new();
+        for t in (0..=300).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        let starts: Vec<i64> = out.iter().map(|p| p.time_ns / S).collect();
+        assert_eq!(starts, [120, 180, 240]);
+        for p in &out {
+            assert!((energy(p) - 6000.0).abs() < 1e-9, "{p:?}");
+            assert_eq!(p.tag_value("workload"), Some("train"));
+            assert_eq!(p.tag_value("source"), Some("gpu"));
+            assert_eq!(p.field_value("method"), Some(&FieldValue::Str("power_integral".into())));
+            assert_eq!(p.field_value("samples"), Some(&FieldValue::Int(6)));
+        }
+    }
+
+    #[test]
+    fn a_silent_device_is_closed_and_a_late_sample_rewrites_its_point() {
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -1000 * S);
+        let mut out = Vec::new();
+        for t in (0..=30).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        assert!(out.is_empty());
+        // Silent: at 60 + 90 + 120 s the interval [0, 60) is written with what it has.
+        let closed = w.observe(&[], 270 * S);
+        assert_eq!(closed.len(), 1);
+        assert!((energy(&closed[0]) - 3000.0).abs() < 1e-9);
+        // A sample stamped at 50 s (a slow collection) arrives: the point is written again.
+        let again = w.observe(&[gpu(50, 100.0)], 271 * S);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].time_ns, 0);
+        assert!((energy(&again[0]) - 5000.0).abs() < 1e-9);
+        assert_eq!(w.late_parts, 0);
+    }
+
+    #[test]
+    fn a_restart_forgets_and_skips_the_intervals_it_cannot_have_seen() {
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -1000 * S);
+        for t in (0..=50).step_by(10) {
+            assert!(w.observe(&[gpu(t, 100.0)], t * S).is_empty());
+        }
+        w.restart(55 * S);
+        let mut out = Vec::new();
+        for t in (60..=400).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        // 55 + 90 = 145 s: the first interval written starts at 180 s.
+        assert_eq!(out.first().map(|p| p.time_ns / S), Some(180));
     }
 }
