@@ -8,7 +8,7 @@
 //! time ÷ window length, per device; a workload's coverage is the mean over its
 //! devices.
 
-use super::signal::Window;
+use crate::signal::Window;
 
 /// Covered device-time ÷ (devices × window length), clamped to [0, 1]; 0 when no
 /// device reported.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use super::compare::WindowResult;
 use super::energy::facility_energy_j;
 use super::market::{MarketAt, MarketHistory};
-use super::signal::Window;
 use super::tariff::Tariff;
 use crate::ledger::point::{ledger_fields, LedgerColumns};
 use crate::ledger::{
@@ -22,7 +21,8 @@ use crate::ledger::{
 };
 use crate::model::schema::{self, energy_ledger as el, gpu, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
-use crate::revenue::{DeviceTracks, ModelKind, RevenueInput, RevenueModel};
+use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
+use crate::signal::Window;
 use crate::store::{Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
@@ -31,8 +31,7 @@ use crate::store::{Series, SeriesQuery, Store, StoreError};
 pub struct WorkloadPlan {
     pub name: String,
     pub site: String,
-    pub kind: ModelKind,
-    pub model: Box<dyn RevenueModel>,
+    pub revenue_model: Arc<dyn RevenueModel>,
     pub pue: f64,
     pub tariff: Tariff,
     pub max_gap_ns: i64,
@@ -44,7 +43,7 @@ impl WorkloadPlan {
     pub fn rules(&self) -> Rules {
         Rules {
             max_gap_ns: self.max_gap_ns,
-            util_thresholds_pct: self.model.util_threshold_pct().into_iter().collect(),
+            util_thresholds_pct: self.revenue_model.util_threshold_pct().into_iter().collect(),
         }
     }
 }
@@ -126,7 +125,8 @@ pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<Device
 /// The raw measurements a workload reads: where its energy is measured, and
 /// where its revenue inputs are when that differs (inference servers).
 fn raw_measurements(plan: &WorkloadPlan) -> Vec<&'static str> {
-    let (e, r) = (plan.kind.energy_measurement(), plan.kind.revenue_measurement());
+    let inputs = &plan.revenue_model.info().inputs;
+    let (e, r) = (inputs.energy_measurement, inputs.revenue_measurement);
     if e == r {
         vec![e]
     } else {
@@ -270,8 +270,8 @@ pub fn compute_chunk(
     edges.dedup();
     let segment_of = |t: i64| segments.partition_point(|(w, _)| w.end_ns <= t).min(segments.len() - 1);
     let rules = plan.rules();
-    let energy_m = plan.kind.energy_measurement();
-    let revenue_m = plan.kind.revenue_measurement();
+    let inputs = &plan.revenue_model.info().inputs;
+    let (energy_m, revenue_m) = (inputs.energy_measurement, inputs.revenue_measurement);
     let mut devices: BTreeMap<(&str, String), ChunkDevice> = BTreeMap::new();
     let mut seg_energy_j = vec![0.0; segments.len()];
     let mut prov = Provenance::default();
@@ -396,13 +396,13 @@ pub fn compute_chunk(
         .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
         .sum();
     let at = market_at;
-    if plan.kind == ModelKind::BitcoinFpps {
+    if plan.revenue_model.info().inputs.market {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
         }
     }
     let input = RevenueInput { devices: &revenue_devices, window: win, market: at.market.as_ref() };
-    let revenue = match plan.model.revenue(&input) {
+    let revenue = match plan.revenue_model.revenue(&input) {
         Ok(r) => r,
         Err(e) => {
             warnings.push(format!("workload {}: {e}", plan.name));
@@ -412,7 +412,7 @@ pub fn compute_chunk(
     WindowResult {
         workload: plan.name.clone(),
         site: plan.site.clone(),
-        model: plan.kind,
+        revenue_model: plan.revenue_model.info(),
         window: win,
         energy_j,
         facility_energy_j: facility_energy_j(energy_j, plan.pue),
@@ -444,7 +444,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
-        .tag(we::TAG_KIND, w.model.as_str())
+        .tag(we::TAG_KIND, w.revenue_model.name)
         .tag(we::TAG_WINDOW, window_label(len_ns))
         .field(we::WINDOW_S, w.window.len_s())
         .field(we::ENERGY_J, w.energy_j)
@@ -466,7 +466,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revenue::{build, Terms};
+    use crate::revenue::ai_contract::AiContract;
 
     const H: i64 = 3_600_000_000_000;
     const S: i64 = 1_000_000_000;
@@ -509,8 +509,7 @@ mod tests {
         let plan = WorkloadPlan {
             name: "h100".into(),
             site: "a".into(),
-            kind: ModelKind::AiContract,
-            model: build(ModelKind::AiContract, Terms { usd_per_gpu_hour: 2.0, ..Default::default() }),
+            revenue_model: Arc::new(AiContract { usd_per_gpu_hour: 2.0 }),
             pue: 1.2,
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,

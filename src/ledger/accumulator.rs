@@ -10,7 +10,7 @@
 //! boundary the caller cares about, and amounts are additive over adjacent ranges.
 //!
 //! Rules, interval by interval (an interval is the time between two consecutive
-//! samples carrying the quantity, see [`crate::aggregate::signal`]):
+//! samples carrying the quantity, see [`crate::signal`]):
 //!
 //! - **Energy.** Both ends carry the energy counter (`energy_j`, NVML's total
 //!   energy since the driver loaded): the counter's increase. The counter went
@@ -30,7 +30,7 @@
 //! - An interval longer than `max_gap`, or of zero length, integrates nothing; a
 //!   sample older than the previous one of its quantity is ignored.
 
-use crate::aggregate::signal::{counter_delta, interpolate};
+use crate::signal::{counter_delta, interpolate};
 
 /// What the rules depend on: the longest interval still integrated, and the
 /// utilisation thresholds whose busy time is tracked.
