@@ -93,9 +93,10 @@ pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<Device
         let status = s.fields.iter().position(|f| f == gpu::STATUS);
         dev.tracks.healthy.reserve(s.times_ns.len());
         for (&t, row) in s.times_ns.iter().zip(&s.values) {
-            if let Some(sample) = cols.row_sample(t, row) {
-                dev.tracks.healthy.push((t, sample.healthy));
-            }
+            // A row without the rules' fields (an inference server's `requests`) is
+            // healthy when it has anything at all.
+            let healthy = cols.row_sample(t, row).map_or_else(|| row.iter().any(Option::is_some), |s| s.healthy);
+            dev.tracks.healthy.push((t, healthy));
         }
         for (j, field) in s.fields.iter().enumerate() {
             if Some(j) == status {
