@@ -3,7 +3,7 @@
 //! Layering (dependencies point one way, each layer using only lower ones;
 //! `tests/layering.rs` checks every `crate::` path against it):
 //!
-//! config, model, signal, http  <-  collect, ship  <-  store, revenue, sim  <-  aggregate  <-  agent, web, alert  <-  demo  <-  cli
+//! config, model, signal, http  <-  collect, ship, ledger  <-  store, revenue, sim  <-  aggregate  <-  agent, web, alert  <-  demo  <-  cli
 //!
 //! `sim` (test doubles) sits above `collect`, whose parsing it reuses, and serves
 //! tests, benchmarks and the demo only. `alert` is the place of alert rules. `http` is the server loop (connection
@@ -17,6 +17,7 @@ pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod ledger;
 pub mod model;
 pub mod revenue;
 pub mod ship;

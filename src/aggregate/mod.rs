@@ -30,6 +30,7 @@ use self::config::{AggregatorConfig, MarketSourceKind};
 use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
 use self::tariff::Tariff;
 use self::windows::{aligned_windows, compute_window, efficiency_point, WorkloadPlan};
+use crate::ledger::EnergyFrom;
 use crate::model::schema::{self, energy_price};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{Market, ModelInfo};
@@ -115,6 +116,7 @@ pub struct Aggregator {
     plans: Vec<WorkloadPlan>,
     http_market: Option<HttpMarket>,
     last_market_fetch_ns: Mutex<Option<i64>>,
+    energy_from: EnergyFrom,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -132,7 +134,26 @@ impl Aggregator {
             }
             _ => None,
         };
-        Ok(Aggregator { cfg, store, clock, plans, http_market, last_market_fetch_ns: Mutex::new(None) })
+        Ok(Aggregator {
+            cfg,
+            store,
+            clock,
+            plans,
+            http_market,
+            last_market_fetch_ns: Mutex::new(None),
+            energy_from: EnergyFrom::Auto,
+        })
+    }
+
+    /// Where energy and revenue inputs are read from (default `auto`: the energy
+    /// ledger, with raw samples for every device and interval it lacks).
+    pub fn with_energy_from(mut self, from: EnergyFrom) -> Self {
+        self.energy_from = from;
+        self
+    }
+
+    pub fn energy_from(&self) -> EnergyFrom {
+        self.energy_from
     }
 
     pub fn config(&self) -> &AggregatorConfig {
@@ -231,7 +252,7 @@ impl Aggregator {
             }
             let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
-                sink(compute_window(&self.store, plan, tariff, win, &market, read_chunk_ns).await?);
+                sink(compute_window(&self.store, plan, tariff, win, &market, read_chunk_ns, self.energy_from).await?);
                 // A long range never holds a runtime thread between windows.
                 tokio::task::yield_now().await;
             }
@@ -239,8 +260,9 @@ impl Aggregator {
         Ok(())
     }
 
-    /// The comparison over `[from_ns, to_ns)`, from the raw measurements, in
-    /// windows of the configured length.
+    /// The comparison over `[from_ns, to_ns)`, from the energy ledger and raw
+    /// measurements as [`Self::with_energy_from`] says, in windows of the
+    /// configured length.
     pub async fn report(&self, from_ns: i64, to_ns: i64) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
             self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
@@ -261,7 +283,13 @@ impl Aggregator {
             rows.push(s.finish());
         }
         rank(&mut rows);
-        Ok(Report { from: rfc3339(from_ns), to: rfc3339(to_ns), workloads: rows, warnings })
+        Ok(Report {
+            from: rfc3339(from_ns),
+            to: rfc3339(to_ns),
+            energy_from: self.energy_from,
+            workloads: rows,
+            warnings,
+        })
     }
 
     /// One workload's windows over `[from_ns, to_ns)`.

@@ -132,6 +132,10 @@ struct WindowRow {
     profit_usd_per_kwh: Option<f64>,
     coverage: f64,
     avg_power_w: f64,
+    /// Joules from `energy_ledger` points, and the ledger's share of the covered
+    /// device-time (the rest came from raw samples).
+    ledger_energy_j: f64,
+    ledger_share: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +167,8 @@ async fn windows(
             profit_usd_per_kwh: w.profit_usd_per_kwh(),
             coverage: w.coverage(),
             avg_power_w: w.avg_power_w(),
+            ledger_energy_j: w.ledger_energy_j,
+            ledger_share: w.ledger_share(),
         })
         .collect();
     Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())

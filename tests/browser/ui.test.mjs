@@ -205,6 +205,9 @@ test('the comparison table has a row per workload, matching GET /api/workloads f
   assert.ok(table.rows.length >= 3, `expected the demo's three workloads, got ${table.rows.map((r) => r.workload)}`);
   const span = Date.parse(table.to) - Date.parse(table.from);
   assert.equal(span, 24 * HOUR_MS, 'the default range is the last 24 h');
+  // The page says where the numbers came from: the agents' energy ledger.
+  const source = await page.textContent('#cmp-source');
+  assert.ok(source.includes("agents' energy ledger") && table.rows.every((r) => source.includes(r.workload + ' ')), `source: ${source}`);
   // Units on the summary numbers too.
   const kpis = await page.$$eval('.kpi-value', (els) => els.map((e) => e.textContent));
   assert.ok(kpis[0].endsWith('/kWh') && kpis[1].startsWith('$') && kpis[3].includes('Wh'), `KPIs: ${kpis}`);

@@ -291,9 +291,20 @@
     return td;
   }
 
+  // Where the numbers came from: the agents' energy ledger, or raw samples where
+  // an interval has no ledger point (as GET /api/workloads reports it).
+  function renderSource(ws) {
+    const parts = ws.filter((w) => isNum(w.ledger_share))
+      .map((w) => w.workload + ' ' + fmtPct(w.ledger_share));
+    $('cmp-source').textContent = parts.length
+      ? 'Energy and revenue inputs from the agents\' energy ledger (share of covered device-time; the rest from raw samples): ' + parts.join(', ') + '.'
+      : '';
+  }
+
   function renderComparison(cmp) {
     const body = $('comparison').tBodies[0];
     const ws = cmp.workloads || [];
+    renderSource(ws);
     body.replaceChildren();
     if (!ws.length) {
       body.append(el('tr', {}, el('td', { colspan: '11', class: 'empty',
