@@ -6,7 +6,8 @@
   holding 0x0028/0x0034: Carlo Gavazzi EM340 power (int32, 0.1 W) and energy (int32,
                        0.1 kWh), low word first: 1200.5 W, 50 kWh + 1200.5 W * t.
   holding 100/102: a generic map's uint32 power (W) and energy (Wh), high word first;
-                   the energy starts 1000 Wh below 2^32 and gains 500 Wh/s (wraps at 2 s).
+                   the energy counter runs through its 32-bit range every 8 s (a wrap a
+                   test always sees).
 Usage: modbus_server.py PORT
 """
 import struct, sys, time
@@ -35,5 +36,5 @@ while True:
     db.set_holding_registers(0x28, i32_le(12005))
     db.set_holding_registers(0x34, i32_le(500 + 12005 * t / 3.6e6 * 1000 / 10))
     db.set_holding_registers(100, u32_be(777))
-    db.set_holding_registers(102, u32_be(2**32 - 1000 + 500 * t))
+    db.set_holding_registers(102, u32_be(2**32 - 1000 + 2**32 / 8 * t))
     time.sleep(0.05)

@@ -6,8 +6,9 @@ Tables (numeric OIDs, see src/collect/meters/snmp.rs for what each column means)
     .7.N power W (INTEGER), .11.N energy 0.1 kWh (INTEGER); outlet 3's energy is a
     STRING that is not a number (a hostile value).
   Raritan PDU2-MIB measurementsOutletSensorValue  .1.3.6.1.4.1.13742.6.5.4.3.1.4
-    .1.N.5 active power W, .1.N.8 active energy Wh (Gauge32); outlet 2's energy starts
-    2000 Wh below 2^32 and gains 1000 Wh/s, so it wraps 2 s after start.
+    .1.N.5 active power W, .1.N.8 active energy Wh (Gauge32); outlet 2's energy counter
+    runs through its whole 32-bit range every 8 s (starting 2000 Wh below the top), so a
+    test sees it wrap whenever it runs.
   ServerTech Sentry4 st4OutletMonitorTable  .1.3.6.1.4.1.1718.4.1.8.3.1
     .7.1.1.N power W, .14.1.1.N energy Wh (INTEGER); outlet 2 reports -1 (n/a).
 Power of APC outlet N is 1000*N W plus 10 W per second since start, modulo 100.
@@ -31,7 +32,7 @@ def rows():
     for n in range(1, 3):
         out[rar + (1, n, 1)] = ("gauge", "3")
         out[rar + (1, n, 5)] = ("gauge", str(500 * n))
-        wh = (2**32 - 2000 + int(1000 * t)) % 2**32 if n == 2 else 100 + int(t)
+        wh = (2**32 - 2000 + int(2**32 / 8 * t)) % 2**32 if n == 2 else 100 + int(t)
         out[rar + (1, n, 8)] = ("gauge", str(wh))
     st4 = (1, 3, 6, 1, 4, 1, 1718, 4, 1, 8, 3, 1)
     for n in range(1, 3):
