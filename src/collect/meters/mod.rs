@@ -575,7 +575,13 @@ pub(crate) async fn get_json(
     max_bytes: usize,
 ) -> Result<serde_json::Value, MeterError> {
     let _ = client;
-    let resp = req.send().await.map_err(|e| MeterError::new(format!("{what}: {}", describe_reqwest(&e))))?;
+    let resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            MeterError::new(format!("{what}: no answer within the meter's timeout"))
+        } else {
+            MeterError::new(format!("{what}: {}", describe_reqwest(&e)))
+        }
+    })?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(MeterError::new(format!("{what}: HTTP {status}; check username and password")));

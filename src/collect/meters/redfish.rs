@@ -459,6 +459,28 @@ mod tests {
     }
 
     #[test]
+    fn supplies_are_summed_when_the_chassis_has_no_energy_sensor() {
+        let s = |t: &str, ctx: &str, r: f64| json!({"ReadingType": t, "PhysicalContext": ctx, "Reading": r});
+        let found = vec![
+            ("/a".to_string(), s("EnergykWh", "PowerSupply", 10.0)),
+            ("/b".to_string(), s("EnergykWh", "PowerSupply", 5.0)),
+            ("/c".to_string(), s("Power", "Chassis", 300.0)),
+            ("/d".to_string(), s("Temperature", "Chassis", 30.0)),
+        ];
+        let c = pick_sensors(&found);
+        assert_eq!(c.power.as_deref(), Some("/c"));
+        assert_eq!(c.energy, vec!["/a".to_string(), "/b".to_string()]);
+        let mut r = ChannelReading::new("x");
+        sum_energy_sensors(&found[..2], &mut r);
+        assert_eq!(r.energy_j, Some(15.0 * 3.6e6));
+        assert_eq!(r.energy_from.as_deref(), Some("/a + /b Reading"));
+        // One bad supply spoils the sum: no partial energy.
+        let mut r = ChannelReading::new("x");
+        sum_energy_sensors(&[found[0].clone(), ("/e".into(), json!({"Reading": "x"}))], &mut r);
+        assert_eq!(r.energy_j, None);
+    }
+
+    #[test]
     fn fingerprints() {
         let fp = "AB:".repeat(31) + "AB";
         assert_eq!(parse_fingerprint(&fp).unwrap(), [0xab; 32]);
