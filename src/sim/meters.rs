@@ -417,6 +417,74 @@ async fn tasmota_cm(State(spec): State<Arc<SimPlugSpec>>, Query(q): Query<HashMa
     .into_response()
 }
 
+/// `wattledger sim meters`.
+#[derive(Debug, clap::Args)]
+pub struct MetersArgs {
+    /// Loopback address every simulated meter binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// UDP port of the SNMP PDU (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub snmp_port: u16,
+    /// TCP port of the Redfish BMC.
+    #[arg(long, default_value_t = 0)]
+    pub redfish_port: u16,
+    /// TCP port of the plug (Shelly and Tasmota APIs).
+    #[arg(long, default_value_t = 0)]
+    pub plug_port: u16,
+    /// PDU outlet powers in W, comma-separated (one outlet per stock miner).
+    #[arg(long, default_value = "3250,3250,3010,3420")]
+    pub outlets: String,
+    /// BMC chassis wall power in W, comma-separated (one chassis per GPU node).
+    #[arg(long, default_value = "6500")]
+    pub chassis: String,
+    /// Plug power in W.
+    #[arg(long, default_value_t = 1200.0)]
+    pub plug_watts: f64,
+}
+
+fn watts_list(s: &str, what: &str) -> anyhow::Result<Vec<f64>> {
+    s.split(',')
+        .map(|w| {
+            let v: f64 = w.trim().parse().map_err(|_| anyhow::anyhow!("--{what}: `{w}` is not a power in W"))?;
+            crate::collect::meters::check_power(v).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+        })
+        .collect()
+}
+
+/// Starts the three simulated meters and prints their addresses; they run until the
+/// process ends.
+pub async fn run_cli(a: MetersArgs) -> anyhow::Result<()> {
+    use crate::model::SystemClock;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let start_ns = clock.now_ns();
+    let outlet_watts = watts_list(&a.outlets, "outlets")?;
+    let chassis: Vec<(String, f64)> =
+        watts_list(&a.chassis, "chassis")?.into_iter().enumerate().map(|(i, w)| (format!("GPU{}", i + 1), w)).collect();
+    let pdu = SimPdu::start(
+        SocketAddr::new(a.bind, a.snmp_port),
+        SimPduSpec { community: "public".into(), outlet_watts, clock: clock.clone(), start_ns },
+    )
+    .await?;
+    let bmc = SimRedfish::start(
+        SocketAddr::new(a.bind, a.redfish_port),
+        RedfishTree::Bmc { chassis, clock: clock.clone(), start_ns },
+        None,
+        Duration::ZERO,
+    )
+    .await?;
+    let plug =
+        SimPlug::start(SocketAddr::new(a.bind, a.plug_port), SimPlugSpec { watts: a.plug_watts, clock, start_ns })
+            .await?;
+    println!("pdu {}", pdu.url());
+    println!("bmc {}", bmc.url());
+    println!("plug shelly://{0} tasmota://{0}", plug.addr);
+    println!("ready: simulated SNMP PDU, Redfish BMC and plug");
+    // They stop when the process ends.
+    std::mem::forget((pdu, bmc, plug));
+    Ok(())
+}
+
 /// The mockup folder shipped with the tests (for callers that serve it).
 pub fn mockup_dir(root: &Path, name: &str) -> PathBuf {
     root.join("tests/data/meters/redfish").join(name)

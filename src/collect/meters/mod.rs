@@ -10,6 +10,7 @@
 //! point with `online = false` and no `power_w`: never a zero.
 
 pub mod modbus;
+pub mod probe;
 pub mod redfish;
 pub mod shelly;
 pub mod snmp;
