@@ -353,16 +353,35 @@ pub fn build_driver(cfg: &MeterConfig, timeout: Duration) -> Result<Box<dyn Mete
     })
 }
 
-/// The password of a meter: `password`, else the first line of `password_file`.
-pub fn password(cfg: &MeterConfig) -> Result<Option<String>, MeterError> {
-    if let Some(p) = &cfg.password {
-        return Ok(Some(p.clone()));
+/// A meter's user and password: `password`, or the first line of `password_file`,
+/// read at each login so that a rotated secret is picked up and a config can be
+/// checked where the secret file is absent.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+impl Credentials {
+    pub fn from_config(cfg: &MeterConfig) -> Result<Option<Credentials>, MeterError> {
+        match (&cfg.username, &cfg.password, &cfg.password_file) {
+            (None, None, None) => Ok(None),
+            (None, _, _) => Err(MeterError::new("password or password_file given without username")),
+            (Some(_), Some(_), Some(_)) => Err(MeterError::new("give password or password_file, not both")),
+            (Some(_), None, None) => Err(MeterError::new("username given without password or password_file")),
+            (Some(u), p, f) => Ok(Some(Credentials { user: u.clone(), password: p.clone(), password_file: f.clone() })),
+        }
     }
-    match &cfg.password_file {
-        Some(f) => std::fs::read_to_string(f)
-            .map(|s| Some(s.lines().next().unwrap_or("").to_owned()))
-            .map_err(|e| MeterError::new(format!("cannot read password_file {}: {e}", f.display()))),
-        None => Ok(None),
+
+    pub fn password(&self) -> Result<String, MeterError> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        let f = self.password_file.as_ref().expect("checked in from_config");
+        std::fs::read_to_string(f)
+            .map(|s| s.lines().next().unwrap_or("").to_owned())
+            .map_err(|e| MeterError::new(format!("cannot read password_file {}: {e}", f.display())))
     }
 }
 

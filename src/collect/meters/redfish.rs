@@ -43,7 +43,7 @@ pub enum AuthMode {
 pub struct RedfishMeter {
     base: String,
     client: reqwest::Client,
-    creds: Option<(String, String)>,
+    creds: Option<super::Credentials>,
     auth: AuthMode,
     token: Mutex<Option<String>>,
     /// Chassis URI → the sensors chosen for it (power, energy URIs).
@@ -62,11 +62,7 @@ impl RedfishMeter {
         let base =
             if tls { format!("https://{}", url.host_port(443)) } else { format!("http://{}", url.host_port(80)) };
         let client = http_client(tls, cfg, timeout)?;
-        let creds = match (&cfg.username, super::password(cfg)?) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            (Some(_), None) => return Err(MeterError::new("username given without password or password_file")),
-            _ => None,
-        };
+        let creds = super::Credentials::from_config(cfg)?;
         Ok(RedfishMeter {
             base,
             client,
@@ -78,7 +74,8 @@ impl RedfishMeter {
     }
 
     async fn login(&self) -> Result<String, MeterError> {
-        let (u, p) = self.creds.as_ref().expect("login only with credentials");
+        let c = self.creds.as_ref().expect("login only with credentials");
+        let (u, p) = (&c.user, c.password()?);
         let url = format!("{}/redfish/v1/SessionService/Sessions", self.base);
         let resp = self
             .client
@@ -114,7 +111,7 @@ impl RedfishMeter {
         for attempt in 0..2 {
             let mut req = self.client.get(&url);
             match (&self.creds, self.auth) {
-                (Some((u, p)), AuthMode::Basic) => req = req.basic_auth(u, Some(p)),
+                (Some(c), AuthMode::Basic) => req = req.basic_auth(&c.user, Some(c.password()?)),
                 (Some(_), AuthMode::Session) => {
                     let cached = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let token = match cached {

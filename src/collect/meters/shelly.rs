@@ -13,7 +13,7 @@ pub struct ShellyMeter {
     base: String,
     ids: Vec<u32>,
     client: reqwest::Client,
-    auth: Option<(String, String)>,
+    auth: Option<super::Credentials>,
 }
 
 impl ShellyMeter {
@@ -34,10 +34,7 @@ impl ShellyMeter {
             .timeout(timeout)
             .build()
             .map_err(|e| MeterError::new(format!("cannot build an HTTP client: {e}")))?;
-        let auth = match (&cfg.username, super::password(cfg)?) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            _ => None,
-        };
+        let auth = super::Credentials::from_config(cfg)?;
         Ok(ShellyMeter { base: format!("http://{}", url.host_port(80)), ids, client, auth })
     }
 }
@@ -76,10 +73,10 @@ impl MeterDriver for ShellyMeter {
         let mut out = Vec::with_capacity(self.ids.len());
         for &id in &self.ids {
             let mut req = self.client.get(format!("{}/rpc/Switch.GetStatus?id={id}", self.base));
-            if let Some((u, p)) = &self.auth {
+            if let Some(c) = &self.auth {
                 // Gen2 uses digest auth; reqwest speaks basic only, which plugs without
                 // a password ignore. A protected plug answers 401 (reported as such).
-                req = req.basic_auth(u, Some(p));
+                req = req.basic_auth(&c.user, Some(c.password()?));
             }
             let v = get_json(&self.client, req, &format!("{} Switch.GetStatus", self.base), MAX_JSON_BYTES).await?;
             out.push(parse_switch_status(&v, id)?);

@@ -13,7 +13,7 @@ use super::{get_json, json_number, ChannelReading, MeterConfig, MeterDriver, Met
 pub struct TasmotaMeter {
     url: String,
     client: reqwest::Client,
-    auth: Option<(String, String)>,
+    auth: Option<super::Credentials>,
 }
 
 impl TasmotaMeter {
@@ -22,10 +22,7 @@ impl TasmotaMeter {
             .timeout(timeout)
             .build()
             .map_err(|e| MeterError::new(format!("cannot build an HTTP client: {e}")))?;
-        let auth = match (&cfg.username, super::password(cfg)?) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            _ => None,
-        };
+        let auth = super::Credentials::from_config(cfg)?;
         Ok(TasmotaMeter { url: format!("http://{}/cm", url.host_port(80)), client, auth })
     }
 }
@@ -83,9 +80,9 @@ impl MeterDriver for TasmotaMeter {
 
     async fn read(&self) -> Result<Vec<ChannelReading>, MeterError> {
         let mut q = vec![("cmnd", "Status 8".to_owned())];
-        if let Some((u, p)) = &self.auth {
-            q.push(("user", u.clone()));
-            q.push(("password", p.clone()));
+        if let Some(c) = &self.auth {
+            q.push(("user", c.user.clone()));
+            q.push(("password", c.password()?));
         }
         let req = self.client.get(&self.url).query(&q);
         let v = get_json(&self.client, req, &format!("{} Status 8", self.url), MAX_JSON_BYTES).await?;
