@@ -61,7 +61,7 @@ async fn every_store_example_loads() {
     assert_eq!(v2.token.as_ref().map(|t| t.expose()), Some("example-token"));
     // Building the store and writer resolves every key without contacting anything.
     wattledger::store::open_store(&v2).await.unwrap();
-    let w = wattledger::ship::writer_from_config(&v2).unwrap();
+    let w = wattledger::store::writer_from_config(&v2).unwrap();
     assert_eq!(w.describe(), "influxdb v2 https://influxdb.example.net:8086 org=my-site bucket=wattledger");
     let embedded = load_store_section(&example("store-embedded.toml")).unwrap();
     assert_eq!(embedded.kind, StoreKind::Embedded);
@@ -220,5 +220,58 @@ url = "http://{closed}/metrics"
     assert!(stdout.contains("ok    source nvml: 2 devices read"), "{stdout}");
     assert!(stdout.contains("ok    source inference:vllm-a: 1 devices read"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("FAIL  source inference:down: GET http://")), "{stdout}");
+    assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
+}
+
+/// `[[sinks]]`: one line per sink, each checked on its own; a sink that does not
+/// answer fails alone and is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sink_is_checked() {
+    let influx = common::server_url("WATTLEDGER_TEST_INFLUXDB_URL");
+    let vm = common::server_url("WATTLEDGER_TEST_VM_URL");
+    let nvml = wattledger::sim::gpus::FakeNvml::install(&wattledger::sim::gpus::rig_scenario(1, None, 1.0)).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[agent]
+site = "check-site"
+spool_dir = "{spool}"
+
+[[sinks]]
+type = "influxdb_v1"
+name = "influx"
+url = "{influx}"
+database = "wattledger"
+
+[[sinks]]
+type = "influxdb_v2"
+name = "vm"
+url = "{vm}"
+bucket = "wattledger"
+
+[[sinks]]
+type = "influxdb_v2"
+name = "gone"
+url = "http://{closed}"
+bucket = "wattledger"
+timeout = "2s"
+
+[gpus]
+nvml_lib = "{lib}"
+"#,
+        spool = dir.path().join("spool").display(),
+        lib = nvml.lib_path().display(),
+    );
+    let cfg = write_config(dir.path(), "agent.toml", &body);
+    let out = check(&cfg, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "one sink is down, so check must fail\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("ok    sink influx: {influx} answers /ping")), "{stdout}");
+    assert!(stdout.contains(&format!("ok    sink vm: {vm} answers /ping")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&format!("FAIL  sink gone: http://{closed} does not answer"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    source nvml: 1 devices read"), "{stdout}");
     assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
 }

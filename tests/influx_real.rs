@@ -14,7 +14,8 @@ use wattledger::config::Secret;
 use wattledger::model::{FieldValue, Point};
 use wattledger::ship::influx::{Auth, InfluxWriter, RetryPolicy, Target, WriterOptions};
 use wattledger::ship::lineproto::encode_batch;
-use wattledger::ship::{writer_from_config, WriteError, Writer};
+use wattledger::ship::{WriteError, Writer};
+use wattledger::store::writer_from_config;
 use wattledger::store::{open_store, SeriesQuery, StoreError};
 
 const T0: i64 = 1_700_000_000_123_456_789;

@@ -14,14 +14,20 @@ use crate::collect::inference::InferenceServerConfig;
 pub use crate::collect::meters::MetersConfig;
 pub use crate::collect::miners::fleet::MinersConfig;
 use crate::config::ConfigError;
+use crate::ship::SinkConfig;
 use crate::store::{StoreConfig, StoreKind};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub agent: AgentSection,
-    /// Where points go: InfluxDB v1 or v2 API, or the aggregator's ingest (v2).
-    pub store: StoreConfig,
+    /// Where points go: one or more sinks (InfluxDB v1 or v2 API; the
+    /// aggregator's ingest speaks v2), each with its own spool cursor.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    /// Deprecated single output (the same keys as the aggregator's `[store]`);
+    /// accepted as one sink. Use `[[sinks]]`.
+    pub store: Option<StoreConfig>,
     pub gpus: Option<GpusConfig>,
     /// `[miners]`: the section is defined beside the code that reads it.
     pub miners: Option<MinersConfig>,
@@ -149,8 +155,30 @@ impl AgentConfig {
                 return Err(format!("[agent] {key} must be longer than 0s"));
             }
         }
-        if self.store.kind == StoreKind::Influxdb && self.store.url.as_deref().unwrap_or("").is_empty() {
-            return Err("[store] url is required, e.g. url = \"http://127.0.0.1:8086\"".into());
+        match (&self.store, self.sinks.is_empty()) {
+            (Some(_), false) => {
+                return Err("both [store] and [[sinks]] are set; move the [store] output into [[sinks]]".into())
+            }
+            (None, true) => {
+                return Err("no sinks: add a [[sinks]] section, e.g. type = \"influxdb_v2\" with url and bucket".into())
+            }
+            (Some(store), true) => {
+                if store.kind == StoreKind::Influxdb && store.url.as_deref().unwrap_or("").is_empty() {
+                    return Err("[store] url is required, e.g. url = \"http://127.0.0.1:8086\"".into());
+                }
+            }
+            (None, false) => {}
+        }
+        let mut sink_names = std::collections::BTreeSet::new();
+        for s in &self.sinks {
+            let name = s.name();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(format!("[[sinks]] name `{name}` may hold only letters, digits, `_` and `-` (it names the sink's spool cursor file)"));
+            }
+            if !sink_names.insert(name) {
+                return Err(format!("[[sinks]] name `{name}` is used twice; give each sink its own `name`"));
+            }
+            s.validate()?;
         }
         if let Some(g) = &self.gpus {
             if g.interval.is_zero() {
@@ -221,6 +249,43 @@ url = "http://127.0.0.1:8086"
         assert_eq!(c.gpus.as_ref().unwrap().interval, Duration::from_secs(1));
         assert!(c.agent.metrics_listen.is_none());
         assert!(!c.host().is_empty());
+    }
+
+    const SINKS: &str = r#"
+[agent]
+site = "lab"
+[[sinks]]
+type = "influxdb_v1"
+name = "influx"
+url = "http://127.0.0.1:8086"
+database = "wattledger"
+[[sinks]]
+type = "influxdb_v2"
+url = "http://127.0.0.1:8428"
+bucket = "wattledger"
+[gpus]
+"#;
+
+    #[test]
+    fn sinks_load_and_are_checked() {
+        let c = AgentConfig::from_toml(SINKS).unwrap();
+        let names: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["influx", "influxdb_v2"]);
+        assert!(c.store.is_none());
+        let err = AgentConfig::from_toml(&SINKS.replace("name = \"influx\"", "name = \"influxdb_v2\"")).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("database = \"wattledger\"\n", "")).unwrap_err();
+        assert!(err.to_string().contains("`database` is required"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("influxdb_v1", "kafka")).unwrap_err();
+        assert!(err.to_string().contains("kafka"), "{err}");
+        let err = AgentConfig::from_toml(&SINKS.replace("name = \"influx\"", "name = \"a/b\"")).unwrap_err();
+        assert!(err.to_string().contains("a/b"), "{err}");
+        let err =
+            AgentConfig::from_toml(&SINKS.replace("[gpus]", "[store]\nkind = \"embedded\"\npath = \"x\"\n[gpus]"))
+                .unwrap_err();
+        assert!(err.to_string().contains("both [store] and [[sinks]]"), "{err}");
+        let err = AgentConfig::from_toml("[agent]\nsite = \"lab\"\n[gpus]\n").unwrap_err();
+        assert!(err.to_string().contains("no sinks"), "{err}");
     }
 
     #[test]

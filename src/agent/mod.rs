@@ -49,17 +49,17 @@ pub struct Agent {
     cfg: AgentConfig,
     clock: Arc<dyn Clock>,
     sources: Vec<ScheduledSource>,
-    writer: Arc<dyn Writer>,
+    /// One writer per sink, each with the spool cursor of the same name.
+    sinks: Vec<(String, Arc<dyn Writer>)>,
     stats: Arc<AgentStats>,
 }
 
 impl Agent {
     /// Builds the sources and the writer the config names.
     pub fn new(cfg: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
-        let writer =
-            crate::ship::writer_from_config(&cfg.store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
+        let sinks = sinks_from_config(&cfg)?;
         let sources = sources_from_config(&cfg)?;
-        Agent::with_parts(cfg, clock, sources, writer)
+        Agent::with_sinks(cfg, clock, sources, sinks)
     }
 
     /// An agent with sources and a writer built by the caller (the demo, tests).
@@ -71,8 +71,22 @@ impl Agent {
         sources: Vec<ScheduledSource>,
         writer: Arc<dyn Writer>,
     ) -> Result<Agent, AgentError> {
+        Agent::with_sinks(cfg, clock, sources, vec![(String::new(), writer)])
+    }
+
+    /// Like [`Agent::with_parts`] with several named sinks; a name selects the
+    /// sink's spool cursor (`""` is the cursor of a single `[store]` output).
+    pub fn with_sinks(
+        cfg: AgentConfig,
+        clock: Arc<dyn Clock>,
+        sources: Vec<ScheduledSource>,
+        sinks: Vec<(String, Arc<dyn Writer>)>,
+    ) -> Result<Agent, AgentError> {
         WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
-        Ok(Agent { cfg, clock, sources, writer, stats: Arc::new(AgentStats::default()) })
+        if sinks.is_empty() {
+            return Err(AgentError::Config("no sinks; add a [[sinks]] section (see docs/config.md)".into()));
+        }
+        Ok(Agent { cfg, clock, sources, sinks, stats: Arc::new(AgentStats::default()) })
     }
 
     /// Live counters; valid while and after the agent runs.
@@ -86,14 +100,15 @@ impl Agent {
         let a = &self.cfg.agent;
         let dir = a.spool_dir.clone();
         let (max, fsync) = (a.spool_max_bytes, a.fsync);
-        let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max, fsync))
+        let names: Vec<String> = self.sinks.iter().map(|(n, _)| n.clone()).collect();
+        let spool = tokio::task::spawn_blocking(move || Spool::open_cursors(&dir, max, fsync, &names))
             .await
             .expect("spool open panicked")
             .map_err(|source| AgentError::Spool { dir: a.spool_dir.display().to_string(), source })?;
         let pending = spool.pending_records();
         self.stats.spool_pending.store(pending, std::sync::atomic::Ordering::Relaxed);
         self.stats.spool_bytes.store(spool.disk_bytes(), std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(spool = %a.spool_dir.display(), pending_points = pending, writer = %self.writer.describe(),
+        tracing::info!(spool = %a.spool_dir.display(), pending_points = pending, sinks = %self.sinks.iter().map(|(_, w)| w.describe()).collect::<Vec<_>>().join(", "),
             sources = self.sources.len(), "agent started");
         let shared = Arc::new(Shared {
             spool: Arc::new(Mutex::new(spool)),
@@ -106,8 +121,14 @@ impl Agent {
             clock: self.clock.clone(),
             ship_now: tokio::sync::Notify::new(),
             batch_size: a.batch_size as u64,
+            sink_names: self
+                .sinks
+                .iter()
+                .map(|(n, _)| if n.is_empty() { "store".to_string() } else { n.clone() })
+                .collect(),
         });
-        pipeline::run(shared, self.sources, self.writer, a, shutdown).await;
+        let writers = self.sinks.into_iter().map(|(_, w)| w).collect();
+        pipeline::run(shared, self.sources, writers, a, shutdown).await;
         let s = self.stats.snapshot();
         tracing::info!(
             collected = s.collected,
@@ -119,6 +140,19 @@ impl Agent {
         );
         Ok(())
     }
+}
+
+/// The writers the config names, each with its spool cursor's name: every
+/// `[[sinks]]` entry, or the single deprecated `[store]` output (cursor `""`).
+pub fn sinks_from_config(cfg: &AgentConfig) -> Result<Vec<(String, Arc<dyn Writer>)>, AgentError> {
+    if let Some(store) = &cfg.store {
+        let w = crate::store::writer_from_config(store).map_err(|e| AgentError::Config(format!("[store]: {e}")))?;
+        return Ok(vec![(String::new(), w)]);
+    }
+    cfg.sinks
+        .iter()
+        .map(|s| Ok((s.name().to_string(), s.build().map_err(|e| AgentError::Config(e.to_string()))?)))
+        .collect()
 }
 
 /// The sources `[gpus]`, `[miners]`, `[meters]` and `[[inference]]` name.

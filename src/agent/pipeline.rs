@@ -21,6 +21,9 @@
 //!   it). A failed batch is retried with exponential backoff (1 s to 30 s) and the
 //!   same bytes; a batch the store rejects as invalid (HTTP 400) is saved to
 //!   `<spool_dir>/rejected/` and skipped, so one bad point cannot block the rest.
+//!   With several `[[sinks]]`, each has its own shipper and its own spool cursor:
+//!   a sink that is down or slow falls behind alone and catches up from its
+//!   cursor when it returns; a point leaves the spool once every sink confirmed it.
 //! - **Shutdown.** Sources stop, a last self-telemetry point is spooled, and the
 //!   shipper keeps draining until the spool is empty or `shutdown_timeout` has
 //!   passed. What is left stays in the spool for the next start.
@@ -87,6 +90,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub ship_now: Notify,
     pub batch_size: u64,
+    /// The sinks' names, in cursor order, for the per-sink figures.
+    pub sink_names: Vec<String>,
 }
 
 /// Runs `f` on the spool on a blocking thread (appends may fsync).
@@ -104,6 +109,13 @@ pub(crate) async fn with_spool<R: Send + 'static>(
 }
 
 impl Shared {
+    fn publish_sinks(&self, cursors: Vec<(u64, u64)>) {
+        let named = self.sink_names.iter().cloned().zip(cursors);
+        self.stats.set_sinks(
+            named.map(|(n, (pending, dropped))| (n, crate::agent::telemetry::SinkStats { pending, dropped })),
+        );
+    }
+
     /// Stamps, encodes and spools points; returns how many were spooled.
     pub async fn spool_points(&self, source: &str, mut points: Vec<Point>) -> u64 {
         let mut lines = Vec::with_capacity(points.len());
@@ -122,10 +134,11 @@ impl Shared {
         }
         let result = with_spool(&self.spool, move |s| {
             let r = s.append(&lines);
-            (r, s.pending_records(), s.disk_bytes())
+            (r, s.pending_records(), s.disk_bytes(), s.cursor_stats())
         })
         .await;
-        let (result, pending, bytes) = result;
+        let (result, pending, bytes, cursors) = result;
+        self.publish_sinks(cursors);
         self.stats.spool_pending.store(pending, Relaxed);
         self.stats.spool_bytes.store(bytes, Relaxed);
         match result {
@@ -200,9 +213,11 @@ pub(crate) async fn run_self_telemetry(shared: Arc<Shared>, interval: Duration, 
     }
 }
 
-/// Drains the spool into `writer` until `stop` flips, then for at most `drain_for`.
+/// Drains spool cursor `cursor` into `writer` until `stop` flips, then for at
+/// most `drain_for`. Each sink has its own shipper and cursor.
 pub(crate) async fn run_shipper(
     shared: Arc<Shared>,
+    cursor: usize,
     writer: Arc<dyn Writer>,
     batch_interval: Duration,
     rejected_dir: PathBuf,
@@ -216,7 +231,7 @@ pub(crate) async fn run_shipper(
         if drain_deadline.is_none() && *stop.borrow() {
             drain_deadline = Some(tokio::time::Instant::now() + drain_for);
         }
-        let batch = with_spool(&shared.spool, move |s| s.read_batch(batch_size, MAX_BATCH_BYTES)).await;
+        let batch = with_spool(&shared.spool, move |s| s.read_batch_for(cursor, batch_size, MAX_BATCH_BYTES)).await;
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -264,7 +279,7 @@ pub(crate) async fn run_shipper(
         match result {
             Ok(()) => {
                 backoff = BACKOFF_MIN;
-                acknowledge(&shared, batch.end, batch.records).await;
+                acknowledge(&shared, cursor, batch.end, batch.records).await;
                 shared.stats.shipped.fetch_add(batch.records, Relaxed);
                 if !full && drain_deadline.is_none() {
                     tokio::select! {
@@ -279,7 +294,7 @@ pub(crate) async fn run_shipper(
                 tracing::error!(%server, %message, points = batch.records, saved_to = %file,
                     "the store rejected a batch as invalid; it is saved and skipped");
                 shared.stats.rejected.fetch_add(batch.records, Relaxed);
-                acknowledge(&shared, batch.end, batch.records).await;
+                acknowledge(&shared, cursor, batch.end, batch.records).await;
             }
             Err(e) => {
                 shared.stats.ship_errors.fetch_add(1, Relaxed);
@@ -316,12 +331,13 @@ async fn wait(stop: &mut watch::Receiver<bool>, drain_deadline: Option<tokio::ti
     }
 }
 
-async fn acknowledge(shared: &Shared, end: crate::agent::spool::Position, records: u64) {
+async fn acknowledge(shared: &Shared, cursor: usize, end: crate::agent::spool::Position, records: u64) {
     let r = with_spool(&shared.spool, move |s| {
-        let r = s.ack(end);
-        (r, s.pending_records(), s.disk_bytes())
+        let r = s.ack_for(cursor, end);
+        (r, s.pending_records(), s.disk_bytes(), s.cursor_stats())
     })
     .await;
+    shared.publish_sinks(r.3);
     shared.stats.spool_pending.store(r.1, Relaxed);
     shared.stats.spool_bytes.store(r.2, Relaxed);
     if let Err(e) = r.0 {
@@ -343,7 +359,7 @@ fn save_rejected(dir: &std::path::Path, body: &str, time_ns: i64) -> String {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     sources: Vec<ScheduledSource>,
-    writer: Arc<dyn Writer>,
+    writers: Vec<Arc<dyn Writer>>,
     cfg: &crate::agent::config::AgentSection,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -356,14 +372,18 @@ pub(crate) async fn run(
     // The shipper stops after the collectors, so that the last points spooled are
     // part of its final drain.
     let (ship_stop_tx, ship_stop_rx) = watch::channel(false);
-    let shipper = tokio::spawn(run_shipper(
-        shared.clone(),
-        writer,
-        cfg.batch_interval,
-        cfg.spool_dir.join("rejected"),
-        ship_stop_rx,
-        cfg.shutdown_timeout,
-    ));
+    let mut shippers = tokio::task::JoinSet::new();
+    for (cursor, writer) in writers.into_iter().enumerate() {
+        shippers.spawn(run_shipper(
+            shared.clone(),
+            cursor,
+            writer,
+            cfg.batch_interval,
+            cfg.spool_dir.join("rejected"),
+            ship_stop_rx.clone(),
+            cfg.shutdown_timeout,
+        ));
+    }
     if let Some(addr) = cfg.metrics_listen {
         let mut rx = stop_rx.clone();
         let stop = async move {
@@ -381,7 +401,7 @@ pub(crate) async fn run(
     // self-telemetry point is spooled before the shipper's final drain ends.
     while collectors.join_next().await.is_some() {}
     let _ = ship_stop_tx.send(true);
-    let _ = shipper.await;
+    while shippers.join_next().await.is_some() {}
     let _ = with_spool(&shared.spool, |s| s.sync()).await;
 }
 

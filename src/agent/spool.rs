@@ -2,15 +2,16 @@
 //! collected, and removed only after the store confirmed it.
 //!
 //! Layout: a directory of segment files `<id>.seg` (ids increase, 16 hex digits)
-//! and one `ack` file. A segment is a sequence of records
+//! and one position file per consumer (`ack`, or `ack.<name>` per sink; see
+//! [`Spool::open_cursors`]). A segment is a sequence of records
 //! `[len: u32 LE][crc32(payload): u32 LE][payload]`, one record per point, the
 //! payload being the point's line protocol without the newline. The spool does not
 //! know where its records go: the output can change between runs and the backlog
 //! drains to the new one (nothing is stranded by a config change).
 //!
 //! Why it is shaped like this:
-//! - **Acknowledged position.** `ack` holds `segment offset index`: everything before
-//!   it is confirmed. It is replaced atomically (write a temporary file, rename), so a
+//! - **Acknowledged position.** Each position file holds `segment offset index`:
+//!   everything before it is confirmed by that consumer. It is replaced atomically (write a temporary file, rename), so a
 //!   restart resends only what was not confirmed: at most the batch that was in flight
 //!   when the process died. Such a resend is harmless because InfluxDB overwrites a
 //!   point with the same series and timestamp.
@@ -32,7 +33,13 @@
 //! - **Full disk.** A failed append (ENOSPC, EIO) is cut back to the last whole
 //!   record (or, when even that fails, appends move to a new segment) and returned as
 //!   an error; the caller counts and logs it and goes on. Tested for real by making
-//!   the segment file `/dev/full`.
+//!   the segment file `/dev/full`. Acknowledging on a full disk still works and
+//!   frees the space: confirmed segments are deleted before the position is written,
+//!   the position is rewritten in place when no new file can be written (its text is
+//!   fixed-width and the file exists from open), and after a failed append the
+//!   fully confirmed active segment is replaced by a new one so it can be deleted
+//!   too. Collection resumes with the next append. Tested with `/dev/full` and on a
+//!   real 256 KiB tmpfs (`tests/spool_disk_full.rs`).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -100,6 +107,24 @@ pub struct SpoolStats {
     pub truncated_bytes: u64,
 }
 
+/// One consumer's acknowledged position, kept in its own file.
+#[derive(Debug)]
+struct Cursor {
+    file: String,
+    ack: Position,
+    dropped: u64,
+}
+
+/// The position file of a cursor: `ack` for the unnamed one (and every spool
+/// written before cursors had names), `ack.<name>` otherwise.
+fn cursor_file(name: &str) -> String {
+    if name.is_empty() {
+        ACK_FILE.to_string()
+    } else {
+        format!("{ACK_FILE}.{name}")
+    }
+}
+
 #[derive(Debug)]
 struct Segment {
     id: u64,
@@ -116,8 +141,12 @@ pub struct Spool {
     last_sync: Instant,
     segments: VecDeque<Segment>,
     active: File,
-    ack: Position,
+    /// One acknowledged position per consumer (sink); see [`Spool::open_cursors`].
+    cursors: Vec<Cursor>,
     stats: SpoolStats,
+    /// The last append failed (full disk): the next acknowledgement that confirms
+    /// the whole active segment also replaces it, so its space comes back.
+    append_failed: bool,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -128,6 +157,16 @@ impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering from a crash: torn tails are
     /// cut, the acknowledged position is read back, fully confirmed segments removed.
     pub fn open(dir: &Path, max_bytes: u64, fsync: FsyncPolicy) -> io::Result<Spool> {
+        Spool::open_cursors(dir, max_bytes, fsync, &[String::new()])
+    }
+
+    /// Opens the spool with one cursor per name (one per sink), each with its own
+    /// acknowledged position: a record is deleted once every cursor has passed it,
+    /// and one slow consumer does not hold the others back. A cursor without a file
+    /// yet starts where the unnamed `ack` says (the single output of older configs),
+    /// else at the oldest record kept. Methods taking `c` index `names`.
+    pub fn open_cursors(dir: &Path, max_bytes: u64, fsync: FsyncPolicy, names: &[String]) -> io::Result<Spool> {
+        assert!(!names.is_empty(), "a spool needs at least one cursor");
         fs::create_dir_all(dir).map_err(|e| annotate(e, "cannot create spool directory", dir))?;
         let mut ids = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| annotate(e, "cannot list spool directory", dir))? {
@@ -159,28 +198,49 @@ impl Spool {
             segments.push_back(Segment { id, bytes: good_bytes, records });
         }
 
-        let mut ack = read_ack(dir);
-        // Segments before the acknowledged one are confirmed; remove leftovers.
-        while segments.front().is_some_and(|s| s.id < ack.segment) {
+        let legacy = read_ack(dir, ACK_FILE).unwrap_or_default();
+        let mut cursors: Vec<Cursor> = names
+            .iter()
+            .map(|n| {
+                let file = cursor_file(n);
+                let ack = read_ack(dir, &file).unwrap_or(legacy);
+                Cursor { file, ack, dropped: 0 }
+            })
+            .collect();
+        // Segments before every acknowledged one are confirmed; remove leftovers.
+        let oldest = cursors.iter().map(|c| c.ack.segment).min().expect("one cursor");
+        while segments.front().is_some_and(|s| s.id < oldest) {
             let s = segments.pop_front().expect("checked");
             remove_file_logged(&segment_path(dir, s.id));
         }
-        match segments.front() {
-            Some(first) if first.id == ack.segment && (ack.offset > first.bytes || ack.index > first.records) => {
-                ack = Position { segment: first.id, offset: first.bytes, index: first.records };
+        for c in &mut cursors {
+            let ack = &mut c.ack;
+            match segments.iter().find(|s| s.id >= ack.segment) {
+                Some(seg) if seg.id == ack.segment && (ack.offset > seg.bytes || ack.index > seg.records) => {
+                    *ack = Position { segment: seg.id, offset: seg.bytes, index: seg.records };
+                }
+                Some(seg) if seg.id == ack.segment => {}
+                Some(seg) => *ack = Position { segment: seg.id, offset: 0, index: 0 },
+                None => {}
             }
-            Some(first) if first.id == ack.segment => {}
-            Some(first) => ack = Position { segment: first.id, offset: 0, index: 0 },
-            None => {}
         }
 
         // Appends always go to a fresh segment, so a recovered file is never written again.
-        let next_id = segments.back().map_or(ack.segment.max(1), |s| s.id + 1);
+        let next_id = segments.back().map_or(oldest.max(1), |s| s.id + 1);
         let active = create_segment(dir, next_id, fsync)?;
-        if segments.is_empty() {
-            ack = Position { segment: next_id, offset: 0, index: 0 };
+        for c in &mut cursors {
+            if c.ack.segment < next_id && !segments.iter().any(|s| s.id >= c.ack.segment) {
+                c.ack = Position { segment: next_id, offset: 0, index: 0 };
+            }
         }
         segments.push_back(Segment { id: next_id, bytes: 0, records: 0 });
+        // The position files exist from the start, at their full fixed width, so
+        // that they can be rewritten in place when the disk is full (see `write_ack`).
+        for c in &cursors {
+            if let Err(e) = write_ack(dir, &c.file, c.ack, fsync) {
+                tracing::warn!(error = %e, "cannot write the spool position file");
+            }
+        }
         let segment_bytes = (max_bytes / 8).clamp(4096, 64 << 20);
         let spool = Spool {
             dir: dir.to_owned(),
@@ -190,8 +250,9 @@ impl Spool {
             last_sync: Instant::now(),
             segments,
             active,
-            ack,
+            cursors,
             stats,
+            append_failed: false,
         };
         Ok(spool)
     }
@@ -218,6 +279,7 @@ impl Spool {
             }
             _ => Ok(()),
         });
+        self.append_failed = written.is_err();
         if let Err(e) = written {
             // Keep the segment a sequence of whole records.
             if let Err(cut) = self.active.set_len(before).and_then(|_| self.active.seek(SeekFrom::End(0)).map(|_| ())) {
@@ -240,8 +302,14 @@ impl Spool {
     /// Reads up to `max_records` unconfirmed records (and stops early past
     /// `max_bytes`), oldest first, starting at the acknowledged position.
     pub fn read_batch(&mut self, max_records: u64, max_bytes: u64) -> io::Result<Batch> {
-        let mut batch = Batch { end: self.ack, ..Batch::default() };
-        let mut pos = self.ack;
+        self.read_batch_for(0, max_records, max_bytes)
+    }
+
+    /// [`Spool::read_batch`] for cursor `c`.
+    pub fn read_batch_for(&mut self, c: usize, max_records: u64, max_bytes: u64) -> io::Result<Batch> {
+        let start = self.cursors[c].ack;
+        let mut batch = Batch { end: start, ..Batch::default() };
+        let mut pos = start;
         let mut seg_idx = match self.segments.iter().position(|s| s.id == pos.segment) {
             Some(i) => i,
             None => return Ok(batch),
@@ -294,16 +362,50 @@ impl Spool {
     /// segments that are now fully confirmed. A position older than the current one
     /// (its records were dropped meanwhile) is ignored.
     pub fn ack(&mut self, end: Position) -> io::Result<()> {
-        if end <= self.ack {
+        self.ack_for(0, end)
+    }
+
+    /// [`Spool::ack`] for cursor `c`; segments go once every cursor has passed them.
+    pub fn ack_for(&mut self, c: usize, end: Position) -> io::Result<()> {
+        if end <= self.cursors[c].ack {
             return Ok(());
         }
-        self.ack = end;
-        write_ack(&self.dir, end, self.fsync)?;
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.id < end.segment) {
+        self.cursors[c].ack = end;
+        let active = self.active_segment();
+        let all_done = self.cursors.iter().all(|k| k.ack.segment == active.id && k.ack.index >= active.records);
+        if self.append_failed && all_done && active.bytes > 0 {
+            // Everything is confirmed and the disk was full: move appends to a new,
+            // empty segment so that the loop below can delete the old one too.
+            match self.start_segment() {
+                Ok(()) => {
+                    self.append_failed = false;
+                    let id = self.active_segment().id;
+                    for k in &mut self.cursors {
+                        k.ack = Position { segment: id, offset: 0, index: 0 };
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a new spool segment to free a confirmed one"),
+            }
+        }
+        // Confirmed segments go first: on a full disk, deleting them is what frees
+        // the space the positions (and new points) need.
+        let oldest = self.oldest_ack().segment;
+        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.id < oldest) {
             let s = self.segments.pop_front().expect("checked");
             remove_file_logged(&segment_path(&self.dir, s.id));
         }
-        Ok(())
+        let mut result = Ok(());
+        for k in &self.cursors {
+            // Every cursor moved by a rotation above must reach the disk too.
+            if let Err(e) = write_ack(&self.dir, &k.file, k.ack, self.fsync) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    fn oldest_ack(&self) -> Position {
+        self.cursors.iter().map(|k| k.ack).min().expect("one cursor")
     }
 
     /// Forces appended data to disk (used at shutdown and by the `interval` policy).
@@ -312,13 +414,29 @@ impl Spool {
         self.active.sync_data()
     }
 
-    /// Unconfirmed records on disk.
+    /// Unconfirmed records on disk: those some cursor has not confirmed yet.
     pub fn pending_records(&self) -> u64 {
+        (0..self.cursors.len()).map(|c| self.pending_for(c)).max().unwrap_or(0)
+    }
+
+    /// Records cursor `c` has not confirmed yet.
+    pub fn pending_for(&self, c: usize) -> u64 {
+        let ack = self.cursors[c].ack;
         self.segments
             .iter()
-            .filter(|s| s.id >= self.ack.segment)
-            .map(|s| if s.id == self.ack.segment { s.records - self.ack.index.min(s.records) } else { s.records })
+            .filter(|s| s.id >= ack.segment)
+            .map(|s| if s.id == ack.segment { s.records - ack.index.min(s.records) } else { s.records })
             .sum()
+    }
+
+    /// `(pending, dropped)` of every cursor, in the order of the names at open.
+    pub fn cursor_stats(&self) -> Vec<(u64, u64)> {
+        (0..self.cursors.len()).map(|c| (self.pending_for(c), self.dropped_for(c))).collect()
+    }
+
+    /// Records the size bound deleted before cursor `c` confirmed them.
+    pub fn dropped_for(&self, c: usize) -> u64 {
+        self.cursors[c].dropped
     }
 
     /// Bytes of all segment files (confirmed records of a partly confirmed segment included).
@@ -358,22 +476,32 @@ impl Spool {
         let mut dropped = 0;
         while self.segments.len() > 1 && self.disk_bytes() > self.max_bytes {
             let s = self.segments.pop_front().expect("checked");
-            let unconfirmed = if s.id < self.ack.segment {
-                0
-            } else if s.id == self.ack.segment {
-                s.records - self.ack.index.min(s.records)
-            } else {
-                s.records
-            };
-            dropped += unconfirmed;
             remove_file_logged(&segment_path(&self.dir, s.id));
             let next = self.segments.front().expect("len > 1").id;
-            if self.ack.segment < next {
-                self.ack = Position { segment: next, offset: 0, index: 0 };
-                if let Err(e) = write_ack(&self.dir, self.ack, self.fsync) {
-                    tracing::warn!(error = %e, "cannot persist the spool position after dropping a segment");
+            // A point counts once however many sinks missed it; each sink keeps its own count.
+            let mut lost = 0;
+            let several = self.cursors.len() > 1;
+            for k in &mut self.cursors {
+                let unconfirmed = if k.ack.segment > s.id {
+                    0
+                } else if k.ack.segment == s.id {
+                    s.records - k.ack.index.min(s.records)
+                } else {
+                    s.records
+                };
+                k.dropped += unconfirmed;
+                if unconfirmed > 0 && several {
+                    tracing::warn!(cursor = %k.file, dropped_records = unconfirmed, "a sink had not confirmed the dropped points");
+                }
+                lost = lost.max(unconfirmed);
+                if k.ack.segment < next {
+                    k.ack = Position { segment: next, offset: 0, index: 0 };
+                    if let Err(e) = write_ack(&self.dir, &k.file, k.ack, self.fsync) {
+                        tracing::warn!(error = %e, "cannot persist the spool position after dropping a segment");
+                    }
                 }
             }
+            dropped += lost;
         }
         if dropped > 0 {
             tracing::warn!(
@@ -462,34 +590,63 @@ fn scan_segment(path: &Path) -> io::Result<(u64, u64, u64)> {
     Ok((good, records, len))
 }
 
-fn read_ack(dir: &Path) -> Position {
-    let path = dir.join(ACK_FILE);
+/// `None` when the file does not exist; a damaged file reads as the start.
+fn read_ack(dir: &Path, file: &str) -> Option<Position> {
+    let path = dir.join(file);
     let raw = match fs::read_to_string(&path) {
         Ok(raw) => raw,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Position::default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "cannot read the spool position; resending the whole spool");
-            return Position::default();
+            return Some(Position::default());
         }
     };
     let nums: Vec<u64> = raw.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     match nums[..] {
-        [segment, offset, index] => Position { segment, offset, index },
+        [segment, offset, index] => Some(Position { segment, offset, index }),
         _ => {
             tracing::warn!(file = %path.display(), "spool position file is unreadable; resending the whole spool");
-            Position::default()
+            Some(Position::default())
         }
     }
 }
 
-fn write_ack(dir: &Path, pos: Position, fsync: FsyncPolicy) -> io::Result<()> {
-    let tmp = dir.join("ack.tmp");
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{} {} {}", pos.segment, pos.offset, pos.index)?;
-    if fsync == FsyncPolicy::Always {
-        f.sync_data()?;
+/// Persists the position: a temporary file renamed over `ack` (atomic), or, when
+/// that cannot be written (no free space), the same bytes written over the existing
+/// `ack` file in place. The text is fixed-width, so the in-place write never grows
+/// the file and needs no new blocks; a restart after a stale or torn position only
+/// resends points, which the stores overwrite.
+fn write_ack(dir: &Path, file: &str, pos: Position, fsync: FsyncPolicy) -> io::Result<()> {
+    let text = format!("{:020} {:020} {:020}\n", pos.segment, pos.offset, pos.index);
+    let tmp = dir.join(format!("{file}.tmp"));
+    let renamed = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            if fsync == FsyncPolicy::Always {
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+        .and_then(|()| fs::rename(&tmp, dir.join(file)));
+    let Err(e) = renamed else { return Ok(()) };
+    let path = dir.join(file);
+    // An older, shorter position text grows only within the file's last block.
+    let in_place = OpenOptions::new().write(true).open(&path).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        if fsync == FsyncPolicy::Always {
+            f.sync_data()?;
+        }
+        Ok(())
+    });
+    match in_place {
+        Ok(()) => {
+            tracing::debug!(error = %e, "spool position written in place (the temporary file could not be written)");
+            Ok(())
+        }
+        Err(e2) => {
+            Err(io::Error::new(e2.kind(), format!("{e}; rewriting {} in place failed too: {e2}", path.display())))
+        }
     }
-    fs::rename(&tmp, dir.join(ACK_FILE))
 }
 
 #[cfg(test)]
@@ -642,6 +799,117 @@ mod tests {
         assert_eq!(s.pending_records(), 0);
         s.append(&lines(3..6)).unwrap();
         assert_eq!(drain(&mut s), lines(3..6));
+    }
+
+    /// Issue: after a disk-full episode the position could not be written and the
+    /// confirmed segments were never deleted, so the disk stayed full. `ack.tmp` as
+    /// `/dev/full` makes every new file write fail with ENOSPC, as on a full disk.
+    #[test]
+    fn ack_on_a_full_disk_still_deletes_confirmed_segments_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let mut s = Spool::open(dir.path(), max, FsyncPolicy::Always).unwrap();
+        let mut dropped = 0;
+        for i in 0..20 {
+            dropped += s.append(&lines(i * 100..(i + 1) * 100)).unwrap();
+        }
+        assert_eq!(dropped, 0);
+        let segs = |d: &Path| {
+            fs::read_dir(d)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        };
+        let before = (s.disk_bytes(), segs(dir.path()));
+        assert!(before.1 > 2, "{before:?}");
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("ack.tmp")).unwrap();
+        // Ship everything while the disk is full.
+        let shipped = drain(&mut s);
+        assert_eq!(shipped, lines(0..2000));
+        assert!(
+            s.disk_bytes() < before.0 / 4,
+            "confirmed segments stay on disk: {} of {} bytes",
+            s.disk_bytes(),
+            before.0
+        );
+        assert_eq!(segs(dir.path()), 1);
+        // The position reached the disk although no new file could be written.
+        drop(s);
+        let mut s = Spool::open(dir.path(), max, FsyncPolicy::Always).unwrap();
+        assert_eq!(s.pending_records(), 0, "a restart would resend the backlog");
+        // Space is back: collection and shipping go on, nothing new is dropped.
+        fs::remove_file(dir.path().join("ack.tmp")).unwrap();
+        for i in 20..25 {
+            assert_eq!(s.append(&lines(i * 100..(i + 1) * 100)).unwrap(), 0);
+        }
+        assert_eq!(drain(&mut s), lines(2000..2500));
+        assert_eq!(s.stats().dropped_records, 0);
+        assert!(!dir.path().join("ack.tmp").exists());
+    }
+
+    #[test]
+    fn two_cursors_advance_apart_and_segments_go_when_both_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a".to_string(), "b".to_string()];
+        let mut s = Spool::open_cursors(dir.path(), 64 * 1024, FsyncPolicy::Never, &names).unwrap();
+        for i in 0..20 {
+            s.append(&lines(i * 100..(i + 1) * 100)).unwrap();
+        }
+        let full = s.disk_bytes();
+        // `a` ships everything; `b` is down.
+        let mut got_a = Vec::new();
+        loop {
+            let b = s.read_batch_for(0, 300, 1 << 20).unwrap();
+            if b.records == 0 {
+                break;
+            }
+            got_a.extend(b.body.lines().map(str::to_owned));
+            s.ack_for(0, b.end).unwrap();
+        }
+        assert_eq!(got_a, lines(0..2000));
+        assert_eq!((s.pending_for(0), s.pending_for(1), s.pending_records()), (0, 2000, 2000));
+        assert_eq!(s.disk_bytes(), full, "b still needs every segment");
+        // A restart keeps both positions.
+        drop(s);
+        let mut s = Spool::open_cursors(dir.path(), 64 * 1024, FsyncPolicy::Never, &names).unwrap();
+        assert_eq!((s.pending_for(0), s.pending_for(1)), (0, 2000));
+        // `b` comes back and catches up on the whole backlog, in order.
+        let mut got_b = Vec::new();
+        loop {
+            let b = s.read_batch_for(1, 300, 1 << 20).unwrap();
+            if b.records == 0 {
+                break;
+            }
+            got_b.extend(b.body.lines().map(str::to_owned));
+            s.ack_for(1, b.end).unwrap();
+        }
+        assert_eq!(got_b, lines(0..2000));
+        assert!(s.disk_bytes() < full / 4, "{} of {full} bytes left", s.disk_bytes());
+        // Past the bound, only the cursor that lags loses points, and it is counted.
+        for i in 20..80 {
+            s.append(&lines(i * 100..(i + 1) * 100)).unwrap();
+            let b = s.read_batch_for(0, 1000, 1 << 20).unwrap();
+            s.ack_for(0, b.end).unwrap();
+        }
+        assert_eq!(s.dropped_for(0), 0);
+        assert!(s.dropped_for(1) > 0);
+        assert_eq!(s.stats().dropped_records, s.dropped_for(1));
+        assert_eq!(s.pending_for(1) + s.dropped_for(1), 6000);
+    }
+
+    #[test]
+    fn a_new_cursor_starts_at_the_old_single_position() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Spool::open(dir.path(), 1 << 20, FsyncPolicy::Never).unwrap();
+            s.append(&lines(0..10)).unwrap();
+            let b = s.read_batch(4, 1 << 20).unwrap();
+            s.ack(b.end).unwrap();
+        }
+        let mut s = Spool::open_cursors(dir.path(), 1 << 20, FsyncPolicy::Never, &["x".to_string()]).unwrap();
+        assert_eq!(s.pending_for(0), 6);
+        let b = s.read_batch_for(0, 100, 1 << 20).unwrap();
+        assert_eq!(b.body.lines().collect::<Vec<_>>(), lines(4..10));
     }
 
     #[test]

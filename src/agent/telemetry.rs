@@ -16,7 +16,7 @@ use crate::model::{schema::agent as s, Point};
 pub struct AgentStats {
     /// Points appended to the spool (a point counts as collected only then).
     pub collected: AtomicU64,
-    /// Points the store confirmed.
+    /// Points the sinks confirmed, each sink counting its own.
     pub shipped: AtomicU64,
     /// Points lost: deleted by the spool's size bound, or not spooled because the append failed.
     pub dropped: AtomicU64,
@@ -27,6 +27,16 @@ pub struct AgentStats {
     pub spool_pending: AtomicU64,
     pub spool_bytes: AtomicU64,
     sources: Mutex<BTreeMap<String, SourceStats>>,
+    sinks: Mutex<BTreeMap<String, SinkStats>>,
+}
+
+/// One sink's place in the spool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkStats {
+    /// Points this sink has not confirmed yet.
+    pub pending: u64,
+    /// Points the spool's size bound deleted before this sink confirmed them.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +58,7 @@ pub struct StatsSnapshot {
     pub spool_pending: u64,
     pub spool_bytes: u64,
     pub sources: BTreeMap<String, SourceStats>,
+    pub sinks: BTreeMap<String, SinkStats>,
 }
 
 impl AgentStats {
@@ -61,6 +72,11 @@ impl AgentStats {
         }
     }
 
+    /// Replaces every sink's figures (read from the spool's cursors).
+    pub fn set_sinks(&self, sinks: impl IntoIterator<Item = (String, SinkStats)>) {
+        *self.sinks.lock().unwrap_or_else(|e| e.into_inner()) = sinks.into_iter().collect();
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             collected: self.collected.load(Relaxed),
@@ -72,6 +88,7 @@ impl AgentStats {
             spool_pending: self.spool_pending.load(Relaxed),
             spool_bytes: self.spool_bytes.load(Relaxed),
             sources: self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            sinks: self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -110,7 +127,12 @@ impl StatsSnapshot {
             let _ = writeln!(o, "# HELP wattledger_agent_{name} {help}\n# TYPE wattledger_agent_{name} {kind}\nwattledger_agent_{name} {v}");
         };
         metric("points_collected_total", "counter", "Points appended to the spool.", self.collected);
-        metric("points_shipped_total", "counter", "Points the store confirmed.", self.shipped);
+        metric(
+            "points_shipped_total",
+            "counter",
+            "Points the sinks confirmed, each sink counting its own.",
+            self.shipped,
+        );
         metric(
             "points_dropped_total",
             "counter",
@@ -122,6 +144,17 @@ impl StatsSnapshot {
         metric("ship_errors_total", "counter", "Failed write requests.", self.ship_errors);
         metric("spool_points", "gauge", "Unconfirmed points in the spool.", self.spool_pending);
         metric("spool_bytes", "gauge", "Bytes of spool segment files.", self.spool_bytes);
+        if !self.sinks.is_empty() {
+            let _ = writeln!(o, "# HELP wattledger_agent_sink_points_pending Points a sink has not confirmed yet.\n# TYPE wattledger_agent_sink_points_pending gauge");
+            for (n, st) in &self.sinks {
+                let _ = writeln!(o, "wattledger_agent_sink_points_pending{{sink=\"{}\"}} {}", escape(n), st.pending);
+            }
+            let _ = writeln!(o, "# HELP wattledger_agent_sink_points_dropped_total Points the spool bound deleted before a sink confirmed them.\n# TYPE wattledger_agent_sink_points_dropped_total counter");
+            for (n, st) in &self.sinks {
+                let _ =
+                    writeln!(o, "wattledger_agent_sink_points_dropped_total{{sink=\"{}\"}} {}", escape(n), st.dropped);
+            }
+        }
         let _ = writeln!(o, "# HELP wattledger_agent_source_points_collected_total Points collected per source.\n# TYPE wattledger_agent_source_points_collected_total counter");
         for (n, st) in &self.sources {
             let _ = writeln!(

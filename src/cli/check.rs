@@ -67,7 +67,12 @@ async fn check_agent(path: &Path) -> anyhow::Result<Vec<Line>> {
     let cfg = AgentConfig::load(path)?;
     cfg.validate().map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut lines = vec![Line { what: "config".into(), result: Ok("agent config is valid".into()) }];
-    lines.push(Line { what: "[store]".into(), result: check_output(&cfg.store).await });
+    if let Some(store) = &cfg.store {
+        lines.push(Line { what: "[store]".into(), result: check_output(store).await });
+    }
+    for sink in &cfg.sinks {
+        lines.push(Line { what: format!("sink {}", sink.name()), result: sink.healthcheck().await });
+    }
     let sources = match crate::agent::sources_from_config(&cfg) {
         Ok(s) => s,
         Err(e) => {

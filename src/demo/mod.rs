@@ -257,8 +257,8 @@ impl Demo {
             ),
         ] {
             let host = cfg.host();
-            let writer = crate::ship::writer_from_config(&cfg.store).map_err(|e| DemoError::Setup(e.to_string()))?;
-            let agent = Agent::with_parts(cfg, dyn_clock.clone(), sources, writer)
+            let sinks = crate::agent::sinks_from_config(&cfg).map_err(|e| DemoError::Setup(e.to_string()))?;
+            let agent = Agent::with_sinks(cfg, dyn_clock.clone(), sources, sinks)
                 .map_err(|e| DemoError::Setup(e.to_string()))?;
             let shutdown = stopped(agents_rx.clone());
             agents.push(tokio::spawn(async move {

@@ -42,7 +42,38 @@ use reqwest::StatusCode;
 use super::lineproto;
 use super::{WriteError, Writer};
 use crate::config::{ConfigError, Secret};
-use crate::store::{StoreConfig, WriteApi};
+
+/// Write API: `v1` (`/write`, InfluxDB 1.x) or `v2` (`/api/v2/write`, InfluxDB
+/// 1.8+, 2.x, 3.x, Cloud, VictoriaMetrics and wattledger's own ingest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteApi {
+    V1,
+    #[default]
+    V2,
+}
+
+/// Where an InfluxDB-compatible server is and how to reach it: the keys an
+/// `influxdb_v1` / `influxdb_v2` sink and the aggregator's `[store]` share.
+/// `section` names the config section in error messages.
+#[derive(Debug, Clone)]
+pub struct InfluxConn {
+    pub section: String,
+    pub url: Option<String>,
+    pub database: Option<String>,
+    pub retention_policy: Option<String>,
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<std::path::PathBuf>,
+    pub timeout: Duration,
+    pub gzip: bool,
+    pub max_retries: u32,
+    pub max_retry_time: Duration,
+}
 
 /// How long to keep trying one batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,21 +123,22 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// From the `[store]` keys: a token, or a username with a password, or nothing.
-    pub fn from_config(cfg: &StoreConfig) -> Result<Auth, ConfigError> {
+    /// From the connection keys: a token, or a username with a password, or nothing.
+    pub fn from_conn(cfg: &InfluxConn) -> Result<Auth, ConfigError> {
+        let sec = cfg.section.as_str();
         let token = Secret::resolve("token", cfg.token.as_ref(), cfg.token_file.as_deref())?;
         let password = Secret::resolve("password", cfg.password.as_ref(), cfg.password_file.as_deref())?;
         match (token, &cfg.username, password) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-                Err(ConfigError::Invalid("[store]: set either `token` or `username` and `password`, not both".into()))
+                Err(ConfigError::Invalid(format!("{sec}: set either `token` or `username` and `password`, not both")))
             }
             (Some(t), None, None) => Ok(Auth::Token(t)),
             (None, Some(u), Some(p)) => Ok(Auth::Basic { username: u.clone(), password: p }),
-            (None, Some(_), None) => Err(ConfigError::Invalid(
-                "[store]: `username` is set but `password` (or `password_file`) is not".into(),
-            )),
+            (None, Some(_), None) => Err(ConfigError::Invalid(format!(
+                "{sec}: `username` is set but `password` (or `password_file`) is not"
+            ))),
             (None, None, Some(_)) => {
-                Err(ConfigError::Invalid("[store]: `password` is set but `username` is not".into()))
+                Err(ConfigError::Invalid(format!("{sec}: `password` is set but `username` is not")))
             }
             (None, None, None) => Ok(Auth::None),
         }
@@ -214,24 +246,24 @@ impl InfluxWriter {
         })
     }
 
-    /// From the `[store]` section (`kind = "influxdb"`).
-    pub fn from_config(cfg: &StoreConfig) -> Result<Self, ConfigError> {
-        let url = cfg
-            .url
-            .as_deref()
-            .ok_or_else(|| ConfigError::Invalid("[store] `url` is required when kind = \"influxdb\"".into()))?;
-        let target = match cfg.api {
+    /// From connection keys and the API to write with.
+    pub fn from_conn(cfg: &InfluxConn, api: WriteApi) -> Result<Self, ConfigError> {
+        let sec = cfg.section.as_str();
+        let url = cfg.url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
+            ConfigError::Invalid(format!("{sec} `url` is required, e.g. url = \"http://127.0.0.1:8086\""))
+        })?;
+        let target = match api {
             WriteApi::V1 => Target::V1 {
                 database: cfg
                     .database
                     .clone()
-                    .ok_or_else(|| ConfigError::Invalid("[store] `database` is required when api = \"v1\"".into()))?,
+                    .ok_or_else(|| ConfigError::Invalid(format!("{sec} `database` is required for the v1 API")))?,
                 retention_policy: cfg.retention_policy.clone(),
             },
             WriteApi::V2 => Target::V2 {
                 org: cfg.org.clone(),
                 bucket: cfg.bucket.clone().or_else(|| cfg.database.clone()).ok_or_else(|| {
-                    ConfigError::Invalid("[store] `bucket` (or `database`) is required when api = \"v2\"".into())
+                    ConfigError::Invalid(format!("{sec} `bucket` (or `database`) is required for the v2 API"))
                 })?,
             },
         };
@@ -244,7 +276,7 @@ impl InfluxWriter {
                 ..RetryPolicy::default()
             },
         };
-        InfluxWriter::new(url, target, Auth::from_config(cfg)?, options)
+        InfluxWriter::new(url, target, Auth::from_conn(cfg)?, options)
     }
 
     fn query_params(&self) -> Vec<(&'static str, &str)> {
@@ -530,5 +562,98 @@ mod tests {
         assert!(base_url("127.0.0.1:8086").is_err());
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("http://x/?db=a").is_err());
+    }
+}
+
+/// An `influxdb_v1` or `influxdb_v2` entry of `[[sinks]]`: the API comes from the
+/// sink's `type`, the keys are the connection's.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSinkConfig {
+    /// Names the sink in logs, metrics and its spool cursor (`ack.<name>`);
+    /// defaults to the type.
+    pub name: Option<String>,
+    pub url: String,
+    /// v1: the database (required); v2: the bucket when `bucket` is absent.
+    pub database: Option<String>,
+    pub retention_policy: Option<String>,
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<std::path::PathBuf>,
+    #[serde(default = "default_timeout", with = "crate::config::duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_max_retry_time", with = "crate::config::duration")]
+    pub max_retry_time: Duration,
+}
+
+pub fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn default_max_retries() -> u32 {
+    4
+}
+pub fn default_max_retry_time() -> Duration {
+    Duration::from_secs(30)
+}
+pub fn default_true() -> bool {
+    true
+}
+
+impl InfluxSinkConfig {
+    pub fn conn(&self, section: &str) -> InfluxConn {
+        InfluxConn {
+            section: section.to_string(),
+            url: Some(self.url.clone()),
+            database: self.database.clone(),
+            retention_policy: self.retention_policy.clone(),
+            org: self.org.clone(),
+            bucket: self.bucket.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            password_file: self.password_file.clone(),
+            timeout: self.timeout,
+            gzip: self.gzip,
+            max_retries: self.max_retries,
+            max_retry_time: self.max_retry_time,
+        }
+    }
+
+    /// What can be checked before secrets are read: the URL and the target keys.
+    pub fn validate(&self, section: &str, api: WriteApi) -> Result<(), String> {
+        base_url(&self.url).map_err(|e| format!("{section} {e}"))?;
+        match api {
+            WriteApi::V1 if self.database.is_none() => {
+                Err(format!("{section} `database` is required for type = \"influxdb_v1\""))
+            }
+            WriteApi::V2 if self.bucket.is_none() && self.database.is_none() => {
+                Err(format!("{section} `bucket` is required for type = \"influxdb_v2\""))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the server answers `/ping` (InfluxDB 1.x/2.x/3.x, VictoriaMetrics
+    /// and wattledger's ingest all do). Credentials are checked on the first write:
+    /// `/ping` takes none, and a test write would leave a point behind.
+    pub async fn healthcheck(&self) -> Result<String, String> {
+        let base = base_url(&self.url).map_err(|e| e.to_string())?;
+        let client = http_client(self.timeout).map_err(|e| e.to_string())?;
+        match client.get(format!("{base}/ping")).send().await {
+            Ok(r) if r.status().is_success() => {
+                Ok(format!("{base} answers /ping; credentials are checked on the first write"))
+            }
+            Ok(r) => Err(format!("{base}/ping answered HTTP {}; is this an InfluxDB-compatible server?", r.status())),
+            Err(e) => Err(format!("{base} does not answer: {}; check `url` and that the server runs", error_chain(&e))),
+        }
     }
 }

@@ -401,13 +401,18 @@ impl InfluxStore {
     /// From the `[store]` section (`kind = "influxdb"`). InfluxQL reads use
     /// `database`, or `bucket` when no database is named.
     pub fn from_config(cfg: &StoreConfig) -> Result<Self, StoreError> {
-        let writer = InfluxWriter::from_config(cfg)?;
+        let writer = InfluxWriter::from_conn(&cfg.influx_conn(), cfg.api)?;
         let url = cfg.url.as_deref().unwrap_or_default();
         let database = cfg.database.as_deref().or(cfg.bucket.as_deref()).ok_or_else(|| {
             ConfigError::Invalid("[store] `database` (or `bucket`) is required to read with InfluxQL".into())
         })?;
-        let reader =
-            InfluxQlReader::new(url, database, cfg.retention_policy.as_deref(), Auth::from_config(cfg)?, cfg.timeout)?;
+        let reader = InfluxQlReader::new(
+            url,
+            database,
+            cfg.retention_policy.as_deref(),
+            Auth::from_conn(&cfg.influx_conn())?,
+            cfg.timeout,
+        )?;
         Ok(InfluxStore::new(writer, reader, cfg.api == WriteApi::V2))
     }
 

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::model::{FieldValue, Point};
+use crate::ship::influx::InfluxConn;
+pub use crate::ship::influx::WriteApi;
+use crate::ship::Writer;
 
 /// What to read: some fields of one measurement, for series whose tags match
 /// every filter, with `start_ns <= time < end_ns`.
@@ -92,7 +95,43 @@ pub async fn open_store(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Store>, 
     }
 }
 
-/// `[store]` in the agent's and the aggregator's configs.
+/// The writer a `[store]` section names: an [`crate::ship::influx::InfluxWriter`]
+/// for `kind = "influxdb"` (v1 or v2 API), or the embedded SQLite store itself for
+/// `kind = "embedded"` (it parses the lines and stores the points).
+pub fn writer_from_config(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Writer>, StoreError> {
+    match cfg.kind {
+        StoreKind::Influxdb => {
+            Ok(std::sync::Arc::new(crate::ship::influx::InfluxWriter::from_conn(&cfg.influx_conn(), cfg.api)?))
+        }
+        StoreKind::Embedded => Ok(std::sync::Arc::new(embedded::EmbeddedStore::from_config(cfg)?)),
+    }
+}
+
+impl StoreConfig {
+    /// The InfluxDB connection keys of this section.
+    pub fn influx_conn(&self) -> InfluxConn {
+        InfluxConn {
+            section: "[store]".into(),
+            url: self.url.clone(),
+            database: self.database.clone(),
+            retention_policy: self.retention_policy.clone(),
+            org: self.org.clone(),
+            bucket: self.bucket.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            password_file: self.password_file.clone(),
+            timeout: self.timeout,
+            gzip: self.gzip,
+            max_retries: self.max_retries,
+            max_retry_time: self.max_retry_time,
+        }
+    }
+}
+
+/// `[store]`: the aggregator's read side (and, deprecated, an agent's single
+/// output; agents use `[[sinks]]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -138,26 +177,4 @@ pub enum StoreKind {
     Embedded,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteApi {
-    V1,
-    #[default]
-    V2,
-}
-
-fn default_timeout() -> std::time::Duration {
-    std::time::Duration::from_secs(10)
-}
-
-fn default_max_retries() -> u32 {
-    4
-}
-
-fn default_max_retry_time() -> std::time::Duration {
-    std::time::Duration::from_secs(30)
-}
-
-fn default_true() -> bool {
-    true
-}
+use crate::ship::influx::{default_max_retries, default_max_retry_time, default_timeout, default_true};

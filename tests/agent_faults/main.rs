@@ -399,3 +399,87 @@ async fn hostile_sources_do_not_delay_the_others() {
         "a poll waits at most the 500 ms timeout, not for the hanging miner: {miners_latency} ms"
     );
 }
+
+/// Samples VictoriaMetrics holds for `agent_points_collected` of one site.
+async fn vm_agent_samples(vm: &str, site: &str) -> std::collections::BTreeSet<i64> {
+    // VictoriaMetrics makes fresh samples searchable after about a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = reqwest::Client::new()
+        .post(format!("{vm}/api/v1/export"))
+        .form(&[("match[]", format!("agent_points_collected{{site=\"{site}\"}}"))])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        // Export is in milliseconds; the agent's self-telemetry is one point a second.
+        out.extend(row["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()));
+    }
+    out
+}
+
+/// Two sinks, a private influxd (v1) and the shared VictoriaMetrics (v2): while
+/// influxd is down VictoriaMetrics keeps receiving, and influxd catches up on
+/// everything from its own spool cursor when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sinks_one_down_the_other_keeps_receiving_and_the_down_one_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let vm = common::server_url("WATTLEDGER_TEST_VM_URL");
+    let mut influx = PrivateInfluxd::start_blocking(false, 25_000_000);
+    let db = db_name();
+    influx.create_db(&db).await;
+    let rig = rig(2, 3, Vec::new(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("sinks-{:08x}", rand::random::<u32>());
+    let store = format!(
+        "[store]\nkind = \"influxdb\"\napi = \"v1\"\nurl = \"{url}\"\ndatabase = \"{db}\"\ntimeout = \"2s\"\n",
+        url = influx.url
+    );
+    let base = config_text(&dir.path().join("spool"), &influx, &db, &rig, "");
+    assert!(base.contains(&store), "the test config's [store] section changed");
+    let sinks = format!(
+        "[[sinks]]\ntype = \"influxdb_v1\"\nname = \"influx\"\nurl = \"{url}\"\ndatabase = \"{db}\"\ntimeout = \"2s\"\n\n\
+         [[sinks]]\ntype = \"influxdb_v2\"\nname = \"vm\"\nurl = \"{vm}\"\nbucket = \"wattledger\"\ntimeout = \"2s\"\n",
+        url = influx.url
+    );
+    let text = base.replace(&store, &sinks).replace("site = \"faults\"", &format!("site = \"{site}\""));
+    let cfg = load(&text, dir.path());
+    assert_eq!(cfg.sinks.len(), 2);
+    let (stats, stop, task) = spawn_agent(cfg);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    influx.stop();
+    let at_stop = vm_agent_samples(&vm, &site).await.len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = vm_agent_samples(&vm, &site).await.len();
+    assert!(during >= at_stop + 3, "VictoriaMetrics stopped receiving while influxd was down: {at_stop} then {during}");
+    assert!(stats.spool_pending.load(Relaxed) > 0, "influxd's cursor lags");
+    let sinks = stats.snapshot().sinks;
+    assert!(sinks["influx"].pending > sinks["vm"].pending, "only influxd's cursor lags: {sinks:?}");
+    let metrics = stats.snapshot().render_prometheus();
+    assert!(metrics.contains("wattledger_agent_sink_points_pending{sink=\"influx\"}"), "{metrics}");
+    influx.resume();
+    wait_until("influxd to catch up", Duration::from_secs(60), || stats.spool_pending.load(Relaxed) < 300).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    assert_nothing_rejected(&stats, &dir.path().join("spool"));
+    let s = stats.snapshot();
+    assert_eq!(s.spool_pending, 0, "{s:?}");
+    assert_eq!(s.dropped, 0);
+    assert!(s.sinks.values().all(|k| k.pending == 0 && k.dropped == 0), "{:?}", s.sinks);
+    let stored = influx.point_keys(&db, ".*").await;
+    assert_eq!(stored.len() as u64, s.collected, "influxd has every collected point once, the outage's too");
+    // Both sinks got the same self-telemetry points, at the same times.
+    let in_influx: std::collections::BTreeSet<i64> = stored
+        .iter()
+        .filter(|k| k.starts_with("agent|"))
+        .map(|k| k.rsplit('|').next().unwrap().parse::<i64>().unwrap() / 1_000_000)
+        .collect();
+    assert_eq!(vm_agent_samples(&vm, &site).await, in_influx);
+}
