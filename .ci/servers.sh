@@ -8,7 +8,9 @@
 #
 # Servers: InfluxDB 1.6 (Debian `influxdb`: /write + InfluxQL /query),
 # VictoriaMetrics (Debian `victoria-metrics`: accepts /api/v2/write with a token and
-# gzip), Prometheus Alertmanager (Debian `prometheus-alertmanager`).
+# gzip), Prometheus Alertmanager (Debian `prometheus-alertmanager`); for the meter tests,
+# Debian's `snmpd` (PDU tables through .ci/meters/pdu_pass.py) on UDP 16161 and a Modbus
+# TCP meter (PyPI pyModbusTCP, .ci/meters/modbus_server.py) on 15020.
 # Ports default to 18086/18088, 18428, 19093; WATTLEDGER_TEST_PORT_BASE shifts them all.
 set -euo pipefail
 
