@@ -586,15 +586,13 @@ pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// An HTTP client for the JSON meters: one timeout for the whole request, replies
-/// capped at `max_bytes`.
+/// Sends a JSON meter's request (its client carries the timeout) and reads a reply
+/// capped at `max_bytes`; 401/403 say to check the credentials.
 pub(crate) async fn get_json(
-    client: &reqwest::Client,
     req: reqwest::RequestBuilder,
     what: &str,
     max_bytes: usize,
 ) -> Result<serde_json::Value, MeterError> {
-    let _ = client;
     let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
             MeterError::new(format!("{what}: no answer within the meter's timeout"))

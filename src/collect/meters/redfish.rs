@@ -122,7 +122,7 @@ impl RedfishMeter {
                 }
                 (None, _) => {}
             }
-            match get_json(&self.client, req, &url, MAX_JSON_BYTES).await {
+            match get_json(req, &url, MAX_JSON_BYTES).await {
                 Err(e)
                     if attempt == 0
                         && self.auth == AuthMode::Session

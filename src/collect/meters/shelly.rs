@@ -78,7 +78,7 @@ impl MeterDriver for ShellyMeter {
                 // a password ignore. A protected plug answers 401 (reported as such).
                 req = req.basic_auth(&c.user, Some(c.password()?));
             }
-            let v = get_json(&self.client, req, &format!("{} Switch.GetStatus", self.base), MAX_JSON_BYTES).await?;
+            let v = get_json(req, &format!("{} Switch.GetStatus", self.base), MAX_JSON_BYTES).await?;
             out.push(parse_switch_status(&v, id)?);
         }
         Ok(out)

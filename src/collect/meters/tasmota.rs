@@ -85,7 +85,7 @@ impl MeterDriver for TasmotaMeter {
             q.push(("password", c.password()?));
         }
         let req = self.client.get(&self.url).query(&q);
-        let v = get_json(&self.client, req, &format!("{} Status 8", self.url), MAX_JSON_BYTES).await?;
+        let v = get_json(req, &format!("{} Status 8", self.url), MAX_JSON_BYTES).await?;
         parse_status8(&v)
     }
 }
