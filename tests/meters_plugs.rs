@@ -1,7 +1,6 @@
 //! Shelly Gen2 and Tasmota plugs, read from the simulated plug over HTTP.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wattledger::collect::meters::{MetersConfig, MetersSource};
 use wattledger::collect::Source;
@@ -42,5 +41,4 @@ async fn shelly_and_tasmota_power_and_energy() {
     let points = MetersSource::new(&cfg).unwrap().collect(5).await.unwrap();
     assert_eq!(points[0].field_value("online").map(|v| v.to_string()).as_deref(), Some("false"));
     assert!(points[0].field_value("status").and_then(|v| v.as_str()).unwrap().contains("404"));
-    let _ = Duration::ZERO;
 }
