@@ -386,11 +386,6 @@ impl Source for Paced {
     }
 }
 
-/// The loopback address a running fleet's first miner uses (for the banner).
-pub fn first_addr(site: &Site) -> Option<SocketAddr> {
-    site.fleet.addrs().first().copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,7 +406,7 @@ mod tests {
 
     #[test]
     fn load_clock_never_goes_back() {
-        let manual = Arc::new(crate::sim::miners::ManualClock::new(1_700_000_000_000_000_000));
+        let manual = Arc::new(crate::model::ManualClock::new(1_700_000_000_000_000_000));
         let lc = LoadClock { inner: manual.clone() };
         let mut last = lc.now_ns();
         for _ in 0..2000 {

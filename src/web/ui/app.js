@@ -63,10 +63,19 @@
     if (!isNum(w)) return null;
     return Math.abs(w) >= 1000 ? fixed(w / 1000, Math.abs(w) >= 100000 ? 0 : 1) + ' kW' : fixed(w, 0) + ' W';
   }
+  // Revenue models as `GET api/models` describes them: title, palette, and which
+  // field holds the efficiency with its unit. Filled once by `load()`.
+  const models = new Map();
+  const modelOf = (w) => models.get(w.model) || {};
+  function efficiencyOf(w) {
+    const f = modelOf(w).efficiency_field;
+    return f && isNum(w[f]) ? w[f] : null;
+  }
   function fmtEfficiency(w) {
-    if (isNum(w.j_per_th)) return fixed(w.j_per_th, 1) + ' J/TH';
-    if (isNum(w.tokens_per_j)) return fixed(w.tokens_per_j, w.tokens_per_j >= 10 ? 1 : 2) + ' tok/J';
-    return null;
+    const v = efficiencyOf(w);
+    if (v === null) return null;
+    const unit = modelOf(w).efficiency_unit;
+    return fixed(v, v >= 10 || unit === 'J/TH' ? 1 : 2) + ' ' + unit;
   }
   const dateFmt = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric' });
   const timeFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
@@ -78,14 +87,8 @@
     if (h >= 1) return fixed(h, Number.isInteger(Math.round(h * 10) / 10) ? 0 : 1) + ' h';
     return Math.round(ms / 60e3) + ' min';
   }
-  const MODEL_NAMES = {
-    bitcoin_fpps: 'Bitcoin mining · FPPS',
-    ai_contract: 'AI · reserved contract',
-    ai_on_demand: 'AI · on demand',
-    ai_tokens: 'AI inference · per token',
-  };
-  const modelName = (m) => MODEL_NAMES[m] || m || '';
-  const isMining = (m) => (m || '').startsWith('bitcoin');
+  const modelName = (w) => modelOf(w).title || w.model || '';
+  const isMining = (w) => modelOf(w).family === 'mining';
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -154,6 +157,10 @@
     const seq = ++state.seq;
     setBusy(true);
     try {
+      if (models.size === 0) {
+        const m = await api('api/models');
+        for (const d of m.models || []) models.set(d.name, d);
+      }
       const cmp = await fetchComparison();
       const workloads = cmp.workloads || [];
       const [windows, fleet] = await Promise.all([
@@ -162,6 +169,7 @@
             .catch((e) => ({ workload: w.workload, error: e })))),
         api('api/fleet').catch((e) => ({ error: e })),
       ]);
+      renderAlerts(await api('api/alerts').catch((e) => ({ error: e })));
       if (seq !== state.seq) return;
       hideBanner();
       assignColors(workloads);
@@ -193,7 +201,7 @@
   function hideBanner() { $('banner').hidden = true; }
 
   function assignColors(workloads) {
-    const names = workloads.map((w) => [w.workload, w.model]).sort((a, b) => a[0].localeCompare(b[0]));
+    const names = workloads.map((w) => [w.workload, w]).sort((a, b) => a[0].localeCompare(b[0]));
     let warm = 0, cool = 0;
     for (const [name, model] of names) {
       if (state.colors.has(name)) continue;
@@ -281,9 +289,9 @@
       tr.append(el('td', { class: 'rank', text: String(i + 1) }));
       const name = el('th', { scope: 'row' },
         el('div', { class: 'wl' }, swatch(colorOf(w.workload)),
-          el('div', {}, w.workload, el('small', { text: modelName(w.model) }))));
+          el('div', {}, w.workload, el('small', { text: modelName(w) }))));
       tr.append(name);
-      const eff = isNum(w.j_per_th) ? w.j_per_th : isNum(w.tokens_per_j) ? w.tokens_per_j : null;
+      const eff = efficiencyOf(w);
       tr.append(
         numCell('revenue_usd_per_kwh', w.revenue_usd_per_kwh, fmtUsdPerKwh(w.revenue_usd_per_kwh), { naTitle: 'no measured energy' }),
         numCell('profit_usd_per_kwh', w.profit_usd_per_kwh, fmtUsdPerKwh(w.profit_usd_per_kwh),
@@ -291,8 +299,8 @@
         numCell('volatility_cv', w.volatility_cv, fmtPct(w.volatility_cv),
           { bar: isNum(w.volatility_cv) ? w.volatility_cv / maxCv : undefined, naTitle: 'needs two or more windows' }),
         numCell('break_even_usd_per_kwh', w.break_even_usd_per_kwh, fmtUsdPerKwh(w.break_even_usd_per_kwh)),
-        numCell(isNum(w.j_per_th) ? 'j_per_th' : isNum(w.tokens_per_j) ? 'tokens_per_j' : 'efficiency', eff, fmtEfficiency(w),
-          { naTitle: 'not applicable to ' + modelName(w.model) }),
+        numCell(eff !== null ? modelOf(w).efficiency_field : 'efficiency', eff, fmtEfficiency(w),
+          { naTitle: 'not applicable to ' + modelName(w) }),
         numCell('coverage', w.coverage, fmtPct(w.coverage)),
         numCell('energy_j', w.energy_j, isNum(w.energy_j) ? fmtKwh(w.energy_j / 3.6e6) : null),
         numCell('revenue_usd', w.revenue_usd, fmtUsd(w.revenue_usd)),
@@ -539,6 +547,34 @@
   }
 
   const STATUS_ORDER = { lost: 0, stale: 1, offline: 2, online: 3 };
+  const fmtVal = (v) => new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 }).format(v);
+  // Firing first (the API sorts each list), then pending; calm when empty.
+  function renderAlerts(a) {
+    const body = $('alerts').tBodies[0];
+    body.replaceChildren();
+    $('alert-notes').replaceChildren(...((a && a.notes) || []).map((n) => el('li', { text: n })));
+    if (!a || a.error) {
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty', text: 'Alerts unavailable: ' + (a && a.error ? a.error.message : 'no answer') })));
+      return;
+    }
+    const rows = (a.firing || []).concat(a.pending || []);
+    if (!rows.length) {
+      const text = a.enabled ? 'All calm: nothing firing or pending.' : 'Alerts are off in this aggregator ([alerts] enabled = false).';
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty calm', text })));
+      return;
+    }
+    for (const r of rows) {
+      const subject = Object.entries(r.labels || {}).map(([k, v]) => k + '=' + v).join(' ');
+      body.append(el('tr', { 'data-state': r.state, 'data-alertname': r.alertname },
+        el('td', {}, el('span', { class: 'badge ' + r.state, text: r.state })),
+        el('td', {}, el('b', { text: r.alertname }), el('br'), el('span', { class: 'muted', text: subject })),
+        el('td', { text: fmtDateTime(new Date(r.since)) }),
+        el('td', { class: 'num', text: fmtVal(r.value) + ' ' + r.unit }),
+        el('td', { class: 'num', text: fmtVal(r.threshold) + ' ' + r.unit }),
+        el('td', { text: r.summary })));
+    }
+  }
+
   function renderFleet(fleet) {
     const counts = $('fleet-counts');
     const body = $('fleet').tBodies[0];
