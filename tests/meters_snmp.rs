@@ -112,7 +112,9 @@ async fn a_silent_agent_is_offline_never_zero_watts() {
     let p = &points[0];
     assert_eq!(p.field_value("online").map(|v| v.to_string()), Some("true".replace("true", "false")));
     assert!(p.field_value("power_w").is_none() && p.field_value("energy_j").is_none(), "{p:?}");
-    assert!(p.field_value("status").and_then(|v| v.as_str()).unwrap().contains("reply"), "{p:?}");
+    // The request's own timeout and the meter's deadline are both 500 ms: either may say so.
+    let status = p.field_value("status").and_then(|v| v.as_str()).unwrap();
+    assert!(status.contains("no SNMP reply") || status.contains("no answer within"), "{p:?}");
     drop(sock);
 }
 
