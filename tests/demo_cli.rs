@@ -145,6 +145,7 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
         for (m, f) in [
             ("asic", "diff_accepted"),
             ("gpu", "energy_j"),
+            ("meter", "energy_j"),
             ("inference", "generation_tokens"),
             ("market", "btc_usd"),
             ("energy_price", "usd_per_kwh"),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::agent::spool::FsyncPolicy;
 use crate::collect::inference::InferenceServerConfig;
+pub use crate::collect::meters::MetersConfig;
 pub use crate::collect::miners::fleet::MinersConfig;
 use crate::config::ConfigError;
 pub use crate::ledger::writer::LedgerConfig;
@@ -33,6 +34,8 @@ pub struct AgentConfig {
     pub miners: Option<MinersConfig>,
     #[serde(default)]
     pub inference: Vec<InferenceServerConfig>,
+    /// `[meters]`: PDUs, BMCs, Modbus meters and smart plugs (`collect::meters`).
+    pub meters: Option<MetersConfig>,
     #[serde(default)]
     pub workloads: WorkloadsConfig,
     /// `[ledger]`: the energy ledger, defined beside the code that writes it.
@@ -199,9 +202,15 @@ impl AgentConfig {
                 return Err(format!("[[inference]] name `{}` is used twice; names must be unique", s.name));
             }
         }
+        if let Some(m) = &self.meters {
+            m.validate()?;
+        }
         let gpus_on = self.gpus.as_ref().is_some_and(|g| g.enabled);
-        if !gpus_on && self.miners.is_none() && self.inference.is_empty() {
-            return Err("no sources: enable [gpus], list [miners] targets or add an [[inference]] server".into());
+        if !gpus_on && self.miners.is_none() && self.inference.is_empty() && self.meters.is_none() {
+            return Err(
+                "no sources: enable [gpus], list [miners] targets, add an [[inference]] server or [[meters.devices]]"
+                    .into(),
+            );
         }
         crate::agent::workloads::WorkloadMap::new(&self.workloads)?;
         self.ledger.validate()?;

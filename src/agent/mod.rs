@@ -157,7 +157,7 @@ pub fn sinks_from_config(cfg: &AgentConfig) -> Result<Vec<(String, Arc<dyn Write
         .collect()
 }
 
-/// The sources `[gpus]`, `[miners]` and `[[inference]]` name.
+/// The sources `[gpus]`, `[miners]`, `[meters]` and `[[inference]]` name.
 pub fn sources_from_config(cfg: &AgentConfig) -> Result<Vec<ScheduledSource>, AgentError> {
     let mut out = Vec::new();
     if let Some(g) = cfg.gpus.as_ref().filter(|g| g.enabled) {
@@ -168,6 +168,10 @@ pub fn sources_from_config(cfg: &AgentConfig) -> Result<Vec<ScheduledSource>, Ag
     if let Some(m) = &cfg.miners {
         let source = m.build().map_err(|e| AgentError::Config(e.to_string()))?;
         out.push(ScheduledSource { source: Box::new(source), interval: m.interval });
+    }
+    if let Some(m) = &cfg.meters {
+        let src = crate::collect::meters::MetersSource::new(m).map_err(|e| AgentError::Config(e.0))?;
+        out.push(ScheduledSource { source: Box::new(src), interval: m.interval });
     }
     for s in &cfg.inference {
         let src = InferenceSource::new(s.clone())

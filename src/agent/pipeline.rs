@@ -75,8 +75,11 @@ impl Stamp {
         }
         p.set_tag(schema::TAG_SITE, self.site.as_str());
         p.set_tag(schema::TAG_HOST, self.host.as_str());
-        if let Some(w) = self.workloads.workload_for(p) {
-            p.set_tag(schema::TAG_WORKLOAD, w.to_owned());
+        // A meter channel's configured workload stands; everything else is mapped here.
+        if p.tag_value(schema::TAG_WORKLOAD).is_none() {
+            if let Some(w) = self.workloads.workload_for(p) {
+                p.set_tag(schema::TAG_WORKLOAD, w.to_owned());
+            }
         }
     }
 }

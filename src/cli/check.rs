@@ -103,6 +103,7 @@ fn summarize(points: &[crate::model::Point]) -> String {
             .tag_value(schema::asic::TAG_MINER)
             .or_else(|| p.tag_value(schema::gpu::TAG_UUID))
             .or_else(|| p.tag_value(schema::gpu::TAG_GPU))
+            .or_else(|| p.tag_value(schema::meter::TAG_METER))
             .unwrap_or("?");
         if offline {
             bad.push(format!("{device} offline"));

@@ -227,6 +227,20 @@ impl Demo {
             }
         };
 
+        // The stock Antminers are measured at the wall through the simulated PDU, the
+        // contract GPU node through its simulated BMC.
+        let pdu_meters = format!(
+            "[meters]\n[[meters.devices]]\nname = \"pdu-1\"\nurl = \"{}\"\nprofile = \"apc-rpdu2\"\n{}",
+            site.pdu.url(),
+            site.pdu_outlets
+                .iter()
+                .map(|(a, n)| format!("[[meters.devices.channels]]\nchannel = \"{n}\"\nminer = \"{a}\"\n"))
+                .collect::<String>()
+        );
+        let bmc_meters = format!(
+            "[meters]\n[[meters.devices]]\nname = \"bmc-gpu-node-1\"\nurl = \"{}\"\n[[meters.devices.channels]]\nchannel = \"1\"\ngpu_host = \"gpu-node-1\"\n",
+            site.bmc.url()
+        );
         let miners_cfg = agent_config(
             "miners-a",
             &spool,
@@ -234,16 +248,23 @@ impl Demo {
             &token,
             site::MINING,
             &format!(
-                "[miners]\ntargets = [{}]\n",
+                "[miners]\ntargets = [{}]\n{pdu_meters}",
                 site.fleet.addrs().iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
             ),
         )?;
+        let meters_source = |cfg: &crate::agent::config::AgentConfig| -> Result<Box<dyn Source>, DemoError> {
+            let m = cfg.meters.as_ref().ok_or_else(|| DemoError::Setup("no [meters] in a demo agent".into()))?;
+            Ok(Box::new(crate::collect::meters::MetersSource::new(m).map_err(|e| DemoError::Setup(e.0))?))
+        };
+        let pdu_source = meters_source(&miners_cfg)?;
         let miner_source = MinerSource::new(
             site.miner_targets(),
             PollOptions { timeout: Duration::from_secs(3), concurrency: 16, ..PollOptions::default() },
         );
         let contract_gpus = site.contract_gpus()?;
-        let contract_cfg = agent_config("gpu-node-1", &spool, &ingest, &token, site::CONTRACT, "[gpus]\n")?;
+        let contract_cfg =
+            agent_config("gpu-node-1", &spool, &ingest, &token, site::CONTRACT, &format!("[gpus]\n{bmc_meters}"))?;
+        let bmc_source = meters_source(&contract_cfg)?;
         let inference_gpus = site.inference_gpus()?;
         let vllm_cfg: InferenceServerConfig =
             toml::from_str(&format!("name = \"vllm-llama\"\nurl = \"{}\"\n", site.vllm.metrics_url()))
@@ -260,8 +281,11 @@ impl Demo {
 
         let mut agents = Vec::new();
         for (cfg, sources) in [
-            (miners_cfg, vec![paced(Box::new(miner_source), LIVE_MINER_SPACING)]),
-            (contract_cfg, vec![paced(Box::new(contract_gpus), LIVE_GPU_SPACING)]),
+            (
+                miners_cfg,
+                vec![paced(Box::new(miner_source), LIVE_MINER_SPACING), paced(pdu_source, LIVE_MINER_SPACING)],
+            ),
+            (contract_cfg, vec![paced(Box::new(contract_gpus), LIVE_GPU_SPACING), paced(bmc_source, LIVE_GPU_SPACING)]),
             (
                 inference_cfg,
                 vec![

@@ -71,6 +71,32 @@ pub mod host_power {
     pub const ENERGY_J: &str = "energy_j";
 }
 
+/// Power measured at the wall by a meter (PDU outlet, BMC, Modbus meter, smart
+/// plug), one point per meter channel per poll (`collect::meters`).
+pub mod meter {
+    pub const MEASUREMENT: &str = "meter";
+    /// The meter's configured name.
+    pub const TAG_METER: &str = "meter";
+    /// The channel as the meter names it (outlet `3`, chassis `1U`, `total`).
+    pub const TAG_CHANNEL: &str = "channel";
+    /// The protocol: `snmp`, `redfish`, `modbus`, `shelly`, `tasmota`.
+    pub const TAG_KIND: &str = "kind";
+    /// What measured this energy: always `meter` here (see `docs/metrics.md`, basis).
+    pub const TAG_BASIS: &str = "basis";
+    pub const BASIS_METER: &str = "meter";
+    /// What the channel covers: `miner`, `gpu_host` or `group`, and its id.
+    pub const TAG_COVERS_KIND: &str = "covers_kind";
+    pub const TAG_COVERS: &str = "covers";
+    pub const POWER_W: &str = "power_w";
+    /// Counter: energy in joules (a 32-bit device counter's wraps are continued).
+    pub const ENERGY_J: &str = "energy_j";
+    /// A power value the meter sent that failed the checks (negative, huge).
+    pub const SUSPECT_POWER_W: &str = "suspect_power_w";
+    pub const ONLINE: &str = "online";
+    /// `ok`, or why a value is missing.
+    pub const STATUS: &str = "status";
+}
+
 /// Bitcoin market data, stored so that history is reproducible.
 pub mod market {
     pub const MEASUREMENT: &str = "market";
