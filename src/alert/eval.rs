@@ -27,6 +27,20 @@ fn labels(pairs: &[(&str, Option<&String>)]) -> BTreeMap<String, String> {
     pairs.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.clone()))).collect()
 }
 
+/// One device's labels: the site and host it is tagged with, its workload, its id.
+fn device_labels(
+    tags: &BTreeMap<String, String>,
+    workload: Option<&String>,
+    device: &String,
+) -> BTreeMap<String, String> {
+    labels(&[
+        ("site", tags.get(schema::TAG_SITE)),
+        ("workload", workload),
+        ("host", tags.get(schema::TAG_HOST)),
+        ("device", Some(device)),
+    ])
+}
+
 async fn read(
     agg: &Aggregator,
     measurement: &str,
@@ -158,14 +172,8 @@ pub async fn evaluate(
                     nominal.map_or("unknown".into(), fmt_num),
                     own.map_or("none yet".into(), fmt_num)
                 );
-                let l = labels(&[
-                    ("site", t(schema::TAG_SITE)),
-                    ("workload", t(schema::TAG_WORKLOAD)),
-                    ("host", t(schema::TAG_HOST)),
-                    ("device", Some(&id)),
-                ]);
                 found.observations.push(Observation {
-                    labels: l,
+                    labels: device_labels(&s.tags, t(schema::TAG_WORKLOAD), &id),
                     value,
                     window: format!(
                         "last {} against the {} before",
@@ -219,14 +227,8 @@ pub async fn evaluate(
                     fmt_num(util),
                     fmt_num(rule.util_below_pct)
                 );
-                let l = labels(&[
-                    ("site", t(schema::TAG_SITE)),
-                    ("workload", Some(workload)),
-                    ("host", t(schema::TAG_HOST)),
-                    ("device", Some(&dev.tracks.id)),
-                ]);
                 found.observations.push(Observation {
-                    labels: l,
+                    labels: device_labels(&dev.tags, Some(workload), &dev.tracks.id),
                     value,
                     window: format!("mean over the last {}", window_label(window_ns)),
                     what,
@@ -270,14 +272,8 @@ pub async fn evaluate(
                             rfc3339(first_ns)
                         ),
                     };
-                    let l = labels(&[
-                        ("site", t(schema::TAG_SITE)),
-                        ("workload", t(schema::TAG_WORKLOAD)),
-                        ("host", t(schema::TAG_HOST)),
-                        ("device", Some(&dev.tracks.id)),
-                    ]);
                     found.observations.push(Observation {
-                        labels: l,
+                        labels: device_labels(&dev.tags, t(schema::TAG_WORKLOAD), &dev.tracks.id),
                         value,
                         window: format!("max_gap {}", window_label(gap)),
                         what,

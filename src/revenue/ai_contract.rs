@@ -10,22 +10,12 @@
 use serde::Deserialize;
 
 use super::{
-    non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
+    gpu_hour_info, gpu_hours_revenue, non_negative, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel,
+    Terms, TermsError,
 };
 use crate::model::schema::gpu;
 
-pub const INFO: ModelInfo = ModelInfo {
-    name: "ai_contract",
-    title: "AI · reserved contract",
-    family: Family::Ai,
-    inputs: Inputs {
-        energy_measurement: gpu::MEASUREMENT,
-        revenue_measurement: gpu::MEASUREMENT,
-        revenue_fields: &[gpu::STATUS],
-        market: false,
-    },
-    efficiency: None,
-};
+pub const INFO: ModelInfo = gpu_hour_info("ai_contract", "AI · reserved contract", &[gpu::STATUS]);
 
 /// The terms: `usd_per_gpu_hour`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -41,8 +31,7 @@ impl RevenueModel for AiContract {
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
         let healthy_ns: i64 = input.devices.iter().map(|d| d.sums.healthy_ns).sum();
-        let gpu_hours = healthy_ns as f64 / 3.6e12;
-        Ok(Revenue { revenue_usd: gpu_hours * self.usd_per_gpu_hour.max(0.0), work_th: None, tokens: None })
+        Ok(gpu_hours_revenue(healthy_ns, self.usd_per_gpu_hour))
     }
 }
 

@@ -8,22 +8,12 @@
 use serde::Deserialize;
 
 use super::{
-    non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
+    gpu_hour_info, gpu_hours_revenue, non_negative, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel,
+    Terms, TermsError,
 };
 use crate::model::schema::gpu;
 
-pub const INFO: ModelInfo = ModelInfo {
-    name: "ai_on_demand",
-    title: "AI · on demand",
-    family: Family::Ai,
-    inputs: Inputs {
-        energy_measurement: gpu::MEASUREMENT,
-        revenue_measurement: gpu::MEASUREMENT,
-        revenue_fields: &[gpu::UTIL_GPU_PCT],
-        market: false,
-    },
-    efficiency: None,
-};
+pub const INFO: ModelInfo = gpu_hour_info("ai_on_demand", "AI · on demand", &[gpu::UTIL_GPU_PCT]);
 
 /// The terms: `usd_per_gpu_hour` and `util_threshold_pct`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -41,11 +31,7 @@ impl RevenueModel for AiOnDemand {
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
         // The window computation tracks exactly one threshold for this model, ours.
         let busy_ns: i64 = input.devices.iter().map(|d| d.sums.busy_ns.first().copied().unwrap_or(0)).sum();
-        Ok(Revenue {
-            revenue_usd: busy_ns as f64 / 3.6e12 * self.usd_per_gpu_hour.max(0.0),
-            work_th: None,
-            tokens: None,
-        })
+        Ok(gpu_hours_revenue(busy_ns, self.usd_per_gpu_hour))
     }
 
     fn util_threshold_pct(&self) -> Option<f64> {

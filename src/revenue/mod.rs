@@ -229,6 +229,32 @@ pub fn non_negative(key: &str, v: f64) -> Result<(), TermsError> {
     }
 }
 
+/// A model paid by the GPU-hour: energy and revenue inputs both from the GPUs' own
+/// measurement (`revenue_fields` says which GPU fields decide the paid time), no market.
+pub const fn gpu_hour_info(
+    name: &'static str,
+    title: &'static str,
+    revenue_fields: &'static [&'static str],
+) -> ModelInfo {
+    ModelInfo {
+        name,
+        title,
+        family: Family::Ai,
+        inputs: Inputs {
+            energy_measurement: crate::model::schema::gpu::MEASUREMENT,
+            revenue_measurement: crate::model::schema::gpu::MEASUREMENT,
+            revenue_fields,
+            market: false,
+        },
+        efficiency: None,
+    }
+}
+
+/// What `paid_ns` GPU-nanoseconds earn at `usd_per_gpu_hour` (a negative rate earns nothing).
+pub fn gpu_hours_revenue(paid_ns: i64, usd_per_gpu_hour: f64) -> Revenue {
+    Revenue { revenue_usd: paid_ns as f64 / 3.6e12 * usd_per_gpu_hour.max(0.0), work_th: None, tokens: None }
+}
+
 /// Builds a model from a workload's terms.
 type BuildFn = fn(&'static ModelInfo, toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError>;
 

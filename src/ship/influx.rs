@@ -75,6 +75,31 @@ pub struct InfluxConn {
     pub max_retry_time: Duration,
 }
 
+/// Builds an [`InfluxConn`] from a config section that names the shared keys the same way
+/// (`[[sinks]]` of an InfluxDB type, `[store]`); only the section name and the URL differ.
+macro_rules! influx_conn {
+    ($cfg:expr, $section:expr, $url:expr) => {
+        $crate::ship::influx::InfluxConn {
+            section: $section,
+            url: $url,
+            database: $cfg.database.clone(),
+            retention_policy: $cfg.retention_policy.clone(),
+            org: $cfg.org.clone(),
+            bucket: $cfg.bucket.clone(),
+            token: $cfg.token.clone(),
+            token_file: $cfg.token_file.clone(),
+            username: $cfg.username.clone(),
+            password: $cfg.password.clone(),
+            password_file: $cfg.password_file.clone(),
+            timeout: $cfg.timeout,
+            gzip: $cfg.gzip,
+            max_retries: $cfg.max_retries,
+            max_retry_time: $cfg.max_retry_time,
+        }
+    };
+}
+pub(crate) use influx_conn;
+
 /// How long to keep trying one batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -609,23 +634,7 @@ pub fn default_true() -> bool {
 
 impl InfluxSinkConfig {
     pub fn conn(&self, section: &str) -> InfluxConn {
-        InfluxConn {
-            section: section.to_string(),
-            url: Some(self.url.clone()),
-            database: self.database.clone(),
-            retention_policy: self.retention_policy.clone(),
-            org: self.org.clone(),
-            bucket: self.bucket.clone(),
-            token: self.token.clone(),
-            token_file: self.token_file.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            password_file: self.password_file.clone(),
-            timeout: self.timeout,
-            gzip: self.gzip,
-            max_retries: self.max_retries,
-            max_retry_time: self.max_retry_time,
-        }
+        influx_conn!(self, section.to_string(), Some(self.url.clone()))
     }
 
     /// What can be checked before secrets are read: the URL and the target keys.

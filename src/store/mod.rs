@@ -114,23 +114,7 @@ pub fn writer_from_config(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Writer
 impl StoreConfig {
     /// The InfluxDB connection keys of this section.
     pub fn influx_conn(&self) -> InfluxConn {
-        InfluxConn {
-            section: "[store]".into(),
-            url: self.url.clone(),
-            database: self.database.clone(),
-            retention_policy: self.retention_policy.clone(),
-            org: self.org.clone(),
-            bucket: self.bucket.clone(),
-            token: self.token.clone(),
-            token_file: self.token_file.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            password_file: self.password_file.clone(),
-            timeout: self.timeout,
-            gzip: self.gzip,
-            max_retries: self.max_retries,
-            max_retry_time: self.max_retry_time,
-        }
+        crate::ship::influx::influx_conn!(self, "[store]".into(), self.url.clone())
     }
 }
 

@@ -37,52 +37,52 @@ pub fn identify(doc: &Value) -> Identity {
 
 const API: Api = Api::Btminer { commands: &["summary", "devdetails"], optional: &["devdetails"], identify };
 
-pub const MAKE_V1: Make = Make {
-    id: "whatsminer-v1",
-    title: "Whatsminer, btminer API v1",
-    map: &MAP,
-    api: API,
-    sim: Some(Sim {
-        serve: Serve::Btminer,
-        replies: || {
-            vec![
-                ("summary", miner_capture!("whatsminer-v1/summary.json")),
-                ("devs", miner_capture!("whatsminer-v1/devs.json")),
-                ("pools", miner_capture!("whatsminer-v1/pools.json")),
-                ("get_psu", miner_capture!("whatsminer-v1/get_psu.json")),
-                ("get_version", miner_capture!("whatsminer-v1/get_version.json")),
-                ("status", miner_capture!("whatsminer-v1/status.json")),
-            ]
-        },
-        base_ths: 70.66811452, // MHS 5s 70668114.52 MH/s
-        share_diff: 65536.0,
-        extra: &[],
-        port: None,
-    }),
-};
+/// Both btminer API versions: the same map and commands, each with its own captures.
+const fn btminer(
+    id: &'static str,
+    title: &'static str,
+    replies: fn() -> Vec<(&'static str, Value)>,
+    base_ths: f64,
+) -> Make {
+    Make {
+        id,
+        title,
+        map: &MAP,
+        api: API,
+        sim: Some(Sim { serve: Serve::Btminer, replies, base_ths, share_diff: 65536.0, extra: &[], port: None }),
+    }
+}
 
-pub const MAKE_V2: Make = Make {
-    id: "whatsminer-v2",
-    title: "Whatsminer, btminer API v2",
-    map: &MAP,
-    api: API,
-    sim: Some(Sim {
-        serve: Serve::Btminer,
-        replies: || {
-            vec![
-                ("summary", miner_capture!("whatsminer-v2/summary.json")),
-                ("devs", miner_capture!("whatsminer-v2/devs.json")),
-                ("devdetails", miner_capture!("whatsminer-v2/devdetails.json")),
-                ("pools", miner_capture!("whatsminer-v2/pools.json")),
-                ("get_psu", miner_capture!("whatsminer-v2/get_psu.json")),
-                ("get_version", miner_capture!("whatsminer-v2/get_version.json")),
-                ("get_miner_info", miner_capture!("whatsminer-v2/get_miner_info.json")),
-                ("get_error_code", miner_capture!("whatsminer-v2/get_error_code.json")),
-            ]
-        },
-        base_ths: 124.5, // HS RT 124500000.0 MH/s
-        share_diff: 65536.0,
-        extra: &[],
-        port: None,
-    }),
-};
+pub const MAKE_V1: Make = btminer(
+    "whatsminer-v1",
+    "Whatsminer, btminer API v1",
+    || {
+        vec![
+            ("summary", miner_capture!("whatsminer-v1/summary.json")),
+            ("devs", miner_capture!("whatsminer-v1/devs.json")),
+            ("pools", miner_capture!("whatsminer-v1/pools.json")),
+            ("get_psu", miner_capture!("whatsminer-v1/get_psu.json")),
+            ("get_version", miner_capture!("whatsminer-v1/get_version.json")),
+            ("status", miner_capture!("whatsminer-v1/status.json")),
+        ]
+    },
+    70.66811452, // MHS 5s 70668114.52 MH/s
+);
+
+pub const MAKE_V2: Make = btminer(
+    "whatsminer-v2",
+    "Whatsminer, btminer API v2",
+    || {
+        vec![
+            ("summary", miner_capture!("whatsminer-v2/summary.json")),
+            ("devs", miner_capture!("whatsminer-v2/devs.json")),
+            ("devdetails", miner_capture!("whatsminer-v2/devdetails.json")),
+            ("pools", miner_capture!("whatsminer-v2/pools.json")),
+            ("get_psu", miner_capture!("whatsminer-v2/get_psu.json")),
+            ("get_version", miner_capture!("whatsminer-v2/get_version.json")),
+            ("get_miner_info", miner_capture!("whatsminer-v2/get_miner_info.json")),
+            ("get_error_code", miner_capture!("whatsminer-v2/get_error_code.json")),
+        ]
+    },
+    124.5, // HS RT 124500000.0 MH/s
+);
