@@ -443,11 +443,12 @@ pub fn below_nominal(measured_j_per_th: f64, nominal_j_per_th: f64) -> bool {
 }
 
 /// The nominal figures of a miner from its `make` and `model` tags; without a `make`
-/// tag, the model alone when exactly one make has it.
+/// tag, the model alone when exactly one make has it. A control board's model names the
+/// hardware (ePIC `Antminer S19 XP`): [`models::rated`] tries that make too.
 pub fn nominal_spec(make: Option<&str>, model: Option<&str>) -> Option<&'static models::ModelSpec> {
     let model = model?;
     match make {
-        Some(make) => models::lookup(make, model),
+        Some(make) => models::rated(Some(make), Some(model)),
         None => {
             let mut makes = models::MODELS.iter().map(|m| m.make).collect::<Vec<_>>();
             makes.dedup();

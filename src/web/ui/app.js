@@ -567,6 +567,8 @@
     );
     if (n.offline) counts.append(count('offline', n.offline, 'offline'));
     if (rated > 0) counts.append(count('below', below, 'of ' + rated + ' rated miners below nominal J/TH'));
+    // Miners whose model has no nominal figure are neither below nor at nominal: say so.
+    if (rated > 0 && miners > rated) counts.append(count('unrated', miners - rated, 'unrated (no nominal J/TH for the model)'));
     else if (miners > 0) counts.append(count('below unknown', '–', 'no nominal J/TH known for the ' + miners + ' miners'));
     // The nominal column only when some device has a nominal value.
     $('fleet').classList.toggle('no-nominal', rated === 0);
