@@ -399,3 +399,12 @@ pub(crate) fn culprit(labels: &BTreeMap<String, String>, key: &str) -> String {
         labels.get(key).cloned().unwrap_or_else(|| panic!("no label {key} in {labels:?}"))
     }
 }
+
+/// The value Grafana selects for a single-value query variable: the saved `current`
+/// when the query still returns it, else the first value returned.
+pub(crate) fn grafana_selection<'a>(var: &'a Value, values: &'a [String]) -> &'a str {
+    match var["current"]["value"].as_str() {
+        Some(c) if values.iter().any(|v| v == c) => c,
+        _ => values[0].as_str(),
+    }
+}

@@ -128,3 +128,18 @@ pub(crate) fn name_check_refuses_unknown_names() {
         assert!(check_names(&bad, &schema).is_err(), "accepted: {bad}");
     }
 }
+
+/// The main dashboard's `$window` defaults to the aggregator's default short window
+/// (the finest written, there from the first minutes on) and falls back to whatever
+/// window the store has when that one is not written (`short_window` changed).
+#[test]
+fn main_dashboard_defaults_to_the_finest_window_or_falls_back() {
+    let (_, d) = dashboards().into_iter().find(|(f, _)| f.contains("where-each-joule-earns")).unwrap();
+    let var = d["templating"]["list"].as_array().unwrap().iter().find(|v| v["name"] == "window").unwrap().clone();
+    let cfg: wattledger::aggregate::config::WindowsConfig = toml::from_str("").unwrap();
+    let short = format!("{}m", cfg.short_window.as_secs() / 60);
+    assert_eq!(var["current"]["value"].as_str(), Some(short.as_str()), "{var}");
+    let both = ["1h".to_string(), short.clone()];
+    assert_eq!(grafana_selection(&var, &both), short);
+    assert_eq!(grafana_selection(&var, &["1h".to_string()]), "1h", "falls back to the window written");
+}
