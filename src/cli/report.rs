@@ -139,7 +139,7 @@ pub fn csv(report: &Report) -> String {
     for w in &report.workloads {
         let cells = [
             csv_field(&w.workload),
-            w.model.to_string(),
+            w.revenue_model.to_string(),
             w.energy_j.to_string(),
             w.facility_energy_j.to_string(),
             w.revenue_usd.to_string(),
