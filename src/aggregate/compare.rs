@@ -229,6 +229,10 @@ pub struct Report {
     pub from: String,
     pub to: String,
     pub workloads: Vec<WorkloadSummary>,
+    /// Devices whose `workload` tag no workload names, with their energy; absent
+    /// when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unassigned: Option<super::unassigned::Unassigned>,
     pub warnings: Vec<String>,
 }
 

@@ -179,6 +179,17 @@ pub fn table(report: &Report) -> String {
     } else {
         out += &crate::demo::table::render(&comparison);
     }
+    if let Some(u) = &report.unassigned {
+        let tags: Vec<String> =
+            u.tags.iter().map(|t| if t.workload.is_empty() { "(no tag)".into() } else { t.workload.clone() }).collect();
+        out += &format!(
+            "unassigned: {} device{}, {:.1} kWh, in no workload (workload tags: {}; see the warnings)\n",
+            u.devices,
+            if u.devices == 1 { "" } else { "s" },
+            u.energy_j / 3.6e6,
+            tags.join(", ")
+        );
+    }
     out
 }
 
