@@ -17,6 +17,10 @@ command -v systemd-analyze >/dev/null || apt-get install -y -qq --no-install-rec
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
 
 cargo deb --locked --output target/debian/wattledger.deb
+# The same release build, split for hosts that take the binary (install.sh, Ansible).
+bash .ci/release.sh
+! readelf -S target/dist/wattledger | grep -q '\.debug_info' || { echo "deb.sh: target/dist/wattledger is not stripped" >&2; exit 1; }
+readelf -S target/dist/wattledger | grep -q '\.gnu_debuglink' && readelf -S target/dist/wattledger.debug | grep -q '\.debug_info'
 dpkg -i target/debian/wattledger.deb
 trap 'dpkg --purge wattledger >/dev/null 2>&1 || true' EXIT
 wattledger --version | tee /dev/stderr | grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$'
