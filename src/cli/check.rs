@@ -254,6 +254,19 @@ async fn check_aggregator(path: &Path, offline: bool) -> anyhow::Result<Vec<Line
         "config",
         Ok(format!("aggregator config is valid ({})", plural(cfg.workloads.len(), "workload", "workloads"))),
     )];
+    let alerts = crate::alert::config::AlertsConfig::from_aggregator(&cfg, super::aggregator::config_dir(path))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    lines.push(Line::new(
+        "[alerts]",
+        alerts.rules(&cfg).map(|r| {
+            format!(
+                "{}; Alertmanager: {}; webhook: {}",
+                plural(r.len(), "rule", "rules"),
+                alerts.alertmanager_url.urls().len(),
+                if alerts.webhook_url.is_some() { "yes" } else { "no" }
+            )
+        }),
+    ));
     if let Some(f) = &cfg.api.token_file {
         let result = cfg.api_token().map(|_| format!("{} is readable", f.display())).map_err(|e| e.to_string());
         lines.push(Line::new("[api] token_file", result));
