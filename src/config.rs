@@ -94,6 +94,7 @@ impl Secret {
             (Some(_), Some(_)) => Err(ConfigError::Invalid(format!("set either `{key}` or `{key}_file`, not both"))),
             (Some(s), None) => Ok(Some(s.clone())),
             (None, Some(p)) => {
+                let p = &credential_path(p, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref().map(Path::new));
                 let raw = std::fs::read_to_string(p)
                     .map_err(|source| ConfigError::SecretFile { path: p.to_owned(), source })?;
                 Ok(Some(Secret(raw.trim_end_matches(['\n', '\r']).to_string())))
@@ -101,6 +102,61 @@ impl Secret {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// Where secret files live on disk, root-only. The shipped systemd units pass this
+/// folder to the service with `LoadCredential=wattledger:/etc/wattledger/credentials`,
+/// so its `DynamicUser` reads them without any file on disk being readable by it.
+pub const CREDENTIALS_DIR: &str = "/etc/wattledger/credentials";
+
+/// The file to read for a `*_file` key. Under systemd (`$CREDENTIALS_DIRECTORY`
+/// set) a file in [`CREDENTIALS_DIR`] is read from the credentials systemd handed
+/// over: `wattledger_<name>` (a whole folder loaded as credential `wattledger`) or
+/// `<name>` (one file loaded as credential `<name>`). Anywhere else, or when run by
+/// hand (`wattledger check` over SSH as root), the path is read as written, so one
+/// config works both ways.
+pub fn credential_path(path: &Path, credentials_dir: Option<&Path>) -> PathBuf {
+    let (Some(creds), Some(name)) = (credentials_dir, path.file_name()) else { return path.to_owned() };
+    if path.parent() != Some(Path::new(CREDENTIALS_DIR)) {
+        return path.to_owned();
+    }
+    let mut prefixed = std::ffi::OsString::from("wattledger_");
+    prefixed.push(name);
+    [creds.join(prefixed), creds.join(name)].into_iter().find(|p| p.exists()).unwrap_or_else(|| path.to_owned())
+}
+
+/// The names among `candidates` close to `name` (a typo, a missing suffix, a case
+/// difference), closest first, at most three; for warnings such as "no data for
+/// workload `btc-hostd`; close: btc-hosted".
+pub fn near_misses<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let lower = name.to_lowercase();
+    let mut close: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .filter_map(|c| {
+            let cl = c.to_lowercase();
+            let d = edit_distance(&lower, &cl);
+            let near = d <= (lower.chars().count().max(cl.chars().count()) / 4).max(2)
+                || (lower.len() >= 3 && cl.len() >= 3 && (cl.contains(&lower) || lower.contains(&cl)));
+            near.then_some((d, c))
+        })
+        .collect();
+    close.sort();
+    close.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 impl fmt::Debug for Secret {
@@ -193,6 +249,34 @@ mod tests {
         let err = from_str::<C>("a = 1\nbogus = 2\n", Path::new("x.toml")).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
         assert!(err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_come_from_systemd_credentials_when_handed_over() {
+        let creds = tempfile::tempdir().unwrap();
+        let in_dir = Path::new(CREDENTIALS_DIR).join("ingest-token");
+        // Run by hand: the path as written.
+        assert_eq!(credential_path(&in_dir, None), in_dir);
+        // A folder credential, then a single-file one; elsewhere, untouched.
+        std::fs::write(creds.path().join("ingest-token"), "b").unwrap();
+        assert_eq!(credential_path(&in_dir, Some(creds.path())), creds.path().join("ingest-token"));
+        std::fs::write(creds.path().join("wattledger_ingest-token"), "a").unwrap();
+        assert_eq!(credential_path(&in_dir, Some(creds.path())), creds.path().join("wattledger_ingest-token"));
+        let other = Path::new("/srv/token");
+        assert_eq!(credential_path(other, Some(creds.path())), other);
+        // Not handed over: the original path, so the error names the real file.
+        let missing = Path::new(CREDENTIALS_DIR).join("nope");
+        assert_eq!(credential_path(&missing, Some(creds.path())), missing);
+    }
+
+    #[test]
+    fn near_misses_name_typos_and_suffixes() {
+        let seen = ["btc-hosted", "ai-contract-acme", "btc-fpps", "gpu"];
+        assert_eq!(near_misses("btc-hostd", seen), ["btc-hosted"]);
+        assert_eq!(near_misses("ai-contract", seen), ["ai-contract-acme"]);
+        assert_eq!(near_misses("BTC-FPPS", seen), ["btc-fpps"]);
+        assert!(near_misses("inference", seen).is_empty());
+        assert!(near_misses("btc-hosted", seen).iter().all(|c| *c != "btc-hosted"));
     }
 
     #[test]

@@ -125,12 +125,13 @@ fn config_mistakes_name_the_key() {
     assert!(err.contains("usd_per_gpu_hour") && err.contains("h100"), "{err}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_wattledger"))
-        .args(["report", "--from", "yesterday", "--to", scenario::TO, "--config"])
+        .args(["report", "--from", "last tuesday", "--to", scenario::TO, "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RFC 3339") && err.contains("yesterday") && err.contains("24h ago"), "{err}");
 }
 
 /// `systemctl stop` sends SIGTERM: the aggregator drains and exits 0 instead of

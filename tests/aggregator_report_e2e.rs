@@ -49,7 +49,12 @@ fn report_from_the_embedded_store() {
     assert_eq!(h100[12], "", "j_per_th is empty for a GPU contract");
 
     let table = report(&cfg, "table");
-    assert!(table.contains("h100") && table.contains("ai_tokens") && table.contains("15.00"), "{table}");
+    // The demo's table: `$`, its columns and rounding.
+    let h100 = table.lines().find(|l| l.starts_with("h100 ")).unwrap_or_else(|| panic!("{table}"));
+    for cell in ["ai_contract", "$2.857", "$2.802", "88 %", "$7.00"] {
+        assert!(h100.contains(cell), "`{cell}` not in: {h100}\n{table}");
+    }
+    assert!(table.contains("15.0 J/TH") && table.contains("0.62 tok/J") && !table.contains("-$0.00"), "{table}");
 }
 
 #[tokio::test]

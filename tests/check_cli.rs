@@ -62,7 +62,7 @@ async fn every_store_example_loads() {
     // Building the store and writer resolves every key without contacting anything.
     wattledger::store::open_store(&v2).await.unwrap();
     let w = wattledger::store::writer_from_config(&v2).unwrap();
-    assert_eq!(w.describe(), "influxdb v2 https://influxdb.example.net:8086 org=my-site bucket=wattledger");
+    assert_eq!(w.describe(), "influxdb v2 https://203.0.113.10:8086 org=my-site bucket=wattledger");
     let embedded = load_store_section(&example("store-embedded.toml")).unwrap();
     assert_eq!(embedded.kind, StoreKind::Embedded);
     assert_eq!(embedded.path.as_deref(), Some(Path::new("/var/lib/wattledger/wattledger.db")));
@@ -218,7 +218,7 @@ url = "http://{closed}/metrics"
     assert!(stdout.contains("ok    config: agent config is valid"), "{stdout}");
     assert!(stdout.contains(&format!("ok    [store]: InfluxDB at {url}")), "{stdout}");
     assert!(stdout.contains("ok    source nvml: 2 devices read"), "{stdout}");
-    assert!(stdout.contains("ok    source inference:vllm-a: 1 devices read"), "{stdout}");
+    assert!(stdout.contains("ok    source inference:vllm-a: 1 device read"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("FAIL  source inference:down: GET http://")), "{stdout}");
     assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
 }
@@ -272,6 +272,6 @@ nvml_lib = "{lib}"
         stdout.lines().any(|l| l.starts_with(&format!("FAIL  sink gone: http://{closed} does not answer"))),
         "{stdout}"
     );
-    assert!(stdout.contains("ok    source nvml: 1 devices read"), "{stdout}");
+    assert!(stdout.contains("ok    source nvml: 1 device read"), "{stdout}");
     assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
 }

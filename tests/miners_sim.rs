@@ -272,6 +272,22 @@ async fn probe_binary_json_for_several_makes_and_clear_errors() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&nobody) && err.contains("cannot connect"), "{err}");
+    // One dead target or two: the same JSON (an offline reading each) and exit 1.
+    for dead in [vec![nobody.clone()], vec![nobody.clone(), format!("{}:4028", ip(6, 201))]] {
+        let n = dead.len();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut args: Vec<&str> = dead.iter().map(String::as_str).collect();
+            args.extend(["--json", "--timeout", "1"]);
+            probe_bin(&args)
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{n} dead targets");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), n, "{text}");
+        assert!(rows.iter().all(|r| r["online"] == false && r["error"].is_string()), "{text}");
+    }
 
     // Something that answers but is not a miner.
     let l = tokio::net::TcpListener::bind(format!("{}:0", ip(6, 201))).await.unwrap();

@@ -253,6 +253,9 @@ pub(crate) async fn run_shipper(
     let mut backoff = BACKOFF_MIN;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let batch_size = shared.batch_size;
+    // Failed writes since the last success, and when the first of them failed: the
+    // first success after an outage says how long it lasted.
+    let mut outage: Option<(u64, tokio::time::Instant)> = None;
     loop {
         if drain_deadline.is_none() && *stop.borrow() {
             drain_deadline = Some(tokio::time::Instant::now() + drain_for);
@@ -305,6 +308,11 @@ pub(crate) async fn run_shipper(
         match result {
             Ok(()) => {
                 backoff = BACKOFF_MIN;
+                if let Some((failures, since)) = outage.take() {
+                    tracing::info!(writer = %writer.describe(), failed_writes = failures,
+                        outage_s = since.elapsed().as_secs_f64(), points = batch.records,
+                        "shipping resumed; the spooled points are being sent");
+                }
                 acknowledge(&shared, cursor, batch.end, batch.records).await;
                 shared.stats.shipped.fetch_add(batch.records, Relaxed);
                 if !full && drain_deadline.is_none() {
@@ -324,6 +332,8 @@ pub(crate) async fn run_shipper(
             }
             Err(e) => {
                 shared.stats.ship_errors.fetch_add(1, Relaxed);
+                let o = outage.get_or_insert((0, tokio::time::Instant::now()));
+                o.0 += 1;
                 tracing::warn!(error = %e, writer = %writer.describe(), pending = batch.records,
                     retry_in_s = backoff.as_secs_f64(), "write failed; the points stay in the spool");
                 if wait(&mut stop, drain_deadline, backoff).await {

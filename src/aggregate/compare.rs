@@ -257,6 +257,10 @@ pub struct Report {
     /// Where energy and revenue inputs were read from: `auto`, `raw` or `ledger`.
     pub energy_from: crate::ledger::EnergyFrom,
     pub workloads: Vec<WorkloadSummary>,
+    /// Devices whose `workload` tag no workload names, with their energy; absent
+    /// when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unassigned: Option<super::unassigned::Unassigned>,
     pub warnings: Vec<String>,
 }
 

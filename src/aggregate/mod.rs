@@ -15,6 +15,7 @@ pub mod energy;
 pub mod fleet;
 pub mod market;
 pub mod tariff;
+pub mod unassigned;
 pub mod windows;
 
 pub use self::fleet::{Fleet, FleetDevice};
@@ -283,11 +284,17 @@ impl Aggregator {
             rows.push(s.finish());
         }
         rank(&mut rows);
+        let configured = self.plans.iter().map(|p| p.name.as_str()).collect();
+        let win = crate::signal::Window { start_ns: from_ns, end_ns: to_ns };
+        let max_gap_ns = self.cfg.aggregator.max_gap.as_nanos() as i64;
+        let unassigned = unassigned::unassigned(self.store.as_ref(), &configured, win, max_gap_ns).await?;
+        warnings.extend(unassigned.iter().flat_map(unassigned::Unassigned::warnings));
         Ok(Report {
             from: rfc3339(from_ns),
             to: rfc3339(to_ns),
             energy_from: self.energy_from,
             workloads: rows,
+            unassigned,
             warnings,
         })
     }

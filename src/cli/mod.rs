@@ -16,14 +16,18 @@ pub mod demo;
 pub mod gpus;
 pub mod report;
 
+/// The heading the flags every command takes are listed under, apart from each
+/// command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
-#[command(name = "wattledger", version, about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
+#[command(name = "wattledger", version = env!("WATTLEDGER_VERSION"), about = "Measures what each joule earns: GPU and ASIC miner telemetry, revenue per kWh per workload", long_about = None)]
 pub struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `wattledger=debug`.
-    #[arg(long, global = true, env = "WATTLEDGER_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "WATTLEDGER_LOG", default_value = "info", help_heading = GLOBAL)]
     pub log: String,
     /// Logs as JSON lines instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,

@@ -58,10 +58,21 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let targets = fleet::parse_targets(&raw)?;
     let ro = ReadOptions { timeout, max_reply_bytes: args.max_reply_bytes };
 
+    // One target or many: a dead listed target is printed as an offline reading
+    // (its error in the ERROR column, or the JSON `error`), and the exit status is 1
+    // when no miner answered.
     if let [Target::Host { host, port }] = targets.as_slice() {
-        let reading = probe_one(host, *port, &ro).await?;
-        print_readings(&[reading], args.json)?;
-        return Ok(ExitCode::SUCCESS);
+        return match probe_one(host, *port, &ro).await {
+            Ok(reading) => {
+                print_readings(&[reading], args.json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                let offline = MinerReading::offline(host, port.unwrap_or(CGMINER_PORT), format!("{e:#}"));
+                print_readings(&[offline], args.json)?;
+                Err(e)
+            }
+        };
     }
 
     let opts = PollOptions {

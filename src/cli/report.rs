@@ -27,12 +27,16 @@ pub struct ReportArgs {
     /// The aggregator's config file (store, sites, market, workloads).
     #[arg(long)]
     pub config: PathBuf,
-    /// Start of the range, RFC 3339 (e.g. 2026-11-25T00:00:00Z).
+    /// Start of the range: RFC 3339 (2026-11-25T00:00:00Z), `now`, `today` or
+    /// `yesterday` (midnight UTC), or a time before now (`24h ago`, `now-7d`).
+    #[arg(long, required_unless_present = "last", conflicts_with = "last")]
+    pub from: Option<String>,
+    /// End of the range (exclusive), in the same forms as --from. Default: now.
     #[arg(long)]
-    pub from: String,
-    /// End of the range (exclusive), RFC 3339.
-    #[arg(long)]
-    pub to: String,
+    pub to: Option<String>,
+    /// The range that ends now (or at --to), e.g. `24h` or `7d`; instead of --from.
+    #[arg(long, value_name = "DURATION")]
+    pub last: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Where energy and revenue inputs come from: `auto` (energy_ledger points,
@@ -43,9 +47,25 @@ pub struct ReportArgs {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let from = parse_rfc3339(&args.from).map_err(anyhow::Error::msg).context("--from")?;
-    let to = parse_rfc3339(&args.to).map_err(anyhow::Error::msg).context("--to")?;
-    anyhow::ensure!(to > from, "--to ({}) must be after --from ({})", args.to, args.from);
+    let now = crate::model::now_ns();
+    let to = match &args.to {
+        Some(t) => parse_time(t, now).map_err(anyhow::Error::msg).context("--to")?,
+        None => now,
+    };
+    let from = match (&args.from, &args.last) {
+        (Some(f), _) => parse_time(f, now).map_err(anyhow::Error::msg).context("--from")?,
+        (None, Some(d)) => {
+            let d = crate::config::parse_duration(d).map_err(anyhow::Error::msg).context("--last")?;
+            to - i64::try_from(d.as_nanos()).context("--last is too long")?
+        }
+        (None, None) => anyhow::bail!("give --from or --last"),
+    };
+    anyhow::ensure!(
+        to > from,
+        "the range ends ({}) before it starts ({}); --to must be after --from",
+        crate::aggregate::rfc3339(to),
+        crate::aggregate::rfc3339(from)
+    );
     crate::aggregate::check_range(from, to).context("--from/--to")?;
     let cfg = AggregatorConfig::load(&args.config)?;
     let store = crate::store::open_store(&cfg.store)
@@ -63,6 +83,34 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const NS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// A time on the command line: RFC 3339, `now`, `today` / `yesterday` (00:00 UTC),
+/// or a duration before now written `24h ago`, `now-24h` or `-24h`.
+pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
+    let t = s.trim();
+    let ago = t
+        .strip_suffix(" ago")
+        .or_else(|| t.strip_prefix("now-"))
+        .or_else(|| t.strip_prefix('-'))
+        .map(str::trim)
+        .filter(|d| d.starts_with(|c: char| c.is_ascii_digit()));
+    match t {
+        "now" => Ok(now_ns),
+        "today" => Ok(now_ns - now_ns.rem_euclid(NS_PER_DAY)),
+        "yesterday" => Ok(now_ns - now_ns.rem_euclid(NS_PER_DAY) - NS_PER_DAY),
+        _ => match ago {
+            Some(d) => {
+                let d = crate::config::parse_duration(d)?;
+                Ok(now_ns - i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far back"))?)
+            }
+            None => parse_rfc3339(t).map_err(|e| {
+                format!("{e}; or use now, today, yesterday, or a time before now such as `24h ago` or `now-7d`")
+            }),
+        },
+    }
 }
 
 const COLUMNS: [&str; 17] = [
@@ -126,77 +174,59 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
-fn fixed(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
-}
-
-fn table_row(w: &WorkloadSummary) -> Vec<String> {
-    vec![
-        w.workload.clone(),
-        w.revenue_model.to_string(),
-        format!("{:.3}", w.energy_j / 3.6e6),
-        format!("{:.2}", w.revenue_usd),
-        format!("{:.2}", w.energy_cost_usd),
-        format!("{:.2}", w.profit_usd),
-        fixed(w.revenue_usd_per_kwh, 4),
-        fixed(w.profit_usd_per_kwh, 4),
-        format!("{:.1}%", w.coverage * 100.0),
-        fixed(w.volatility_cv, 3),
-        fixed(w.break_even_usd_per_kwh, 4),
-        fixed(w.j_per_th, 2),
-        fixed(w.tokens_per_j, 3),
-        w.ledger_share.map_or_else(|| "-".to_string(), |x| format!("{:.1}%", x * 100.0)),
-    ]
-}
-
-/// A plain-text table, ranked by revenue per kWh.
+/// The demo's table (`$`, its columns and rounding), with the range above it. The
+/// rows go through the same JSON the API serves, so the report, the demo's terminal
+/// and the page cannot disagree.
 pub fn table(report: &Report) -> String {
-    let header: Vec<String> = [
-        "workload",
-        "model",
-        "IT kWh",
-        "revenue $",
-        "energy $",
-        "profit $",
-        "$/kWh",
-        "profit $/kWh",
-        "coverage",
-        "CV",
-        "break-even $/kWh",
-        "J/TH",
-        "tokens/J",
-        "from ledger",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let rows: Vec<Vec<String>> = std::iter::once(header).chain(report.workloads.iter().map(table_row)).collect();
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = format!("{} .. {}  (energy from: {})\n", report.from, report.to, report.energy_from.as_str());
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
+    let rows: Vec<&WorkloadSummary> = report.workloads.iter().collect();
+    let comparison = crate::demo::table::Comparison {
+        from: report.from.clone(),
+        to: report.to.clone(),
+        workloads: rows
             .iter()
-            .enumerate()
-            .map(
-                |(c, cell)| {
-                    if c < 2 {
-                        format!("{cell:<w$}", w = widths[c])
-                    } else {
-                        format!("{cell:>w$}", w = widths[c])
-                    }
-                },
-            )
-            .collect();
-        out += line.join("  ").trim_end();
-        out.push('\n');
-        if i == 0 {
-            out += &"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1));
-            out.push('\n');
-        }
-    }
+            .map(|w| serde_json::to_value(w).and_then(serde_json::from_value))
+            .collect::<Result<_, _>>()
+            .expect("a workload summary serializes to the API's row"),
+    };
+    let mut out = format!("{} .. {}  (energy from: {})\n", report.from, report.to, report.energy_from.as_str());
     if report.workloads.is_empty() {
         out += "(no workloads configured)\n";
+    } else {
+        out += &crate::demo::table::render(&comparison);
+    }
+    if let Some(u) = &report.unassigned {
+        let tags: Vec<String> =
+            u.tags.iter().map(|t| if t.workload.is_empty() { "(no tag)".into() } else { t.workload.clone() }).collect();
+        out += &format!(
+            "unassigned: {} device{}, {:.1} kWh, in no workload (workload tags: {}; see the warnings)\n",
+            u.devices,
+            if u.devices == 1 { "" } else { "s" },
+            u.energy_j / 3.6e6,
+            tags.join(", ")
+        );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_170_600_000_000_000; // 2026-11-20T10:30:00Z
+
+    #[test]
+    fn relative_times() {
+        let at = |s: &str| crate::aggregate::rfc3339(parse_time(s, NOW).unwrap());
+        assert_eq!(at("now"), "2026-11-20T10:30:00Z");
+        assert_eq!(at("today"), "2026-11-20T00:00:00Z");
+        assert_eq!(at("yesterday"), "2026-11-19T00:00:00Z");
+        for s in ["24h ago", "now-24h", "-24h", "1d ago"] {
+            assert_eq!(at(s), "2026-11-19T10:30:00Z", "{s}");
+        }
+        assert_eq!(at("now-7d"), "2026-11-13T10:30:00Z");
+        assert_eq!(at("2026-11-01T00:00:00Z"), "2026-11-01T00:00:00Z");
+        let err = parse_time("last tuesday", NOW).unwrap_err();
+        assert!(err.contains("RFC 3339") && err.contains("24h ago"), "{err}");
+        assert!(parse_time("now-5 parsecs", NOW).is_err());
+    }
 }

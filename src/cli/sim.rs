@@ -29,7 +29,7 @@ pub enum SimCommand {
 
 #[derive(Debug, Args)]
 pub struct MinersArgs {
-    /// Number of miners (default: one of each simulated make).
+    /// Number of miners: one of each simulated make unless given.
     #[arg(long, default_value_t = SimMake::ALL.len())]
     pub count: usize,
     /// First loopback address; miner i listens on this address + i (Whatsminer v3 miners on
@@ -45,7 +45,7 @@ pub struct MinersArgs {
     /// Makes and weights, e.g. `antminer-stock=3,luxos=1` (default: every make once, in turn).
     #[arg(long)]
     pub mix: Option<String>,
-    /// Faults by miner index: `slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9`.
+    /// Faults by miner index, counted from 0 (the first miner is @0): `slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9`.
     #[arg(long)]
     pub faults: Option<String>,
     /// Every miner replays its capture's hashrate and power exactly (no ±3 % variation).

@@ -32,10 +32,14 @@ pub struct WorkloadRow {
     pub ledger_share: Option<f64>,
 }
 
+/// `$1.50`, `-$0.01`; an amount that rounds to zero is `$0.00`, never `-$0.00`.
 fn usd(v: Option<f64>, digits: usize) -> String {
     match v {
-        Some(v) if v < 0.0 => format!("-${:.digits$}", -v),
-        Some(v) => format!("${v:.digits$}"),
+        Some(v) => {
+            let s = format!("{:.digits$}", v.abs());
+            let zero = s.bytes().all(|b| b == b'0' || b == b'.');
+            format!("{}${s}", if v < 0.0 && !zero { "-" } else { "" })
+        }
         None => "-".into(),
     }
 }
@@ -135,6 +139,10 @@ mod tests {
         assert!(lines[2].contains("$1.500") && lines[2].contains("0.4 %") && lines[2].contains("100.0"), "{t}");
         assert!(lines[2].ends_with("97 %") && lines[3].ends_with("-"), "{t}");
         assert!(lines[3].contains("-$0.010") && lines[3].contains("19.4 J/TH") && lines[3].contains("12.0 %"), "{t}");
+        assert_eq!(
+            (usd(Some(-0.0004), 3), usd(Some(-0.0), 2), usd(Some(-0.006), 2)),
+            ("$0.000".into(), "$0.00".into(), "-$0.01".into())
+        );
         // Every line has the same width: columns line up.
         let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
         assert!(widths.iter().all(|w| *w == widths[0]), "{widths:?}");

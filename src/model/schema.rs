@@ -243,5 +243,131 @@ pub mod alert_delivery {
     pub const DOWN: &str = "down";
 }
 
+/// One measurement's names: what code that must know every name (the dashboard and
+/// alert-rule tests, the docs) reads instead of this file's text. A new tag or field
+/// goes here as well as into its module.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    pub name: &'static str,
+    /// Its own tags; [`COMMON_TAGS`] apply to every measurement too.
+    pub tags: &'static [&'static str],
+    pub fields: &'static [&'static str],
+}
+
+/// Tags any point may carry, whatever its measurement.
+pub const COMMON_TAGS: &[&str] = &[TAG_SITE, TAG_HOST, TAG_WORKLOAD];
+
+/// Every measurement wattledger writes.
+pub const MEASUREMENTS: &[Measurement] = &[
+    Measurement {
+        name: gpu::MEASUREMENT,
+        tags: &[gpu::TAG_GPU, gpu::TAG_UUID, gpu::TAG_MODEL],
+        fields: &[
+            gpu::POWER_W,
+            gpu::POWER_INSTANT_W,
+            gpu::ENERGY_J,
+            gpu::UTIL_GPU_PCT,
+            gpu::UTIL_MEM_PCT,
+            gpu::MEM_USED_BYTES,
+            gpu::MEM_TOTAL_BYTES,
+            gpu::TEMP_C,
+            gpu::SM_CLOCK_MHZ,
+            gpu::POWER_LIMIT_W,
+            gpu::STATUS,
+        ],
+    },
+    Measurement {
+        name: asic::MEASUREMENT,
+        tags: &[asic::TAG_MINER, asic::TAG_MAKE, asic::TAG_MODEL, asic::TAG_FIRMWARE, asic::TAG_POWER_SOURCE],
+        fields: &[
+            asic::POWER_W,
+            asic::HASHRATE_THS,
+            asic::DIFF_ACCEPTED,
+            asic::SHARES_ACCEPTED,
+            asic::SHARES_REJECTED,
+            asic::TEMP_C_MAX,
+            asic::FAN_RPM_AVG,
+            asic::UPTIME_S,
+            asic::ONLINE,
+        ],
+    },
+    Measurement {
+        name: inference::MEASUREMENT,
+        tags: &[inference::TAG_SERVER, inference::TAG_MODEL],
+        fields: &[inference::PROMPT_TOKENS, inference::GENERATION_TOKENS, inference::REQUESTS],
+    },
+    Measurement {
+        name: host_power::MEASUREMENT,
+        tags: &[host_power::TAG_SOURCE],
+        fields: &[host_power::POWER_W, host_power::ENERGY_J],
+    },
+    Measurement {
+        name: market::MEASUREMENT,
+        tags: &[market::TAG_SOURCE],
+        fields: &[
+            market::BTC_USD,
+            market::DIFFICULTY,
+            market::BLOCK_SUBSIDY_BTC,
+            market::FEES_BTC_PER_BLOCK,
+            market::HASHPRICE_USD_PER_PHS_DAY,
+        ],
+    },
+    Measurement {
+        name: energy_price::MEASUREMENT,
+        tags: &[energy_price::TAG_SITE],
+        fields: &[energy_price::USD_PER_KWH],
+    },
+    Measurement {
+        name: workload_efficiency::MEASUREMENT,
+        tags: &[
+            workload_efficiency::TAG_SITE,
+            workload_efficiency::TAG_WORKLOAD,
+            workload_efficiency::TAG_KIND,
+            workload_efficiency::TAG_WINDOW,
+        ],
+        fields: &[
+            workload_efficiency::WINDOW_S,
+            workload_efficiency::ENERGY_J,
+            workload_efficiency::FACILITY_ENERGY_J,
+            workload_efficiency::REVENUE_USD,
+            workload_efficiency::ENERGY_COST_USD,
+            workload_efficiency::PROFIT_USD,
+            workload_efficiency::REVENUE_USD_PER_KWH,
+            workload_efficiency::PROFIT_USD_PER_KWH,
+            workload_efficiency::COVERAGE,
+            workload_efficiency::AVG_POWER_W,
+            workload_efficiency::DEVICES,
+            workload_efficiency::WORK_TH,
+            workload_efficiency::TOKENS,
+        ],
+    },
+    Measurement {
+        name: agent::MEASUREMENT,
+        tags: &[agent::TAG_SOURCE],
+        fields: &[
+            agent::POINTS_COLLECTED,
+            agent::POINTS_SHIPPED,
+            agent::POINTS_SPOOLED,
+            agent::POINTS_DROPPED,
+            agent::ERRORS,
+            agent::COLLECT_LATENCY_MS,
+            agent::SPOOL_BYTES,
+            agent::POINTS_REJECTED,
+            agent::SPOOL_ERRORS,
+            agent::SHIP_ERRORS,
+        ],
+    },
+    Measurement {
+        name: alert::MEASUREMENT,
+        tags: &[alert::TAG_ALERTNAME, alert::TAG_SEVERITY, alert::TAG_STATE, alert::TAG_DEVICE],
+        fields: &[alert::VALUE, alert::THRESHOLD, alert::SUMMARY],
+    },
+    Measurement {
+        name: alert_delivery::MEASUREMENT,
+        tags: &[alert_delivery::TAG_SINK],
+        fields: &[alert_delivery::SENT, alert_delivery::FAILURES, alert_delivery::DOWN],
+    },
+];
+
 /// Joules in one kilowatt-hour.
 pub const J_PER_KWH: f64 = 3.6e6;

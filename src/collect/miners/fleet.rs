@@ -291,12 +291,14 @@ pub struct MinerSource {
     endpoints: Vec<Endpoint>,
     opts: PollOptions,
     seen: HashSet<(String, u16)>,
+    /// Miners last read offline: the change is logged once, not on every poll.
+    offline: HashSet<(String, u16)>,
 }
 
 impl MinerSource {
     pub fn new(targets: Vec<Target>, opts: PollOptions) -> Self {
         let endpoints = expand(&targets, opts.default_port);
-        MinerSource { endpoints, opts, seen: HashSet::new() }
+        MinerSource { endpoints, opts, seen: HashSet::new(), offline: HashSet::new() }
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -312,10 +314,17 @@ impl MinerSource {
             .filter_map(|(r, e)| {
                 let key = (e.host.clone(), e.port);
                 if r.online {
+                    if self.offline.remove(&key) {
+                        tracing::info!(miner = %r.miner_id(), "miner back online");
+                    }
                     self.seen.insert(key);
                     Some(r)
                 } else if !e.from_range || self.seen.contains(&key) {
-                    tracing::info!(miner = %r.miner_id(), "miner offline: {}", r.error.as_deref().unwrap_or("unknown"));
+                    if self.offline.insert(key) {
+                        tracing::info!(miner = %r.miner_id(), "miner offline: {}", r.error.as_deref().unwrap_or("unknown"));
+                    } else {
+                        tracing::debug!(miner = %r.miner_id(), "miner still offline: {}", r.error.as_deref().unwrap_or("unknown"));
+                    }
                     Some(r)
                 } else {
                     None

@@ -337,6 +337,19 @@
       );
       body.append(tr);
     });
+    // Devices whose workload tag no workload names: their energy, and the tags.
+    const u = cmp.unassigned;
+    if (u) {
+      const tags = u.tags.map((t) => (t.workload || '(no tag)') + (t.close.length ? ' (did you mean ' + t.close.join(' or ') + '?)' : ''));
+      const tr = el('tr', { 'data-workload': '', class: 'unassigned' });
+      tr.append(el('td', { class: 'rank', text: '' }),
+        el('th', { scope: 'row' }, el('div', {}, 'unassigned',
+          el('small', { text: u.devices + (u.devices === 1 ? ' device: ' : ' devices: ') + tags.join(', ') }))),
+        el('td', { colspan: '6', class: 'empty', text: 'in no workload: no revenue is computed' }),
+        numCell('energy_j', u.energy_j, fmtKwh(u.energy_j / 3.6e6)),
+        el('td', {}), el('td', {}));
+      body.append(tr);
+    }
   }
 
   function renderLegend(id, names) {
