@@ -3,11 +3,13 @@
 //!
 //! [`router`] returns a stateless `Router` so that other parts (the web UI) merge
 //! in with `router(state).merge(ui::router())`. Every `/api/*` route except
-//! `/api/health` needs the token when `[api] token` is set; the check lives in one
+//! `/api/health`, and the Prometheus `/metrics` ([`metrics`]), need the token when
+//! `[api] token` is set; the check lives in one
 //! middleware ([`require_token`]).
 
 pub mod api;
 pub mod ingest;
+pub mod metrics;
 pub mod ui;
 
 use std::future::Future;
@@ -44,6 +46,7 @@ impl AppState {
 /// The API and (when enabled) the ingest, with the token check applied.
 pub fn router(state: AppState) -> Router {
     let protected = api::routes()
+        .merge(metrics::routes())
         .merge(if state.ingest { ingest::routes(state.max_body_bytes) } else { Router::new() })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     Router::new().merge(protected).merge(api::open_routes()).merge(ui::router()).with_state(state)
