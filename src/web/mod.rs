@@ -10,6 +10,7 @@
 pub mod api;
 pub mod ingest;
 pub mod metrics;
+pub mod status;
 pub mod ui;
 
 use std::future::Future;
@@ -29,6 +30,9 @@ use crate::config::{ConfigError, Secret};
 /// hands its view in.
 pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The demo's replay progress for `GET /api/status` (`null` once live); only the demo sets one.
+pub type ReplayView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -39,6 +43,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The alert engine's state, when the service runs one (`GET /api/alerts`).
     pub alerts: Option<AlertsView>,
+    /// Set by the demo: its replay progress (`GET /api/status`).
+    pub status: Option<ReplayView>,
 }
 
 impl AppState {
@@ -46,12 +52,25 @@ impl AppState {
     pub fn new(aggregator: Arc<Aggregator>) -> Result<Self, ConfigError> {
         let api = &aggregator.config().api;
         let token = aggregator.config().api_token()?.filter(|t| !t.is_empty()).map(Arc::new);
-        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator, alerts: None })
+        Ok(AppState {
+            ingest: api.ingest,
+            max_body_bytes: api.max_body_bytes,
+            token,
+            aggregator,
+            alerts: None,
+            status: None,
+        })
     }
 
     /// The same state, serving these alerts.
     pub fn with_alerts(mut self, view: AlertsView) -> Self {
         self.alerts = Some(view);
+        self
+    }
+
+    /// The same state, reporting the demo's replay progress.
+    pub fn with_replay(mut self, view: ReplayView) -> Self {
+        self.status = Some(view);
         self
     }
 }
@@ -62,7 +81,12 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(if state.ingest { ingest::routes(state.max_body_bytes) } else { Router::new() })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().merge(protected).merge(api::open_routes()).merge(ui::router()).with_state(state)
+    Router::new()
+        .merge(protected)
+        .merge(api::open_routes())
+        .merge(status::open_routes())
+        .merge(ui::router())
+        .with_state(state)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves.
