@@ -13,6 +13,7 @@ use crate::agent::spool::FsyncPolicy;
 use crate::collect::inference::InferenceServerConfig;
 pub use crate::collect::miners::fleet::MinersConfig;
 use crate::config::ConfigError;
+pub use crate::ledger::writer::LedgerConfig;
 use crate::ship::SinkConfig;
 use crate::store::{StoreConfig, StoreKind};
 
@@ -34,6 +35,9 @@ pub struct AgentConfig {
     pub inference: Vec<InferenceServerConfig>,
     #[serde(default)]
     pub workloads: WorkloadsConfig,
+    /// `[ledger]`: the energy ledger, defined beside the code that writes it.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +207,7 @@ impl AgentConfig {
             return Err("no sources: enable [gpus], list [miners] targets or add an [[inference]] server".into());
         }
         crate::agent::workloads::WorkloadMap::new(&self.workloads)?;
+        self.ledger.validate()?;
         Ok(())
     }
 
@@ -243,6 +248,10 @@ url = "http://127.0.0.1:8086"
         assert_eq!(c.gpus.as_ref().unwrap().interval, Duration::from_secs(1));
         assert!(c.agent.metrics_listen.is_none());
         assert!(!c.host().is_empty());
+        assert_eq!(c.ledger, LedgerConfig::default());
+        assert_eq!(c.ledger.interval, Duration::from_secs(60));
+        let err = AgentConfig::from_toml(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")).unwrap_err();
+        assert!(err.to_string().contains("[ledger] interval"), "{err}");
     }
 
     const SINKS: &str = r#"

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::Aggregator;
@@ -23,7 +24,13 @@ pub struct AggregatorArgs {
 }
 
 pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
+    // `systemctl stop` sends SIGTERM, a terminal Ctrl-C sends SIGINT: both drain.
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let cfg = AggregatorConfig::load(&args.config)?;
+    if let Some(why) = cfg.unauthenticated_exposure()? {
+        anyhow::bail!("refusing to start: {why} ({})", args.config.display());
+    }
     let alerts_cfg = AlertsConfig::from_aggregator(&cfg, config_dir(&args.config))
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let store = crate::store::open_store(&cfg.store)
@@ -37,7 +44,8 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {listen} ([api] listen); is another process using it?"))?;
     tracing::info!(listen = %listener.local_addr()?, "aggregator API listening");
-    println!("{}", page_line(listener.local_addr()?, state.token.as_deref().map(|t| t.expose()), is_terminal()));
+    // The least the page needs: `read_token` when set (it is listed after `token`).
+    println!("{}", page_line(listener.local_addr()?, state.read_tokens.last().map(|t| t.expose()), is_terminal()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(agg.clone().run({
         let mut rx = stop_rx.clone();
@@ -58,8 +66,11 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
             let _ = rx.changed().await;
         }
     }));
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
     let _ = stop_tx.send(true);
     let _ = runner.await;
     let _ = alerter.await;

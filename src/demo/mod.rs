@@ -188,10 +188,14 @@ impl Demo {
             Some(last) => (last.time_ns + RESTART_GAP.as_nanos() as i64, MarketSim::resume(spec, &last)),
             // Prices start before the replay: the aggregator's first pass looks
             // back `recompute_lookback` from the first moment.
-            None => (
-                wall_now - backfill_ns,
-                MarketSim::new(spec, wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64),
-            ),
+            // Prices change on multiples of their step, so that each price holds
+            // for whole ledger intervals (an interval straddling a price change
+            // is computed from raw samples).
+            None => {
+                let step_ns = (spec.step_s * 1e9) as i64;
+                let first = wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64;
+                (wall_now - backfill_ns, MarketSim::new(spec, first.div_euclid(step_ns) * step_ns))
+            }
         };
         let backfill_rate = opts.backfill.as_secs_f64() / opts.backfill_real.as_secs_f64().max(0.001);
         let clock = Arc::new(DemoClock::new(start_ns, wall_now, backfill_rate, opts.speed));
@@ -412,7 +416,7 @@ impl Demo {
 
 /// The aggregator as the demo runs it: one site with a PUE and the measured
 /// (simulated) energy price, the simulated market from the store, three workloads.
-fn aggregator_config(db: &Path, token: &str) -> Result<AggregatorConfig, DemoError> {
+pub fn aggregator_config(db: &Path, token: &str) -> Result<AggregatorConfig, DemoError> {
     let toml = format!(
         r#"
 [store]
@@ -543,6 +547,12 @@ token = "{token}"
 
 [workloads]
 default = "{workload}"
+
+# The energy ledger, matched to the aggregator below: readings are 5 simulated
+# minutes apart while the past is replayed, so 5-minute intervals and its max_gap.
+[ledger]
+interval = "5m"
+max_gap = "16m"
 
 {sources}
 "#,

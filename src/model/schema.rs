@@ -116,6 +116,55 @@ pub mod workload_efficiency {
     pub const WORK_TH: &str = "work_th";
     /// Inference: prompt + generation tokens served.
     pub const TOKENS: &str = "tokens";
+    /// The part of `energy_j` taken from `energy_ledger` points (the rest came
+    /// from raw samples).
+    pub const LEDGER_ENERGY_J: &str = "ledger_energy_j";
+    /// Covered device-time from the ledger ÷ all covered device-time.
+    pub const LEDGER_SHARE: &str = "ledger_share";
+}
+
+/// The energy ledger: one point per device per clock-aligned `ledger_interval`,
+/// written by the agent from the samples it collected (see `src/ledger/`). Stamped
+/// at the interval's start; tags are the device's own (host, uuid, miner, server,
+/// workload, …) plus `source` and `basis`. Durations are in seconds.
+pub mod energy_ledger {
+    pub const MEASUREMENT: &str = "energy_ledger";
+    /// Tag: the raw measurement the device's samples are in (`gpu`, `asic`, `inference`).
+    pub const TAG_SOURCE: &str = "source";
+    /// Tag: what the power reading is: `board` (NVML), `reported` or `estimated`
+    /// (a miner's `power_source`), `meter`.
+    pub const TAG_BASIS: &str = "basis";
+    /// Energy of the interval, J.
+    pub const ENERGY_J: &str = "energy_j";
+    /// Time covered by energy, and the interval's length.
+    pub const COVERED_S: &str = "covered_s";
+    pub const EXPECTED_S: &str = "expected_s";
+    /// The part of `covered_s` whose energy came from the NVML energy counter.
+    pub const COUNTER_S: &str = "counter_s";
+    /// `counter`, `power_integral`, `reported`, `estimated`, `meter`, or `none`.
+    pub const METHOD: &str = "method";
+    /// Energy ÷ covered time, and the highest power reading in the interval.
+    pub const POWER_MEAN_W: &str = "power_mean_w";
+    pub const POWER_MAX_W: &str = "power_max_w";
+    /// Samples whose timestamps fall in the interval.
+    pub const SAMPLES: &str = "samples";
+    /// The `max_gap` the agent integrated with: a reader with another max_gap
+    /// recomputes the interval from raw samples.
+    pub const MAX_GAP_S: &str = "max_gap_s";
+    /// Miners: ∫ hashrate dt (TH) and Δ accepted difficulty (absent when the miner
+    /// reports none).
+    pub const WORK_TH: &str = "work_th";
+    pub const DIFF_ACCEPTED: &str = "diff_accepted";
+    /// Inference servers: Δ prompt and generation tokens.
+    pub const PROMPT_TOKENS: &str = "prompt_tokens";
+    pub const GENERATION_TOKENS: &str = "generation_tokens";
+    /// Time healthy at both ends of an interval (GPU `status=ok`, miner `online`).
+    pub const HEALTHY_S: &str = "healthy_s";
+    /// GPUs: time at or above a utilisation threshold, one field per threshold the
+    /// agent is configured with: `util_ge_50_s` for 50 %.
+    pub fn util_ge_s(threshold_pct: f64) -> String {
+        format!("util_ge_{threshold_pct}_s")
+    }
 }
 
 /// The agent's own telemetry.
