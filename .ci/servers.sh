@@ -131,6 +131,7 @@ Y
   echo "export WATTLEDGER_TEST_INFLUXDB_URL=http://127.0.0.1:$influx_http"
   echo "export WATTLEDGER_TEST_INFLUXD_BIN=$bin/influxd"
   echo "export WATTLEDGER_TEST_VM_URL=http://127.0.0.1:$vm_http"
+  echo "export WATTLEDGER_TEST_VM_BIN=$bin/victoria-metrics"
   echo "export WATTLEDGER_TEST_ALERTMANAGER_URL=http://127.0.0.1:$am_http"
   start_meters "$t"
   log "snmpd udp :$snmp_udp, modbus tcp :$modbus_tcp"

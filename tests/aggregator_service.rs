@@ -161,6 +161,10 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     let json: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
     scenario::assert_report(&json);
     assert_eq!(json["from"], "2026-11-20T00:00:00Z");
+    // A real aggregator is no demo and replays nothing (open, for the page's token banner).
+    let st: serde_json::Value =
+        http.get(format!("{}/api/status", run.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(st, serde_json::json!({"demo": false, "replay": null}));
     // `?token=` works for the browser page.
     let r = http.get(format!("{url}&token=s3cret")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -68,6 +68,9 @@ pub struct AgentSection {
     pub self_telemetry_interval: Duration,
     /// Serve Prometheus `/metrics` on this address (off when absent).
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve the GPU readings under dcgm-exporter's field names and labels.
+    #[serde(default)]
+    pub metrics_dcgm_names: bool,
     /// On SIGTERM/SIGINT, how long to keep shipping the spool before exiting.
     #[serde(default = "default_shutdown_timeout", with = "crate::config::duration")]
     pub shutdown_timeout: Duration,

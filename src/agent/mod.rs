@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod pipeline;
+pub mod prometheus;
 pub mod spool;
 pub mod telemetry;
 pub mod workloads;

@@ -149,6 +149,7 @@ impl Shared {
                 encode(p, &mut lines);
             }
         }
+        self.stats.readings.observe(&points);
         let n = lines.len() as u64;
         if n == 0 {
             return 0;
@@ -425,7 +426,15 @@ pub(crate) async fn run(
         let stop = async move {
             let _ = rx.changed().await;
         };
-        match crate::agent::telemetry::serve_metrics(addr, shared.stats.clone(), stop).await {
+        match crate::agent::telemetry::serve_metrics(
+            addr,
+            shared.stats.clone(),
+            shared.clock.clone(),
+            cfg.metrics_dcgm_names,
+            stop,
+        )
+        .await
+        {
             Ok(bound) => tracing::info!(%bound, "serving agent metrics at /metrics"),
             Err(e) => tracing::error!(error = %e, "agent metrics endpoint not started"),
         }

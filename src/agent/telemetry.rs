@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use crate::model::prom::escape_label as escape;
 use crate::model::{schema::agent as s, Point};
 
 /// Live counters, shared between the agent's tasks. Counters only grow; `spool_*`
@@ -28,6 +29,8 @@ pub struct AgentStats {
     pub spool_bytes: AtomicU64,
     sources: Mutex<BTreeMap<String, SourceStats>>,
     sinks: Mutex<BTreeMap<String, SinkStats>>,
+    /// The latest GPU and miner readings, for `/metrics`.
+    pub readings: crate::agent::prometheus::DeviceReadings,
 }
 
 /// One sink's place in the spool.
@@ -181,14 +184,13 @@ impl StatsSnapshot {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// Serves `GET /metrics` until `stop` resolves.
+/// Serves `GET /metrics` until `stop` resolves: the agent's counters, then the
+/// devices' latest readings (with dcgm-exporter's names too when `dcgm_names`).
 pub async fn serve_metrics(
     addr: SocketAddr,
     stats: Arc<AgentStats>,
+    clock: Arc<dyn crate::model::Clock>,
+    dcgm_names: bool,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -198,9 +200,11 @@ pub async fn serve_metrics(
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let stats = stats.clone();
+            let (stats, clock) = (stats.clone(), clock.clone());
             async move {
-                ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], stats.snapshot().render_prometheus())
+                let mut page = stats.snapshot().render_prometheus();
+                page.push_str(&stats.readings.render(clock.now_ns(), dcgm_names));
+                ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], page)
             }
         }),
     );

@@ -86,7 +86,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         _ = &mut shutdown => {
             return stop(demo, &data).await;
         }
-        c = async { demo.wait_for_replay().await; demo.wait_for_comparison(Duration::from_secs(45)).await } => match c {
+        c = async { show_replay(&demo).await; demo.wait_for_replay().await; demo.wait_for_comparison(Duration::from_secs(45)).await } => match c {
             Ok(c) => {
                 println!();
                 println!("Last 24 hours, ranked by revenue per kWh ({} to {}):", short_time(&c.from), short_time(&c.to));
@@ -110,6 +110,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     (&mut shutdown).await;
     stop(demo, &data).await
+}
+
+/// The replay's progress until it ends: a bar on a terminal, a line per 10 % otherwise
+/// (a log file or a pipe gets no control characters).
+async fn show_replay(demo: &Demo) {
+    use std::io::IsTerminal;
+    let clock = demo.clock();
+    if !clock.in_backfill() {
+        return;
+    }
+    let pct = || (clock.replay_fraction() * 100.0).floor() as u64;
+    if std::io::stdout().is_terminal() {
+        let bar = indicatif::ProgressBar::new(100);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("replaying [{bar:30}] {pos} % {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while clock.in_backfill() {
+            bar.set_position(pct());
+            bar.set_message(format!("{} s left", clock.backfill_remaining().as_secs()));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bar.set_position(100);
+        bar.finish_with_message("done");
+    } else {
+        let mut shown = 0;
+        while clock.in_backfill() {
+            let p = pct() / 10 * 10;
+            if p > shown {
+                println!("replaying: {p} %");
+                shown = p;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("replaying: 100 %");
+    }
 }
 
 async fn stop(demo: Demo, data: &str) -> anyhow::Result<ExitCode> {

@@ -25,6 +25,43 @@ pub enum SimCommand {
     /// Simulated meters on loopback: an SNMP v2c PDU (APC rPDU2 outlets), a Redfish BMC
     /// and a Shelly/Tasmota plug, with energy following the clock.
     Meters(crate::sim::meters::MetersArgs),
+    /// Simulated GPUs for a live agent: a copy of the fake NVML library whose scenario follows the wall clock.
+    Gpus(GpusArgs),
+    /// A simulated vLLM server: `/metrics` in vLLM's layout with counters growing at the given rates.
+    Inference(InferenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Number of simulated H100-class GPUs (a sine load, a train/idle step pattern, a steady load, in turn).
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// Folder to put the library and its scenario in, kept after exit (default: a temporary
+    /// folder, removed when the command stops).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InferenceArgs {
+    /// Address to serve `/metrics` and `/health` on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// Model name (label `model_name`).
+    #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+    pub model: String,
+    /// Data-parallel engines, each with its own series (the rates are split evenly).
+    #[arg(long, default_value_t = 1)]
+    pub engines: u32,
+    /// Prompt (prefill) tokens per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub prompt_tokens_per_s: f64,
+    /// Generated tokens per second.
+    #[arg(long, default_value_t = 700.0)]
+    pub generation_tokens_per_s: f64,
+    /// Successful requests per second.
+    #[arg(long, default_value_t = 1.5)]
+    pub requests_per_s: f64,
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +101,67 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             wait_for_stop().await;
             Ok(ExitCode::SUCCESS)
         }
+        SimCommand::Gpus(a) => gpus(a).await,
+        SimCommand::Inference(a) => inference(a).await,
     }
+}
+
+async fn gpus(a: GpusArgs) -> anyhow::Result<ExitCode> {
+    use crate::sim::gpus::{locate_fake_nvml, rig_scenario, FakeNvml, FAKE_LIB_FILE, SCENARIO_FILE};
+    anyhow::ensure!(a.count > 0, "--count must be at least 1");
+    // No fixed start and real speed: the fake's clock is the wall clock from the agent's
+    // first NVML init, however long after this command that is.
+    let scenario = rig_scenario(a.count, None, 1.0);
+    let lib = locate_fake_nvml()?;
+    let (lib_path, _temp) = match &a.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let dest = dir.join(FAKE_LIB_FILE);
+            std::fs::copy(&lib, &dest)
+                .with_context(|| format!("cannot copy {} to {}", lib.display(), dest.display()))?;
+            let sc = dir.join(SCENARIO_FILE);
+            std::fs::write(&sc, &scenario).with_context(|| format!("cannot write {}", sc.display()))?;
+            (std::fs::canonicalize(&dest)?, None)
+        }
+        None => {
+            let f = FakeNvml::install(&scenario)?;
+            (f.lib_path().to_path_buf(), Some(f))
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "nvml_lib = {:?}", lib_path.display().to_string())?;
+        writeln!(
+            out,
+            "ready: {} simulated GPUs; put the line above in the agent's [gpus] section (or `wattledger gpus --nvml-lib PATH`)",
+            a.count
+        )?;
+        out.flush()?;
+    }
+    if a.dir.is_some() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for_stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn inference(a: InferenceArgs) -> anyhow::Result<ExitCode> {
+    use crate::sim::inference::{SimInferenceServer, SimInferenceSpec};
+    let spec = SimInferenceSpec {
+        model: a.model,
+        engines: a.engines,
+        prompt_tokens_per_s: a.prompt_tokens_per_s,
+        generation_tokens_per_s: a.generation_tokens_per_s,
+        requests_per_s: a.requests_per_s,
+    };
+    let server = SimInferenceServer::start_on(a.listen, spec, Arc::new(SystemClock)).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready: simulated vLLM server at {}", server.metrics_url())?;
+        out.flush()?;
+    }
+    wait_for_stop().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn miners(a: MinersArgs) -> anyhow::Result<ExitCode> {

@@ -76,6 +76,15 @@ impl DemoClock {
         self.live_rate
     }
 
+    /// How much of the replay is done, 0–1 (1 once live, and when there was nothing to replay).
+    pub fn replay_fraction(&self) -> f64 {
+        let total = (self.live_from_ns - self.start_ns) as f64;
+        if total <= 0.0 {
+            return 1.0;
+        }
+        ((self.now_ns() - self.start_ns) as f64 / total).clamp(0.0, 1.0)
+    }
+
     /// Real time until the replay ends (zero once live).
     pub fn backfill_remaining(&self) -> Duration {
         let left_ns = (self.live_from_ns - self.now_ns()).max(0) as f64 / self.backfill_rate;

@@ -95,6 +95,21 @@ pub enum DemoError {
     Setup(String),
 }
 
+/// The replay's progress for `GET /api/status`: `null` once live.
+fn replay_view(clock: Arc<DemoClock>) -> crate::web::ReplayView {
+    Arc::new(move || {
+        if !clock.in_backfill() {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({
+            "fraction": clock.replay_fraction(),
+            "from": crate::aggregate::rfc3339(clock.start_ns()),
+            "to": crate::aggregate::rfc3339(clock.live_from_ns()),
+            "now": crate::aggregate::rfc3339(clock.now_ns()),
+        })
+    })
+}
+
 /// Simulated spacing of readings: coarse while replaying the past (a day in
 /// seconds), finer when live.
 const BACKFILL_SPACING: Duration = Duration::from_secs(300);
@@ -206,8 +221,10 @@ impl Demo {
             crate::alert::AlertEngine::new(aggregator.clone(), alerts_cfg)
                 .map_err(|e| DemoError::Setup(e.to_string()))?,
         );
-        let state =
-            AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?.with_alerts(alerts.view());
+        let state = AppState::new(aggregator.clone())
+            .map_err(|e| DemoError::Setup(e.to_string()))?
+            .with_alerts(alerts.view())
+            .with_replay(replay_view(clock.clone()));
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
         background.push(tokio::spawn(alerts.run(stopped(stop_rx.clone()))));
         let server = tokio::spawn({

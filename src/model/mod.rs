@@ -5,6 +5,7 @@
 //! shipper and the stores move them, the aggregator reads them back. Measurement, tag
 //! and field names live in [`schema`] and nowhere else.
 
+pub mod prom;
 pub mod schema;
 
 use std::fmt;

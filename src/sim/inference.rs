@@ -125,7 +125,18 @@ pub struct SimInferenceServer {
 impl SimInferenceServer {
     /// Starts on `127.0.0.1` on a free port; counters start at zero now (by `clock`).
     pub async fn start(spec: SimInferenceSpec, clock: Arc<dyn Clock>) -> std::io::Result<SimInferenceServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0".parse().expect("a valid address"), spec, clock).await
+    }
+
+    /// As [`Self::start`], on `addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        spec: SimInferenceSpec,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<SimInferenceServer> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let addr = listener.local_addr()?;
         let start_ns = clock.now_ns();
         let spec = Arc::new(spec);

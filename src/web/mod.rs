@@ -12,11 +12,14 @@
 //! ingest and nothing else. A side with no token that applies is open, which the
 //! aggregator allows only on a loopback `listen` unless `allow_unauthenticated =
 //! true` (see [`crate::aggregate::config::AggregatorConfig::unauthenticated_exposure`]).
-//! `/api/health` and the page's static files need no token. The checks live in two
+//! The Prometheus `/metrics` ([`metrics`]) is read like the API. `/api/health`,
+//! `/api/status` ([`status`]) and the page's static files need no token. The checks live in two
 //! middlewares ([`require_read`], [`require_write`]).
 
 pub mod api;
 pub mod ingest;
+pub mod metrics;
+pub mod status;
 pub mod ui;
 
 use std::future::Future;
@@ -37,6 +40,9 @@ use crate::ship::lineproto::Limits;
 /// hands its view in.
 pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The demo's replay progress for `GET /api/status` (`null` once live); only the demo sets one.
+pub type ReplayView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,6 +59,8 @@ pub struct AppState {
     pub parse_slots: Arc<tokio::sync::Semaphore>,
     /// The alert engine's state, when the service runs one (`GET /api/alerts`).
     pub alerts: Option<AlertsView>,
+    /// Set by the demo: its replay progress (`GET /api/status`).
+    pub status: Option<ReplayView>,
 }
 
 impl AppState {
@@ -77,6 +85,7 @@ impl AppState {
             write_tokens,
             aggregator,
             alerts: None,
+            status: None,
         })
     }
 
@@ -85,18 +94,32 @@ impl AppState {
         self.alerts = Some(view);
         self
     }
+
+    /// The same state, reporting the demo's replay progress.
+    pub fn with_replay(mut self, view: ReplayView) -> Self {
+        self.status = Some(view);
+        self
+    }
 }
 
 /// The API and (when enabled) the ingest, with the token checks applied.
 pub fn router(state: AppState) -> Router {
-    let read = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), require_read));
+    let read = api::routes()
+        .merge(metrics::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_read));
     let write = if state.ingest {
         ingest::routes(state.max_body_bytes)
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_write))
     } else {
         Router::new()
     };
-    Router::new().merge(read).merge(write).merge(api::open_routes()).merge(ui::router()).with_state(state)
+    Router::new()
+        .merge(read)
+        .merge(write)
+        .merge(api::open_routes())
+        .merge(status::open_routes())
+        .merge(ui::router())
+        .with_state(state)
 }
 
 /// Serves [`router`] on `listener` within the `[api]` connection limits until

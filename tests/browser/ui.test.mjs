@@ -20,6 +20,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = path.join(ROOT, 'docs', 'screenshot.png');
 const HOUR_MS = 3600e3;
 
+let replaySeen = null, replayFleet = null;
 let demo, demoOut = '', dataDir, profileDir, context, baseUrl, pageUrl, token;
 const requests = [];
 
@@ -76,15 +77,6 @@ before(async () => {
   token = u.searchParams.get('token');
   baseUrl = u.origin;
 
-  // Numbers for every workload within 30 s of start, whatever the speed.
-  await until('a comparison with numbers for every workload', 30e3, async () => {
-    const c = await api('/api/workloads');
-    return c.workloads.length >= 3 && c.workloads.every((w) => typeof w.revenue_usd_per_kwh === 'number');
-  });
-
-  // Then let the replay of the past finish, so the page shows a settled day.
-  await until('the replay of the last 24 h to finish', 60e3, () => demoOut.includes('Simulated time now runs at'));
-
   context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -95,6 +87,32 @@ before(async () => {
       '--disable-component-update', '--disable-sync', '--disable-quic'],
   });
   context.on('request', (r) => requests.push({ url: r.url(), headers: r.headers() }));
+
+  // While the past replays, the page says how far it is instead of a half-filled range
+  // and a fleet of stale devices, and /api/status (no token) reports the same.
+  const status = await (await fetch(baseUrl + '/api/status')).json();
+  assert.equal(status.demo, true);
+  if (status.replay) {
+    const rp = await context.newPage();
+    await rp.goto(pageUrl);
+    replaySeen = await until('the page to show the replay', 20e3, async () => {
+      const t = await rp.textContent('#range-text');
+      return /^replaying the last day: \d+ %$/.test(t) && t;
+    }).catch(() => null);
+    replayFleet = await rp.textContent('#fleet-counts');
+    await rp.screenshot({ path: path.join(os.tmpdir(), 'wattledger-replay.png'), fullPage: false });
+    await rp.close();
+  }
+
+  // Numbers for every workload within 30 s of start, whatever the speed.
+  await until('a comparison with numbers for every workload', 30e3, async () => {
+    const c = await api('/api/workloads');
+    return c.workloads.length >= 3 && c.workloads.every((w) => typeof w.revenue_usd_per_kwh === 'number');
+  });
+
+  // Then let the replay of the past finish, so the page shows a settled day.
+  await until('the replay of the last 24 h to finish', 60e3, () => demoOut.includes('Simulated time now runs at'));
+
 });
 
 after(async () => {
@@ -354,4 +372,27 @@ test('no request left localhost; screenshot saved', async () => {
     return !(u.protocol === 'data:' || ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname));
   });
   assert.deepEqual(outside.map((r) => r.url), [], 'requests to other hosts');
+});
+
+test('the demo shows its replay progress in the terminal and on the page', async () => {
+  // Not a terminal: plain lines, no bar.
+  assert.match(demoOut, /replaying: \d+ %/);
+  assert.match(demoOut, /replaying: 100 %/);
+  assert.ok(!demoOut.includes('\r'), 'no carriage returns in piped output');
+  assert.ok(replaySeen, `the page showed no replay progress: ${replaySeen}`);
+  assert.match(replayFleet, /device status shows once the replay is done/);
+  const status = await (await fetch(baseUrl + '/api/status')).json();
+  assert.deepEqual(status, { demo: true, replay: null });
+  // Once live, the range is a range again.
+  const { page } = await openPage();
+  assert.ok(!(await page.textContent('#range-text')).includes('replaying'));
+  await page.close();
+});
+
+test('the token banner on the demo names the demo', async () => {
+  const page = await context.newPage();
+  await page.goto(baseUrl + '/');
+  await page.waitForSelector('#banner:not([hidden])', { timeout: 20e3 });
+  assert.match(await page.textContent('#banner'), /wattledger demo/);
+  await page.close();
 });

@@ -142,9 +142,7 @@
       throw new Error('The aggregator did not answer (' + e.message + '). Is it still running?');
     }
     if (res.status === 401 || res.status === 403) {
-      throw new AuthError(token
-        ? 'The aggregator refused the token in this page\'s address. Open the URL that `wattledger demo` or your operator printed.'
-        : 'This aggregator requires a token. Open the page as /?token=YOUR_TOKEN (the URL printed by `wattledger demo` has one).');
+      throw new AuthError(authMessage(token));
     }
     if (!res.ok) {
       let msg = '';
@@ -153,6 +151,38 @@
     }
     return res.json();
   }
+  // Only the demo's page points at `wattledger demo`; a real aggregator prints its own URL.
+  function authMessage(token) {
+    const demo = !!(state.status && state.status.demo);
+    if (token) {
+      return 'The aggregator refused the token in this page\'s address. Open the URL that '
+        + (demo ? '`wattledger demo`' : '`wattledger aggregator` or your operator') + ' printed.';
+    }
+    return 'This aggregator requires a token. Open the page as /?token=YOUR_TOKEN (the URL printed by '
+      + (demo ? '`wattledger demo`' : '`wattledger aggregator` at start') + ' has one).';
+  }
+
+  // While the demo replays the past, the range and the fleet's status are not yet
+  // meaningful: say how far the replay is instead.
+  function replayText(status) {
+    const r = status && status.replay;
+    if (!r) return null;
+    const span = Date.parse(r.to) - Date.parse(r.from);
+    const what = Math.abs(span - PRESETS['24h']) < 60000 ? 'the last day' : 'the last ' + fmtDuration(span);
+    return 'replaying ' + what + ': ' + Math.floor(r.fraction * 100) + ' %';
+  }
+  function renderReplay(status) {
+    const text = replayText(status);
+    document.querySelector('main').dataset.replaying = text ? 'true' : 'false';
+    if (!text) return;
+    // Follow the replay closely (it takes seconds), not at the normal refresh interval.
+    clearTimeout(state.replayTimer);
+    state.replayTimer = setTimeout(() => { if (!document.hidden) load(); }, 1000);
+    $('range-text').textContent = text;
+    $('fleet-counts').replaceChildren(el('div', { class: 'count replay', 'data-status': 'replay' },
+      el('span', { text: text + ' — device status shows once the replay is done' })));
+  }
+
   const q = (from, to) => 'from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to);
 
   // The server's clock decides what "the last 6 h" means (the demo runs simulated
@@ -174,6 +204,7 @@
     const seq = ++state.seq;
     setBusy(true);
     try {
+      state.status = await api('api/status').catch(() => null);
       if (models.size === 0) {
         const m = await api('api/models');
         for (const d of m.models || []) models.set(d.name, d);
@@ -198,6 +229,7 @@
       renderShares(workloads);
       state.lastFleet = fleet;
       renderFleet(fleet);
+      renderReplay(state.status);
       $('updated').textContent = '· updated ' + secFmt.format(new Date());
       const windowErr = windows.find((w) => w.error);
       if (windowErr) showBanner(windowErr.error.message);
