@@ -14,11 +14,11 @@ use std::sync::Arc;
 use super::compare::WindowResult;
 use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
 use super::market::{MarketAt, MarketHistory};
-use super::signal::Window;
 use super::tariff::Tariff;
 use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
-use crate::revenue::{DeviceTracks, ModelKind, RevenueInput, RevenueModel};
+use crate::revenue::{DeviceTracks, Inputs, RevenueInput, RevenueModel};
+use crate::signal::Window;
 use crate::store::{Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
@@ -27,8 +27,7 @@ use crate::store::{Series, SeriesQuery, Store, StoreError};
 pub struct WorkloadPlan {
     pub name: String,
     pub site: String,
-    pub kind: ModelKind,
-    pub model: Box<dyn RevenueModel>,
+    pub revenue_model: Arc<dyn RevenueModel>,
     pub pue: f64,
     pub tariff: Tariff,
     pub max_gap_ns: i64,
@@ -148,14 +147,14 @@ pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<Device
 
 /// Fields read for a measurement: the energy inputs, the health flags and the
 /// model's revenue inputs.
-fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
+fn fields_for(measurement: &str, inputs: &Inputs) -> Vec<String> {
     let mut fields: Vec<&str> = match measurement {
         m if m == gpu::MEASUREMENT => vec![gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS],
         m if m == asic::MEASUREMENT => vec![asic::POWER_W, asic::ONLINE],
         _ => vec![],
     };
-    if kind.revenue_measurement() == measurement {
-        for f in kind.revenue_fields() {
+    if inputs.revenue_measurement == measurement {
+        for f in inputs.revenue_fields {
             if !fields.contains(f) {
                 fields.push(f);
             }
@@ -167,7 +166,7 @@ fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
 fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
     SeriesQuery {
         measurement: measurement.to_string(),
-        fields: fields_for(measurement, plan.kind),
+        fields: fields_for(measurement, &plan.revenue_model.info().inputs),
         tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
         start_ns: win.start_ns - plan.max_gap_ns,
         end_ns: win.end_ns + plan.max_gap_ns,
@@ -181,10 +180,11 @@ type ChunkRead = tokio::task::JoinHandle<Result<(Vec<Series>, Option<Vec<Series>
 /// computed.
 fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
     let store = store.clone();
-    let energy_m = plan.kind.energy_measurement();
+    let inputs = &plan.revenue_model.info().inputs;
+    let energy_m = inputs.energy_measurement;
     let energy_q = chunk_query(plan, energy_m, chunk);
-    let revenue_q = (plan.kind.revenue_measurement() != energy_m)
-        .then(|| chunk_query(plan, plan.kind.revenue_measurement(), chunk));
+    let revenue_q =
+        (inputs.revenue_measurement != energy_m).then(|| chunk_query(plan, inputs.revenue_measurement, chunk));
     tokio::spawn(async move {
         let energy = store.read(&energy_q).await?;
         let revenue = match revenue_q {
@@ -207,8 +207,8 @@ pub async fn compute_window(
     market: &MarketHistory,
     read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
-    let energy_m = plan.kind.energy_measurement();
-    let revenue_m = plan.kind.revenue_measurement();
+    let inputs = &plan.revenue_model.info().inputs;
+    let (energy_m, revenue_m) = (inputs.energy_measurement, inputs.revenue_measurement);
     let market_at = market.at(win.end_ns);
     let mut seen = BTreeSet::new();
     let mut out: Option<WindowResult> = None;
@@ -275,13 +275,13 @@ pub fn compute_from_devices(
         .sum();
     let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
     let at = market_at;
-    if plan.kind == ModelKind::BitcoinFpps {
+    if plan.revenue_model.info().inputs.market {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
         }
     }
     let input = RevenueInput { devices: &tracks, window: win, max_gap_ns: plan.max_gap_ns, market: at.market.as_ref() };
-    let revenue = match plan.model.revenue(&input) {
+    let revenue = match plan.revenue_model.revenue(&input) {
         Ok(r) => r,
         Err(e) => {
             warnings.push(format!("workload {}: {e}", plan.name));
@@ -291,7 +291,7 @@ pub fn compute_from_devices(
     WindowResult {
         workload: plan.name.clone(),
         site: plan.site.clone(),
-        model: plan.kind,
+        revenue_model: plan.revenue_model.info(),
         window: win,
         energy_j: total.energy_j,
         facility_energy_j: facility_energy_j(total.energy_j, plan.pue),
@@ -321,7 +321,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
-        .tag(we::TAG_KIND, w.model.as_str())
+        .tag(we::TAG_KIND, w.revenue_model.name)
         .tag(we::TAG_WINDOW, window_label(len_ns))
         .field(we::WINDOW_S, w.window.len_s())
         .field(we::ENERGY_J, w.energy_j)
@@ -341,7 +341,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revenue::{build, Terms};
+    use crate::revenue::ai_contract::AiContract;
 
     const H: i64 = 3_600_000_000_000;
     const S: i64 = 1_000_000_000;
@@ -385,8 +385,7 @@ mod tests {
         let plan = WorkloadPlan {
             name: "h100".into(),
             site: "a".into(),
-            kind: ModelKind::AiContract,
-            model: build(ModelKind::AiContract, Terms { usd_per_gpu_hour: 2.0, ..Default::default() }),
+            revenue_model: Arc::new(AiContract { usd_per_gpu_hour: 2.0 }),
             pue: 1.2,
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,

@@ -22,7 +22,7 @@ mod server;
 mod state;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,27 +35,7 @@ pub use server::SIM_BRAIINS_TOKEN;
 use server::{bind, serve};
 use state::{MakeData, Miner, MinerState};
 
-/// A clock tests and the demo can set: simulated time at any speed or in the past.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(t_ns: i64) -> Self {
-        ManualClock(AtomicI64::new(t_ns))
-    }
-    pub fn set(&self, t_ns: i64) {
-        self.0.store(t_ns, Ordering::SeqCst)
-    }
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_nanos() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ns(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::model::ManualClock;
 
 /// A simulated make: a make of [`MAKES`] that carries simulator data (its `id` is the name).
 #[derive(Clone, Copy)]
