@@ -2,9 +2,11 @@
 //!
 //! - `GET /api/workloads?from=&to=`: the comparison, the same shape as
 //!   `wattledger report --format json`; `from`/`to` are RFC 3339 and default to
-//!   the last 24 hours.
+//!   the last 24 hours. A range longer than 400 days or outside 1678..2262 is a 400.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
 //! - `GET /api/fleet`: every device seen recently, with its status.
+//! - `GET /api/alerts`: firing and pending alerts, recent history, delivery
+//!   counters (`{"enabled": false, …}` when no alert engine runs).
 //! - `GET /api/health`: liveness and store reachability (no token needed, for
 //!   load balancers and probes; it reveals nothing else).
 
@@ -16,7 +18,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError};
+use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError};
 use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -28,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/workloads/{name}/windows", get(windows))
         .route("/api/fleet", get(fleet))
         .route("/api/models", get(models))
+        .route("/api/alerts", get(alerts))
 }
 
 /// Routes open without a token.
@@ -48,6 +51,7 @@ impl From<AggregateError> for ApiError {
     fn from(e: AggregateError) -> Self {
         match e {
             AggregateError::UnknownWorkload(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            AggregateError::Range(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
             AggregateError::Store(_) => {
                 tracing::warn!(error = %e, "API: store read failed");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the store did not answer: {e}"))
@@ -68,11 +72,12 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
     };
     let from = match get("from") {
         Some(v) => parse_rfc3339(v).map_err(|e| bad("from", e))?,
-        None => to - DAY_NS,
+        None => to.saturating_sub(DAY_NS),
     };
     if to <= from {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`to` must be after `from`".into()));
     }
+    check_range(from, to)?;
     Ok((from, to))
 }
 
@@ -127,6 +132,10 @@ struct WindowRow {
     profit_usd_per_kwh: Option<f64>,
     coverage: f64,
     avg_power_w: f64,
+    /// Joules from `energy_ledger` points, and the ledger's share of the covered
+    /// device-time (the rest came from raw samples).
+    ledger_energy_j: f64,
+    ledger_share: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -158,6 +167,8 @@ async fn windows(
             profit_usd_per_kwh: w.profit_usd_per_kwh(),
             coverage: w.coverage(),
             avg_power_w: w.avg_power_w(),
+            ledger_energy_j: w.ledger_energy_j,
+            ledger_share: w.ledger_share(),
         })
         .collect();
     Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())
@@ -166,6 +177,16 @@ async fn windows(
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.aggregator.now_ns();
     Ok(Json(state.aggregator.fleet(now).await?).into_response())
+}
+
+async fn alerts(State(state): State<AppState>) -> Response {
+    match &state.alerts {
+        Some(view) => Json(view()).into_response(),
+        None => Json(serde_json::json!({
+            "enabled": false, "firing": [], "pending": [], "history": [], "notes": []
+        }))
+        .into_response(),
+    }
 }
 
 async fn health(State(state): State<AppState>) -> Response {

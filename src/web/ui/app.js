@@ -14,7 +14,24 @@
   const COOL = ['#1971c2', '#0c8599', '#7048e8', '#2b8a3e', '#5c7cfa'];
 
   const params = new URLSearchParams(location.search);
-  const token = params.get('token');
+  // The token arrives once in the address (?token=), then lives only in this tab's
+  // sessionStorage and leaves the address bar, so it is not bookmarked, shared,
+  // kept in history or sent as a Referer.
+  const TOKEN_KEY = 'wattledger-token';
+  const token = (() => {
+    const fromUrl = params.get('token');
+    let t = fromUrl;
+    try {
+      if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+      else t = sessionStorage.getItem(TOKEN_KEY);
+    } catch (_) { /* storage disabled: the token stays in memory for this load */ }
+    if (fromUrl !== null) {
+      const u = new URL(location.href);
+      u.searchParams.delete('token');
+      history.replaceState(null, '', u);
+    }
+    return t;
+  })();
   const state = {
     range: PRESETS[params.get('range')] || (params.get('range') === 'custom' && params.get('from') && params.get('to'))
       ? params.get('range') : '24h',
@@ -169,6 +186,7 @@
             .catch((e) => ({ workload: w.workload, error: e })))),
         api('api/fleet').catch((e) => ({ error: e })),
       ]);
+      renderAlerts(await api('api/alerts').catch((e) => ({ error: e })));
       if (seq !== state.seq) return;
       hideBanner();
       assignColors(workloads);
@@ -273,9 +291,20 @@
     return td;
   }
 
+  // Where the numbers came from: the agents' energy ledger, or raw samples where
+  // an interval has no ledger point (as GET /api/workloads reports it).
+  function renderSource(ws) {
+    const parts = ws.filter((w) => isNum(w.ledger_share))
+      .map((w) => w.workload + ' ' + fmtPct(w.ledger_share));
+    $('cmp-source').textContent = parts.length
+      ? 'Energy and revenue inputs from the agents\' energy ledger (share of covered device-time; the rest from raw samples): ' + parts.join(', ') + '.'
+      : '';
+  }
+
   function renderComparison(cmp) {
     const body = $('comparison').tBodies[0];
     const ws = cmp.workloads || [];
+    renderSource(ws);
     body.replaceChildren();
     if (!ws.length) {
       body.append(el('tr', {}, el('td', { colspan: '11', class: 'empty',
@@ -546,6 +575,34 @@
   }
 
   const STATUS_ORDER = { lost: 0, stale: 1, offline: 2, online: 3 };
+  const fmtVal = (v) => new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 }).format(v);
+  // Firing first (the API sorts each list), then pending; calm when empty.
+  function renderAlerts(a) {
+    const body = $('alerts').tBodies[0];
+    body.replaceChildren();
+    $('alert-notes').replaceChildren(...((a && a.notes) || []).map((n) => el('li', { text: n })));
+    if (!a || a.error) {
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty', text: 'Alerts unavailable: ' + (a && a.error ? a.error.message : 'no answer') })));
+      return;
+    }
+    const rows = (a.firing || []).concat(a.pending || []);
+    if (!rows.length) {
+      const text = a.enabled ? 'All calm: nothing firing or pending.' : 'Alerts are off in this aggregator ([alerts] enabled = false).';
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty calm', text })));
+      return;
+    }
+    for (const r of rows) {
+      const subject = Object.entries(r.labels || {}).map(([k, v]) => k + '=' + v).join(' ');
+      body.append(el('tr', { 'data-state': r.state, 'data-alertname': r.alertname },
+        el('td', {}, el('span', { class: 'badge ' + r.state, text: r.state })),
+        el('td', {}, el('b', { text: r.alertname }), el('br'), el('span', { class: 'muted', text: subject })),
+        el('td', { text: fmtDateTime(new Date(r.since)) }),
+        el('td', { class: 'num', text: fmtVal(r.value) + ' ' + r.unit }),
+        el('td', { class: 'num', text: fmtVal(r.threshold) + ' ' + r.unit }),
+        el('td', { text: r.summary })));
+    }
+  }
+
   function renderFleet(fleet) {
     const counts = $('fleet-counts');
     const body = $('fleet').tBodies[0];
@@ -682,7 +739,6 @@
     for (const b of document.querySelectorAll('[data-scale]')) {
       b.addEventListener('click', () => { state.scale = b.dataset.scale; if (state.lastCharts) renderCharts(...state.lastCharts); });
     }
-    if (token) $('api-link').href = 'api/workloads?token=' + encodeURIComponent(token);
     document.addEventListener('visibilitychange', () => { if (!document.hidden && state.range !== 'custom') load(); });
     let resizeTimer = null;
     window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (state.lastCharts) renderCharts(...state.lastCharts); }, 200); });
