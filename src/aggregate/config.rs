@@ -148,8 +148,10 @@ pub struct WindowsConfig {
     pub window: Duration,
     #[serde(default = "default_short_window", with = "crate::config::duration")]
     pub short_window: Duration,
-    #[serde(default = "default_lookback", with = "crate::config::duration")]
-    pub recompute_lookback: Duration,
+    /// How far back each run looks for late data and config changes in stored
+    /// windows (`recompute_lookback` is the older name).
+    #[serde(default = "default_lookback", alias = "recompute_lookback", with = "crate::config::duration")]
+    pub late_data_lookback: Duration,
     #[serde(default = "default_max_gap", with = "crate::config::duration")]
     pub max_gap: Duration,
     #[serde(default = "default_interval", with = "crate::config::duration")]
@@ -166,7 +168,7 @@ impl Default for WindowsConfig {
         WindowsConfig {
             window: default_window(),
             short_window: default_short_window(),
-            recompute_lookback: default_lookback(),
+            late_data_lookback: default_lookback(),
             max_gap: default_max_gap(),
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),

@@ -8,7 +8,7 @@
 //! are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::compare::WindowResult;
@@ -19,7 +19,7 @@ use super::tariff::Tariff;
 use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
 use crate::revenue::{DeviceTracks, ModelKind, RevenueInput, RevenueModel};
-use crate::store::{Series, SeriesQuery, Store, StoreError};
+use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
 /// measured tariff's prices are loaded per range and passed beside the plan).
@@ -91,59 +91,144 @@ fn cell(row: &[Option<FieldValue>], j: Option<usize>) -> Option<&FieldValue> {
     j.and_then(|j| row.get(j)).and_then(Option::as_ref)
 }
 
-/// Turns series into devices, column by column. A device's rows from several
-/// series (its tags changed, e.g. a firmware upgrade) are merged in time order.
-pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
-    let is_gpu = measurement == gpu::MEASUREMENT;
-    let mut by_id: BTreeMap<String, (DeviceSamples, usize)> = BTreeMap::new();
-    for s in series {
-        let id = device_id(measurement, &s.tags);
-        let (dev, parts) = by_id.entry(id.clone()).or_insert_with(|| {
-            let mut d = DeviceSamples { tags: s.tags.clone(), ..Default::default() };
-            d.tracks.id = id;
-            (d, 0)
-        });
-        *parts += 1;
-        let col = |name: &str| s.fields.iter().position(|f| f == name);
-        let (power, energy, status, online) =
-            (col(gpu::POWER_W), if is_gpu { col(gpu::ENERGY_J) } else { None }, col(gpu::STATUS), col(asic::ONLINE));
-        let num = |row: &[Option<FieldValue>], j: Option<usize>| {
-            cell(row, j).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
-        };
-        dev.energy.reserve(s.times_ns.len());
-        dev.tracks.healthy.reserve(s.times_ns.len());
-        for (&t, row) in s.times_ns.iter().zip(&s.values) {
-            let power_w = num(row, power);
-            dev.energy.push(EnergySample { time_ns: t, power_w, energy_j: num(row, energy) });
-            let healthy = match (cell(row, status), cell(row, online)) {
-                (Some(st), _) => st.as_str() == Some("ok"),
-                (None, Some(on)) => on.as_f64().is_some_and(|x| x != 0.0),
-                (None, None) => power_w.is_some() || row.iter().any(Option::is_some),
-            };
-            dev.tracks.healthy.push((t, healthy));
-        }
-        for (j, field) in s.fields.iter().enumerate() {
-            if Some(j) == status {
-                continue;
-            }
-            let values = s.times_ns.iter().zip(&s.values).filter_map(|(&t, row)| num(row, Some(j)).map(|v| (t, v)));
-            let track = dev.tracks.tracks.entry(field.clone()).or_default();
-            track.extend(values);
+/// Folds the rows of one measurement into devices as they are read (a
+/// [`RowVisitor`] for [`Store::read_each`]), so no [`Series`] is built on the way.
+/// A device's rows from several series (its tags changed, e.g. a firmware upgrade)
+/// are merged in time order at [`DeviceFolder::finish`].
+pub struct DeviceFolder {
+    measurement: String,
+    fields: Vec<String>,
+    power: Option<usize>,
+    energy: Option<usize>,
+    status: Option<usize>,
+    online: Option<usize>,
+    /// Series number -> device slot.
+    series_device: Vec<usize>,
+    slots: HashMap<String, usize>,
+    devices: Vec<FoldedDevice>,
+    rows: u64,
+}
+
+struct FoldedDevice {
+    samples: DeviceSamples,
+    /// Numeric values per read field (by column), moved into tracks at the end.
+    columns: Vec<Vec<(i64, f64)>>,
+    parts: usize,
+}
+
+impl DeviceFolder {
+    pub fn new(measurement: &str, fields: &[String]) -> Self {
+        let col = |name: &str| fields.iter().position(|f| f == name);
+        DeviceFolder {
+            measurement: measurement.to_string(),
+            fields: fields.to_vec(),
+            power: col(gpu::POWER_W),
+            energy: if measurement == gpu::MEASUREMENT { col(gpu::ENERGY_J) } else { None },
+            status: col(gpu::STATUS),
+            online: col(asic::ONLINE),
+            series_device: Vec::new(),
+            slots: HashMap::new(),
+            devices: Vec::new(),
+            rows: 0,
         }
     }
-    by_id
-        .into_values()
-        .map(|(mut dev, parts)| {
-            if parts > 1 {
-                dev.energy.sort_by_key(|e| e.time_ns);
-                dev.tracks.healthy.sort_by_key(|h| h.0);
-                for track in dev.tracks.tracks.values_mut() {
-                    track.sort_by_key(|v| v.0);
+
+    /// Rows folded so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The devices, by id.
+    pub fn finish(self) -> Vec<DeviceSamples> {
+        let status = self.status;
+        let mut out: Vec<DeviceSamples> = self
+            .devices
+            .into_iter()
+            .map(|d| {
+                let mut dev = d.samples;
+                for (j, values) in d.columns.into_iter().enumerate() {
+                    if Some(j) == status {
+                        continue;
+                    }
+                    dev.tracks.tracks.entry(self.fields[j].clone()).or_default().extend(values);
                 }
+                if d.parts > 1 {
+                    dev.energy.sort_by_key(|e| e.time_ns);
+                    dev.tracks.healthy.sort_by_key(|h| h.0);
+                    for track in dev.tracks.tracks.values_mut() {
+                        track.sort_by_key(|v| v.0);
+                    }
+                }
+                dev
+            })
+            .collect();
+        out.sort_by(|a, b| a.tracks.id.cmp(&b.tracks.id));
+        out
+    }
+}
+
+impl RowVisitor for DeviceFolder {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        let id = device_id(&self.measurement, tags);
+        let slot = match self.slots.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                let mut samples = DeviceSamples { tags: tags.clone(), ..Default::default() };
+                samples.tracks.id = id.clone();
+                self.devices.push(FoldedDevice { samples, columns: vec![Vec::new(); self.fields.len()], parts: 0 });
+                self.slots.insert(id, self.devices.len() - 1);
+                self.devices.len() - 1
             }
-            dev
-        })
-        .collect()
+        };
+        self.devices[slot].parts += 1;
+        if self.series_device.len() <= series {
+            self.series_device.resize(series + 1, usize::MAX);
+        }
+        self.series_device[series] = slot;
+    }
+
+    fn row(&mut self, series: usize, t: i64, row: &[Option<FieldValue>]) {
+        let Some(dev) = self.series_device.get(series).and_then(|&slot| self.devices.get_mut(slot)) else { return };
+        self.rows += 1;
+        let num = |j: Option<usize>| cell(row, j).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
+        let power_w = num(self.power);
+        dev.samples.energy.push(EnergySample { time_ns: t, power_w, energy_j: num(self.energy) });
+        let healthy = match (cell(row, self.status), cell(row, self.online)) {
+            (Some(st), _) => st.as_str() == Some("ok"),
+            (None, Some(on)) => on.as_f64().is_some_and(|x| x != 0.0),
+            (None, None) => power_w.is_some() || row.iter().any(Option::is_some),
+        };
+        dev.samples.tracks.healthy.push((t, healthy));
+        for (j, column) in dev.columns.iter_mut().enumerate() {
+            if let Some(v) = num(Some(j)) {
+                column.push((t, v));
+            }
+        }
+    }
+}
+
+/// Turns series into devices (the [`DeviceFolder`] fed from series already read).
+pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
+    let Some(first) = series.first() else { return Vec::new() };
+    let fields = first.fields.clone();
+    let mut folder = DeviceFolder::new(measurement, &fields);
+    for (i, s) in series.iter().enumerate() {
+        folder.series(i, &s.tags);
+        if s.fields == fields {
+            for (&t, row) in s.times_ns.iter().zip(&s.values) {
+                folder.row(i, t, row);
+            }
+        } else {
+            // Series read separately may name other columns: map them by name.
+            let cols: Vec<Option<usize>> = fields.iter().map(|f| s.fields.iter().position(|g| g == f)).collect();
+            for (&t, row) in s.times_ns.iter().zip(&s.values) {
+                let mapped: Vec<Option<FieldValue>> =
+                    cols.iter().map(|c| c.and_then(|c| row.get(c).cloned().flatten())).collect();
+                folder.row(i, t, &mapped);
+            }
+        }
+    }
+    folder.finish()
 }
 
 /// Fields read for a measurement: the energy inputs, the health flags and the
@@ -174,11 +259,18 @@ fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQue
     }
 }
 
-type ChunkRead = tokio::task::JoinHandle<Result<(Vec<Series>, Option<Vec<Series>>), StoreError>>;
+type ChunkRead = tokio::task::JoinHandle<Result<(Vec<DeviceSamples>, Option<Vec<DeviceSamples>>), StoreError>>;
+
+/// Streams one query into devices.
+async fn fold(store: &dyn Store, q: &SeriesQuery) -> Result<Vec<DeviceSamples>, StoreError> {
+    let mut folder = DeviceFolder::new(&q.measurement, &q.fields);
+    store.read_each(q, &mut folder).await?;
+    Ok(folder.finish())
+}
 
 /// Starts reading one chunk (the energy measurement, and the revenue measurement
 /// when it differs) on its own task, so the next chunk loads while this one is
-/// computed.
+/// computed. Rows are folded into devices as they stream in.
 fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
     let store = store.clone();
     let energy_m = plan.kind.energy_measurement();
@@ -186,9 +278,9 @@ fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> Chu
     let revenue_q = (plan.kind.revenue_measurement() != energy_m)
         .then(|| chunk_query(plan, plan.kind.revenue_measurement(), chunk));
     tokio::spawn(async move {
-        let energy = store.read(&energy_q).await?;
+        let energy = fold(store.as_ref(), &energy_q).await?;
         let revenue = match revenue_q {
-            Some(q) => Some(store.read(&q).await?),
+            Some(q) => Some(fold(store.as_ref(), &q).await?),
             None => None,
         };
         Ok((energy, revenue))
@@ -207,8 +299,6 @@ pub async fn compute_window(
     market: &MarketHistory,
     read_chunk_ns: i64,
 ) -> Result<WindowResult, StoreError> {
-    let energy_m = plan.kind.energy_measurement();
-    let revenue_m = plan.kind.revenue_measurement();
     let market_at = market.at(win.end_ns);
     let mut seen = BTreeSet::new();
     let mut out: Option<WindowResult> = None;
@@ -216,11 +306,9 @@ pub async fn compute_window(
     let mut next = chunks.first().map(|&c| start_read(store, plan, c));
     for (i, &chunk) in chunks.iter().enumerate() {
         let read = next.take().expect("a read is started for every chunk");
-        let (energy, revenue) =
+        let (devices, revenue_devices) =
             read.await.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))??;
         next = chunks.get(i + 1).map(|&c| start_read(store, plan, c));
-        let devices = devices_from_series(energy_m, energy);
-        let revenue_devices = revenue.map(|r| devices_from_series(revenue_m, r));
         let part = compute_from_devices(plan, tariff, chunk, devices, revenue_devices, &market_at, &mut seen);
         match &mut out {
             None => out = Some(part),
@@ -316,8 +404,43 @@ pub fn window_label(len_ns: i64) -> String {
     }
 }
 
+/// What produced a stored window: the workload's config and the source rows
+/// it saw. A stored window is served while both still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowStamp {
+    pub config_hash: String,
+    pub source_values: u64,
+}
+
+/// A stable hash (FNV-1a, 64 bits, hex) of everything in a workload's plan that
+/// shapes its windows: model and terms, site, PUE, tariff and `max_gap`. Derived
+/// from the plan's debug form, so any new term is covered without listing it
+/// here (a wattledger upgrade that changes that form recomputes windows once).
+pub fn config_hash(plan: &WorkloadPlan) -> String {
+    let text = format!("{plan:?}");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The [`WindowStamp::source_values`] of a window now: the values of the fields
+/// it reads, in every measurement it reads, over the same range a computation
+/// reads (`[start − max_gap, end + max_gap)`, so late data at the edges counts).
+pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<u64, StoreError> {
+    let energy_m = plan.kind.energy_measurement();
+    let mut n = store.count(&chunk_query(plan, energy_m, win)).await?;
+    if plan.kind.revenue_measurement() != energy_m {
+        n += store.count(&chunk_query(plan, plan.kind.revenue_measurement(), win)).await?;
+    }
+    Ok(n)
+}
+
 /// The `workload_efficiency` point for a window, stamped at the window start.
-pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
+pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> Point {
+    let warnings = (!w.warnings.is_empty()).then(|| w.warnings.join("\n"));
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
@@ -336,6 +459,85 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
         .field(we::DEVICES, w.devices as i64)
         .field_opt(we::WORK_TH, w.work_th)
         .field_opt(we::TOKENS, w.tokens)
+        .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
+        .field_opt(we::WARNINGS, warnings)
+        .field(we::CONFIG_HASH, stamp.config_hash.as_str())
+        .field(we::SOURCE_VALUES, stamp.source_values as i64)
+}
+
+/// A window read back from `workload_efficiency`, with what produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWindow {
+    pub result: WindowResult,
+    pub stamp: WindowStamp,
+}
+
+/// The fields a stored window is rebuilt from.
+const STORED_FIELDS: [&str; 11] = [
+    we::WINDOW_S,
+    we::ENERGY_J,
+    we::FACILITY_ENERGY_J,
+    we::REVENUE_USD,
+    we::ENERGY_COST_USD,
+    we::DEVICES,
+    we::WORK_TH,
+    we::TOKENS,
+    we::COVERED_S,
+    we::WARNINGS,
+    we::CONFIG_HASH,
+];
+
+/// The windows of `len_ns` stored for `plan` that start in `[from_ns, to_ns)`,
+/// by start. Rows written before windows carried a config hash, or without the
+/// fields a window is rebuilt from, are left out (they are recomputed).
+pub async fn stored_windows(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    from_ns: i64,
+    to_ns: i64,
+    len_ns: i64,
+) -> Result<BTreeMap<i64, StoredWindow>, StoreError> {
+    let mut fields: Vec<String> = STORED_FIELDS.iter().map(|f| f.to_string()).collect();
+    fields.push(we::SOURCE_VALUES.into());
+    let q = SeriesQuery {
+        measurement: we::MEASUREMENT.into(),
+        fields,
+        tag_filters: vec![(we::TAG_WORKLOAD.into(), plan.name.clone()), (we::TAG_WINDOW.into(), window_label(len_ns))],
+        start_ns: from_ns,
+        end_ns: to_ns,
+    };
+    let mut out = BTreeMap::new();
+    for s in store.read(&q).await? {
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            if let Some(w) = stored_window(plan, t, row) {
+                out.insert(t, w);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>]) -> Option<StoredWindow> {
+    let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64);
+    let text = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_str);
+    let len_ns = (num(0)? * 1e9).round() as i64;
+    let result = WindowResult {
+        workload: plan.name.clone(),
+        site: plan.site.clone(),
+        model: plan.kind,
+        window: Window::new(start_ns, start_ns + len_ns),
+        energy_j: num(1)?,
+        facility_energy_j: num(2)?,
+        revenue_usd: num(3)?,
+        energy_cost_usd: num(4)?,
+        devices: num(5)? as usize,
+        work_th: num(6),
+        tokens: num(7),
+        covered_ns: (num(8)? * 1e9).round() as i64,
+        warnings: text(9).map(|w| w.lines().map(String::from).collect()).unwrap_or_default(),
+    };
+    let stamp = WindowStamp { config_hash: text(10)?.to_string(), source_values: num(11)? as u64 };
+    Some(StoredWindow { result, stamp })
 }
 
 #[cfg(test)]
@@ -405,7 +607,18 @@ mod tests {
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);
         assert!((w.revenue_usd_per_kwh().unwrap() - 2.0 / 0.7).abs() < 1e-9);
         assert_eq!(w.coverage(), 1.0);
-        let p = efficiency_point(&w, H);
+        let stamp = WindowStamp { config_hash: config_hash(&plan), source_values: 183 };
+        let p = efficiency_point(&w, H, &stamp);
+        // Read back, the point rebuilds the same window.
+        let names: Vec<&str> = STORED_FIELDS.iter().copied().chain([we::SOURCE_VALUES]).collect();
+        let row: Vec<Option<FieldValue>> = names.iter().map(|f| p.field_value(f).cloned()).collect();
+        let back = stored_window(&plan, 0, &row).unwrap();
+        assert_eq!(back.stamp, stamp);
+        assert_eq!(
+            (back.result.energy_j, back.result.revenue_usd, back.result.covered_ns),
+            (w.energy_j, w.revenue_usd, w.covered_ns)
+        );
+        assert_eq!(back.result.coverage(), 1.0);
         assert_eq!(p.tag_value("window"), Some("1h"));
         assert_eq!(p.field_value("revenue_usd"), Some(&FieldValue::Float(2.0)));
     }

@@ -1,5 +1,7 @@
-//! `wattledger report`: the per-workload comparison over a time range, computed
-//! from the raw measurements in the configured store.
+//! `wattledger report`: the per-workload comparison over a time range. Complete
+//! windows the aggregator has stored (with the current config) are read back;
+//! the others are computed from the measurements in the configured store, and
+//! `--recompute` computes every window (nothing is written either way).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use anyhow::Context;
 
 use crate::aggregate::compare::{Report, WorkloadSummary};
 use crate::aggregate::config::AggregatorConfig;
-use crate::aggregate::{parse_rfc3339, Aggregator};
+use crate::aggregate::{parse_rfc3339, Aggregator, Windows};
 use crate::model::SystemClock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +34,10 @@ pub struct ReportArgs {
     pub to: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Compute every window from the measurements instead of reading the windows
+    /// the aggregator stored (to audit them, or after changing data by hand).
+    #[arg(long)]
+    pub recompute: bool,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -43,7 +49,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
     let agg = Aggregator::new(cfg, store, Arc::new(SystemClock))?;
-    let report = agg.report(from, to).await.context("computing the report")?;
+    let mode = if args.recompute { Windows::Recompute } else { Windows::Stored { write_back: false } };
+    let report = agg.report(from, to, mode).await.context("computing the report")?;
     let out = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
         Format::Csv => csv(&report),

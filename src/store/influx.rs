@@ -345,9 +345,13 @@ impl InfluxQlReader {
     /// `SELECT` of the query's fields, tag filters and range, grouped by series.
     fn select(query: &SeriesQuery) -> String {
         let cols: Vec<String> = query.fields.iter().map(|f| quote_ident(f)).collect();
+        Self::select_cols(&cols.join(","), query) + " GROUP BY *"
+    }
+
+    /// `SELECT cols FROM m WHERE <range and tag filters>`.
+    fn select_cols(cols: &str, query: &SeriesQuery) -> String {
         let mut q = format!(
-            "SELECT {} FROM {} WHERE time >= {} AND time < {}",
-            cols.join(","),
+            "SELECT {cols} FROM {} WHERE time >= {} AND time < {}",
             quote_ident(&query.measurement),
             query.start_ns,
             query.end_ns
@@ -355,7 +359,6 @@ impl InfluxQlReader {
         for (k, v) in &query.tag_filters {
             q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
         }
-        q.push_str(" GROUP BY *");
         q
     }
 
@@ -419,6 +422,25 @@ impl InfluxQlReader {
             Ok(())
         })
         .await
+    }
+
+    /// See [`Store::count`]: `SELECT count("f1"),count("f2") …` without `GROUP BY`,
+    /// counted by the server, summed here.
+    pub async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        if query.fields.is_empty() {
+            return Err(StoreError::Query("a count must name the fields it counts".into()));
+        }
+        let counts: Vec<String> = query.fields.iter().map(|f| format!("count({})", quote_ident(f))).collect();
+        let q = Self::select_cols(&counts.join(","), query);
+        let mut total = 0u64;
+        for r in self.query(&q).await? {
+            for s in r.series {
+                for row in s.values {
+                    total += row.iter().skip(1).filter_map(|v| v.as_u64()).sum::<u64>();
+                }
+            }
+        }
+        Ok(total)
     }
 
     pub async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
@@ -599,6 +621,10 @@ impl Store for InfluxStore {
 
     async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
         self.reader.read_each(query, visitor).await
+    }
+
+    async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        self.reader.count(query).await
     }
 
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {

@@ -108,6 +108,24 @@ pub trait Store: Send + Sync {
     /// [`RowVisitor`] for the order). `query.fields` must name the fields.
     async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError>;
 
+    /// The number of values of the named fields in the matching rows (a row with
+    /// two of the fields counts 2). The aggregator compares it with the count
+    /// recorded with a stored window to notice late data. By default a streaming
+    /// read that keeps nothing; a server that can count does it itself.
+    async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        #[derive(Default)]
+        struct Count(u64);
+        impl RowVisitor for Count {
+            fn series(&mut self, _: usize, _: &BTreeMap<String, String>) {}
+            fn row(&mut self, _: usize, _: i64, values: &[Option<FieldValue>]) {
+                self.0 += values.iter().filter(|v| v.is_some()).count() as u64;
+            }
+        }
+        let mut n = Count::default();
+        self.read_each(query, &mut n).await?;
+        Ok(n.0)
+    }
+
     /// Distinct values of one tag in one measurement, sorted.
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError>;
 

@@ -1,8 +1,9 @@
 //! The JSON API.
 //!
 //! - `GET /api/workloads?from=&to=`: the comparison, the same shape as
-//!   `wattledger report --format json`; `from`/`to` are RFC 3339 and default to
-//!   the last 24 hours.
+//!   `wattledger report --format json`; `from`/`to` are RFC 3339; `to` defaults
+//!   to now and `from` to the start of the window 24 hours before `to`, so every
+//!   window but the current one is whole and served from the store.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
 //! - `GET /api/fleet`: every device seen recently, with its status.
 //! - `GET /api/health`: liveness and store reachability (no token needed, for
@@ -16,10 +17,13 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError};
+use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError, Windows};
 use crate::revenue::ModelKind;
 
 const DAY_NS: i64 = 86_400_000_000_000;
+/// Complete windows come from the store; one computed because it was missing or
+/// stale is written back, so it is computed once.
+const SERVE: Windows = Windows::Stored { write_back: true };
 
 /// Routes behind the token.
 pub fn routes() -> Router<AppState> {
@@ -67,7 +71,10 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
     };
     let from = match get("from") {
         Some(v) => parse_rfc3339(v).map_err(|e| bad("from", e))?,
-        None => to - DAY_NS,
+        None => {
+            let len = state.aggregator.window_ns();
+            (to - DAY_NS).div_euclid(len) * len
+        }
     };
     if to <= from {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`to` must be after `from`".into()));
@@ -77,7 +84,7 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
 
 async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
-    Ok(Json(state.aggregator.report(from, to).await?).into_response())
+    Ok(Json(state.aggregator.report(from, to, SERVE).await?).into_response())
 }
 
 #[derive(Serialize)]
@@ -108,7 +115,7 @@ async fn windows(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
-    let (model, rows) = state.aggregator.workload_windows(&name, from, to).await?;
+    let (model, rows) = state.aggregator.workload_windows(&name, from, to, SERVE).await?;
     let windows = rows
         .iter()
         .map(|w| WindowRow {
