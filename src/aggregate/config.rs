@@ -161,6 +161,10 @@ pub struct WindowsConfig {
     /// Windows are read from the store in chunks of at most this much time.
     #[serde(default = "default_read_chunk", with = "crate::config::duration")]
     pub read_chunk: Duration,
+    /// InfluxDB (`api = "v1"`): the retention policy the windows are written to
+    /// and read from, so they can outlive the raw samples (see docs/retention.md).
+    #[serde(default)]
+    pub windows_retention_policy: Option<String>,
 }
 
 impl Default for WindowsConfig {
@@ -173,6 +177,7 @@ impl Default for WindowsConfig {
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),
             read_chunk: default_read_chunk(),
+            windows_retention_policy: None,
         }
     }
 }

@@ -36,7 +36,8 @@ use crate::collect::miners::models;
 use crate::model::schema::{self, asic, energy_price, gpu, inference};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{build, Market, ModelKind};
-use crate::store::{SeriesQuery, Store, StoreError};
+use crate::store::influx::InfluxStore;
+use crate::store::{SeriesQuery, Store, StoreConfig, StoreError, StoreKind, WriteApi};
 
 const DAY_NS: i64 = 86_400_000_000_000;
 /// How far back a range looks for the market snapshot or energy price in effect
@@ -114,6 +115,9 @@ pub struct Fleet {
 pub struct Aggregator {
     cfg: AggregatorConfig,
     store: Arc<dyn Store>,
+    /// Where windows are written and read back: `store`, or the same InfluxDB
+    /// under `[aggregator] windows_retention_policy`.
+    windows_store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     plans: Vec<WorkloadPlan>,
     http_market: Option<HttpMarket>,
@@ -152,9 +156,22 @@ impl Aggregator {
             }
             _ => None,
         };
+        let windows_store = match &cfg.aggregator.windows_retention_policy {
+            None => store.clone(),
+            Some(rp) => {
+                if cfg.store.kind != StoreKind::Influxdb || cfg.store.api != WriteApi::V1 {
+                    return Err(AggregateError::Config(
+                        "[aggregator] windows_retention_policy needs [store] kind = \"influxdb\" with api = \"v1\"; remove it for other stores".into(),
+                    ));
+                }
+                let store_cfg = StoreConfig { retention_policy: Some(rp.clone()), ..cfg.store.clone() };
+                Arc::new(InfluxStore::from_config(&store_cfg)?)
+            }
+        };
         Ok(Aggregator {
             cfg,
             store,
+            windows_store,
             clock,
             plans,
             http_market,
@@ -261,7 +278,9 @@ impl Aggregator {
                 continue;
             }
             let stored = match mode {
-                Windows::Stored { .. } => stored_windows(self.store.as_ref(), plan, from_ns, to_ns, len_ns).await?,
+                Windows::Stored { .. } => {
+                    stored_windows(self.windows_store.as_ref(), plan, from_ns, to_ns, len_ns).await?
+                }
                 Windows::Recompute => BTreeMap::new(),
             };
             let hash = config_hash(plan);
@@ -289,7 +308,7 @@ impl Aggregator {
             }
         }
         if !points.is_empty() {
-            self.store.write(&points).await?;
+            self.windows_store.write(&points).await?;
         }
         Ok(())
     }
@@ -415,7 +434,7 @@ impl Aggregator {
             let mut points = Vec::new();
             for plan in &self.plans {
                 let hash = config_hash(plan);
-                let stored = stored_windows(self.store.as_ref(), plan, from, to, len).await?;
+                let stored = stored_windows(self.windows_store.as_ref(), plan, from, to, len).await?;
                 if len == long && self.had_data_before(plan, from).await? {
                     data_from.insert(&plan.name, i64::MIN);
                 }
@@ -445,7 +464,7 @@ impl Aggregator {
                     points.push(efficiency_point(&w, len, &stamp));
                 }
             }
-            self.store.write(&points).await?;
+            self.windows_store.write(&points).await?;
             stats.windows_written += points.len();
         }
         Ok(stats)
@@ -457,9 +476,14 @@ impl Aggregator {
         if self.with_history.lock().await.contains(&plan.name) {
             return Ok(true);
         }
-        let stored =
-            stored_windows(self.store.as_ref(), plan, before_ns - HISTORY_LOOKBACK_NS, before_ns, self.window_ns())
-                .await?;
+        let stored = stored_windows(
+            self.windows_store.as_ref(),
+            plan,
+            before_ns - HISTORY_LOOKBACK_NS,
+            before_ns,
+            self.window_ns(),
+        )
+        .await?;
         let had = stored.values().any(|w| w.result.devices > 0);
         if had {
             self.with_history.lock().await.insert(plan.name.clone());
