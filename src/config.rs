@@ -138,8 +138,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
     }
+    // Times are i64 nanoseconds (until 2262), so a longer duration cannot be
+    // added to one; refuse it here rather than overflow (or panic) later.
+    if secs > MAX_DURATION_S {
+        return Err(format!("`{s}` is too long: a duration is at most 100 years ({MAX_DURATION_S}s)"));
+    }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
+
+/// The longest duration a config may give: 100 years of 365.25 days.
+pub const MAX_DURATION_S: f64 = 100.0 * 365.25 * 86_400.0;
 
 /// Serde helper: `#[serde(with = "crate::config::duration")]` for `Duration` fields
 /// written as strings like `30s`.

@@ -1,8 +1,12 @@
 //! wattledger: measures what each joule earns.
 //!
-//! Layering (dependencies point one way):
-//! `model` <- `collect`, `ship`, `store` <- `revenue`, `aggregate` <- `alert`, `web` <- `cli`.
-//! `sim` sits beside `collect` and serves tests, benchmarks and the demo only.
+//! Layering (dependencies point one way, each layer using only lower ones;
+//! `tests/layering.rs` checks every `crate::` path against it):
+//!
+//! config, model, signal  <-  collect, ship  <-  store, revenue, sim  <-  aggregate  <-  agent, web, alert  <-  demo  <-  cli
+//!
+//! `sim` (test doubles) sits above `collect`, whose parsing it reuses, and serves
+//! tests, benchmarks and the demo only. `alert` is the place of alert rules.
 
 pub mod agent;
 pub mod aggregate;
@@ -13,6 +17,7 @@ pub mod demo;
 pub mod model;
 pub mod revenue;
 pub mod ship;
+pub mod signal;
 pub mod sim;
 pub mod store;
 pub mod web;

@@ -171,6 +171,20 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     let w: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
     assert_eq!(w["workload"], "h100");
     assert_eq!(w["model"], "ai_contract");
+    // The page reads each revenue model's title, palette and efficiency from the API.
+    let url = format!("{}/api/models", run.base);
+    let m: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
+    let models = m["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bitcoin_fpps", "ai_contract", "ai_on_demand", "ai_tokens"]);
+    assert_eq!(models[0]["title"], "Bitcoin mining · FPPS");
+    assert_eq!(models[0]["family"], "mining");
+    assert_eq!((&models[0]["efficiency_field"], &models[0]["efficiency_unit"]), (&"j_per_th".into(), &"J/TH".into()));
+    assert_eq!(
+        (&models[3]["efficiency_field"], &models[3]["efficiency_unit"]),
+        (&"tokens_per_j".into(), &"tok/J".into())
+    );
+    assert!(models[1]["efficiency_field"].is_null() && models[1]["family"] == "ai", "{m}");
     let rows = w["windows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["start"], "2026-11-20T00:00:00Z");
@@ -261,6 +275,7 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     assert!((revenue(0) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(0));
     assert!((s.values[0][1].as_ref().unwrap().as_f64().unwrap() - 5.04e6).abs() < 1e-3);
     // And the API serves the recomputed window.
+    let url = format!("{}/api/workloads/h100/windows?from={}&to={}", run.base, scenario::FROM, scenario::TO);
     let w: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
     assert!((w["windows"][0]["revenue_usd"].as_f64().unwrap() - 4.0).abs() < 1e-9, "{w}");
 }

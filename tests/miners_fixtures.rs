@@ -367,7 +367,7 @@ fn raw_wire_quirks_nul_brace_strings_and_garbage() {
     bytes.push(0);
     bytes.extend_from_slice(b"\xff\xfegarbage");
     let v = parse_lenient(&bytes).unwrap();
-    let parts = wattledger::collect::miners::split_multi(&v, &["version", "summary", "stats"]).unwrap();
+    let parts = wattledger::collect::miners::split_multi(v, &["version", "summary", "stats"]).unwrap();
     let d = Value::Object(parts);
     let r = read_cg(&d);
     assert_eq!(r.model.as_deref(), Some("S19 Pro"));
@@ -379,7 +379,7 @@ fn raw_wire_quirks_nul_brace_strings_and_garbage() {
     assert_eq!(r.uptime_s, Some(600));
     // Whatsminer-style error for a multi-command, and a cgminer error part.
     let e = parse_lenient(br#"{"STATUS":"E","When":1,"Code":14,"Msg":"invalid cmd","Description":""}"#).unwrap();
-    assert_eq!(wattledger::collect::miners::split_multi(&e, &["version"]), Err("invalid cmd".into()));
+    assert_eq!(wattledger::collect::miners::split_multi(e.clone(), &["version"]), Err("invalid cmd".into()));
     let e = parse_lenient(br#"{"version":[{"STATUS":[{"STATUS":"E","Msg":"Access denied"}]}]}"#).unwrap();
-    assert_eq!(wattledger::collect::miners::split_multi(&e, &["version"]), Err("version: Access denied".into()));
+    assert_eq!(wattledger::collect::miners::split_multi(e.clone(), &["version"]), Err("version: Access denied".into()));
 }

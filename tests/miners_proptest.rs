@@ -4,12 +4,13 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use wattledger::collect::miners::http_makes::{
+use wattledger::collect::miners::identify::{
     identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
 };
 use wattledger::collect::miners::json::{bracket_nums, parse_lenient, select};
+use wattledger::collect::miners::makes::{Api, MAKES};
 use wattledger::collect::miners::profiles::{all, extract};
-use wattledger::collect::miners::wire::parse_http;
+use wattledger::collect::miners::wire::{self, parse_http};
 use wattledger::collect::miners::{self, finish, identify_cgminer, split_multi, Identity, ReadOptions};
 
 /// Arbitrary JSON shaped like miner replies: object keys are mostly ones the parsers look
@@ -82,8 +83,44 @@ fn http_makes() -> [Make; 4] {
     ]
 }
 
+/// Reads `reply` as every make of the registry would see it: each document key its
+/// requests fill holds the reply.
+fn read_as_every_make(reply: &Value) {
+    for m in MAKES {
+        let keys: Vec<&str> = match &m.api {
+            Api::Cgminer { extra, .. } => {
+                ["version", "summary", "stats", "pools"].into_iter().chain(extra.iter().copied()).collect()
+            }
+            Api::Btminer { commands, .. } => std::iter::once("get_version").chain(commands.iter().copied()).collect(),
+            Api::Framed { requests, .. } => requests.iter().flat_map(|(k, _)| k.iter().copied()).collect(),
+            Api::Http(h) => h.requests.iter().map(|r| r.key).collect(),
+        };
+        let mut doc = Map::new();
+        for k in keys {
+            doc.insert(k.to_owned(), reply.clone());
+        }
+        let doc = Value::Object(doc);
+        let id = match &m.api {
+            Api::Cgminer { identify, .. } => identify(&doc),
+            Api::Btminer { identify, .. } | Api::Framed { identify, .. } => Some(identify(&doc)),
+            Api::Http(h) => {
+                let _ = (h.detect)(reply);
+                Some((h.identify)(&doc))
+            }
+        };
+        if let Some(id) = id {
+            let r = finish("127.0.0.1", 80, &id, &doc);
+            assert!(r.online);
+            if let Some(h) = r.hashrate_ths {
+                assert!(h.is_finite() && h >= 0.0, "{}", m.id);
+            }
+        }
+    }
+}
+
 /// Reads `reply` as every HTTP-only make would see it.
 fn read_as_http_makes(reply: &Value) {
+    read_as_every_make(reply);
     for (keys, identify) in http_makes() {
         let mut doc = Map::new();
         for k in keys {
@@ -135,10 +172,11 @@ proptest! {
             let x = extract(map, &doc);
             if let Some(h) = x.hashrate_ths { prop_assert!(h.is_finite() && h >= 0.0); }
         }
+        read_as_every_make(&doc);
         let id = identify_cgminer(&doc);
         let r = finish("h", 1, &id, &doc);
         if let Some(h) = r.hashrate_ths { prop_assert!(h.is_finite()); }
-        let _ = split_multi(&doc, &["version", "summary"]);
+        let _ = split_multi(doc.clone(), &["version", "summary"]);
         let _ = select(&doc, "*/*/fan#");
     }
 }
@@ -191,5 +229,58 @@ proptest! {
             let _ = miners::probe("127.0.0.1", port, &opts).await;
             server.abort();
         });
+    }
+}
+
+/// Chunk sizes and lengths as a hostile peer sends them: the largest values that parse, one
+/// past them, and values around the cap.
+fn extreme_len() -> BoxedStrategy<u128> {
+    prop_oneof![
+        Just(u64::MAX as u128),
+        Just(usize::MAX as u128),
+        Just(usize::MAX as u128 + 1),
+        Just(u128::MAX),
+        (0u128..=70_000),
+        any::<u64>().prop_map(u128::from),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Chunk sizes anywhere up to `u128::MAX` and caps anywhere up to `usize::MAX`: the
+    /// de-chunker answers a body within the cap or an error, and never overflows.
+    #[test]
+    fn chunk_lengths_never_overflow(sizes in prop::collection::vec(extreme_len(), 1..4), cap in prop_oneof![Just(usize::MAX), Just(usize::MAX - 1), 0usize..100_000]) {
+        let mut raw = Vec::new();
+        for s in &sizes {
+            raw.extend_from_slice(format!("{s:x}\r\n").as_bytes());
+            raw.extend_from_slice(&b"x".repeat((*s).min(64) as usize));
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        match wattledger::collect::miners::wire::dechunk(&raw, cap) {
+            Ok(body) => prop_assert!(body.len() <= cap),
+            Err(e) => prop_assert!(matches!(e, wire::WireError::TooLarge { .. } | wire::WireError::NotHttp), "{e}"),
+        }
+        let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        reply.extend_from_slice(&raw);
+        let _ = parse_http(&reply, cap);
+        let _ = wattledger::collect::miners::wire::http_complete(&reply);
+    }
+
+    /// `Content-Length` anywhere up to `u128::MAX`: completeness and parsing stay total.
+    #[test]
+    fn content_lengths_never_overflow(len in extreme_len(), body in prop::collection::vec(any::<u8>(), 0..64), cap in prop_oneof![Just(usize::MAX), 0usize..100_000]) {
+        let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        reply.extend_from_slice(&body);
+        let complete = wattledger::collect::miners::wire::http_complete(&reply);
+        if (len as usize as u128) == len && len <= body.len() as u128 {
+            prop_assert_eq!(complete, Some(true));
+        }
+        if let Ok(r) = parse_http(&reply, cap) {
+            prop_assert!(r.body.len() <= body.len() && r.body.len() <= cap);
+        }
     }
 }

@@ -52,6 +52,8 @@ pub struct Agent {
     /// One writer per sink, each with the spool cursor of the same name.
     sinks: Vec<(String, Arc<dyn Writer>)>,
     stats: Arc<AgentStats>,
+    /// `[workloads]`, built once.
+    workloads: WorkloadMap,
 }
 
 impl Agent {
@@ -82,11 +84,11 @@ impl Agent {
         sources: Vec<ScheduledSource>,
         sinks: Vec<(String, Arc<dyn Writer>)>,
     ) -> Result<Agent, AgentError> {
-        WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
+        let workloads = WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
         if sinks.is_empty() {
             return Err(AgentError::Config("no sinks; add a [[sinks]] section (see docs/config.md)".into()));
         }
-        Ok(Agent { cfg, clock, sources, sinks, stats: Arc::new(AgentStats::default()) })
+        Ok(Agent { cfg, clock, sources, sinks, stats: Arc::new(AgentStats::default()), workloads })
     }
 
     /// Live counters; valid while and after the agent runs.
@@ -113,11 +115,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             spool: Arc::new(Mutex::new(spool)),
             stats: self.stats.clone(),
-            stamp: Stamp {
-                site: a.site.clone(),
-                host: self.cfg.host(),
-                workloads: WorkloadMap::new(&self.cfg.workloads).map_err(AgentError::Config)?,
-            },
+            stamp: Stamp { site: a.site.clone(), host: self.cfg.host(), workloads: self.workloads },
             clock: self.clock.clone(),
             ship_now: tokio::sync::Notify::new(),
             batch_size: a.batch_size as u64,

@@ -8,16 +8,16 @@
 
 use serde::Serialize;
 
-use super::signal::Window;
 use crate::model::schema::J_PER_KWH;
-use crate::revenue::ModelKind;
+use crate::revenue::{Efficiency, ModelInfo};
+use crate::signal::Window;
 
 /// One workload's numbers in one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowResult {
     pub workload: String,
     pub site: String,
-    pub model: ModelKind,
+    pub revenue_model: &'static ModelInfo,
     pub window: Window,
     pub energy_j: f64,
     pub facility_energy_j: f64,
@@ -93,7 +93,9 @@ pub fn per_kwh(amount: f64, energy_j: f64) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkloadSummary {
     pub workload: String,
-    pub model: ModelKind,
+    /// The revenue model, written by its name as in configs.
+    #[serde(rename = "model")]
+    pub revenue_model: &'static ModelInfo,
     pub energy_j: f64,
     pub facility_energy_j: f64,
     pub revenue_usd: f64,
@@ -112,7 +114,7 @@ pub struct WorkloadSummary {
 #[derive(Debug, Clone)]
 pub struct Summarizer {
     workload: String,
-    model: ModelKind,
+    revenue_model: &'static ModelInfo,
     energy_j: f64,
     facility_energy_j: f64,
     revenue_usd: f64,
@@ -126,10 +128,10 @@ pub struct Summarizer {
 }
 
 impl Summarizer {
-    pub fn new(workload: &str, model: ModelKind) -> Self {
+    pub fn new(workload: &str, revenue_model: &'static ModelInfo) -> Self {
         Summarizer {
             workload: workload.to_string(),
-            model,
+            revenue_model,
             energy_j: 0.0,
             facility_energy_j: 0.0,
             revenue_usd: 0.0,
@@ -169,17 +171,23 @@ impl Summarizer {
     pub fn finish(self) -> WorkloadSummary {
         let profit_usd = self.revenue_usd - self.energy_cost_usd;
         let coverage = if self.possible_ns > 0.0 { (self.covered_ns / self.possible_ns).clamp(0.0, 1.0) } else { 0.0 };
-        let is_miner = self.model == ModelKind::BitcoinFpps;
-        let is_tokens = self.model == ModelKind::AiTokens;
+        let efficiency = self.revenue_model.efficiency;
+        let shows = |e: Efficiency| efficiency == Some(e);
         WorkloadSummary {
             revenue_usd_per_kwh: per_kwh(self.revenue_usd, self.energy_j),
             profit_usd_per_kwh: per_kwh(profit_usd, self.energy_j),
             break_even_usd_per_kwh: per_kwh(self.revenue_usd, self.facility_energy_j),
             volatility_cv: coefficient_of_variation(&self.per_kwh),
-            j_per_th: self.work_th.filter(|&th| is_miner && th > 0.0).map(|th| self.energy_j / th),
-            tokens_per_j: self.tokens.filter(|_| is_tokens && self.energy_j > 0.0).map(|t| t / self.energy_j),
+            j_per_th: self
+                .work_th
+                .filter(|&th| shows(Efficiency::JoulesPerTh) && th > 0.0)
+                .map(|th| self.energy_j / th),
+            tokens_per_j: self
+                .tokens
+                .filter(|_| shows(Efficiency::TokensPerJoule) && self.energy_j > 0.0)
+                .map(|t| t / self.energy_j),
             workload: self.workload,
-            model: self.model,
+            revenue_model: self.revenue_model,
             energy_j: self.energy_j,
             facility_energy_j: self.facility_energy_j,
             revenue_usd: self.revenue_usd,
@@ -234,7 +242,7 @@ mod tests {
         WindowResult {
             workload: "btc".into(),
             site: "a".into(),
-            model: ModelKind::BitcoinFpps,
+            revenue_model: &crate::revenue::bitcoin_fpps::INFO,
             window: Window::new(hour * H, (hour + 1) * H),
             energy_j,
             facility_energy_j: energy_j * 1.1,
@@ -257,7 +265,7 @@ mod tests {
         // break-even = 9 / 79.2 = 0.113636...; CV of [0.10, 0.15]: mean 0.125,
         // population sd 0.025, CV 0.2. Coverage: 2 × 1 h covered of 2 devices × 2 h = 0.5.
         // J/TH: work = energy / 20, so 20 J/TH.
-        let mut s = Summarizer::new("btc", ModelKind::BitcoinFpps);
+        let mut s = Summarizer::new("btc", &crate::revenue::bitcoin_fpps::INFO);
         s.add(&window(0, 1.296e8, 3.60));
         s.add(&window(1, 1.296e8, 5.40));
         let r = s.finish();
@@ -274,7 +282,7 @@ mod tests {
 
     #[test]
     fn ranking_puts_no_energy_last() {
-        let mut a = Summarizer::new("a", ModelKind::AiContract).finish();
+        let mut a = Summarizer::new("a", &crate::revenue::ai_contract::INFO).finish();
         let mut b = a.clone();
         b.workload = "b".into();
         b.revenue_usd_per_kwh = Some(0.1);

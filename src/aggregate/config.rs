@@ -1,19 +1,39 @@
 //! The aggregator's configuration: `[store]`, `[sites.NAME]`, `[market]`,
 //! `[[workloads]]`, `[aggregator]` and `[api]` (every key is documented in
-//! `docs/config.md`, section "Aggregator"). Unknown keys are refused by name, and
-//! [`AggregatorConfig::validate`] checks what serde cannot: that each workload has
-//! the parameters its model needs, that sites exist, that prices are sane.
+//! `docs/config.md`, section "Aggregator"). Unknown keys are refused by name. A
+//! workload's terms are parsed, once, into its revenue model while the file is
+//! read (each model refuses keys it does not take); [`AggregatorConfig::plans`]
+//! checks what serde cannot (that sites exist, that prices are sane) and builds the
+//! runtime [`WorkloadPlan`]s. Every error is a [`KeyError`] naming the key path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::tariff::{Tariff, TouPeriod};
+use super::windows::WorkloadPlan;
 use crate::config::{ConfigError, Secret};
-use crate::revenue::{ModelKind, Terms};
+use crate::revenue::{self, RevenueModel};
 use crate::store::StoreConfig;
+
+/// A config value that is wrong, with the path of its key:
+/// `workloads[2].usd_per_gpu_hour`, `sites.a.pue`, `market.difficulty`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct KeyError {
+    pub at: String,
+    pub problem: String,
+}
+
+impl KeyError {
+    fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
+        KeyError { at: at.into(), problem: problem.into() }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,22 +142,54 @@ impl Default for MarketConfig {
 }
 
 /// `[[workloads]]`: a named group of devices (by their `workload` tag) and its
-/// revenue model with the model's terms.
+/// revenue model, built from the model's terms (the entry's other keys).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawWorkload")]
 pub struct WorkloadConfig {
     pub name: String,
-    pub model: ModelKind,
+    /// The `model` key, built with the entry's terms.
+    pub revenue_model: Arc<dyn RevenueModel>,
     /// The site whose PUE and tariff apply; may be left out when there is one site.
     pub site: Option<String>,
-    pub pool_fee: Option<f64>,
-    pub usd_per_gpu_hour: Option<f64>,
-    pub util_threshold_pct: Option<f64>,
-    pub usd_per_mtok_prompt: Option<f64>,
-    pub usd_per_mtok_generation: Option<f64>,
     /// Overrides `[aggregator] max_gap` for this workload's devices.
-    #[serde(default, with = "opt_duration")]
     pub max_gap: Option<Duration>,
+}
+
+/// A `[[workloads]]` entry as written: the keys every workload has, and the rest,
+/// which are the model's terms (the model refuses any it does not take).
+#[derive(Deserialize)]
+struct RawWorkload {
+    name: String,
+    model: String,
+    site: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    max_gap: Option<Duration>,
+    #[serde(flatten)]
+    terms: toml::Table,
+}
+
+/// A `[[workloads]]` entry whose model or terms are wrong (serde adds the line).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("[[workloads]] name = {name:?}: {source}")]
+    Model { name: String, source: revenue::UnknownModel },
+    #[error("[[workloads]] name = {name:?} (model {model}): {source}")]
+    Terms { name: String, model: &'static str, source: revenue::TermsError },
+}
+
+impl TryFrom<RawWorkload> for WorkloadConfig {
+    type Error = WorkloadError;
+
+    fn try_from(raw: RawWorkload) -> Result<Self, WorkloadError> {
+        let name = raw.name;
+        let reg = revenue::lookup(&raw.model).map_err(|source| WorkloadError::Model { name: name.clone(), source })?;
+        let model = reg.build(raw.terms).map_err(|source| WorkloadError::Terms {
+            name: name.clone(),
+            model: reg.info.name,
+            source,
+        })?;
+        Ok(WorkloadConfig { name, revenue_model: model, site: raw.site, max_gap: raw.max_gap })
+    }
 }
 
 /// `[aggregator]`: windows and schedule.
@@ -266,44 +318,62 @@ impl AggregatorConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let cfg: AggregatorConfig = crate::config::load(path)?;
-        cfg.validate().map_err(|m| ConfigError::Invalid(format!("{}: {m}", path.display())))?;
+        cfg.validate().map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
 
-    /// Checks everything serde cannot; the message names the key to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks everything serde cannot; the error names the key to fix.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        self.plans().map(drop)
+    }
+
+    /// Checks the config and builds the workloads ready to compute.
+    pub fn plans(&self) -> Result<Vec<WorkloadPlan>, KeyError> {
         let w = &self.aggregator;
         if w.window.as_secs_f64() < 1.0 || w.short_window.as_secs_f64() < 1.0 {
-            return Err("[aggregator] window and short_window must be at least 1s".into());
+            return Err(KeyError::new("aggregator.window", "window and short_window must be at least 1s"));
         }
         if w.read_chunk.as_secs_f64() < 1.0 {
-            return Err("[aggregator] read_chunk must be at least 1s".into());
+            return Err(KeyError::new("aggregator.read_chunk", "read_chunk must be at least 1s"));
         }
         if w.max_gap.is_zero() {
-            return Err("[aggregator] max_gap must be positive".into());
+            return Err(KeyError::new("aggregator.max_gap", "max_gap must be positive"));
         }
+        let mut tariffs = BTreeMap::new();
         for (name, site) in &self.sites {
             if !(site.pue.is_finite() && site.pue >= 1.0) {
-                return Err(format!("[sites.{name}] pue = {} must be a number ≥ 1 (facility ÷ IT energy)", site.pue));
+                return Err(KeyError::new(
+                    format!("sites.{name}.pue"),
+                    format!("pue = {} must be a number ≥ 1 (facility ÷ IT energy)", site.pue),
+                ));
             }
-            site.tariff(name)?;
+            tariffs.insert(name.as_str(), site.tariff(name)?);
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut needs_market = false;
-        for wl in &self.workloads {
-            let at = format!("[[workloads]] name = {:?}", wl.name);
+        let default_gap = w.max_gap.as_nanos() as i64;
+        let mut plans = Vec::with_capacity(self.workloads.len());
+        for (i, wl) in self.workloads.iter().enumerate() {
+            let at = format!("workloads[{i}]");
             if wl.name.is_empty() {
-                return Err("[[workloads]] name must not be empty".into());
+                return Err(KeyError::new(format!("{at}.name"), "name must not be empty"));
             }
             if !seen.insert(&wl.name) {
-                return Err(format!("{at}: the name appears twice"));
+                return Err(KeyError::new(format!("{at}.name"), format!("{:?} appears twice", wl.name)));
             }
-            self.site_of(wl)?;
-            wl.terms()?;
-            needs_market |= wl.model == ModelKind::BitcoinFpps;
+            let (site, site_cfg) = self.find_site(wl).map_err(|e| KeyError::new(format!("{at}.site"), e))?;
+            needs_market |= wl.revenue_model.info().inputs.market;
             if wl.max_gap.is_some_and(|g| g.is_zero()) {
-                return Err(format!("{at}: max_gap must be positive"));
+                return Err(KeyError::new(format!("{at}.max_gap"), "max_gap must be positive"));
             }
+            plans.push(WorkloadPlan {
+                name: wl.name.clone(),
+                site: site.to_string(),
+                revenue_model: wl.revenue_model.clone(),
+                pue: site_cfg.pue,
+                tariff: tariffs[site].clone(),
+                max_gap_ns: wl.max_gap.map_or(default_gap, |g| g.as_nanos() as i64),
+            });
         }
         if needs_market {
             let m = &self.market;
@@ -315,67 +385,72 @@ impl AggregatorConfig {
                         ("block_subsidy_btc", m.block_subsidy_btc),
                         ("fees_btc_per_block", m.fees_btc_per_block),
                     ] {
+                        let at = format!("market.{key}");
                         match v {
                             None => {
-                                return Err(format!(
-                                    "[market] source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)"
+                                return Err(KeyError::new(
+                                    at,
+                                    format!("source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)"),
                                 ))
                             }
                             Some(v) if !(v.is_finite() && v >= 0.0) => {
-                                return Err(format!("[market] {key} = {v} must be a number ≥ 0"))
+                                return Err(KeyError::new(at, format!("{key} = {v} must be a number ≥ 0")))
                             }
                             _ => {}
                         }
                     }
                     if m.difficulty == Some(0.0) {
-                        return Err("[market] difficulty must be positive".into());
+                        return Err(KeyError::new("market.difficulty", "difficulty must be positive"));
                     }
                 }
                 MarketSourceKind::Store => {}
                 MarketSourceKind::Http => {
                     if m.url.as_deref().is_none_or(str::is_empty) {
-                        return Err(
-                            "[market] source = \"http\" needs `url`, the base of a mempool-style API ending in /api"
-                                .into(),
-                        );
+                        return Err(KeyError::new(
+                            "market.url",
+                            "source = \"http\" needs `url`, the base of a mempool-style API ending in /api",
+                        ));
                     }
                     if m.fee_blocks == 0 {
-                        return Err("[market] fee_blocks must be at least 1".into());
+                        return Err(KeyError::new("market.fee_blocks", "fee_blocks must be at least 1"));
                     }
                 }
             }
         }
         let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
-            .map_err(|e| format!("[api] {e}"))?;
+            .map_err(|e| KeyError::new("api.token", e.to_string()))?;
         if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
-            return Err(
-                "[api] ingest = true needs `token` or `token_file`: writes are never accepted without one".into()
-            );
+            return Err(KeyError::new(
+                "api.token",
+                "ingest = true needs `token` or `token_file`: writes are never accepted without one",
+            ));
         }
-        Ok(())
+        Ok(plans)
     }
 
-    /// The site a workload belongs to.
-    pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
+    /// The site a workload belongs to; the error is at `workloads[i].site`.
+    pub fn site_of(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), KeyError> {
+        let i = self.workloads.iter().position(|w| w.name == wl.name).unwrap_or(0);
+        self.find_site(wl).map_err(|problem| KeyError::new(format!("workloads[{i}].site"), problem))
+    }
+
+    fn find_site(&self, wl: &WorkloadConfig) -> Result<(&str, &SiteConfig), String> {
         match &wl.site {
             Some(s) => self
                 .sites
                 .get_key_value(s)
                 .map(|(k, v)| (k.as_str(), v))
-                .ok_or_else(|| format!("[[workloads]] name = {:?}: site {s:?} has no [sites.{s}] section", wl.name)),
+                .ok_or_else(|| format!("site {s:?} of workload {:?} has no [sites.{s}] section", wl.name)),
             None if self.sites.len() == 1 => {
                 let (k, v) = self.sites.iter().next().expect("one site");
                 Ok((k.as_str(), v))
             }
-            None if self.sites.is_empty() => Err(format!(
-                "[[workloads]] name = {:?}: add a [sites.NAME] section (pue, energy_usd_per_kwh) for it",
-                wl.name
-            )),
-            None => Err(format!(
-                "[[workloads]] name = {:?}: set `site` (there are {} [sites.*] sections)",
-                wl.name,
-                self.sites.len()
-            )),
+            None if self.sites.is_empty() => {
+                Err(format!("workload {:?}: add a [sites.NAME] section (pue, energy_usd_per_kwh) for it", wl.name))
+            }
+            None => {
+                Err(format!("workload {:?}: set `site` (there are {} [sites.*] sections)", wl.name, self.sites.len()))
+            }
         }
     }
 
@@ -388,34 +463,41 @@ impl AggregatorConfig {
 impl SiteConfig {
     /// The site's tariff. `Measured` starts without prices; they are read from the
     /// store for each range.
-    pub fn tariff(&self, name: &str) -> Result<Tariff, String> {
-        let at = format!("[sites.{name}]");
+    pub fn tariff(&self, name: &str) -> Result<Tariff, KeyError> {
+        let at = |key: &str| format!("sites.{name}.{key}");
         let price = |key: &str, v: Option<f64>| match v {
             Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
-            Some(v) => Err(format!("{at} {key} = {v} must be a price ≥ 0")),
-            None => Err(format!("{at} needs `{key}`")),
+            Some(v) => Err(KeyError::new(at(key), format!("{key} = {v} must be a price ≥ 0"))),
+            None => Err(KeyError::new(at(key), format!("[sites.{name}] needs `{key}`"))),
         };
         match (&self.energy_usd_per_kwh, &self.tariff) {
-            (Some(_), Some(_)) => {
-                Err(format!("{at}: set either energy_usd_per_kwh or [sites.{name}.tariff], not both"))
-            }
-            (None, None) => Err(format!("{at}: set energy_usd_per_kwh or a [sites.{name}.tariff]")),
+            (Some(_), Some(_)) => Err(KeyError::new(
+                format!("sites.{name}"),
+                format!("set either energy_usd_per_kwh or [sites.{name}.tariff], not both"),
+            )),
+            (None, None) => Err(KeyError::new(
+                format!("sites.{name}"),
+                format!("set energy_usd_per_kwh or a [sites.{name}.tariff]"),
+            )),
             (Some(p), None) => Ok(Tariff::Flat { usd_per_kwh: price("energy_usd_per_kwh", Some(*p))? }),
             (None, Some(t)) => match t.kind {
                 TariffKind::Flat => Ok(Tariff::Flat { usd_per_kwh: price("tariff.usd_per_kwh", t.usd_per_kwh)? }),
                 TariffKind::Measured => Ok(Tariff::Measured { prices: Vec::new() }),
                 TariffKind::TimeOfUse => {
                     let utc_offset_s = parse_utc_offset(t.utc_offset.as_deref().unwrap_or("Z"))
-                        .map_err(|e| format!("{at} tariff.utc_offset: {e}"))?;
+                        .map_err(|e| KeyError::new(at("tariff.utc_offset"), e.to_string()))?;
                     let default_usd_per_kwh = price("tariff.default_usd_per_kwh", t.default_usd_per_kwh)?;
-                    for p in &t.periods {
+                    for (i, p) in t.periods.iter().enumerate() {
                         if p.from_hour > 23 || p.to_hour > 24 || p.from_hour == p.to_hour {
-                            return Err(format!(
-                                "{at} tariff period {}..{}: hours are 0-24 and from_hour differs from to_hour",
-                                p.from_hour, p.to_hour
+                            return Err(KeyError::new(
+                                at(&format!("tariff.periods[{i}]")),
+                                format!(
+                                    "period {}..{}: hours are 0-24 and from_hour differs from to_hour",
+                                    p.from_hour, p.to_hour
+                                ),
                             ));
                         }
-                        price("tariff.periods.usd_per_kwh", Some(p.usd_per_kwh))?;
+                        price(&format!("tariff.periods[{i}].usd_per_kwh"), Some(p.usd_per_kwh))?;
                     }
                     Ok(Tariff::TimeOfUse { utc_offset_s, periods: t.periods.clone(), default_usd_per_kwh })
                 }
@@ -424,68 +506,17 @@ impl SiteConfig {
     }
 }
 
-impl WorkloadConfig {
-    /// The model's terms; an error names the missing or invalid key.
-    pub fn terms(&self) -> Result<Terms, String> {
-        let at = format!("[[workloads]] name = {:?} (model {})", self.name, self.model);
-        let need = |key: &str, v: Option<f64>| -> Result<f64, String> {
-            match v {
-                Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                Some(v) => Err(format!("{at}: {key} = {v} must be ≥ 0")),
-                None => Err(format!("{at} needs `{key}`")),
-            }
-        };
-        let mut t = Terms::default();
-        let mut used: Vec<&str> = Vec::new();
-        match self.model {
-            ModelKind::BitcoinFpps => {
-                t.pool_fee = need("pool_fee", Some(self.pool_fee.unwrap_or(0.0)))?;
-                if t.pool_fee >= 1.0 {
-                    return Err(format!("{at}: pool_fee is a fraction (0.02 for 2%), got {}", t.pool_fee));
-                }
-                used.push("pool_fee");
-            }
-            ModelKind::AiContract => {
-                t.usd_per_gpu_hour = need("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
-                used.push("usd_per_gpu_hour");
-            }
-            ModelKind::AiOnDemand => {
-                t.usd_per_gpu_hour = need("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
-                t.util_threshold_pct = need("util_threshold_pct", self.util_threshold_pct)?;
-                if t.util_threshold_pct > 100.0 {
-                    return Err(format!("{at}: util_threshold_pct is a percentage, got {}", t.util_threshold_pct));
-                }
-                used.extend(["usd_per_gpu_hour", "util_threshold_pct"]);
-            }
-            ModelKind::AiTokens => {
-                t.usd_per_mtok_prompt = need("usd_per_mtok_prompt", self.usd_per_mtok_prompt)?;
-                t.usd_per_mtok_generation = need("usd_per_mtok_generation", self.usd_per_mtok_generation)?;
-                used.extend(["usd_per_mtok_prompt", "usd_per_mtok_generation"]);
-            }
-        }
-        // A key meant for another model is a mistake worth pointing out.
-        for (key, set) in [
-            ("pool_fee", self.pool_fee.is_some()),
-            ("usd_per_gpu_hour", self.usd_per_gpu_hour.is_some()),
-            ("util_threshold_pct", self.util_threshold_pct.is_some()),
-            ("usd_per_mtok_prompt", self.usd_per_mtok_prompt.is_some()),
-            ("usd_per_mtok_generation", self.usd_per_mtok_generation.is_some()),
-        ] {
-            if set && !used.contains(&key) {
-                return Err(format!("{at}: `{key}` does not apply to this model"));
-            }
-        }
-        Ok(t)
-    }
-}
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{0}` is not a UTC offset like +02:00 or -05:00")]
+pub struct BadUtcOffset(pub String);
 
 /// `+02:00`, `-05:30`, `+2`, `Z` → seconds east of UTC.
-pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+pub fn parse_utc_offset(s: &str) -> Result<i64, BadUtcOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
         return Ok(0);
     }
-    let bad = || format!("`{s}` is not a UTC offset like +02:00 or -05:00");
+    let bad = || BadUtcOffset(s.to_string());
     let (sign, rest) = match s.as_bytes().first() {
         Some(b'+') => (1, &s[1..]),
         Some(b'-') => (-1, &s[1..]),
@@ -505,7 +536,7 @@ mod tests {
 
     fn parse(toml: &str) -> Result<AggregatorConfig, String> {
         let cfg: AggregatorConfig = crate::config::from_str(toml, Path::new("test.toml")).map_err(|e| e.to_string())?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 
@@ -518,7 +549,7 @@ mod tests {
         std::env::set_var("WATTLEDGER_API_TOKEN", "example-token");
         let cfg = AggregatorConfig::load(&path).unwrap();
         assert!(cfg.workloads.len() >= 4);
-        let kinds: std::collections::BTreeSet<_> = cfg.workloads.iter().map(|w| w.model.as_str()).collect();
+        let kinds: std::collections::BTreeSet<_> = cfg.workloads.iter().map(|w| w.revenue_model.info().name).collect();
         assert_eq!(kinds.len(), 4, "the example shows every model: {kinds:?}");
     }
 
@@ -554,6 +585,37 @@ mod tests {
             parse(&format!("{BASE}[[workloads]]\nname = \"btc\"\nmodel = \"bitcoin_fpps\"\n[market]\nbtc_usd = 1.0\n"))
                 .unwrap_err();
         assert!(err.contains("difficulty"), "{err}");
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        for (section, key) in [("aggregator", "window"), ("aggregator", "interval"), ("market", "refresh")] {
+            let err = parse(&format!("{BASE}[{section}]\n{key} = \"99999999999999999999999s\"\n")).unwrap_err();
+            assert!(err.contains(key) && err.contains("too long"), "{err}");
+        }
+        let err =
+            parse(&format!("{BASE}[[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 1.0\nmax_gap = \"99999999999999999999h\"\n"))
+                .unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        // 100 years is the limit, and still fits i64 nanoseconds.
+        parse(&format!("{BASE}[aggregator]\nrecompute_lookback = \"36500d\"\n")).unwrap();
+    }
+
+    #[test]
+    fn errors_carry_the_key_path() {
+        let toml = format!(
+            "{BASE}[[workloads]]\nname = \"a\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 1.0\n\
+             [[workloads]]\nname = \"b\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 1.0\nsite = \"nowhere\"\n"
+        );
+        let cfg: AggregatorConfig = crate::config::from_str(&toml, Path::new("test.toml")).unwrap();
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(err.at, "workloads[1].site", "{err}");
+        let err = parse(&format!("{BASE}[sites.b]\npue = 0.5\nenergy_usd_per_kwh = 0.05\n")).unwrap_err();
+        assert!(err.starts_with("sites.b.pue: "), "{err}");
+        // A term out of range is named with its workload, from the model's own check.
+        let err = parse(&format!("{BASE}[[workloads]]\nname = \"h\"\nmodel = \"ai_on_demand\"\nusd_per_gpu_hour = 1.0\nutil_threshold_pct = 150\n"))
+            .unwrap_err();
+        assert!(err.contains("\"h\"") && err.contains("util_threshold_pct is a percentage"), "{err}");
     }
 
     #[test]

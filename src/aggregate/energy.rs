@@ -1,7 +1,7 @@
 //! Energy per device and window.
 //!
 //! Rules, interval by interval (an interval is the time between two consecutive
-//! samples of one device, see [`super::signal`]):
+//! samples of one device, see [`crate::signal`]):
 //!
 //! 1. Both ends carry the energy counter (`energy_j`, NVML's total energy since the
 //!    driver loaded): the energy is the counter's increase.
@@ -20,7 +20,7 @@
 //! windows. Coverage is covered time ÷ window length, per device; a workload's
 //! coverage is the mean over its devices.
 
-use super::signal::{counter_delta, pieces, trapezoid, Window};
+use crate::signal::{counter_delta, pieces, trapezoid, Window};
 
 /// One sample of one device. Samples with neither field are ignored.
 #[derive(Debug, Clone, Copy, PartialEq)]

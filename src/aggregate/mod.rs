@@ -1,7 +1,7 @@
 //! The aggregator: measured revenue per joule for each workload.
 //!
 //! Pure parts, each unit-tested with hand-worked numbers:
-//! [`signal`] (intervals, gaps, clipping), [`energy`], [`tariff`], [`compare`]
+//! [`crate::signal`] (intervals, gaps, clipping), [`energy`], [`tariff`], [`compare`]
 //! (the per-workload comparison) and the revenue models in [`crate::revenue`].
 //! Parts that touch the outside: [`windows`] (reads the [`Store`] window by window,
 //! writes `workload_efficiency` back) and [`market`] (static values or a
@@ -12,10 +12,12 @@
 pub mod compare;
 pub mod config;
 pub mod energy;
+pub mod fleet;
 pub mod market;
-pub mod signal;
 pub mod tariff;
 pub mod windows;
+
+pub use self::fleet::{Fleet, FleetDevice};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,16 +28,15 @@ use tokio::sync::Mutex;
 use self::compare::{rank, Report, Summarizer, WindowResult};
 use self::config::{AggregatorConfig, MarketSourceKind};
 use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
-use self::signal::Window;
 use self::tariff::Tariff;
 use self::windows::{
-    aligned_windows, compute_window, config_hash, devices_from_series, efficiency_point, source_values, stored_windows,
-    WindowStamp, WorkloadPlan,
+    aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, WindowStamp,
+    WorkloadPlan,
 };
-use crate::collect::miners::models;
-use crate::model::schema::{self, asic, energy_price, gpu, inference};
+use crate::model::schema::{self, energy_price};
 use crate::model::{Clock, FieldValue};
-use crate::revenue::{build, Market, ModelKind};
+use crate::revenue::{Market, ModelInfo};
+use crate::signal::Window;
 use crate::store::influx::InfluxStore;
 use crate::store::{SeriesQuery, Store, StoreConfig, StoreError, StoreKind, WriteApi};
 
@@ -62,8 +63,8 @@ pub enum Windows {
 pub enum AggregateError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] config::KeyError),
     #[error(transparent)]
     Market(#[from] market::MarketError),
     #[error("no workload named {0:?} in the config")]
@@ -90,27 +91,6 @@ pub struct RunStats {
     pub warnings: Vec<String>,
 }
 
-/// One device in the fleet view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FleetDevice {
-    pub kind: &'static str,
-    pub workload: Option<String>,
-    pub host: Option<String>,
-    pub device: String,
-    pub model: Option<String>,
-    pub status: &'static str,
-    pub last_seen: String,
-    pub power_w: Option<f64>,
-    pub j_per_th: Option<f64>,
-    pub nominal_j_per_th: Option<f64>,
-    pub below_nominal: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Fleet {
-    pub devices: Vec<FleetDevice>,
-}
-
 /// The aggregator as a library: build it with a config, a store and a clock.
 pub struct Aggregator {
     cfg: AggregatorConfig,
@@ -134,22 +114,7 @@ impl std::fmt::Debug for Aggregator {
 
 impl Aggregator {
     pub fn new(cfg: AggregatorConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, AggregateError> {
-        cfg.validate().map_err(AggregateError::Config)?;
-        let default_gap = cfg.aggregator.max_gap.as_nanos() as i64;
-        let mut plans = Vec::new();
-        for wl in &cfg.workloads {
-            let (site, site_cfg) = cfg.site_of(wl).map_err(AggregateError::Config)?;
-            let terms = wl.terms().map_err(AggregateError::Config)?;
-            plans.push(WorkloadPlan {
-                name: wl.name.clone(),
-                site: site.to_string(),
-                kind: wl.model,
-                model: build(wl.model, terms),
-                pue: site_cfg.pue,
-                tariff: site_cfg.tariff(site).map_err(AggregateError::Config)?,
-                max_gap_ns: wl.max_gap.map_or(default_gap, |g| g.as_nanos() as i64),
-            });
-        }
+        let plans = cfg.plans()?;
         let http_market = match (cfg.market.source, &cfg.market.url) {
             (MarketSourceKind::Http, Some(url)) => {
                 Some(HttpMarket::new(url, cfg.market.fee_blocks, cfg.market.timeout)?)
@@ -160,9 +125,11 @@ impl Aggregator {
             None => store.clone(),
             Some(rp) => {
                 if cfg.store.kind != StoreKind::Influxdb || cfg.store.api != WriteApi::V1 {
-                    return Err(AggregateError::Config(
-                        "[aggregator] windows_retention_policy needs [store] kind = \"influxdb\" with api = \"v1\"; remove it for other stores".into(),
-                    ));
+                    return Err(AggregateError::Config(config::KeyError {
+                        at: "aggregator.windows_retention_policy".into(),
+                        problem: "needs [store] kind = \"influxdb\" with api = \"v1\"; remove it for other stores"
+                            .into(),
+                    }));
                 }
                 let store_cfg = StoreConfig { retention_policy: Some(rp.clone()), ..cfg.store.clone() };
                 Arc::new(InfluxStore::from_config(&store_cfg)?)
@@ -199,7 +166,7 @@ impl Aggregator {
     /// Market history covering `[from_ns, to_ns)`.
     async fn market_history(&self, from_ns: i64, to_ns: i64) -> Result<MarketHistory, AggregateError> {
         let mc = &self.cfg.market;
-        if !self.plans.iter().any(|p| p.kind == ModelKind::BitcoinFpps) {
+        if !self.plans.iter().any(|p| p.revenue_model.info().inputs.market) {
             return Ok(MarketHistory::none());
         }
         if mc.source == MarketSourceKind::Static {
@@ -347,7 +314,7 @@ impl Aggregator {
     /// length (see [`Self::compute`] for which come from the store).
     pub async fn report(&self, from_ns: i64, to_ns: i64, mode: Windows) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
-            self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.kind))).collect();
+            self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
         self.compute(from_ns, to_ns, self.window_ns(), None, mode, |w| {
             if let Some(s) = sums.get_mut(&w.workload) {
                 s.add(&w);
@@ -375,12 +342,12 @@ impl Aggregator {
         from_ns: i64,
         to_ns: i64,
         mode: Windows,
-    ) -> Result<(ModelKind, Vec<WindowResult>), AggregateError> {
+    ) -> Result<(&'static ModelInfo, Vec<WindowResult>), AggregateError> {
         let kind = self
             .plans
             .iter()
             .find(|p| p.name == name)
-            .map(|p| p.kind)
+            .map(|p| p.revenue_model.info())
             .ok_or_else(|| AggregateError::UnknownWorkload(name.to_string()))?;
         let mut out = Vec::new();
         self.compute(from_ns, to_ns, self.window_ns(), Some(name), mode, |w| out.push(w)).await?;
@@ -513,233 +480,5 @@ impl Aggregator {
                 }
             }
         }
-    }
-
-    /// Every device seen in the last `fleet_lookback`, with its latest reading.
-    pub async fn fleet(&self, now_ns: i64) -> Result<Fleet, AggregateError> {
-        let a = &self.cfg.aggregator;
-        let max_gap_ns = a.max_gap.as_nanos() as i64;
-        let start_ns = now_ns - a.fleet_lookback.as_nanos() as i64;
-        let specs: [(&'static str, &str, &[&str], &str); 3] = [
-            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS], gpu::TAG_MODEL),
-            ("asic", asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE], asic::TAG_MODEL),
-            ("inference", inference::MEASUREMENT, &[inference::REQUESTS], inference::TAG_MODEL),
-        ];
-        let mut devices = Vec::new();
-        for (kind, measurement, fields, model_tag) in specs {
-            let q = SeriesQuery {
-                measurement: measurement.into(),
-                fields: fields.iter().map(|f| f.to_string()).collect(),
-                tag_filters: vec![],
-                start_ns,
-                end_ns: now_ns + 1,
-            };
-            let series = self.store.read(&q).await?;
-            let measured = if kind == "asic" { measured_j_per_th(&series) } else { BTreeMap::new() };
-            for dev in devices_from_series(measurement, series) {
-                let Some(&(last_ns, healthy)) = dev.tracks.healthy.last() else { continue };
-                let last = |f: &str| dev.tracks.track(f).last().filter(|(t, _)| *t == last_ns).map(|&(_, v)| v);
-                let power_w = last(gpu::POWER_W);
-                let age = now_ns - last_ns;
-                let status = if age > 10 * max_gap_ns {
-                    "offline"
-                } else if !healthy {
-                    if kind == "gpu" {
-                        "lost"
-                    } else {
-                        "offline"
-                    }
-                } else if age > max_gap_ns {
-                    "stale"
-                } else {
-                    "online"
-                };
-                let j_per_th = match (power_w, last(asic::HASHRATE_THS)) {
-                    (Some(p), Some(h)) if kind == "asic" && h > 0.0 => Some(p / h),
-                    _ => None,
-                };
-                let nominal = if kind == "asic" {
-                    nominal_spec(
-                        dev.tags.get(asic::TAG_MAKE).map(String::as_str),
-                        dev.tags.get(asic::TAG_MODEL).map(String::as_str),
-                    )
-                    .map(|s| s.j_per_th())
-                } else {
-                    None
-                };
-                let below_nominal = match (nominal, measured.get(&dev.tracks.id)) {
-                    (Some(n), Some(m)) => m.j_per_th().map(|j| below_nominal(j, n)),
-                    _ => None,
-                };
-                devices.push(FleetDevice {
-                    kind,
-                    workload: dev.tags.get(schema::TAG_WORKLOAD).cloned(),
-                    host: dev.tags.get(schema::TAG_HOST).cloned(),
-                    device: dev.tracks.id.clone(),
-                    model: dev.tags.get(model_tag).cloned(),
-                    status,
-                    last_seen: rfc3339(last_ns),
-                    power_w,
-                    j_per_th,
-                    nominal_j_per_th: nominal,
-                    below_nominal,
-                });
-            }
-        }
-        Ok(Fleet { devices })
-    }
-}
-
-/// How much worse than its nominal J/TH a miner may measure before the fleet view
-/// flags it `below_nominal`: 10 %, the makers' own tolerance on their published figures
-/// (±5–10 %), so a miner within spec is not flagged.
-pub const NOMINAL_TOLERANCE: f64 = 0.10;
-
-/// True when `measured_j_per_th` is worse (higher) than `nominal_j_per_th` by more than
-/// [`NOMINAL_TOLERANCE`].
-pub fn below_nominal(measured_j_per_th: f64, nominal_j_per_th: f64) -> bool {
-    measured_j_per_th > nominal_j_per_th * (1.0 + NOMINAL_TOLERANCE)
-}
-
-/// The nominal figures of a miner from its `make` and `model` tags; without a `make`
-/// tag, the model alone when exactly one make has it.
-pub fn nominal_spec(make: Option<&str>, model: Option<&str>) -> Option<&'static models::ModelSpec> {
-    let model = model?;
-    match make {
-        Some(make) => models::lookup(make, model),
-        None => {
-            let mut makes = models::MODELS.iter().map(|m| m.make).collect::<Vec<_>>();
-            makes.dedup();
-            let mut found = makes.into_iter().filter_map(|make| models::lookup(make, model));
-            match (found.next(), found.next()) {
-                (Some(spec), None) => Some(spec),
-                _ => None,
-            }
-        }
-    }
-}
-
-/// Sums of power and hashrate over the samples where both were read.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct EfficiencySums {
-    pub power_w: f64,
-    pub hashrate_ths: f64,
-    pub samples: usize,
-}
-
-impl EfficiencySums {
-    /// Σ power ÷ Σ hashrate (the mean power over the mean hashrate), `None` without hashrate.
-    pub fn j_per_th(&self) -> Option<f64> {
-        (self.samples > 0 && self.hashrate_ths > 0.0).then(|| self.power_w / self.hashrate_ths)
-    }
-}
-
-/// Measured J/TH per miner (keyed by device id) over the `asic` series read, counting
-/// only series whose `power_source` is `reported` or `meter`: an `estimated` power is
-/// hashrate × nominal J/TH, so comparing it with the nominal figure would be circular.
-pub fn measured_j_per_th(series: &[crate::store::Series]) -> BTreeMap<String, EfficiencySums> {
-    let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
-    for s in series {
-        let measured_power =
-            matches!(s.tags.get(asic::TAG_POWER_SOURCE).map(String::as_str), Some("reported" | "meter"));
-        let col = |name: &str| s.fields.iter().position(|f| f == name);
-        let (Some(p), Some(h)) = (col(asic::POWER_W), col(asic::HASHRATE_THS)) else { continue };
-        if !measured_power {
-            continue;
-        }
-        let num = |row: &[Option<FieldValue>], j: usize| {
-            row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
-        };
-        let sums = out.entry(windows::device_id(asic::MEASUREMENT, &s.tags)).or_default();
-        for row in &s.values {
-            if let (Some(power_w), Some(hashrate_ths)) = (num(row, p), num(row, h)) {
-                if power_w >= 0.0 && hashrate_ths > 0.0 {
-                    sums.power_w += power_w;
-                    sums.hashrate_ths += hashrate_ths;
-                    sums.samples += 1;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A fixed `Window` helper for callers that think in RFC 3339.
-pub fn window_from_rfc3339(from: &str, to: &str) -> Result<Window, String> {
-    let (a, b) = (parse_rfc3339(from)?, parse_rfc3339(to)?);
-    if b <= a {
-        return Err(format!("--to {to} must be after --from {from}"));
-    }
-    Ok(Window::new(a, b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Point, SystemClock};
-    use crate::store::embedded::EmbeddedStore;
-
-    const S: i64 = 1_000_000_000;
-
-    fn miner(t_s: i64, id: &str, make: &str, model: &str, source: &str, power_w: f64, hashrate_ths: f64) -> Point {
-        Point::new(asic::MEASUREMENT, t_s * S)
-            .tag(schema::TAG_HOST, "site-a")
-            .tag(asic::TAG_MINER, id)
-            .tag(asic::TAG_MAKE, make)
-            .tag(asic::TAG_MODEL, model)
-            .tag(asic::TAG_POWER_SOURCE, source)
-            .tag(schema::TAG_WORKLOAD, "btc")
-            .field(asic::POWER_W, power_w)
-            .field(asic::HASHRATE_THS, hashrate_ths)
-            .field(asic::ONLINE, true)
-    }
-
-    #[tokio::test]
-    async fn fleet_compares_measured_with_nominal_efficiency() {
-        let store = Arc::new(EmbeddedStore::open_in_memory().unwrap());
-        store
-            .write_blocking(&[
-                // S19 Pro nominal: 3250 W / 110 TH/s = 29.545 J/TH; flagged above 29.545 × 1.1 = 32.5.
-                // a: (3300 + 3400) W / (100 + 100) TH/s = 33.5 J/TH > 32.5 → below nominal.
-                miner(9_940, "a", "Antminer", "S19 Pro", "reported", 3300.0, 100.0),
-                miner(9_970, "a", "Antminer", "S19 Pro", "reported", 3400.0, 100.0),
-                // b: (3250 + 3250) / (108 + 112) = 29.545 J/TH, at nominal → not flagged.
-                miner(9_940, "b", "Antminer", "S19 Pro", "meter", 3250.0, 108.0),
-                miner(9_970, "b", "Antminer", "S19 Pro", "meter", 3250.0, 112.0),
-                // c: (3500 + 3560) / (110 + 110) = 32.09 J/TH ≤ 32.5 → within tolerance.
-                miner(9_940, "c", "Antminer", "S19 Pro", "reported", 3500.0, 110.0),
-                miner(9_970, "c", "Antminer", "S19 Pro", "reported", 3560.0, 110.0),
-                // d: estimated power (M60S nominal 3441 / 186 = 18.5 J/TH): no comparison.
-                miner(9_970, "d", "Whatsminer", "M60S_VK40", "estimated", 150.0 * 18.5, 150.0),
-                // e: a model not in the table.
-                miner(9_970, "e", "Antminer", "S9", "reported", 1400.0, 14.0),
-            ])
-            .unwrap();
-        let toml = "[store]\nkind = \"embedded\"\npath = \"x.db\"\n[sites.a]\npue = 1.2\nenergy_usd_per_kwh = 0.05\n\
-                    [[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\n";
-        let cfg: AggregatorConfig = crate::config::from_str(toml, std::path::Path::new("test.toml")).unwrap();
-        let agg = Aggregator::new(cfg, store, Arc::new(SystemClock)).unwrap();
-        let fleet = agg.fleet(10_000 * S).await.unwrap();
-        let by_id = |id: &str| fleet.devices.iter().find(|d| d.device == format!("site-a/{id}")).unwrap().clone();
-        let s19 = 3250.0 / 110.0;
-        for (id, nominal, below) in [
-            ("a", Some(s19), Some(true)),
-            ("b", Some(s19), Some(false)),
-            ("c", Some(s19), Some(false)),
-            ("d", Some(3441.0 / 186.0), None),
-            ("e", None, None),
-        ] {
-            let d = by_id(id);
-            assert_eq!(d.below_nominal, below, "{d:?}");
-            match (d.nominal_j_per_th, nominal) {
-                (Some(got), Some(want)) => assert!((got - want).abs() < 1e-9, "{d:?}"),
-                (got, want) => assert_eq!(got, want, "{d:?}"),
-            }
-        }
-        // The latest reading's J/TH: a at 3400 W / 100 TH/s.
-        assert_eq!(by_id("a").j_per_th, Some(34.0));
-        assert!(below_nominal(32.51, s19) && !below_nominal(32.49, s19));
-        assert_eq!(nominal_spec(None, Some("M50S")).unwrap().make, "Whatsminer");
-        assert!(nominal_spec(None, None).is_none());
     }
 }

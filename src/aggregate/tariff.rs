@@ -9,8 +9,8 @@
 
 use serde::Deserialize;
 
-use super::signal::Window;
 use crate::model::schema::J_PER_KWH;
+use crate::signal::Window;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use super::compare::WindowResult;
 use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
 use super::market::{MarketAt, MarketHistory};
-use super::signal::Window;
 use super::tariff::Tariff;
 use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
-use crate::revenue::{DeviceTracks, ModelKind, RevenueInput, RevenueModel};
+use crate::revenue::{DeviceTracks, Inputs, RevenueInput, RevenueModel};
+use crate::signal::Window;
 use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
@@ -27,8 +27,7 @@ use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
 pub struct WorkloadPlan {
     pub name: String,
     pub site: String,
-    pub kind: ModelKind,
-    pub model: Box<dyn RevenueModel>,
+    pub revenue_model: Arc<dyn RevenueModel>,
     pub pue: f64,
     pub tariff: Tariff,
     pub max_gap_ns: i64,
@@ -233,14 +232,14 @@ pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<Device
 
 /// Fields read for a measurement: the energy inputs, the health flags and the
 /// model's revenue inputs.
-fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
+fn fields_for(measurement: &str, inputs: &Inputs) -> Vec<String> {
     let mut fields: Vec<&str> = match measurement {
         m if m == gpu::MEASUREMENT => vec![gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS],
         m if m == asic::MEASUREMENT => vec![asic::POWER_W, asic::ONLINE],
         _ => vec![],
     };
-    if kind.revenue_measurement() == measurement {
-        for f in kind.revenue_fields() {
+    if inputs.revenue_measurement == measurement {
+        for f in inputs.revenue_fields {
             if !fields.contains(f) {
                 fields.push(f);
             }
@@ -252,7 +251,7 @@ fn fields_for(measurement: &str, kind: ModelKind) -> Vec<String> {
 fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
     SeriesQuery {
         measurement: measurement.to_string(),
-        fields: fields_for(measurement, plan.kind),
+        fields: fields_for(measurement, &plan.revenue_model.info().inputs),
         tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
         start_ns: win.start_ns - plan.max_gap_ns,
         end_ns: win.end_ns + plan.max_gap_ns,
@@ -273,10 +272,11 @@ async fn fold(store: &dyn Store, q: &SeriesQuery) -> Result<Vec<DeviceSamples>, 
 /// computed. Rows are folded into devices as they stream in.
 fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
     let store = store.clone();
-    let energy_m = plan.kind.energy_measurement();
+    let inputs = &plan.revenue_model.info().inputs;
+    let energy_m = inputs.energy_measurement;
     let energy_q = chunk_query(plan, energy_m, chunk);
-    let revenue_q = (plan.kind.revenue_measurement() != energy_m)
-        .then(|| chunk_query(plan, plan.kind.revenue_measurement(), chunk));
+    let revenue_q =
+        (inputs.revenue_measurement != energy_m).then(|| chunk_query(plan, inputs.revenue_measurement, chunk));
     tokio::spawn(async move {
         let energy = fold(store.as_ref(), &energy_q).await?;
         let revenue = match revenue_q {
@@ -363,13 +363,13 @@ pub fn compute_from_devices(
         .sum();
     let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
     let at = market_at;
-    if plan.kind == ModelKind::BitcoinFpps {
+    if plan.revenue_model.info().inputs.market {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
         }
     }
     let input = RevenueInput { devices: &tracks, window: win, max_gap_ns: plan.max_gap_ns, market: at.market.as_ref() };
-    let revenue = match plan.model.revenue(&input) {
+    let revenue = match plan.revenue_model.revenue(&input) {
         Ok(r) => r,
         Err(e) => {
             warnings.push(format!("workload {}: {e}", plan.name));
@@ -379,7 +379,7 @@ pub fn compute_from_devices(
     WindowResult {
         workload: plan.name.clone(),
         site: plan.site.clone(),
-        model: plan.kind,
+        revenue_model: plan.revenue_model.info(),
         window: win,
         energy_j: total.energy_j,
         facility_energy_j: facility_energy_j(total.energy_j, plan.pue),
@@ -430,10 +430,11 @@ pub fn config_hash(plan: &WorkloadPlan) -> String {
 /// it reads, in every measurement it reads, over the same range a computation
 /// reads (`[start − max_gap, end + max_gap)`, so late data at the edges counts).
 pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<u64, StoreError> {
-    let energy_m = plan.kind.energy_measurement();
+    let inputs = &plan.revenue_model.info().inputs;
+    let energy_m = inputs.energy_measurement;
     let mut n = store.count(&chunk_query(plan, energy_m, win)).await?;
-    if plan.kind.revenue_measurement() != energy_m {
-        n += store.count(&chunk_query(plan, plan.kind.revenue_measurement(), win)).await?;
+    if inputs.revenue_measurement != energy_m {
+        n += store.count(&chunk_query(plan, inputs.revenue_measurement, win)).await?;
     }
     Ok(n)
 }
@@ -444,7 +445,7 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> P
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
-        .tag(we::TAG_KIND, w.model.as_str())
+        .tag(we::TAG_KIND, w.revenue_model.name)
         .tag(we::TAG_WINDOW, window_label(len_ns))
         .field(we::WINDOW_S, w.window.len_s())
         .field(we::ENERGY_J, w.energy_j)
@@ -524,7 +525,7 @@ fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>])
     let result = WindowResult {
         workload: plan.name.clone(),
         site: plan.site.clone(),
-        model: plan.kind,
+        revenue_model: plan.revenue_model.info(),
         window: Window::new(start_ns, start_ns + len_ns),
         energy_j: num(1)?,
         facility_energy_j: num(2)?,
@@ -543,7 +544,7 @@ fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revenue::{build, Terms};
+    use crate::revenue::ai_contract::AiContract;
 
     const H: i64 = 3_600_000_000_000;
     const S: i64 = 1_000_000_000;
@@ -587,8 +588,7 @@ mod tests {
         let plan = WorkloadPlan {
             name: "h100".into(),
             site: "a".into(),
-            kind: ModelKind::AiContract,
-            model: build(ModelKind::AiContract, Terms { usd_per_gpu_hour: 2.0, ..Default::default() }),
+            revenue_model: Arc::new(AiContract { usd_per_gpu_hour: 2.0 }),
             pue: 1.2,
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,

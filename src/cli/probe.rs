@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::collect::miners::fleet::{self, PollOptions, Target};
-use crate::collect::miners::{self, MinerReading, ReadOptions, CGMINER_PORT, DEFAULT_MAX_REPLY_BYTES};
+use crate::collect::miners::{self, models, MinerReading, ReadOptions, CGMINER_PORT, DEFAULT_MAX_REPLY_BYTES};
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -124,13 +124,14 @@ fn print_readings(readings: &[MinerReading], json: bool) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} ERROR",
+            "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>10} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} ERROR",
             "MINER",
             "MAKE",
             "MODEL",
             "FIRMWARE",
             "TH/S",
             "POWER_W",
+            "NOMINAL",
             "DIFF_ACCEPTED",
             "ACCEPTED",
             "REJECT",
@@ -149,13 +150,15 @@ fn print_readings(readings: &[MinerReading], json: bool) -> anyhow::Result<()> {
             };
             writeln!(
                 out,
-                "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} {}",
+                "{:<22} {:<10} {:<10} {:<34} {:>9} {:>16} {:>10} {:>16} {:>9} {:>7} {:>6} {:>7} {:>9} {:<6} {}",
                 r.miner_id(),
                 s(&r.make),
                 s(&r.model),
                 s(&r.firmware),
                 f(r.hashrate_ths, 3),
                 power,
+                // Nominal J/TH of the model, or `unrated` where the model table has none.
+                if r.online { models::nominal_label(r.make.as_deref(), r.model.as_deref()) } else { "-".into() },
                 f(r.diff_accepted, 0),
                 u(r.shares_accepted),
                 u(r.shares_rejected),

@@ -98,7 +98,7 @@ pub fn csv(report: &Report) -> String {
     for w in &report.workloads {
         let cells = [
             csv_field(&w.workload),
-            w.model.to_string(),
+            w.revenue_model.to_string(),
             w.energy_j.to_string(),
             w.facility_energy_j.to_string(),
             w.revenue_usd.to_string(),
@@ -125,7 +125,7 @@ fn fixed(v: Option<f64>, digits: usize) -> String {
 fn table_row(w: &WorkloadSummary) -> Vec<String> {
     vec![
         w.workload.clone(),
-        w.model.to_string(),
+        w.revenue_model.to_string(),
         format!("{:.3}", w.energy_j / 3.6e6),
         format!("{:.2}", w.revenue_usd),
         format!("{:.2}", w.energy_cost_usd),

@@ -177,19 +177,20 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// A time-of-use tariff: a price per hour of the day (UTC), in $/kWh.
+/// The demo site's simulated energy price feed: a price per hour of the day (UTC),
+/// in $/kWh, written as `energy_price` points (read by a `measured` tariff).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Tariff {
+pub struct PriceSchedule {
     /// `(first hour, price)`, sorted by hour, the first at hour 0; a price holds until
     /// the next entry's hour.
     pub periods: Vec<(u32, f64)>,
 }
 
-impl Tariff {
+impl PriceSchedule {
     /// Off-peak nights, a shoulder by day and an evening peak, like many industrial
     /// tariffs: $0.045 (00–07), $0.075 (07–16), $0.16 (16–21), $0.075 (21–24).
     pub fn demo() -> Self {
-        Tariff { periods: vec![(0, 0.045), (7, 0.075), (16, 0.16), (21, 0.075)] }
+        PriceSchedule { periods: vec![(0, 0.045), (7, 0.075), (16, 0.16), (21, 0.075)] }
     }
 
     pub fn usd_per_kwh_at(&self, time_ns: i64) -> f64 {
@@ -289,7 +290,7 @@ mod tests {
 
     #[test]
     fn tariff_by_hour() {
-        let t = Tariff::demo();
+        let t = PriceSchedule::demo();
         let at = |h: i64| t.usd_per_kwh_at(h * 3_600_000_000_000 + 1);
         assert_eq!(at(0), 0.045);
         assert_eq!(at(6), 0.045);

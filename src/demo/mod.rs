@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::clock::DemoClock;
-use self::market::{MarketSim, MarketSpec, Tariff};
+use self::market::{MarketSim, MarketSpec, PriceSchedule};
 use self::site::{Paced, Site};
 use crate::agent::config::AgentConfig;
 use crate::agent::pipeline::ScheduledSource;
@@ -187,7 +187,7 @@ impl Demo {
 
         // Market and energy price first, so the first windows have prices.
         let mut background = Vec::new();
-        write_prices(store.as_ref(), &mut market, &Tariff::demo(), clock.now_ns()).await;
+        write_prices(store.as_ref(), &mut market, &PriceSchedule::demo(), clock.now_ns()).await;
         background.push(tokio::spawn(feed_prices(store.clone(), market, clock.clone(), stop_rx.clone())));
 
         let cfg = aggregator_config(&db, &token)?;
@@ -448,7 +448,7 @@ ingest = true
     );
     let cfg: AggregatorConfig = crate::config::from_str(&toml, Path::new("<demo aggregator config>"))
         .map_err(|e| DemoError::Setup(e.to_string()))?;
-    cfg.validate().map_err(DemoError::Setup)?;
+    cfg.validate().map_err(|e| DemoError::Setup(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -516,7 +516,7 @@ fn load_or_create_token(dir: &Path) -> Result<String, DemoError> {
 }
 
 /// Writes market and energy-price points up to `until_ns`.
-async fn write_prices(store: &dyn Store, market: &mut MarketSim, tariff: &Tariff, until_ns: i64) {
+async fn write_prices(store: &dyn Store, market: &mut MarketSim, tariff: &PriceSchedule, until_ns: i64) {
     let mut points = Vec::new();
     while market.next_ns() <= until_ns {
         let m = market.step();
@@ -538,7 +538,7 @@ async fn feed_prices(
     clock: Arc<DemoClock>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let tariff = Tariff::demo();
+    let tariff = PriceSchedule::demo();
     loop {
         let ahead = clock.now_ns() + market.step_ns();
         write_prices(store.as_ref(), &mut market, &tariff, ahead).await;

@@ -16,7 +16,7 @@
 //! exactly however fast simulated time runs.
 
 use std::f64::consts::PI;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -341,11 +341,6 @@ impl Source for Paced {
     }
 }
 
-/// The loopback address a running fleet's first miner uses (for the banner).
-pub fn first_addr(site: &Site) -> Option<SocketAddr> {
-    site.fleet.addrs().first().copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +361,7 @@ mod tests {
 
     #[test]
     fn load_clock_never_goes_back() {
-        let manual = Arc::new(crate::sim::miners::ManualClock::new(1_700_000_000_000_000_000));
+        let manual = Arc::new(crate::model::ManualClock::new(1_700_000_000_000_000_000));
         let lc = LoadClock { inner: manual.clone() };
         let mut last = lc.now_ns();
         for _ in 0..2000 {

@@ -164,6 +164,28 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock tests and the demo can set: simulated time at any speed or in the past.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(t_ns: i64) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(t_ns))
+    }
+    pub fn set(&self, t_ns: i64) {
+        self.0.store(t_ns, std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn advance(&self, d: std::time::Duration) {
+        self.0.fetch_add(d.as_nanos() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Nanoseconds since the Unix epoch by the system clock.
 pub fn now_ns() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

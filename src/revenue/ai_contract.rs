@@ -7,17 +7,37 @@
 //! longer than `max_gap`. A GPU that falls off the bus (`lost`) or stops reporting
 //! accrues nothing for that time.
 
-use super::{ModelKind, Revenue, RevenueError, RevenueInput, RevenueModel};
-use crate::aggregate::signal::time_both_true;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::{
+    non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
+};
+use crate::model::schema::gpu;
+use crate::signal::time_both_true;
+
+pub const INFO: ModelInfo = ModelInfo {
+    name: "ai_contract",
+    title: "AI · reserved contract",
+    family: Family::Ai,
+    inputs: Inputs {
+        energy_measurement: gpu::MEASUREMENT,
+        revenue_measurement: gpu::MEASUREMENT,
+        revenue_fields: &[gpu::STATUS],
+        market: false,
+    },
+    efficiency: None,
+};
+
+/// The terms: `usd_per_gpu_hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AiContract {
     pub usd_per_gpu_hour: f64,
 }
 
 impl RevenueModel for AiContract {
-    fn kind(&self) -> ModelKind {
-        ModelKind::AiContract
+    fn info(&self) -> &'static ModelInfo {
+        &INFO
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
@@ -28,12 +48,18 @@ impl RevenueModel for AiContract {
     }
 }
 
+impl Terms for AiContract {
+    fn check(&self) -> Result<(), TermsError> {
+        non_negative("usd_per_gpu_hour", self.usd_per_gpu_hour)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::signal::Window;
     use crate::revenue::testutil::*;
     use crate::revenue::DeviceTracks;
+    use crate::signal::Window;
 
     fn gpu(id: &str, samples: impl IntoIterator<Item = (i64, bool)>) -> DeviceTracks {
         DeviceTracks {

@@ -4,19 +4,38 @@
 //! interpolated between samples) is at or above the workload's threshold, within
 //! intervals no longer than `max_gap`.
 
-use super::{ModelKind, Revenue, RevenueError, RevenueInput, RevenueModel};
-use crate::aggregate::signal::time_at_or_above;
-use crate::model::schema::gpu;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::{
+    non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
+};
+use crate::model::schema::gpu;
+use crate::signal::time_at_or_above;
+
+pub const INFO: ModelInfo = ModelInfo {
+    name: "ai_on_demand",
+    title: "AI · on demand",
+    family: Family::Ai,
+    inputs: Inputs {
+        energy_measurement: gpu::MEASUREMENT,
+        revenue_measurement: gpu::MEASUREMENT,
+        revenue_fields: &[gpu::UTIL_GPU_PCT],
+        market: false,
+    },
+    efficiency: None,
+};
+
+/// The terms: `usd_per_gpu_hour` and `util_threshold_pct`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AiOnDemand {
     pub usd_per_gpu_hour: f64,
     pub util_threshold_pct: f64,
 }
 
 impl RevenueModel for AiOnDemand {
-    fn kind(&self) -> ModelKind {
-        ModelKind::AiOnDemand
+    fn info(&self) -> &'static ModelInfo {
+        &INFO
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
@@ -35,11 +54,25 @@ impl RevenueModel for AiOnDemand {
     }
 }
 
+impl Terms for AiOnDemand {
+    fn check(&self) -> Result<(), TermsError> {
+        non_negative("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
+        non_negative("util_threshold_pct", self.util_threshold_pct)?;
+        if self.util_threshold_pct > 100.0 {
+            return Err(TermsError::at(
+                "util_threshold_pct",
+                format!("util_threshold_pct is a percentage, got {}", self.util_threshold_pct),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::signal::Window;
     use crate::revenue::testutil::*;
+    use crate::signal::Window;
 
     #[test]
     fn only_busy_time_is_paid() {

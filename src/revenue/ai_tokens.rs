@@ -2,19 +2,39 @@
 //! servers' token counters. A server restart resets its counters; the post-restart
 //! value is what it served since, never a negative delta.
 
-use super::{ModelKind, Revenue, RevenueError, RevenueInput, RevenueModel};
-use crate::aggregate::signal::increase;
-use crate::model::schema::inference;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::{
+    non_negative, Efficiency, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms,
+    TermsError,
+};
+use crate::model::schema::{gpu, inference};
+use crate::signal::increase;
+
+pub const INFO: ModelInfo = ModelInfo {
+    name: "ai_tokens",
+    title: "AI inference · per token",
+    family: Family::Ai,
+    inputs: Inputs {
+        energy_measurement: gpu::MEASUREMENT,
+        revenue_measurement: inference::MEASUREMENT,
+        revenue_fields: &[inference::PROMPT_TOKENS, inference::GENERATION_TOKENS],
+        market: false,
+    },
+    efficiency: Some(Efficiency::TokensPerJoule),
+};
+
+/// The terms: `usd_per_mtok_prompt` and `usd_per_mtok_generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AiTokens {
     pub usd_per_mtok_prompt: f64,
     pub usd_per_mtok_generation: f64,
 }
 
 impl RevenueModel for AiTokens {
-    fn kind(&self) -> ModelKind {
-        ModelKind::AiTokens
+    fn info(&self) -> &'static ModelInfo {
+        &INFO
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
@@ -29,11 +49,18 @@ impl RevenueModel for AiTokens {
     }
 }
 
+impl Terms for AiTokens {
+    fn check(&self) -> Result<(), TermsError> {
+        non_negative("usd_per_mtok_prompt", self.usd_per_mtok_prompt)?;
+        non_negative("usd_per_mtok_generation", self.usd_per_mtok_generation)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::signal::Window;
     use crate::revenue::testutil::*;
+    use crate::signal::Window;
 
     #[test]
     fn tokens_with_a_server_restart() {

@@ -4,23 +4,44 @@
 //! Per miner, per window: Δ accepted difficulty ÷ network difficulty × (block
 //! subsidy + mean fees per block) × BTC price × (1 − pool fee). The accepted
 //! difficulty is a counter; a reboot restarts it at 0, so the post-reboot value is
-//! the work accepted since the reboot (see [`crate::aggregate::signal::counter_delta`]).
+//! the work accepted since the reboot (see [`crate::signal::counter_delta`]).
 //! A miner that does not report accepted difficulty in this window is paid by
 //! hashrate instead: ∫ hashrate dt × hashprice × (1 − pool fee).
 
-use super::{Market, ModelKind, Revenue, RevenueError, RevenueInput, RevenueModel};
-use crate::aggregate::signal::{increase, integral};
-use crate::model::schema::asic;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::{
+    non_negative, Efficiency, Family, Inputs, Market, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel,
+    Terms, TermsError,
+};
+use crate::model::schema::asic;
+use crate::signal::{increase, integral};
+
+pub const INFO: ModelInfo = ModelInfo {
+    name: "bitcoin_fpps",
+    title: "Bitcoin mining · FPPS",
+    family: Family::Mining,
+    inputs: Inputs {
+        energy_measurement: asic::MEASUREMENT,
+        revenue_measurement: asic::MEASUREMENT,
+        revenue_fields: &[asic::DIFF_ACCEPTED, asic::HASHRATE_THS],
+        market: true,
+    },
+    efficiency: Some(Efficiency::JoulesPerTh),
+};
+
+/// The terms: `pool_fee` (0 when left out).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BitcoinFpps {
     /// Pool fee as a fraction, 0.02 for 2%.
+    #[serde(default)]
     pub pool_fee: f64,
 }
 
 impl RevenueModel for BitcoinFpps {
-    fn kind(&self) -> ModelKind {
-        ModelKind::BitcoinFpps
+    fn info(&self) -> &'static ModelInfo {
+        &INFO
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
@@ -46,6 +67,19 @@ impl RevenueModel for BitcoinFpps {
     }
 }
 
+impl Terms for BitcoinFpps {
+    fn check(&self) -> Result<(), TermsError> {
+        non_negative("pool_fee", self.pool_fee)?;
+        if self.pool_fee >= 1.0 {
+            return Err(TermsError::at(
+                "pool_fee",
+                format!("pool_fee is a fraction (0.02 for 2%), got {}", self.pool_fee),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// USD for `work_th` TH of hashing at the market's hashprice: TH → PH·day is
 /// ÷ 1000 ÷ 86400.
 fn hashrate_usd(work_th: f64, market: &Market) -> f64 {
@@ -55,8 +89,8 @@ fn hashrate_usd(work_th: f64, market: &Market) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::signal::Window;
     use crate::revenue::testutil::*;
+    use crate::signal::Window;
 
     fn market() -> Market {
         Market { time_ns: 0, btc_usd: 100_000.0, difficulty: 1e14, block_subsidy_btc: 3.125, fees_btc_per_block: 0.125 }

@@ -1,13 +1,14 @@
 //! Revenue models: what a workload earns in a window, as pure functions of the
 //! devices' measurements, market data and the workload's contract terms.
 //!
-//! One module per model, each implementing [`RevenueModel`]:
+//! One module per model, each a terms struct implementing [`RevenueModel`] and
+//! [`Terms`], registered by one line in [`REVENUE_MODELS`]:
 //! - [`bitcoin_fpps`]: accepted difficulty (or hashrate × hashprice) × an FPPS payout;
 //! - [`ai_contract`]: $/GPU-hour for every GPU present and healthy;
 //! - [`ai_on_demand`]: $/GPU-hour while measured utilization is at or above a threshold;
 //! - [`ai_tokens`]: $ per million prompt and generation tokens.
 //!
-//! Models read the same interval rules as energy (see [`crate::aggregate::signal`]):
+//! Models read the same interval rules as energy (see [`crate::signal`]):
 //! nothing is counted across a gap longer than `max_gap`, so revenue and energy are
 //! measured over the same covered time and their ratio stays honest. Counter resets
 //! (reboots, server restarts) count the post-reset value, never a negative delta.
@@ -21,63 +22,93 @@ pub mod bitcoin_fpps;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 
-use crate::aggregate::signal::Window;
-use crate::model::schema;
+use crate::signal::Window;
 
-/// The four revenue models, as named in configs and in the `kind` tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    BitcoinFpps,
-    AiContract,
-    AiOnDemand,
-    AiTokens,
+/// Every revenue model a `[[workloads]]` entry can name, in the order the docs
+/// list them. Adding a model is its file plus one line here.
+pub const REVENUE_MODELS: &[Registration] = &[
+    register::<bitcoin_fpps::BitcoinFpps>(&bitcoin_fpps::INFO),
+    register::<ai_contract::AiContract>(&ai_contract::INFO),
+    register::<ai_on_demand::AiOnDemand>(&ai_on_demand::INFO),
+    register::<ai_tokens::AiTokens>(&ai_tokens::INFO),
+];
+
+/// What a revenue model is, apart from its terms: its name in configs and in the
+/// `kind` tag, what it reads and how its efficiency is shown.
+#[derive(Debug, PartialEq)]
+pub struct ModelInfo {
+    /// The `model` value in `[[workloads]]` and the `kind` tag written back.
+    pub name: &'static str,
+    /// How the page titles it.
+    pub title: &'static str,
+    /// Which palette the page draws it in.
+    pub family: Family,
+    pub inputs: Inputs,
+    /// The hardware efficiency shown beside revenue per kWh, if any.
+    pub efficiency: Option<Efficiency>,
 }
 
-impl ModelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::BitcoinFpps => "bitcoin_fpps",
-            ModelKind::AiContract => "ai_contract",
-            ModelKind::AiOnDemand => "ai_on_demand",
-            ModelKind::AiTokens => "ai_tokens",
-        }
-    }
-
-    /// Where the workload's energy is measured: miners' or GPUs' power.
-    pub fn energy_measurement(self) -> &'static str {
-        match self {
-            ModelKind::BitcoinFpps => schema::asic::MEASUREMENT,
-            _ => schema::gpu::MEASUREMENT,
-        }
-    }
-
-    /// Where the revenue's inputs are measured.
-    pub fn revenue_measurement(self) -> &'static str {
-        match self {
-            ModelKind::BitcoinFpps => schema::asic::MEASUREMENT,
-            ModelKind::AiContract | ModelKind::AiOnDemand => schema::gpu::MEASUREMENT,
-            ModelKind::AiTokens => schema::inference::MEASUREMENT,
-        }
-    }
-
-    /// Fields the revenue needs from [`Self::revenue_measurement`].
-    pub fn revenue_fields(self) -> &'static [&'static str] {
-        match self {
-            ModelKind::BitcoinFpps => &[schema::asic::DIFF_ACCEPTED, schema::asic::HASHRATE_THS],
-            ModelKind::AiContract => &[schema::gpu::STATUS],
-            ModelKind::AiOnDemand => &[schema::gpu::UTIL_GPU_PCT],
-            ModelKind::AiTokens => &[schema::inference::PROMPT_TOKENS, schema::inference::GENERATION_TOKENS],
-        }
-    }
-}
-
-impl fmt::Display for ModelKind {
+impl fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.name)
+    }
+}
+
+/// Serialized as its name, `"bitcoin_fpps"`, as in configs.
+impl Serialize for ModelInfo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Mining,
+    Ai,
+}
+
+/// The measurements a model needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inputs {
+    /// Where the workload's energy is measured: miners' or GPUs' power.
+    pub energy_measurement: &'static str,
+    /// Where the revenue's inputs are measured (counters, utilization, health).
+    pub revenue_measurement: &'static str,
+    /// Fields the revenue needs from `revenue_measurement`.
+    pub revenue_fields: &'static [&'static str],
+    /// Whether it needs `[market]` data (BTC price, difficulty, subsidy, fees).
+    pub market: bool,
+}
+
+/// A hardware efficiency: which summary field holds it and its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Efficiency {
+    /// IT energy ÷ hash work ([`Revenue::work_th`]), J/TH.
+    JoulesPerTh,
+    /// Tokens served ([`Revenue::tokens`]) ÷ IT energy, tok/J.
+    TokensPerJoule,
+}
+
+impl Efficiency {
+    /// The field of the comparison row that holds it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Efficiency::JoulesPerTh => "j_per_th",
+            Efficiency::TokensPerJoule => "tokens_per_j",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Efficiency::JoulesPerTh => "J/TH",
+            Efficiency::TokensPerJoule => "tok/J",
+        }
     }
 }
 
@@ -154,33 +185,88 @@ pub struct RevenueInput<'a> {
 
 /// A revenue model. Implementations hold the workload's contract terms.
 pub trait RevenueModel: Send + Sync + fmt::Debug {
-    fn kind(&self) -> ModelKind;
+    fn info(&self) -> &'static ModelInfo;
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError>;
 }
 
-/// A workload's contract terms, as read from its `[[workloads]]` entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Terms {
-    pub pool_fee: f64,
-    pub usd_per_gpu_hour: f64,
-    pub util_threshold_pct: f64,
-    pub usd_per_mtok_prompt: f64,
-    pub usd_per_mtok_generation: f64,
+/// A model's terms as read from its `[[workloads]]` entry: the model struct itself,
+/// deserialized with `deny_unknown_fields`, plus the checks serde cannot make.
+pub trait Terms: RevenueModel + DeserializeOwned + 'static {
+    fn check(&self) -> Result<(), TermsError> {
+        Ok(())
+    }
 }
 
-/// Builds the model of `kind` with the workload's terms.
-pub fn build(kind: ModelKind, terms: Terms) -> Box<dyn RevenueModel> {
-    match kind {
-        ModelKind::BitcoinFpps => Box::new(bitcoin_fpps::BitcoinFpps { pool_fee: terms.pool_fee }),
-        ModelKind::AiContract => Box::new(ai_contract::AiContract { usd_per_gpu_hour: terms.usd_per_gpu_hour }),
-        ModelKind::AiOnDemand => Box::new(ai_on_demand::AiOnDemand {
-            usd_per_gpu_hour: terms.usd_per_gpu_hour,
-            util_threshold_pct: terms.util_threshold_pct,
-        }),
-        ModelKind::AiTokens => Box::new(ai_tokens::AiTokens {
-            usd_per_mtok_prompt: terms.usd_per_mtok_prompt,
-            usd_per_mtok_generation: terms.usd_per_mtok_generation,
-        }),
+/// A term that is missing, unknown to the model or out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{problem}")]
+pub struct TermsError {
+    /// The key at fault, when one is.
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl TermsError {
+    pub fn at(key: &str, problem: impl Into<String>) -> Self {
+        TermsError { key: Some(key.to_string()), problem: problem.into() }
+    }
+}
+
+/// `key = v` must be a finite number ≥ 0.
+pub fn non_negative(key: &str, v: f64) -> Result<(), TermsError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(TermsError::at(key, format!("{key} = {v} must be ≥ 0")))
+    }
+}
+
+/// Builds a model from a workload's terms.
+type BuildFn = fn(&'static ModelInfo, toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError>;
+
+/// One entry of [`REVENUE_MODELS`].
+#[derive(Debug)]
+pub struct Registration {
+    pub info: &'static ModelInfo,
+    build: BuildFn,
+}
+
+const fn register<T: Terms>(info: &'static ModelInfo) -> Registration {
+    Registration { info, build: build_terms::<T> }
+}
+
+fn build_terms<T: Terms>(info: &'static ModelInfo, terms: toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError> {
+    let model: T = T::deserialize(toml::Value::Table(terms)).map_err(|e| {
+        let msg = e.message().to_string();
+        // serde says "unknown field `pool_fee`, expected `usd_per_gpu_hour`".
+        match msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+            Some((key, rest)) => TermsError::at(key, format!("`{key}` does not apply to model {}{rest}", info.name)),
+            None => {
+                let key = msg.strip_prefix("missing field `").and_then(|r| r.split_once('`')).map(|(k, _)| k);
+                TermsError { key: key.map(str::to_string), problem: msg.replace("missing field", "needs") }
+            }
+        }
+    })?;
+    model.check()?;
+    Ok(Arc::new(model))
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unknown revenue model {name:?}; the models are {}", REVENUE_MODELS.iter().map(|r| r.info.name).collect::<Vec<_>>().join(", "))]
+pub struct UnknownModel {
+    pub name: String,
+}
+
+/// The registered model called `name`.
+pub fn lookup(name: &str) -> Result<&'static Registration, UnknownModel> {
+    REVENUE_MODELS.iter().find(|r| r.info.name == name).ok_or_else(|| UnknownModel { name: name.to_string() })
+}
+
+impl Registration {
+    /// Builds the model with a workload's terms (its keys other than `name`,
+    /// `model`, `site` and `max_gap`).
+    pub fn build(&self, terms: toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError> {
+        (self.build)(self.info, terms)
     }
 }
 
@@ -208,6 +294,7 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::*;
     use super::*;
+    use crate::model::schema;
     use proptest::prelude::*;
 
     #[test]
@@ -222,6 +309,28 @@ mod tests {
             fees_btc_per_block: 0.0,
         };
         assert!((m.hashprice_usd_per_phs_day() - 62.87).abs() < 0.01, "{}", m.hashprice_usd_per_phs_day());
+    }
+
+    #[test]
+    fn the_registry_builds_each_model_from_its_own_terms() {
+        let names: Vec<_> = REVENUE_MODELS.iter().map(|r| r.info.name).collect();
+        assert_eq!(names, ["bitcoin_fpps", "ai_contract", "ai_on_demand", "ai_tokens"]);
+        let terms = |s: &str| -> toml::Table { toml::from_str(s).unwrap() };
+        let m =
+            lookup("ai_on_demand").unwrap().build(terms("usd_per_gpu_hour = 2\nutil_threshold_pct = 50.0")).unwrap();
+        assert_eq!(m.info().name, "ai_on_demand");
+        assert_eq!(format!("{m:?}"), "AiOnDemand { usd_per_gpu_hour: 2.0, util_threshold_pct: 50.0 }");
+        // bitcoin_fpps' pool_fee defaults to 0.
+        assert!(lookup("bitcoin_fpps").unwrap().build(toml::Table::new()).is_ok());
+        let err = lookup("ai_contract").unwrap().build(terms("usd_per_gpu_hour = 2.0\npool_fee = 0.1")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("pool_fee"));
+        assert!(err.problem.contains("does not apply to model ai_contract"), "{err}");
+        let err = lookup("ai_tokens").unwrap().build(terms("usd_per_mtok_prompt = 1.0")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("usd_per_mtok_generation"), "{err}");
+        let err = lookup("ai_contract").unwrap().build(terms("usd_per_gpu_hour = -1.0")).unwrap_err();
+        assert_eq!(err, TermsError::at("usd_per_gpu_hour", "usd_per_gpu_hour = -1 must be ≥ 0"));
+        let err = lookup("ai_lottery").unwrap_err().to_string();
+        assert!(err.contains("ai_lottery") && err.contains("bitcoin_fpps, ai_contract"), "{err}");
     }
 
     fn arb_track() -> impl Strategy<Value = Vec<(i64, f64)>> {
@@ -255,10 +364,15 @@ mod tests {
             let market = Market { time_ns: 0, btc_usd: btc, difficulty: diff, block_subsidy_btc: 3.125, fees_btc_per_block: 0.1 };
             let devices = [dev];
             let input = RevenueInput { devices: &devices, window: Window::new(start * S, (start + len) * S), max_gap_ns: gap * S, market: Some(&market) };
-            let terms = Terms { pool_fee: fee, usd_per_gpu_hour: 2.0, util_threshold_pct: 50.0, usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 };
-            for kind in [ModelKind::BitcoinFpps, ModelKind::AiContract, ModelKind::AiOnDemand, ModelKind::AiTokens] {
-                let r = build(kind, terms).revenue(&input).unwrap();
-                prop_assert!(r.revenue_usd >= 0.0, "{kind}: {r:?}");
+            let models: [&dyn RevenueModel; 4] = [
+                &bitcoin_fpps::BitcoinFpps { pool_fee: fee },
+                &ai_contract::AiContract { usd_per_gpu_hour: 2.0 },
+                &ai_on_demand::AiOnDemand { usd_per_gpu_hour: 2.0, util_threshold_pct: 50.0 },
+                &ai_tokens::AiTokens { usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 },
+            ];
+            for model in models {
+                let r = model.revenue(&input).unwrap();
+                prop_assert!(r.revenue_usd >= 0.0, "{}: {r:?}", model.info());
             }
         }
     }

@@ -147,14 +147,6 @@ impl FakeNvml {
         Ok(())
     }
 
-    /// Lets the fake's clock run with real time again.
-    pub fn clear_sim_time(&mut self) -> Result<(), FakeNvmlError> {
-        let f: libloading::Symbol<unsafe extern "C" fn()> = self.symbol(b"fakeNvmlClearSimTime\0")?;
-        // SAFETY: as above, `extern "C" fn()`.
-        unsafe { f() };
-        Ok(())
-    }
-
     fn symbol<T>(&mut self, name: &[u8]) -> Result<libloading::Symbol<'_, T>, FakeNvmlError> {
         let err = |detail: String| FakeNvmlError::Control { path: self.lib_path.display().to_string(), detail };
         if self.control.is_none() {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{url_pairs, AppState};
 use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError, Windows};
-use crate::revenue::ModelKind;
+use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
 /// Complete windows come from the store; one computed because it was missing or
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/workloads", get(workloads))
         .route("/api/workloads/{name}/windows", get(windows))
         .route("/api/fleet", get(fleet))
+        .route("/api/models", get(models))
 }
 
 /// Routes open without a token.
@@ -82,6 +83,39 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
     Ok((from, to))
 }
 
+/// A revenue model as the page shows it: `{"name", "title", "family",
+/// "efficiency_field", "efficiency_unit"}`.
+#[derive(Debug, Serialize)]
+pub struct ModelView {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub family: crate::revenue::Family,
+    /// The comparison field holding the model's efficiency (`j_per_th`), and its unit.
+    pub efficiency_field: Option<&'static str>,
+    pub efficiency_unit: Option<&'static str>,
+}
+
+impl From<&'static ModelInfo> for ModelView {
+    fn from(m: &'static ModelInfo) -> Self {
+        ModelView {
+            name: m.name,
+            title: m.title,
+            family: m.family,
+            efficiency_field: m.efficiency.map(|e| e.field()),
+            efficiency_unit: m.efficiency.map(|e| e.unit()),
+        }
+    }
+}
+
+/// Every registered revenue model, so the page needs no table of its own.
+pub fn model_views() -> Vec<ModelView> {
+    crate::revenue::REVENUE_MODELS.iter().map(|r| ModelView::from(r.info)).collect()
+}
+
+async fn models() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "models": model_views() }))
+}
+
 async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
     Ok(Json(state.aggregator.report(from, to, SERVE).await?).into_response())
@@ -105,7 +139,8 @@ struct WindowRow {
 #[derive(Serialize)]
 struct WindowsAnswer {
     workload: String,
-    model: ModelKind,
+    #[serde(rename = "model")]
+    revenue_model: &'static ModelInfo,
     windows: Vec<WindowRow>,
 }
 
@@ -132,7 +167,7 @@ async fn windows(
             avg_power_w: w.avg_power_w(),
         })
         .collect();
-    Ok(Json(WindowsAnswer { workload: name, model, windows }).into_response())
+    Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())
 }
 
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -233,6 +233,9 @@ test('the charts are drawn: a line per workload for revenue per kWh and for powe
   const online = Number(await page.textContent('#fleet-counts .count.online b'));
   assert.ok(online > 0, 'fleet health counts online devices');
   assert.ok(await page.locator('#fleet tbody tr[data-status]').count() > 0, 'fleet table lists devices');
+  // The demo's Whatsminers have no model in the table: counted as unrated, not left out.
+  const unrated = Number(await page.textContent('#fleet-counts .count.unrated b'));
+  assert.ok(unrated > 0, 'fleet health counts unrated miners');
   await page.close();
 });
 

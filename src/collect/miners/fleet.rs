@@ -3,7 +3,7 @@
 //! hanging or hostile miner costs one concurrency slot for at most its timeout and never
 //! delays the others' results.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +23,6 @@ pub enum Target {
     Host { host: String, port: Option<u16> },
     /// Every host address of a range, each on `port` (default 4028).
     Range { net: IpNet, port: Option<u16> },
-}
-
-impl Target {
-    pub fn is_range(&self) -> bool {
-        matches!(self, Target::Range { .. })
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -104,16 +98,22 @@ pub struct Endpoint {
 }
 
 /// Expands targets into endpoints (ranges into their host addresses), without duplicates.
+/// An address that is listed is always reported (`from_range = false`), even when a range
+/// given before or after it covers it too: the result does not depend on the targets' order.
 pub fn expand(targets: &[Target], default_port: u16) -> Vec<Endpoint> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut seen: HashMap<(String, u16), usize> = HashMap::new();
+    let mut out: Vec<Endpoint> = Vec::new();
+    let mut add = |e: Endpoint, out: &mut Vec<Endpoint>| match seen.get(&(e.host.clone(), e.port)) {
+        Some(&i) => out[i].from_range &= e.from_range,
+        None => {
+            seen.insert((e.host.clone(), e.port), out.len());
+            out.push(e);
+        }
+    };
     for t in targets {
         match t {
             Target::Host { host, port } => {
-                let e = Endpoint { host: host.clone(), port: port.unwrap_or(default_port), from_range: false };
-                if seen.insert((e.host.clone(), e.port)) {
-                    out.push(e);
-                }
+                add(Endpoint { host: host.clone(), port: port.unwrap_or(default_port), from_range: false }, &mut out);
             }
             Target::Range { net, port } => {
                 let port = port.unwrap_or(default_port);
@@ -125,10 +125,7 @@ pub fn expand(targets: &[Target], default_port: u16) -> Vec<Endpoint> {
                 let mut v: Vec<IpAddr> = hosts.collect();
                 v.sort();
                 for ip in v {
-                    let e = Endpoint { host: ip.to_string(), port, from_range: true };
-                    if seen.insert((e.host.clone(), e.port)) {
-                        out.push(e);
-                    }
+                    add(Endpoint { host: ip.to_string(), port, from_range: true }, &mut out);
                 }
             }
         }
@@ -362,6 +359,37 @@ mod tests {
         assert_eq!(hosts, ["127.0.1.1:4028", "127.0.1.2:4028"]);
         let e = expand(&[parse_target("127.0.1.9/32").unwrap()], 4028);
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn a_listed_address_is_reported_whatever_the_order_of_targets() {
+        let range = parse_target("127.0.1.0/30").unwrap();
+        let listed = parse_target("127.0.1.2").unwrap();
+        for targets in [[range.clone(), listed.clone()], [listed.clone(), range.clone()]] {
+            let e = expand(&targets, 4028);
+            assert_eq!(e.len(), 2, "{e:?}");
+            let two = e.iter().find(|e| e.host == "127.0.1.2").unwrap();
+            assert!(!two.from_range, "{targets:?}: {e:?}");
+            assert!(e.iter().find(|e| e.host == "127.0.1.1").unwrap().from_range);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_listed_miner_inside_an_earlier_range_is_reported() {
+        // Two free loopback ports, nothing listening: every address is down.
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free();
+        let opts = PollOptions {
+            timeout: Duration::from_millis(500),
+            concurrency: 4,
+            max_reply_bytes: 1 << 16,
+            default_port: port,
+        };
+        let targets = vec![parse_target("127.0.0.0/30").unwrap(), parse_target("127.0.0.1").unwrap()];
+        let mut src = MinerSource::new(targets, opts);
+        let r = src.read_all().await;
+        assert_eq!(r.len(), 1, "only the listed address is reported: {r:?}");
+        assert_eq!((r[0].host.as_str(), r[0].port, r[0].online), ("127.0.0.1", port, false));
     }
 
     #[test]

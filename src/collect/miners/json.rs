@@ -141,6 +141,44 @@ fn digits_after(key: &str, prefix: &str) -> bool {
     key.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The concrete paths (`/`-separated keys and indices) of every value [`select`] reaches:
+/// what a writer needs to change exactly those values.
+pub fn select_paths(root: &Value, path: &str) -> Vec<String> {
+    let mut cur: Vec<(String, &Value)> = vec![(String::new(), root)];
+    let join = |base: &str, seg: &str| if base.is_empty() { seg.to_owned() } else { format!("{base}/{seg}") };
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        let mut next = Vec::new();
+        for (at, v) in cur {
+            match v {
+                Value::Object(map) => {
+                    let keep = |k: &str| {
+                        if seg == "*" {
+                            true
+                        } else if let Some(prefix) = seg.strip_suffix('#') {
+                            digits_after(k, prefix)
+                        } else if let Some(prefix) = seg.strip_suffix('*') {
+                            k.starts_with(prefix)
+                        } else {
+                            k == seg
+                        }
+                    };
+                    next.extend(map.iter().filter(|(k, _)| keep(k)).map(|(k, x)| (join(&at, k), x)));
+                }
+                Value::Array(arr) => {
+                    if seg == "*" {
+                        next.extend(arr.iter().enumerate().map(|(i, x)| (join(&at, &i.to_string()), x)));
+                    } else if let Ok(i) = seg.parse::<usize>() {
+                        next.extend(arr.get(i).map(|x| (join(&at, seg), x)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        cur = next;
+    }
+    cur.into_iter().map(|(p, _)| p).collect()
+}
+
 /// The first value at `path` that is a number (or numeric string).
 pub fn first_num(root: &Value, path: &str) -> Option<f64> {
     select(root, path).into_iter().find_map(num)

@@ -29,13 +29,6 @@ pub enum WireError {
     HttpStatus { status: u16 },
 }
 
-impl WireError {
-    /// True when nothing is listening or reachable: a powered-off miner, a wrong address.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, WireError::Connect(_)) || matches!(self, WireError::Timeout { stage: "connect" })
-    }
-}
-
 async fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, WireError> {
     let stream = tokio::time::timeout_at(deadline, TcpStream::connect((host, port)))
         .await
@@ -70,7 +63,7 @@ pub async fn tcp_request(
     loop {
         if buf.capacity() - buf.len() < 2048 {
             // Doubling, but never past what the cap allows (+1 byte to see an overflow).
-            let room = (cap + 1).saturating_sub(buf.len()).max(1);
+            let room = cap.saturating_add(1).saturating_sub(buf.len()).max(1);
             buf.reserve(buf.capacity().max(8192).min(room));
         }
         let before = buf.len();
@@ -112,7 +105,8 @@ pub async fn framed_request(
     deadline: Instant,
     cap: usize,
 ) -> Result<Vec<u8>, WireError> {
-    let mut req = (payload.len() as u32).to_le_bytes().to_vec();
+    let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge { cap: u32::MAX as usize })?;
+    let mut req = len.to_le_bytes().to_vec();
     req.extend_from_slice(payload);
     let mut stream = connect_and_send(host, port, &req, deadline).await?;
     let mut len = [0u8; 4];
@@ -194,7 +188,7 @@ pub async fn http_request_with(
         if n == 0 {
             break;
         }
-        if buf.len() + n > cap + 16384 {
+        if buf.len().saturating_add(n) > cap.saturating_add(16384) {
             return Err(WireError::TooLarge { cap });
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -207,14 +201,15 @@ pub async fn http_request_with(
     parse_http(&buf, cap)
 }
 
-/// `Some(true)` when `buf` holds a complete reply with a known length.
-fn http_complete(buf: &[u8]) -> Option<bool> {
+/// `Some(true)` when `buf` holds a complete reply with a known length. Lengths come from the
+/// peer: every sum saturates, so `Content-Length: 18446744073709551615` is merely incomplete.
+pub fn http_complete(buf: &[u8]) -> Option<bool> {
     let head_end = find(buf, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     for line in head.lines() {
         if let Some(v) = line.strip_prefix("content-length:") {
             let len: usize = v.trim().parse().ok()?;
-            return Some(buf.len() >= head_end + len);
+            return Some(buf.len() >= head_end.saturating_add(len));
         }
     }
     if head.contains("transfer-encoding: chunked") {
@@ -256,17 +251,25 @@ pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
     Ok(HttpReply { status, body })
 }
 
-fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
+/// De-chunks a chunked body. Chunk sizes come from the peer (up to 16 hex digits here):
+/// checked against `cap` with saturating sums, never added unchecked.
+pub fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
     while let Some(eol) = find(raw, b"\r\n") {
         let size_txt = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| WireError::NotHttp)?;
+        // A size that does not fit in usize is larger than any cap.
+        let size = match usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => {
+                return Err(WireError::TooLarge { cap })
+            }
+            Err(_) => return Err(WireError::NotHttp),
+        };
         raw = &raw[eol + 2..];
         if size == 0 {
             break;
         }
-        if out.len() + size > cap {
+        if out.len().saturating_add(size) > cap {
             return Err(WireError::TooLarge { cap });
         }
         let take = size.min(raw.len());

@@ -63,10 +63,19 @@
     if (!isNum(w)) return null;
     return Math.abs(w) >= 1000 ? fixed(w / 1000, Math.abs(w) >= 100000 ? 0 : 1) + ' kW' : fixed(w, 0) + ' W';
   }
+  // Revenue models as `GET api/models` describes them: title, palette, and which
+  // field holds the efficiency with its unit. Filled once by `load()`.
+  const models = new Map();
+  const modelOf = (w) => models.get(w.model) || {};
+  function efficiencyOf(w) {
+    const f = modelOf(w).efficiency_field;
+    return f && isNum(w[f]) ? w[f] : null;
+  }
   function fmtEfficiency(w) {
-    if (isNum(w.j_per_th)) return fixed(w.j_per_th, 1) + ' J/TH';
-    if (isNum(w.tokens_per_j)) return fixed(w.tokens_per_j, w.tokens_per_j >= 10 ? 1 : 2) + ' tok/J';
-    return null;
+    const v = efficiencyOf(w);
+    if (v === null) return null;
+    const unit = modelOf(w).efficiency_unit;
+    return fixed(v, v >= 10 || unit === 'J/TH' ? 1 : 2) + ' ' + unit;
   }
   const dateFmt = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric' });
   const timeFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
@@ -78,14 +87,8 @@
     if (h >= 1) return fixed(h, Number.isInteger(Math.round(h * 10) / 10) ? 0 : 1) + ' h';
     return Math.round(ms / 60e3) + ' min';
   }
-  const MODEL_NAMES = {
-    bitcoin_fpps: 'Bitcoin mining · FPPS',
-    ai_contract: 'AI · reserved contract',
-    ai_on_demand: 'AI · on demand',
-    ai_tokens: 'AI inference · per token',
-  };
-  const modelName = (m) => MODEL_NAMES[m] || m || '';
-  const isMining = (m) => (m || '').startsWith('bitcoin');
+  const modelName = (w) => modelOf(w).title || w.model || '';
+  const isMining = (w) => modelOf(w).family === 'mining';
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -154,6 +157,10 @@
     const seq = ++state.seq;
     setBusy(true);
     try {
+      if (models.size === 0) {
+        const m = await api('api/models');
+        for (const d of m.models || []) models.set(d.name, d);
+      }
       const cmp = await fetchComparison();
       const workloads = cmp.workloads || [];
       const [windows, fleet] = await Promise.all([
@@ -193,7 +200,7 @@
   function hideBanner() { $('banner').hidden = true; }
 
   function assignColors(workloads) {
-    const names = workloads.map((w) => [w.workload, w.model]).sort((a, b) => a[0].localeCompare(b[0]));
+    const names = workloads.map((w) => [w.workload, w]).sort((a, b) => a[0].localeCompare(b[0]));
     let warm = 0, cool = 0;
     for (const [name, model] of names) {
       if (state.colors.has(name)) continue;
@@ -281,9 +288,9 @@
       tr.append(el('td', { class: 'rank', text: String(i + 1) }));
       const name = el('th', { scope: 'row' },
         el('div', { class: 'wl' }, swatch(colorOf(w.workload)),
-          el('div', {}, w.workload, el('small', { text: modelName(w.model) }))));
+          el('div', {}, w.workload, el('small', { text: modelName(w) }))));
       tr.append(name);
-      const eff = isNum(w.j_per_th) ? w.j_per_th : isNum(w.tokens_per_j) ? w.tokens_per_j : null;
+      const eff = efficiencyOf(w);
       tr.append(
         numCell('revenue_usd_per_kwh', w.revenue_usd_per_kwh, fmtUsdPerKwh(w.revenue_usd_per_kwh), { naTitle: 'no measured energy' }),
         numCell('profit_usd_per_kwh', w.profit_usd_per_kwh, fmtUsdPerKwh(w.profit_usd_per_kwh),
@@ -291,8 +298,8 @@
         numCell('volatility_cv', w.volatility_cv, fmtPct(w.volatility_cv),
           { bar: isNum(w.volatility_cv) ? w.volatility_cv / maxCv : undefined, naTitle: 'needs two or more windows' }),
         numCell('break_even_usd_per_kwh', w.break_even_usd_per_kwh, fmtUsdPerKwh(w.break_even_usd_per_kwh)),
-        numCell(isNum(w.j_per_th) ? 'j_per_th' : isNum(w.tokens_per_j) ? 'tokens_per_j' : 'efficiency', eff, fmtEfficiency(w),
-          { naTitle: 'not applicable to ' + modelName(w.model) }),
+        numCell(eff !== null ? modelOf(w).efficiency_field : 'efficiency', eff, fmtEfficiency(w),
+          { naTitle: 'not applicable to ' + modelName(w) }),
         numCell('coverage', w.coverage, fmtPct(w.coverage)),
         numCell('energy_j', w.energy_j, isNum(w.energy_j) ? fmtKwh(w.energy_j / 3.6e6) : null),
         numCell('revenue_usd', w.revenue_usd, fmtUsd(w.revenue_usd)),
@@ -568,6 +575,8 @@
     );
     if (n.offline) counts.append(count('offline', n.offline, 'offline'));
     if (rated > 0) counts.append(count('below', below, 'of ' + rated + ' rated miners below nominal J/TH'));
+    // Miners whose model has no nominal figure are neither below nor at nominal: say so.
+    if (rated > 0 && miners > rated) counts.append(count('unrated', miners - rated, 'unrated (no nominal J/TH for the model)'));
     else if (miners > 0) counts.append(count('below unknown', '–', 'no nominal J/TH known for the ' + miners + ' miners'));
     // The nominal column only when some device has a nominal value.
     $('fleet').classList.toggle('no-nominal', rated === 0);
