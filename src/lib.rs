@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod aggregate;
+pub mod alert;
 pub mod cli;
 pub mod collect;
 pub mod config;

@@ -1,5 +1,6 @@
 //! The aggregator's configuration: `[store]`, `[sites.NAME]`, `[market]`,
-//! `[[workloads]]`, `[aggregator]` and `[api]` (every key is documented in
+//! `[[workloads]]`, `[aggregator]`, `[api]` and `[alerts]` (kept as TOML for
+//! `crate::alert::config`; every key is documented in
 //! `docs/config.md`, section "Aggregator"). Unknown keys are refused by name. A
 //! workload's terms are parsed, once, into its revenue model while the file is
 //! read (each model refuses keys it does not take); [`AggregatorConfig::plans`]
@@ -49,6 +50,9 @@ pub struct AggregatorConfig {
     pub aggregator: WindowsConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[alerts]`, kept as TOML here: the alert engine (`crate::alert::config`)
+    /// parses and checks it, so this layer does not depend on it.
+    pub alerts: Option<toml::Value>,
 }
 
 /// `[sites.NAME]`: where devices run, what a kWh costs there.

@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::Aggregator;
+use crate::alert::config::AlertsConfig;
+use crate::alert::AlertEngine;
 use crate::model::SystemClock;
 use crate::web::{serve, AppState};
 
@@ -22,18 +24,28 @@ pub struct AggregatorArgs {
 
 pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     let cfg = AggregatorConfig::load(&args.config)?;
+    let alerts_cfg = AlertsConfig::from_aggregator(&cfg, config_dir(&args.config))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let store = crate::store::open_store(&cfg.store)
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
     let listen = cfg.api.listen.clone();
     let agg = Arc::new(Aggregator::new(cfg, store, Arc::new(SystemClock))?);
-    let state = AppState::new(agg.clone())?;
+    let engine = Arc::new(AlertEngine::new(agg.clone(), alerts_cfg)?);
+    let state = AppState::new(agg.clone())?.with_alerts(engine.view());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ([api] listen); is another process using it?"))?;
     tracing::info!(listen = %listener.local_addr()?, "aggregator API listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(agg.clone().run({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    }));
+    // Alerts run beside the windows, never inside them.
+    let alerter = tokio::spawn(engine.run({
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.changed().await;
@@ -49,6 +61,12 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = runner.await;
+    let _ = alerter.await;
     server.await.context("API server task")?.context("API server")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder a config file's relative paths are relative to.
+pub fn config_dir(config: &std::path::Path) -> &std::path::Path {
+    config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
 }

@@ -153,6 +153,19 @@ async fn check_aggregator(path: &Path) -> anyhow::Result<Vec<Line>> {
         what: "config".into(),
         result: Ok(format!("aggregator config is valid ({} workloads)", cfg.workloads.len())),
     }];
+    let alerts = crate::alert::config::AlertsConfig::from_aggregator(&cfg, super::aggregator::config_dir(path))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    lines.push(Line {
+        what: "[alerts]".into(),
+        result: alerts.rules(&cfg).map(|r| {
+            format!(
+                "{} rules; Alertmanager: {}; webhook: {}",
+                r.len(),
+                alerts.alertmanager_url.urls().len(),
+                if alerts.webhook_url.is_some() { "yes" } else { "no" }
+            )
+        }),
+    });
     lines.push(Line { what: "[store]".into(), result: check_store(&cfg.store).await.map_err(|e| e.to_string()) });
     if cfg.market.source == MarketSourceKind::Http {
         let m = &cfg.market;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod aggregator;
+pub mod alerts;
 pub mod check;
 pub mod demo;
 pub mod gpus;
@@ -42,6 +43,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The central service: windows on schedule, write-back, JSON API, optional ingest.
     Aggregator(aggregator::AggregatorArgs),
+    /// The aggregator's alerts (firing, pending, recently resolved) from its state file.
+    Alerts(alerts::AlertsArgs),
     /// Validate a config file and try every endpoint it names.
     Check(check::CheckArgs),
     /// Run the per-host agent: collect, spool to disk, ship.
@@ -79,6 +82,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args).await,
         Command::Aggregator(args) => aggregator::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Alerts(args) => alerts::run(args).await,
         Command::Agent(args) => agent::run(args).await,
     }
 }

@@ -44,6 +44,8 @@ use crate::web::AppState;
 
 /// The store's file inside `--data`.
 pub const STORE_FILE: &str = "wattledger.db";
+/// The alert engine's state inside `--data`.
+pub const ALERTS_FILE: &str = "alerts-state.json";
 /// The API token's file inside `--data`, kept so the printed URL works across restarts.
 pub const TOKEN_FILE: &str = "api-token";
 
@@ -194,8 +196,16 @@ impl Demo {
         let aggregator = Arc::new(
             Aggregator::new(cfg, store.clone(), dyn_clock.clone()).map_err(|e| DemoError::Setup(e.to_string()))?,
         );
-        let state = AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?;
+        let alerts_cfg = crate::alert::config::AlertsConfig::from_aggregator(aggregator.config(), &data_dir)
+            .map_err(DemoError::Setup)?;
+        let alerts = Arc::new(
+            crate::alert::AlertEngine::new(aggregator.clone(), alerts_cfg)
+                .map_err(|e| DemoError::Setup(e.to_string()))?,
+        );
+        let state =
+            AppState::new(aggregator.clone()).map_err(|e| DemoError::Setup(e.to_string()))?.with_alerts(alerts.view());
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
+        background.push(tokio::spawn(alerts.run(stopped(stop_rx.clone()))));
         let server = tokio::spawn({
             let shutdown = stopped(stop_rx.clone());
             async move { axum::serve(listener, crate::web::router(state)).with_graceful_shutdown(shutdown).await }
@@ -433,7 +443,41 @@ fleet_lookback = "2h"
 listen = "127.0.0.1:0"
 token = "{token}"
 ingest = true
+
+[alerts]
+state_file = {alerts_state:?}
+# Simulated time runs thousands of times faster during the replay: evaluate often.
+interval = "200ms"
+
+# The inference GPUs idle at night (about 15 % utilisation at 03:00 UTC) while still
+# drawing over 200 W; paid by the token, that power earns nothing.
+[[alerts.rules]]
+kind = "gpu_idle_burn"
+util_below_pct = 20
+for = "30m"
+window = "1h"
+
+# During the replay the agents ship every 500 ms of real time, up to 48 simulated
+# minutes: judge what arrives late on hourly windows and a longer silence.
+[[alerts.rules]]
+kind = "unprofitable"
+window = "1h"
+
+[[alerts.rules]]
+kind = "low_coverage"
+window = "1h"
+for = "1h"
+
+[[alerts.rules]]
+kind = "device_offline"
+threshold = 8
+
+# The agents' own telemetry runs on real time, not the demo's simulated clock.
+[[alerts.rules]]
+kind = "agent_silent"
+enabled = false
 "#,
+        alerts_state = db.with_file_name(ALERTS_FILE).display().to_string(),
         db = db.display().to_string(),
         site = site::SITE,
         pue = site::PUE,

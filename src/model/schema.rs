@@ -148,5 +148,35 @@ pub mod agent {
     pub const SHIP_ERRORS: &str = "ship_errors";
 }
 
+/// The alert engine's changes, one point per alert per change (Grafana draws them
+/// as annotations). Besides these tags, `site`, `workload`, `host` and `device`
+/// where the alert has them.
+pub mod alert {
+    pub const MEASUREMENT: &str = "alert";
+    pub const TAG_ALERTNAME: &str = "alertname";
+    pub const TAG_SEVERITY: &str = "severity";
+    /// `pending`, `firing` or `resolved`.
+    pub const TAG_STATE: &str = "state";
+    pub const TAG_DEVICE: &str = "device";
+    /// The measured value the rule compared.
+    pub const VALUE: &str = "value";
+    pub const THRESHOLD: &str = "threshold";
+    /// The alert's summary: value, threshold and window in words.
+    pub const SUMMARY: &str = "summary";
+}
+
+/// The alert engine's own telemetry: one point per configured sink per evaluation.
+pub mod alert_delivery {
+    pub const MEASUREMENT: &str = "alert_delivery";
+    /// `alertmanager` or `webhook`.
+    pub const TAG_SINK: &str = "sink";
+    /// Counter: requests the sink accepted since the aggregator started.
+    pub const SENT: &str = "sent";
+    /// Counter: failed requests (each retry counts) since the aggregator started.
+    pub const FAILURES: &str = "failures";
+    /// True while delivery to the sink fails.
+    pub const DOWN: &str = "down";
+}
+
 /// Joules in one kilowatt-hour.
 pub const J_PER_KWH: f64 = 3.6e6;

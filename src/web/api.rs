@@ -6,6 +6,8 @@
 //!   window but the current one is whole and served from the store.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
 //! - `GET /api/fleet`: every device seen recently, with its status.
+//! - `GET /api/alerts`: firing and pending alerts, recent history, delivery
+//!   counters (`{"enabled": false, …}` when no alert engine runs).
 //! - `GET /api/health`: liveness and store reachability (no token needed, for
 //!   load balancers and probes; it reveals nothing else).
 
@@ -32,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/workloads/{name}/windows", get(windows))
         .route("/api/fleet", get(fleet))
         .route("/api/models", get(models))
+        .route("/api/alerts", get(alerts))
 }
 
 /// Routes open without a token.
@@ -173,6 +176,16 @@ async fn windows(
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.aggregator.now_ns();
     Ok(Json(state.aggregator.fleet(now).await?).into_response())
+}
+
+async fn alerts(State(state): State<AppState>) -> Response {
+    match &state.alerts {
+        Some(view) => Json(view()).into_response(),
+        None => Json(serde_json::json!({
+            "enabled": false, "firing": [], "pending": [], "history": [], "notes": []
+        }))
+        .into_response(),
+    }
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -22,6 +22,11 @@ use axum::Router;
 use crate::aggregate::Aggregator;
 use crate::config::{ConfigError, Secret};
 
+/// What `GET /api/alerts` serves: the alert engine's current state as JSON. The
+/// engine sits beside this module, not below it, so the service that runs both
+/// hands its view in.
+pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -30,6 +35,8 @@ pub struct AppState {
     pub token: Option<Arc<Secret>>,
     pub ingest: bool,
     pub max_body_bytes: usize,
+    /// The alert engine's state, when the service runs one (`GET /api/alerts`).
+    pub alerts: Option<AlertsView>,
 }
 
 impl AppState {
@@ -37,7 +44,13 @@ impl AppState {
     pub fn new(aggregator: Arc<Aggregator>) -> Result<Self, ConfigError> {
         let api = &aggregator.config().api;
         let token = aggregator.config().api_token()?.filter(|t| !t.is_empty()).map(Arc::new);
-        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator })
+        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator, alerts: None })
+    }
+
+    /// The same state, serving these alerts.
+    pub fn with_alerts(mut self, view: AlertsView) -> Self {
+        self.alerts = Some(view);
+        self
     }
 }
 

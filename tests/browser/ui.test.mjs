@@ -239,6 +239,20 @@ test('the charts are drawn: a line per workload for revenue per kWh and for powe
   await page.close();
 });
 
+test('the alerts panel shows what GET /api/alerts reports, firing first', async () => {
+  const { page } = await openPage();
+  await page.waitForSelector('#alerts tbody tr:not(:has(td.empty)), #alerts td.calm');
+  const a = await api('/api/alerts');
+  const states = await page.$$eval('#alerts tbody tr[data-state]', (rs) => rs.map((r) => r.dataset.state));
+  const live = a.firing.length + a.pending.length;
+  // The API is asked again after the page; an alert may have moved on in between.
+  assert.ok(Math.abs(states.length - live) <= 1, `panel ${states} vs API ${live}`);
+  assert.deepEqual(states, [...states].sort((x, y) => (x === 'firing' ? 0 : 1) - (y === 'firing' ? 0 : 1)), 'firing first');
+  if (!states.length) assert.match(await page.textContent('#alerts td.calm'), /calm/);
+  else assert.match(await page.textContent('#alerts tbody tr[data-state] td:nth-child(5)'), /\d/);
+  await page.close();
+});
+
 test('changing the time range refetches and redraws', async () => {
   const { page } = await openPage();
   const before = await readTable(page);

@@ -169,6 +169,7 @@
             .catch((e) => ({ workload: w.workload, error: e })))),
         api('api/fleet').catch((e) => ({ error: e })),
       ]);
+      renderAlerts(await api('api/alerts').catch((e) => ({ error: e })));
       if (seq !== state.seq) return;
       hideBanner();
       assignColors(workloads);
@@ -547,6 +548,34 @@
   }
 
   const STATUS_ORDER = { lost: 0, stale: 1, offline: 2, online: 3 };
+  const fmtVal = (v) => new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 }).format(v);
+  // Firing first (the API sorts each list), then pending; calm when empty.
+  function renderAlerts(a) {
+    const body = $('alerts').tBodies[0];
+    body.replaceChildren();
+    $('alert-notes').replaceChildren(...((a && a.notes) || []).map((n) => el('li', { text: n })));
+    if (!a || a.error) {
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty', text: 'Alerts unavailable: ' + (a && a.error ? a.error.message : 'no answer') })));
+      return;
+    }
+    const rows = (a.firing || []).concat(a.pending || []);
+    if (!rows.length) {
+      const text = a.enabled ? 'All calm: nothing firing or pending.' : 'Alerts are off in this aggregator ([alerts] enabled = false).';
+      body.append(el('tr', {}, el('td', { colspan: '6', class: 'empty calm', text })));
+      return;
+    }
+    for (const r of rows) {
+      const subject = Object.entries(r.labels || {}).map(([k, v]) => k + '=' + v).join(' ');
+      body.append(el('tr', { 'data-state': r.state, 'data-alertname': r.alertname },
+        el('td', {}, el('span', { class: 'badge ' + r.state, text: r.state })),
+        el('td', {}, el('b', { text: r.alertname }), el('br'), el('span', { class: 'muted', text: subject })),
+        el('td', { text: fmtDateTime(new Date(r.since)) }),
+        el('td', { class: 'num', text: fmtVal(r.value) + ' ' + r.unit }),
+        el('td', { class: 'num', text: fmtVal(r.threshold) + ' ' + r.unit }),
+        el('td', { text: r.summary })));
+    }
+  }
+
   function renderFleet(fleet) {
     const counts = $('fleet-counts');
     const body = $('fleet').tBodies[0];

@@ -1,0 +1,340 @@
+//! What each rule kind measures, read through the aggregator: completed windows
+//! (`unprofitable`, `low_coverage`) and the latest raw readings (the rest).
+//! Each evaluator returns one [`Observation`] per subject in the rule's scope;
+//! subjects without data are left out, so a fresh install observes nothing.
+
+use std::collections::BTreeMap;
+
+use super::config::{Kind, Rule};
+use super::state::{fmt_num, Missing, Observation};
+use crate::aggregate::config::MarketSourceKind;
+use crate::aggregate::fleet::{measured_j_per_th, nominal_spec};
+use crate::aggregate::windows::{device_id, devices_from_series, window_label};
+use crate::aggregate::{rfc3339, AggregateError, Aggregator};
+use crate::model::schema::{self, agent, asic, gpu, market};
+use crate::revenue::{ai_on_demand, ai_tokens};
+use crate::store::{Series, SeriesQuery};
+
+/// What an evaluation found, and how to treat subjects it did not see.
+pub struct Found {
+    pub observations: Vec<Observation>,
+    pub missing: Missing,
+    /// Facts worth showing beside the alerts (miners whose power is estimated).
+    pub notes: Vec<String>,
+}
+
+fn labels(pairs: &[(&str, Option<&String>)]) -> BTreeMap<String, String> {
+    pairs.iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.clone()))).collect()
+}
+
+async fn read(
+    agg: &Aggregator,
+    measurement: &str,
+    fields: &[&str],
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Vec<Series>, AggregateError> {
+    let q = SeriesQuery {
+        measurement: measurement.into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        tag_filters: vec![],
+        start_ns: from_ns,
+        end_ns: to_ns,
+    };
+    Ok(agg.store().read(&q).await?)
+}
+
+/// Revenue models whose pay follows use, so a GPU's idle power is lost money; a
+/// reserved contract (`ai_contract`) pays by the hour whether the GPU works or not.
+pub const PAID_BY_USE: &[&str] = &[ai_on_demand::INFO.name, ai_tokens::INFO.name];
+
+/// How far back a miner's own efficiency baseline reaches, before the rule's window.
+pub const BASELINE_NS: i64 = 6 * 3_600_000_000_000;
+
+/// The rows of `s` whose time passes `keep`.
+fn rows_where(s: &Series, keep: impl Fn(i64) -> bool) -> Series {
+    let mut out = Series { tags: s.tags.clone(), fields: s.fields.clone(), ..Default::default() };
+    for (t, row) in s.times_ns.iter().zip(&s.values) {
+        if keep(*t) {
+            out.times_ns.push(*t);
+            out.values.push(row.clone());
+        }
+    }
+    out
+}
+
+fn mean(track: &[(i64, f64)]) -> Option<f64> {
+    (!track.is_empty()).then(|| track.iter().map(|p| p.1).sum::<f64>() / track.len() as f64)
+}
+
+/// Evaluates one rule at `now_ns`. `first_data_ns` keeps each workload's first data.
+pub async fn evaluate(
+    agg: &Aggregator,
+    rule: &Rule,
+    now_ns: i64,
+    first_data_ns: &mut BTreeMap<String, i64>,
+) -> Result<Found, AggregateError> {
+    let window_ns = (rule.window_s * 1e9) as i64;
+    let cfg = agg.config();
+    let mut found = Found { observations: Vec::new(), missing: Missing::Resolves, notes: Vec::new() };
+    match rule.kind {
+        Kind::Unprofitable | Kind::LowCoverage => {
+            // The last window of the rule's length that completed at least
+            // `max_gap` ago: readings of its last moments may still be on the way.
+            let settle_ns = cfg.aggregator.max_gap.as_nanos() as i64;
+            let to = (now_ns - settle_ns).div_euclid(window_ns) * window_ns;
+            let from = to - window_ns;
+            let mut results = Vec::new();
+            agg.compute(from, to, window_ns, rule.workload.as_deref(), |w| results.push(w)).await?;
+            for w in results {
+                if !rule.admits(Some(&w.site), Some(&w.workload), None, None) {
+                    continue;
+                }
+                let window = format!("{} window ending {}", window_label(window_ns), rfc3339(w.window.end_ns));
+                let l = labels(&[("site", Some(&w.site)), ("workload", Some(&w.workload))]);
+                if rule.kind == Kind::Unprofitable {
+                    if let Some(v) = w.profit_usd_per_kwh() {
+                        let what = format!(
+                            "workload {} earns {} USD/kWh and pays {} USD/kWh; profit per kWh",
+                            w.workload,
+                            fmt_num(w.revenue_usd_per_kwh().unwrap_or(0.0)),
+                            fmt_num(w.revenue_usd_per_kwh().unwrap_or(0.0) - v)
+                        );
+                        found.observations.push(Observation { labels: l, value: v, window, what });
+                    }
+                    continue;
+                }
+                // Coverage counts only from the first window after a workload's
+                // first data: the window data began in is partial by nature, and
+                // the empty ones before it are not a fault.
+                if w.devices > 0 {
+                    first_data_ns.entry(w.workload.clone()).or_insert(w.window.end_ns);
+                }
+                match first_data_ns.get(&w.workload) {
+                    Some(&first) if w.window.start_ns >= first => {
+                        let what = format!("workload {} measured coverage", w.workload);
+                        found.observations.push(Observation { labels: l, value: w.coverage(), window, what });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Kind::MinerEfficiency => {
+            // The window against the model's nominal J/TH and against the miner's
+            // own trailing baseline (the BASELINE before the window); the worse counts.
+            let split_ns = now_ns - window_ns;
+            let series =
+                read(agg, asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS], split_ns - BASELINE_NS, now_ns + 1)
+                    .await?;
+            let (before, recent): (Vec<Series>, Vec<Series>) =
+                series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            let measured = measured_j_per_th(&recent);
+            let baseline = measured_j_per_th(&before);
+            let mut estimated = Vec::new();
+            let mut done = std::collections::BTreeSet::new();
+            for s in &recent {
+                let id = device_id(asic::MEASUREMENT, &s.tags);
+                let t = |k: &str| s.tags.get(k);
+                let str_tag = |k: &str| t(k).map(String::as_str);
+                if !rule.admits(str_tag(schema::TAG_SITE), str_tag(schema::TAG_WORKLOAD), Some("asic"), Some(&id)) {
+                    continue;
+                }
+                let Some(j) = measured.get(&id).and_then(|m| m.j_per_th()) else {
+                    if str_tag(asic::TAG_POWER_SOURCE) == Some("estimated") && !estimated.contains(&id) {
+                        estimated.push(id);
+                    }
+                    continue;
+                };
+                if !done.insert(id.clone()) {
+                    continue;
+                }
+                let nominal = nominal_spec(str_tag(asic::TAG_MAKE), str_tag(asic::TAG_MODEL)).map(|s| s.j_per_th());
+                let own = baseline.get(&id).and_then(|b| b.j_per_th());
+                let vs = |base: Option<f64>| base.map(|b| (j / b - 1.0) * 100.0);
+                let Some(value) = vs(nominal).into_iter().chain(vs(own)).reduce(f64::max) else { continue };
+                let what = format!(
+                    "miner {id} measures {} J/TH (nominal {}, own baseline {}); worse by",
+                    fmt_num(j),
+                    nominal.map_or("unknown".into(), fmt_num),
+                    own.map_or("none yet".into(), fmt_num)
+                );
+                let l = labels(&[
+                    ("site", t(schema::TAG_SITE)),
+                    ("workload", t(schema::TAG_WORKLOAD)),
+                    ("host", t(schema::TAG_HOST)),
+                    ("device", Some(&id)),
+                ]);
+                found.observations.push(Observation {
+                    labels: l,
+                    value,
+                    window: format!(
+                        "last {} against the {} before",
+                        window_label(window_ns),
+                        window_label(BASELINE_NS)
+                    ),
+                    what,
+                });
+            }
+            if !estimated.is_empty() {
+                found.notes.push(format!(
+                    "{} miner(s) report no power of their own (power is estimated from nominal J/TH), so their efficiency cannot show degradation: {}",
+                    estimated.len(),
+                    estimated.join(", ")
+                ));
+            }
+        }
+        Kind::GpuIdleBurn => {
+            // Idle power is lost money only where pay follows use.
+            let paid_by_use: Vec<&str> = cfg
+                .workloads
+                .iter()
+                .filter(|w| PAID_BY_USE.contains(&w.revenue_model.info().name))
+                .map(|w| w.name.as_str())
+                .collect();
+            let series =
+                read(agg, gpu::MEASUREMENT, &[gpu::POWER_W, gpu::UTIL_GPU_PCT], now_ns - window_ns, now_ns + 1).await?;
+            for dev in devices_from_series(gpu::MEASUREMENT, series) {
+                let t = |k: &str| dev.tags.get(k);
+                let Some(workload) = t(schema::TAG_WORKLOAD).filter(|w| paid_by_use.contains(&w.as_str())) else {
+                    continue;
+                };
+                if !rule.admits(
+                    t(schema::TAG_SITE).map(String::as_str),
+                    Some(workload),
+                    Some("gpu"),
+                    Some(&dev.tracks.id),
+                ) {
+                    continue;
+                }
+                let (Some(power_w), Some(util)) =
+                    (mean(dev.tracks.track(gpu::POWER_W)), mean(dev.tracks.track(gpu::UTIL_GPU_PCT)))
+                else {
+                    continue;
+                };
+                // The power drawn while idle; 0 while the GPU works.
+                let value = if util < rule.util_below_pct { power_w } else { 0.0 };
+                let what = format!(
+                    "GPU {} at {} % utilisation (idle below {} %) draws",
+                    dev.tracks.id,
+                    fmt_num(util),
+                    fmt_num(rule.util_below_pct)
+                );
+                let l = labels(&[
+                    ("site", t(schema::TAG_SITE)),
+                    ("workload", Some(workload)),
+                    ("host", t(schema::TAG_HOST)),
+                    ("device", Some(&dev.tracks.id)),
+                ]);
+                found.observations.push(Observation {
+                    labels: l,
+                    value,
+                    window: format!("mean over the last {}", window_label(window_ns)),
+                    what,
+                });
+            }
+        }
+        Kind::DeviceOffline => {
+            found.missing = Missing::Keeps;
+            let default_gap = cfg.aggregator.max_gap.as_nanos() as i64;
+            for (kind, measurement, fields) in
+                [("gpu", gpu::MEASUREMENT, &[gpu::STATUS][..]), ("asic", asic::MEASUREMENT, &[asic::ONLINE][..])]
+            {
+                let series = read(agg, measurement, fields, now_ns - window_ns, now_ns + 1).await?;
+                for dev in devices_from_series(measurement, series) {
+                    let t = |k: &str| dev.tags.get(k);
+                    if !rule.admits(
+                        t(schema::TAG_SITE).map(String::as_str),
+                        t(schema::TAG_WORKLOAD).map(String::as_str),
+                        Some(kind),
+                        Some(&dev.tracks.id),
+                    ) {
+                        continue;
+                    }
+                    let Some(&(first_ns, _)) = dev.tracks.healthy.first() else { continue };
+                    let last_good = dev.tracks.healthy.iter().rev().find(|h| h.1).map(|h| h.0);
+                    let gap = t(schema::TAG_WORKLOAD)
+                        .and_then(|w| cfg.workloads.iter().find(|x| &x.name == w))
+                        .and_then(|w| w.max_gap)
+                        .map_or(default_gap, |g| g.as_nanos() as i64);
+                    let since = last_good.unwrap_or(first_ns);
+                    let value = (now_ns - since) as f64 / gap as f64;
+                    let what = match last_good {
+                        Some(t) => format!(
+                            "{kind} {} last read healthy at {}; intervals of max_gap since",
+                            dev.tracks.id,
+                            rfc3339(t)
+                        ),
+                        None => format!(
+                            "{kind} {} has reported only unhealthy readings since {}; intervals of max_gap",
+                            dev.tracks.id,
+                            rfc3339(first_ns)
+                        ),
+                    };
+                    let l = labels(&[
+                        ("site", t(schema::TAG_SITE)),
+                        ("workload", t(schema::TAG_WORKLOAD)),
+                        ("host", t(schema::TAG_HOST)),
+                        ("device", Some(&dev.tracks.id)),
+                    ]);
+                    found.observations.push(Observation {
+                        labels: l,
+                        value,
+                        window: format!("max_gap {}", window_label(gap)),
+                        what,
+                    });
+                }
+            }
+        }
+        Kind::AgentSilent => {
+            found.missing = Missing::Keeps;
+            let series =
+                read(agg, agent::MEASUREMENT, &[agent::POINTS_COLLECTED], now_ns - window_ns, now_ns + 1).await?;
+            let mut last: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+            for s in series.iter().filter(|s| !s.tags.contains_key(agent::TAG_SOURCE)) {
+                let (Some(host), Some(&t)) = (s.tags.get(schema::TAG_HOST), s.times_ns.last()) else { continue };
+                if !rule.admits(s.tags.get(schema::TAG_SITE).map(String::as_str), None, None, None) {
+                    continue;
+                }
+                let e = last.entry(host.clone()).or_insert((t, s.tags.get(schema::TAG_SITE).cloned()));
+                e.0 = e.0.max(t);
+            }
+            for (host, (t, site)) in last {
+                let what = format!("agent on {host} last reported at {}; seconds since", rfc3339(t));
+                let l = labels(&[("site", site.as_ref()), ("host", Some(&host))]);
+                found.observations.push(Observation {
+                    labels: l,
+                    value: (now_ns - t) as f64 / 1e9,
+                    window: format!("last {}", window_label(window_ns)),
+                    what,
+                });
+            }
+        }
+        Kind::MarketStale => {
+            let needs_market = cfg.workloads.iter().any(|w| w.revenue_model.info().inputs.market);
+            if !needs_market || cfg.market.source == MarketSourceKind::Static {
+                return Ok(found);
+            }
+            let series = read(agg, market::MEASUREMENT, &[market::BTC_USD], now_ns - window_ns, now_ns + 1).await?;
+            let latest = series
+                .iter()
+                .filter(|s| {
+                    cfg.market.source_tag.as_ref().is_none_or(|tag| s.tags.get(market::TAG_SOURCE) == Some(tag))
+                })
+                .filter_map(|s| s.times_ns.iter().copied().filter(|&t| t <= now_ns).max())
+                .max();
+            // No market data at all yet: nothing to call stale (windows warn about it).
+            if let Some(t) = latest {
+                let what = format!("latest market data is from {}; seconds old", rfc3339(t));
+                let source = format!("{:?}", cfg.market.source).to_lowercase();
+                let l = labels(&[("source", Some(&source))]);
+                found.observations.push(Observation {
+                    labels: l,
+                    value: (now_ns - t) as f64 / 1e9,
+                    window: "latest point".into(),
+                    what,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
