@@ -176,7 +176,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn stored_window_cases(label: &str, cfg_path: &Path, from_s: i64, to_s: i64) {
     use std::sync::Arc;
     use wattledger::aggregate::{Aggregator, Windows};
-    let (from, to) = (rfc(from_s), rfc(to_s));
+    let from = rfc(from_s);
     let cfg = wattledger::aggregate::config::AggregatorConfig::load(cfg_path).unwrap();
     let store = wattledger::store::open_store(&cfg.store).await.unwrap();
     // Half-way through the last hour: that hour is the partial, live one.
