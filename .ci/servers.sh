@@ -8,13 +8,16 @@
 #
 # Servers: InfluxDB 1.6 (Debian `influxdb`: /write + InfluxQL /query),
 # VictoriaMetrics (Debian `victoria-metrics`: accepts /api/v2/write with a token and
-# gzip), Prometheus Alertmanager (Debian `prometheus-alertmanager`).
+# gzip), Prometheus Alertmanager (Debian `prometheus-alertmanager`); for the meter tests,
+# Debian's `snmpd` (PDU tables through .ci/meters/pdu_pass.py) on UDP 16161 and a Modbus
+# TCP meter (PyPI pyModbusTCP, .ci/meters/modbus_server.py) on 15020.
 # Ports default to 18086/18088, 18428, 19093; WATTLEDGER_TEST_PORT_BASE shifts them all.
 set -euo pipefail
 
 base=${WATTLEDGER_TEST_PORT_BASE:-0}
 influx_http=$((18086 + base)); influx_rpc=$((18088 + base))
 vm_http=$((18428 + base)); am_http=$((19093 + base)); am_hook=$((19094 + base))
+snmp_udp=$((16161 + base)); modbus_tcp=$((15020 + base))
 pkg_dir=${WATTLEDGER_PKG_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/target/ci-packages}
 
 log() { echo "servers: $*" >&2; }
@@ -44,6 +47,42 @@ install_am_templates() {
   [[ -f $d/default.tmpl ]] && return 0
   mkdir -p "$d" 2>/dev/null && cp "$pkg_dir"/root$d/*.tmpl "$d/" 2>/dev/null || {
     log "cannot write $d (alertmanager needs its templates there; run as root once)"; return 1; }
+}
+
+# Meters: Debian's snmpd serving PDU outlet tables through a pass_persist script
+# (.ci/meters/pdu_pass.py), v2c community `public` and a v3 authPriv user; and a
+# Modbus TCP meter (.ci/meters/modbus_server.py, PyPI pyModbusTCP in .ci/venv).
+start_meters() {
+  local t=$1 here; here=$(cd "$(dirname "$0")" && pwd)
+  mkdir -p "$t/snmp/persist" "$t/modbus"
+  if command -v snmpd >/dev/null || [[ -x /usr/sbin/snmpd ]]; then
+    cat > "$t/snmp/snmpd.conf" <<CONF
+agentAddress udp:127.0.0.1:$snmp_udp
+rocommunity public 127.0.0.1
+dontLogTCPWrappersConnects yes
+createUser wlv3 SHA "wattledger-auth" AES "wattledger-priv"
+rouser wlv3 priv
+pass_persist .1.3.6.1.4.1.318.1.1.26.9.4.3.1 /usr/bin/python3 $here/meters/pdu_pass.py
+pass_persist .1.3.6.1.4.1.13742.6.5.4.3.1.4 /usr/bin/python3 $here/meters/pdu_pass.py
+pass_persist .1.3.6.1.4.1.1718.4.1.8.3.1 /usr/bin/python3 $here/meters/pdu_pass.py
+CONF
+    SNMP_PERSISTENT_DIR="$t/snmp/persist" MIBS= /usr/sbin/snmpd -f -Lf "$t/snmp/log" -C -c "$t/snmp/snmpd.conf" \
+      -p "$t/snmp/snmpd.pid" >/dev/null 2>&1 & echo $! > "$t/snmp/pid"
+    for _ in $(seq 1 100); do
+      if snmpget -v2c -c public -On -t 0.2 -r 0 "127.0.0.1:$snmp_udp" .1.3.6.1.4.1.318.1.1.26.9.4.3.1.7.1 >/dev/null 2>&1; then break; fi
+      sleep 0.05
+    done
+    echo "export WATTLEDGER_TEST_SNMP_ADDR=127.0.0.1:$snmp_udp"
+  else
+    log "snmpd not installed (apt-get install snmpd snmp); SNMP meter tests will fail"
+  fi
+  if [[ -x $here/venv/bin/python ]] && "$here/venv/bin/python" -c 'import pyModbusTCP' 2>/dev/null; then
+    "$here/venv/bin/python" "$here/meters/modbus_server.py" "$modbus_tcp" > "$t/modbus/log" 2>&1 & echo $! > "$t/modbus/pid"
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$modbus_tcp") 2>/dev/null && break; sleep 0.05; done
+    echo "export WATTLEDGER_TEST_MODBUS_ADDR=127.0.0.1:$modbus_tcp"
+  else
+    log "pyModbusTCP missing in .ci/venv (.ci/run installs it); Modbus meter tests will fail"
+  fi
 }
 
 start() {
@@ -93,11 +132,13 @@ Y
   echo "export WATTLEDGER_TEST_INFLUXD_BIN=$bin/influxd"
   echo "export WATTLEDGER_TEST_VM_URL=http://127.0.0.1:$vm_http"
   echo "export WATTLEDGER_TEST_ALERTMANAGER_URL=http://127.0.0.1:$am_http"
+  start_meters "$t"
+  log "snmpd udp :$snmp_udp, modbus tcp :$modbus_tcp"
 }
 
 stop() {
   local t=$1
-  for s in influx vm am; do
+  for s in influx vm am snmp modbus; do
     [[ -f $t/$s/pid ]] || continue
     local pid; pid=$(cat "$t/$s/pid")
     kill "$pid" 2>/dev/null || true

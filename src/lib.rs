@@ -3,10 +3,11 @@
 //! Layering (dependencies point one way, each layer using only lower ones;
 //! `tests/layering.rs` checks every `crate::` path against it):
 //!
-//! config, model, signal  <-  collect, ship  <-  store, revenue, sim  <-  aggregate  <-  agent, web, alert  <-  demo  <-  cli
+//! config, model, signal, http  <-  collect, ship, ledger  <-  store, revenue, sim  <-  aggregate  <-  agent, web, alert  <-  demo  <-  cli
 //!
 //! `sim` (test doubles) sits above `collect`, whose parsing it reuses, and serves
-//! tests, benchmarks and the demo only. `alert` is the place of alert rules.
+//! tests, benchmarks and the demo only. `alert` is the place of alert rules. `http` is the server loop (connection
+//! limit, load shedding, header timeout) that `web` and the agent's `/metrics` share.
 
 pub mod agent;
 pub mod aggregate;
@@ -15,6 +16,8 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod http;
+pub mod ledger;
 pub mod model;
 pub mod revenue;
 pub mod ship;

@@ -17,9 +17,12 @@ fn agent_examples_load() {
         }
     }
     names.sort();
-    assert_eq!(names, ["gpu-rig", "inference-node", "miner-lan"]);
+    assert_eq!(names, ["gpu-rig", "inference-node", "meters", "miner-lan"]);
     let node = AgentConfig::load(&dir.join("inference-node.toml")).unwrap();
     assert_eq!(node.inference.len(), 2);
     let lan = AgentConfig::load(&dir.join("miner-lan.toml")).unwrap();
     assert_eq!(lan.miners.unwrap().targets.len(), 2);
+    let meters = AgentConfig::load(&dir.join("meters.toml")).unwrap().meters.unwrap();
+    assert_eq!(meters.devices.len(), 5);
+    wattledger::collect::meters::MetersSource::new(&meters).unwrap();
 }

@@ -132,3 +132,95 @@ fn config_mistakes_name_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
+
+/// `systemctl stop` sends SIGTERM: the aggregator drains and exits 0 instead of
+/// dying on the signal.
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("aggregator.toml");
+    let db = dir.path().join("wl.db");
+    std::fs::write(
+        &cfg,
+        scenario::config(
+            &format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()),
+            &format!("[api]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["aggregator", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("http://127.0.0.1:{port}/api/health")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the aggregator did not answer within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = guard.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "SIGTERM did not stop the aggregator within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status:?}; stderr: {err}");
+    assert!(err.contains("shutting down"), "{err}");
+}
+
+/// A non-loopback `listen` without tokens is refused at start and by `check`,
+/// unless the operator says `allow_unauthenticated = true`; `report` refuses a
+/// range longer than 400 days.
+#[test]
+fn open_network_listen_and_huge_ranges_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("open.toml");
+    let db = dir.path().join("wl.db");
+    let store = format!("kind = \"embedded\"\npath = {:?}", db.display().to_string());
+    let wl = env!("CARGO_BIN_EXE_wattledger");
+    std::fs::write(&cfg, scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\n")).unwrap();
+    let out = Command::new(wl).args(["aggregator", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address") && err.contains("allow_unauthenticated"), "{err}");
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  [api]") && text.contains("read_token / write_token"), "{text}");
+
+    // A write token alone leaves the page and the API open: still refused.
+    std::fs::write(
+        &cfg,
+        scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\ningest = true\nwrite_token = \"w\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the page and the API would need no token"), "{text}");
+
+    std::fs::write(&cfg, scenario::config(&store, "[api]\nlisten = \"0.0.0.0:0\"\nallow_unauthenticated = true\n"))
+        .unwrap();
+    let out = Command::new(wl).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok    [api]") && text.contains("open to anyone"), "{text}");
+
+    let out = Command::new(wl)
+        .args(["report", "--from", "2020-01-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than 400 days"));
+}

@@ -406,3 +406,130 @@ async fn market_data_over_http_is_stored_used_and_flagged_when_stale() {
     let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S, Windows::Recompute).await.unwrap();
     assert!(before.warnings.iter().any(|w| w.contains("no market data")), "{:?}", before.warnings);
 }
+
+/// Ingest answers for what hostile or careless clients send: every gzip member is
+/// read, points no store can keep are a 400 naming the line (not a 503 retried
+/// forever), per-line limits and the store's series limit refuse the batch whole.
+#[tokio::test]
+async fn ingest_refuses_what_cannot_be_stored_and_reads_every_gzip_member() {
+    let api = "[api]\nwrite_token = \"w\"\nread_token = \"r\"\ningest = true\nmax_tag_value_bytes = 64\n";
+    let run = start(api, scenario::T0_S * S).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v2/write?org=o&bucket=b&precision=s", run.base);
+    let post = |body: Vec<u8>, gz: bool| {
+        let mut r = http.post(&url).header("Authorization", "Token w").body(body);
+        if gz {
+            r = r.header("Content-Encoding", "gzip");
+        }
+        r.send()
+    };
+
+    // Two gzip members, as `cat a.gz b.gz` makes: both are written.
+    let mut two = gzip(b"multi,host=a v=1 1795132800\n");
+    two.extend(gzip(b"multi,host=a v=2 1795132860\n"));
+    let r = post(two, true).await.unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert_eq!(count_rows(run.store.as_ref(), "multi", &["v"]).await, 2, "the second gzip member was dropped");
+
+    // A tab or a double backslash in a tag value: 400 with the line, nothing written.
+    for bad in ["tabbed,host=a\tb v=1 1795132800\n", "slashed,host=a\\\\\\\\b v=1 1795132800\n"] {
+        let body = format!("fine,host=a v=1 1795132800\n{bad}");
+        let r = post(body.into_bytes(), false).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let msg = r.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+    // A control character in a measurement name, as InfluxDB 2 refuses it.
+    let r = post(b"ctl\x01,host=a v=1 1795132800\n".to_vec(), false).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(count_rows(run.store.as_ref(), "fine", &["v"]).await, 0);
+
+    // A tag value past max_tag_value_bytes.
+    let r = post(format!("long,host={} v=1 1795132800\n", "x".repeat(65)).into_bytes(), false).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("more than the limit of 64"), "{msg}");
+
+    // The read token does not open the ingest; the write token does not open the API.
+    let r = http.post(&url).header("Authorization", "Token r").body("m v=1 1795132800\n").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let api_url = format!("{}/api/fleet", run.base);
+    assert_eq!(http.get(&api_url).header("Authorization", "Token w").send().await.unwrap().status(), 401);
+    assert_eq!(http.get(&api_url).header("Authorization", "Token r").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn series_past_the_store_limit_are_refused_with_422() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wl.db");
+    let toml = scenario::config(
+        &format!("kind = \"embedded\"\npath = {:?}\nmax_series = 10", db.display().to_string()),
+        "[api]\ningest = true\nwrite_token = \"w\"\n",
+    );
+    let cfg: AggregatorConfig = wattledger::config::from_str(&toml, std::path::Path::new("test.toml")).unwrap();
+    let store = wattledger::store::open_store(&cfg.store).await.unwrap();
+    let agg = Arc::new(Aggregator::new(cfg, store.clone(), Arc::new(TestClock(AtomicI64::new(0)))).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/write?precision=s", listener.local_addr().unwrap());
+    tokio::spawn(wattledger::web::serve(listener, AppState::new(agg).unwrap(), std::future::pending()));
+    let http = reqwest::Client::new();
+    let lines =
+        |from: usize, to: usize| (from..to).map(|i| format!("card,host=h{i} v=1 1795132800\n")).collect::<String>();
+    let post = |body: String| http.post(&url).header("Authorization", "Token w").body(body).send();
+    assert_eq!(post(lines(0, 8)).await.unwrap().status(), 204);
+    let r = post(lines(8, 12)).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let msg = r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("max-series-per-database limit exceeded: (10)"), "{msg}");
+    // Nothing of the refused batch was written; known series still are.
+    assert_eq!(count_rows(store.as_ref(), "card", &["v"]).await, 8);
+    assert_eq!(post(lines(0, 10)).await.unwrap().status(), 204);
+    assert_eq!(count_rows(store.as_ref(), "card", &["v"]).await, 10);
+    assert_eq!(post(lines(10, 11)).await.unwrap().status(), 422);
+}
+
+/// A range that used to overflow the window loop (and take the process down) is
+/// a 400; so is one longer than 400 days.
+#[tokio::test]
+async fn unbounded_ranges_are_refused() {
+    let run = start("[api]\n", scenario::T0_S * S).await;
+    let http = reqwest::Client::new();
+    for (from, to, want) in [
+        ("2262-04-11T23:00:00Z", "2262-04-11T23:47:16.854775807Z", "1678 to 2262"),
+        ("2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "longer than 400 days"),
+    ] {
+        for path in ["/api/workloads", "/api/workloads/btc/windows"] {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                http.get(format!("{}{path}?from={from}&to={to}", run.base)).send(),
+            )
+            .await
+            .expect("the API answers at once")
+            .unwrap();
+            assert_eq!(r.status(), 400, "{path} {from}..{to}");
+            let msg = r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+            assert!(msg.contains(want), "{msg}");
+        }
+    }
+    assert_eq!(http.get(format!("{}/api/health", run.base)).send().await.unwrap().status(), 200);
+}
+
+/// A write body that trickles in is cut off at `[api] body_timeout` with a 408.
+#[tokio::test]
+async fn a_body_that_never_finishes_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = start("[api]\ntoken = \"t\"\ningest = true\nbody_timeout = \"300ms\"\n", scenario::T0_S * S).await;
+    let addr = run.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /write HTTP/1.1\r\nhost: x\r\nauthorization: Token t\r\ncontent-length: 1000\r\n\r\nm v=1")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+}

@@ -112,9 +112,20 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
     // The terminal shows the comparison too.
     wait_for("the terminal table", Duration::from_secs(30), &out, || {
         let text = out.lock().unwrap().clone();
-        (text.contains("revenue $/kWh") && text.lines().any(|l| l.starts_with("btc-fleet") && l.contains("J/TH")))
-            .then_some(())
+        (text.contains("revenue $/kWh")
+            && text.contains("from ledger")
+            && text.contains("energy ledger")
+            && text.lines().any(|l| l.starts_with("btc-fleet") && l.contains("J/TH")))
+        .then_some(())
     });
+
+    // Once the day is replayed, the numbers come from the agents' energy ledger,
+    // and the API says so.
+    let (_, body) = get(&format!("{base}/api/workloads"), Some(&token)).unwrap();
+    let cmp: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for w in cmp["workloads"].as_array().unwrap() {
+        assert!(w["ledger_share"].as_f64().is_some_and(|s| s > 0.5), "ledger share {w}");
+    }
 
     stop(&mut child, &out);
 
@@ -134,6 +145,7 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
         for (m, f) in [
             ("asic", "diff_accepted"),
             ("gpu", "energy_j"),
+            ("meter", "energy_j"),
             ("inference", "generation_tokens"),
             ("market", "btc_usd"),
             ("energy_price", "usd_per_kwh"),
@@ -149,6 +161,66 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
             .flat_map(|s| s.values.iter().filter_map(|v| v[0].as_ref().and_then(FieldValue::as_f64)))
             .collect();
         assert!(prices.iter().all(|p| (10_000.0..1_000_000.0).contains(p)));
+    });
+    // `report --energy-from raw` and `ledger` agree on the demo's day: `auto` equals
+    // `raw` in every hour, and the ledger alone equals `raw` in every hour it
+    // covers completely.
+    let store: Arc<dyn Store> = Arc::new(store);
+    rt.block_on(async {
+        let ledger = store
+            .read(&SeriesQuery {
+                measurement: "energy_ledger".into(),
+                fields: vec!["energy_j".into()],
+                tag_filters: vec![],
+                start_ns: 0,
+                end_ns: i64::MAX,
+            })
+            .await
+            .unwrap();
+        let times: Vec<i64> = ledger.iter().flat_map(|s| s.times_ns.iter().copied()).collect();
+        const H: i64 = 3_600_000_000_000;
+        let from = times.iter().min().unwrap().div_euclid(H) * H;
+        let to = times.iter().max().unwrap().div_euclid(H) * H;
+        let cfg = wattledger::demo::aggregator_config(&data.path().join("wattledger.db"), "token").unwrap();
+        let windows = |mode| {
+            let agg = wattledger::aggregate::Aggregator::new(
+                cfg.clone(),
+                store.clone(),
+                Arc::new(wattledger::model::SystemClock),
+            )
+            .unwrap()
+            .with_energy_from(mode);
+            async move {
+                let mut out = Vec::new();
+                agg.compute(from, to, H, None, wattledger::aggregate::Windows::Recompute, |w| out.push(w))
+                    .await
+                    .unwrap();
+                out
+            }
+        };
+        use wattledger::ledger::EnergyFrom;
+        let (raw, auto, only) =
+            (windows(EnergyFrom::Raw).await, windows(EnergyFrom::Auto).await, windows(EnergyFrom::Ledger).await);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12);
+        let same = |a: &wattledger::aggregate::compare::WindowResult,
+                    b: &wattledger::aggregate::compare::WindowResult| {
+            close(a.energy_j, b.energy_j)
+                && close(a.revenue_usd, b.revenue_usd)
+                && close(a.energy_cost_usd, b.energy_cost_usd)
+                && a.covered_ns == b.covered_ns
+        };
+        let mut full = std::collections::BTreeMap::new();
+        for (a, r) in auto.iter().zip(&raw) {
+            assert!(same(a, r), "auto vs raw: {a:?} {r:?}");
+            *full.entry(a.window.start_ns).or_insert(true) &= a.ledger_share() == Some(1.0);
+        }
+        for (l, r) in only.iter().zip(&raw) {
+            if full[&r.window.start_ns] {
+                assert!(same(l, r), "ledger vs raw: {l:?} {r:?}");
+            }
+        }
+        let hours = full.values().filter(|f| **f).count();
+        assert!(hours >= 12, "only {hours} of {} hours come wholly from the ledger", full.len());
     });
     drop(store);
     // The token is kept for the next start.

@@ -11,8 +11,10 @@ use serde::Deserialize;
 
 use crate::agent::spool::FsyncPolicy;
 use crate::collect::inference::InferenceServerConfig;
+pub use crate::collect::meters::MetersConfig;
 pub use crate::collect::miners::fleet::MinersConfig;
 use crate::config::ConfigError;
+pub use crate::ledger::writer::LedgerConfig;
 use crate::ship::SinkConfig;
 use crate::store::{StoreConfig, StoreKind};
 
@@ -32,8 +34,13 @@ pub struct AgentConfig {
     pub miners: Option<MinersConfig>,
     #[serde(default)]
     pub inference: Vec<InferenceServerConfig>,
+    /// `[meters]`: PDUs, BMCs, Modbus meters and smart plugs (`collect::meters`).
+    pub meters: Option<MetersConfig>,
     #[serde(default)]
     pub workloads: WorkloadsConfig,
+    /// `[ledger]`: the energy ledger, defined beside the code that writes it.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,11 +202,18 @@ impl AgentConfig {
                 return Err(format!("[[inference]] name `{}` is used twice; names must be unique", s.name));
             }
         }
+        if let Some(m) = &self.meters {
+            m.validate()?;
+        }
         let gpus_on = self.gpus.as_ref().is_some_and(|g| g.enabled);
-        if !gpus_on && self.miners.is_none() && self.inference.is_empty() {
-            return Err("no sources: enable [gpus], list [miners] targets or add an [[inference]] server".into());
+        if !gpus_on && self.miners.is_none() && self.inference.is_empty() && self.meters.is_none() {
+            return Err(
+                "no sources: enable [gpus], list [miners] targets, add an [[inference]] server or [[meters.devices]]"
+                    .into(),
+            );
         }
         crate::agent::workloads::WorkloadMap::new(&self.workloads)?;
+        self.ledger.validate()?;
         Ok(())
     }
 
@@ -240,6 +254,10 @@ url = "http://127.0.0.1:8086"
         assert_eq!(c.gpus.as_ref().unwrap().interval, Duration::from_secs(1));
         assert!(c.agent.metrics_listen.is_none());
         assert!(!c.host().is_empty());
+        assert_eq!(c.ledger, LedgerConfig::default());
+        assert_eq!(c.ledger.interval, Duration::from_secs(60));
+        let err = AgentConfig::from_toml(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")).unwrap_err();
+        assert!(err.to_string().contains("[ledger] interval"), "{err}");
     }
 
     const SINKS: &str = r#"

@@ -112,19 +112,23 @@ impl Agent {
         self.stats.spool_bytes.store(spool.disk_bytes(), std::sync::atomic::Ordering::Relaxed);
         tracing::info!(spool = %a.spool_dir.display(), pending_points = pending, sinks = %self.sinks.iter().map(|(_, w)| w.describe()).collect::<Vec<_>>().join(", "),
             sources = self.sources.len(), "agent started");
-        let shared = Arc::new(Shared {
-            spool: Arc::new(Mutex::new(spool)),
-            stats: self.stats.clone(),
-            stamp: Stamp { site: a.site.clone(), host: self.cfg.host(), workloads: self.workloads },
-            clock: self.clock.clone(),
-            ship_now: tokio::sync::Notify::new(),
-            batch_size: a.batch_size as u64,
-            sink_names: self
-                .sinks
-                .iter()
-                .map(|(n, _)| if n.is_empty() { "store".to_string() } else { n.clone() })
-                .collect(),
-        });
+        let shared =
+            Arc::new(Shared {
+                spool: Arc::new(Mutex::new(spool)),
+                ledger: self.cfg.ledger.enabled.then(|| {
+                    Mutex::new(crate::ledger::writer::LedgerWriter::new(&self.cfg.ledger, self.clock.now_ns()))
+                }),
+                stats: self.stats.clone(),
+                stamp: Stamp { site: a.site.clone(), host: self.cfg.host(), workloads: self.workloads },
+                clock: self.clock.clone(),
+                ship_now: tokio::sync::Notify::new(),
+                batch_size: a.batch_size as u64,
+                sink_names: self
+                    .sinks
+                    .iter()
+                    .map(|(n, _)| if n.is_empty() { "store".to_string() } else { n.clone() })
+                    .collect(),
+            });
         let writers = self.sinks.into_iter().map(|(_, w)| w).collect();
         pipeline::run(shared, self.sources, writers, a, shutdown).await;
         let s = self.stats.snapshot();
@@ -153,7 +157,7 @@ pub fn sinks_from_config(cfg: &AgentConfig) -> Result<Vec<(String, Arc<dyn Write
         .collect()
 }
 
-/// The sources `[gpus]`, `[miners]` and `[[inference]]` name.
+/// The sources `[gpus]`, `[miners]`, `[meters]` and `[[inference]]` name.
 pub fn sources_from_config(cfg: &AgentConfig) -> Result<Vec<ScheduledSource>, AgentError> {
     let mut out = Vec::new();
     if let Some(g) = cfg.gpus.as_ref().filter(|g| g.enabled) {
@@ -164,6 +168,10 @@ pub fn sources_from_config(cfg: &AgentConfig) -> Result<Vec<ScheduledSource>, Ag
     if let Some(m) = &cfg.miners {
         let source = m.build().map_err(|e| AgentError::Config(e.to_string()))?;
         out.push(ScheduledSource { source: Box::new(source), interval: m.interval });
+    }
+    if let Some(m) = &cfg.meters {
+        let src = crate::collect::meters::MetersSource::new(m).map_err(|e| AgentError::Config(e.0))?;
+        out.push(ScheduledSource { source: Box::new(src), interval: m.interval });
     }
     for s in &cfg.inference {
         let src = InferenceSource::new(s.clone())

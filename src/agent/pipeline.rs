@@ -41,6 +41,7 @@ use crate::agent::spool::Spool;
 use crate::agent::telemetry::AgentStats;
 use crate::agent::workloads::WorkloadMap;
 use crate::collect::Source;
+use crate::ledger::writer::LedgerWriter;
 use crate::model::{schema, Clock, FieldValue, Point};
 use crate::ship::{lineproto, WriteError, Writer};
 
@@ -74,14 +75,19 @@ impl Stamp {
         }
         p.set_tag(schema::TAG_SITE, self.site.as_str());
         p.set_tag(schema::TAG_HOST, self.host.as_str());
-        if let Some(w) = self.workloads.workload_for(p) {
-            p.set_tag(schema::TAG_WORKLOAD, w.to_owned());
+        // A meter channel's configured workload stands; everything else is mapped here.
+        if p.tag_value(schema::TAG_WORKLOAD).is_none() {
+            if let Some(w) = self.workloads.workload_for(p) {
+                p.set_tag(schema::TAG_WORKLOAD, w.to_owned());
+            }
         }
     }
 }
 
 pub(crate) struct Shared {
     pub spool: Arc<Mutex<Spool>>,
+    /// Folds spooled device points into `energy_ledger` points (off when `None`).
+    pub ledger: Option<Mutex<LedgerWriter>>,
     pub stats: Arc<AgentStats>,
     pub stamp: Stamp,
     pub clock: Arc<dyn Clock>,
@@ -117,12 +123,30 @@ impl Shared {
     pub async fn spool_points(&self, source: &str, mut points: Vec<Point>) -> u64 {
         let mut lines = Vec::with_capacity(points.len());
         let mut buf = String::new();
-        for p in &mut points {
-            self.stamp.apply(p);
+        let mut encode = |p: &Point, lines: &mut Vec<String>| {
             buf.clear();
             match lineproto::encode(p, &mut buf) {
-                Ok(()) => lines.push(buf.trim_end_matches('\n').to_owned()),
-                Err(e) => tracing::warn!(source, error = %e, "skipping a point that is not valid line protocol"),
+                Ok(()) => {
+                    lines.push(buf.trim_end_matches('\n').to_owned());
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(source, error = %e, "skipping a point that is not valid line protocol");
+                    false
+                }
+            }
+        };
+        points.retain_mut(|p| {
+            self.stamp.apply(p);
+            encode(p, &mut lines)
+        });
+        // The ledger folds exactly what is spooled; its points carry their
+        // device's tags already and go in the same append as the samples that
+        // closed their interval.
+        if let Some(ledger) = &self.ledger {
+            let closed = ledger.lock().unwrap_or_else(|e| e.into_inner()).observe(&points, self.clock.now_ns());
+            for p in &closed {
+                encode(p, &mut lines);
             }
         }
         let n = lines.len() as u64;
@@ -148,6 +172,11 @@ impl Shared {
                 n
             }
             Err(e) => {
+                if let Some(ledger) = &self.ledger {
+                    // The store will lack these samples: the intervals around them
+                    // are left to the aggregator's raw path.
+                    ledger.lock().unwrap_or_else(|e| e.into_inner()).restart(self.clock.now_ns());
+                }
                 self.stats.spool_errors.fetch_add(1, Relaxed);
                 self.stats.dropped.fetch_add(n, Relaxed);
                 tracing::error!(source, points = n, error = %e,

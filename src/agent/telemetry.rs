@@ -205,7 +205,8 @@ pub async fn serve_metrics(
         }),
     );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        // The same connection limit and header-read timeout as the aggregator's API.
+        if let Err(e) = crate::http::serve(listener, app, crate::http::ConnLimits::default(), stop).await {
             tracing::warn!(error = %e, "agent metrics endpoint stopped");
         }
     });

@@ -50,6 +50,10 @@ impl WorkloadMap {
                 .and_then(|u| self.gpus.get(u))
                 .or_else(|| p.tag_value(schema::gpu::TAG_GPU).and_then(|i| self.gpus.get(i))),
             schema::asic::MEASUREMENT => p.tag_value(schema::asic::TAG_MINER).and_then(|m| self.miner(m)),
+            // A meter channel covering one miner belongs to that miner's workload.
+            schema::meter::MEASUREMENT if p.tag_value(schema::meter::TAG_COVERS_KIND) == Some("miner") => {
+                p.tag_value(schema::meter::TAG_COVERS).and_then(|m| self.miner(m))
+            }
             schema::inference::MEASUREMENT => {
                 p.tag_value(schema::inference::TAG_SERVER).and_then(|s| self.inference.get(s))
             }
@@ -110,5 +114,7 @@ inference = { "vllm-a" = "tokens" }
         assert_eq!(m.workload_for(&miner("192.168.1.1:4028")), Some("spare"));
         assert_eq!(m.workload_for(&Point::new("inference", 0).tag("server", "vllm-a")), Some("tokens"));
         assert_eq!(m.workload_for(&Point::new("agent", 0)), Some("spare"));
+        let outlet = Point::new("meter", 0).tag("covers_kind", "miner").tag("covers", "10.0.5.7");
+        assert_eq!(m.workload_for(&outlet), Some("btc-test"));
     }
 }

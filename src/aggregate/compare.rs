@@ -28,6 +28,10 @@ pub struct WindowResult {
     pub devices: usize,
     pub work_th: Option<f64>,
     pub tokens: Option<f64>,
+    /// The part of `energy_j` and of `covered_ns` taken from the energy ledger;
+    /// the rest came from raw samples.
+    pub ledger_energy_j: f64,
+    pub ledger_covered_ns: i64,
     /// Why a number may be incomplete (stale market data, missing prices).
     pub warnings: Vec<String>,
 }
@@ -50,6 +54,12 @@ impl WindowResult {
         super::energy::coverage(self.covered_ns, self.devices, self.window)
     }
 
+    /// Covered device-time from the ledger ÷ all covered device-time; `None`
+    /// without covered time.
+    pub fn ledger_share(&self) -> Option<f64> {
+        (self.covered_ns > 0).then(|| self.ledger_covered_ns as f64 / self.covered_ns as f64)
+    }
+
     /// Adds a later, adjacent part of the same window (a read chunk). `devices`
     /// is left to the caller, who knows which devices were seen in any part.
     pub fn absorb(&mut self, part: WindowResult) {
@@ -64,6 +74,8 @@ impl WindowResult {
         self.revenue_usd += part.revenue_usd;
         self.energy_cost_usd += part.energy_cost_usd;
         self.covered_ns += part.covered_ns;
+        self.ledger_energy_j += part.ledger_energy_j;
+        self.ledger_covered_ns += part.ledger_covered_ns;
         add(&mut self.work_th, part.work_th);
         add(&mut self.tokens, part.tokens);
         for w in part.warnings {
@@ -108,6 +120,11 @@ pub struct WorkloadSummary {
     pub break_even_usd_per_kwh: Option<f64>,
     pub j_per_th: Option<f64>,
     pub tokens_per_j: Option<f64>,
+    /// Which path the energy came from: joules from `energy_ledger` points and
+    /// from raw samples, and the ledger's share of the covered device-time.
+    pub ledger_energy_j: f64,
+    pub raw_energy_j: f64,
+    pub ledger_share: Option<f64>,
 }
 
 /// Folds a workload's windows, one at a time, into its summary.
@@ -120,6 +137,8 @@ pub struct Summarizer {
     revenue_usd: f64,
     energy_cost_usd: f64,
     covered_ns: f64,
+    ledger_energy_j: f64,
+    ledger_covered_ns: f64,
     possible_ns: f64,
     work_th: Option<f64>,
     tokens: Option<f64>,
@@ -137,6 +156,8 @@ impl Summarizer {
             revenue_usd: 0.0,
             energy_cost_usd: 0.0,
             covered_ns: 0.0,
+            ledger_energy_j: 0.0,
+            ledger_covered_ns: 0.0,
             possible_ns: 0.0,
             work_th: None,
             tokens: None,
@@ -151,6 +172,8 @@ impl Summarizer {
         self.revenue_usd += w.revenue_usd;
         self.energy_cost_usd += w.energy_cost_usd;
         self.covered_ns += w.covered_ns as f64;
+        self.ledger_energy_j += w.ledger_energy_j;
+        self.ledger_covered_ns += w.ledger_covered_ns as f64;
         self.possible_ns += w.devices as f64 * w.window.len_ns() as f64;
         if let Some(v) = w.work_th {
             *self.work_th.get_or_insert(0.0) += v;
@@ -194,6 +217,9 @@ impl Summarizer {
             energy_cost_usd: self.energy_cost_usd,
             profit_usd,
             coverage,
+            ledger_energy_j: self.ledger_energy_j,
+            raw_energy_j: self.energy_j - self.ledger_energy_j,
+            ledger_share: (self.covered_ns > 0.0).then(|| self.ledger_covered_ns / self.covered_ns),
         }
     }
 }
@@ -228,6 +254,8 @@ pub fn rank(rows: &mut [WorkloadSummary]) {
 pub struct Report {
     pub from: String,
     pub to: String,
+    /// Where energy and revenue inputs were read from: `auto`, `raw` or `ledger`.
+    pub energy_from: crate::ledger::EnergyFrom,
     pub workloads: Vec<WorkloadSummary>,
     pub warnings: Vec<String>,
 }
@@ -252,6 +280,8 @@ mod tests {
             devices: 2,
             work_th: Some(energy_j / 20.0),
             tokens: None,
+            ledger_energy_j: energy_j / 2.0,
+            ledger_covered_ns: H / 2,
             warnings: vec![],
         }
     }

@@ -250,6 +250,33 @@ pub struct ApiConfig {
     pub ingest: bool,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Token for the page and the JSON API only (`token` also works there).
+    pub read_token: Option<Secret>,
+    pub read_token_file: Option<PathBuf>,
+    /// Token for the ingest only (`token` also works there).
+    pub write_token: Option<Secret>,
+    pub write_token_file: Option<PathBuf>,
+    /// Serve a non-loopback `listen` without tokens anyway.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Connections served at once; more are answered 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a connection has to send a request head (also bounds idle keep-alive).
+    #[serde(default = "default_header_read_timeout", with = "crate::config::duration")]
+    pub header_read_timeout: Duration,
+    /// Time a write body may take to arrive.
+    #[serde(default = "default_body_timeout", with = "crate::config::duration")]
+    pub body_timeout: Duration,
+    /// Ingest per-line limits (see [`crate::ship::lineproto::Limits`]).
+    #[serde(default = "default_max_fields_per_line")]
+    pub max_fields_per_line: usize,
+    #[serde(default = "default_max_tags_per_line")]
+    pub max_tags_per_line: usize,
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: usize,
+    #[serde(default = "default_max_tag_value_bytes")]
+    pub max_tag_value_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -260,8 +287,59 @@ impl Default for ApiConfig {
             token_file: None,
             ingest: false,
             max_body_bytes: default_max_body(),
+            read_token: None,
+            read_token_file: None,
+            write_token: None,
+            write_token_file: None,
+            allow_unauthenticated: false,
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            body_timeout: default_body_timeout(),
+            max_fields_per_line: default_max_fields_per_line(),
+            max_tags_per_line: default_max_tags_per_line(),
+            max_key_bytes: default_max_key_bytes(),
+            max_tag_value_bytes: default_max_tag_value_bytes(),
         }
     }
+}
+
+impl ApiConfig {
+    /// The ingest's per-line limits.
+    pub fn line_limits(&self) -> crate::ship::lineproto::Limits {
+        crate::ship::lineproto::Limits {
+            max_fields_per_line: self.max_fields_per_line,
+            max_tags_per_line: self.max_tags_per_line,
+            max_key_bytes: self.max_key_bytes,
+            max_tag_value_bytes: self.max_tag_value_bytes,
+        }
+    }
+
+    /// The listener's connection limits.
+    pub fn conn_limits(&self) -> crate::http::ConnLimits {
+        crate::http::ConnLimits { max_connections: self.max_connections, header_read_timeout: self.header_read_timeout }
+    }
+}
+
+fn default_max_connections() -> usize {
+    crate::http::ConnLimits::default().max_connections
+}
+fn default_header_read_timeout() -> Duration {
+    crate::http::ConnLimits::default().header_read_timeout
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_fields_per_line() -> usize {
+    crate::ship::lineproto::Limits::default().max_fields_per_line
+}
+fn default_max_tags_per_line() -> usize {
+    crate::ship::lineproto::Limits::default().max_tags_per_line
+}
+fn default_max_key_bytes() -> usize {
+    crate::ship::lineproto::Limits::default().max_key_bytes
+}
+fn default_max_tag_value_bytes() -> usize {
+    crate::ship::lineproto::Limits::default().max_tag_value_bytes
 }
 
 fn one() -> f64 {
@@ -300,6 +378,14 @@ fn default_fleet_lookback() -> Duration {
 fn default_read_chunk() -> Duration {
     Duration::from_secs(900)
 }
+/// `127.0.0.1:…`, `[::1]:…`, `localhost:…`: only this host can connect.
+fn is_loopback_listen(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8787".to_string()
 }
@@ -423,10 +509,18 @@ impl AggregatorConfig {
         }
         let token = Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
             .map_err(|e| KeyError::new("api.token", e.to_string()))?;
-        if self.api.ingest && token.as_ref().is_none_or(Secret::is_empty) {
+        let write_token =
+            Secret::resolve("write_token", self.api.write_token.as_ref(), self.api.write_token_file.as_deref())
+                .map_err(|e| KeyError::new("api.write_token", e.to_string()))?;
+        Secret::resolve("read_token", self.api.read_token.as_ref(), self.api.read_token_file.as_deref())
+            .map_err(|e| KeyError::new("api.read_token", e.to_string()))?;
+        if self.api.ingest
+            && token.as_ref().is_none_or(Secret::is_empty)
+            && write_token.as_ref().is_none_or(Secret::is_empty)
+        {
             return Err(KeyError::new(
                 "api.token",
-                "ingest = true needs `token` or `token_file`: writes are never accepted without one",
+                "ingest = true needs `token`, `token_file`, `write_token` or `write_token_file`: writes are never accepted without one",
             ));
         }
         Ok(plans)
@@ -461,6 +555,41 @@ impl AggregatorConfig {
     /// The API token, from `token` or `token_file`.
     pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
         Secret::resolve("token", self.api.token.as_ref(), self.api.token_file.as_deref())
+    }
+
+    /// The read-only token (page and API), from `read_token` or `read_token_file`.
+    pub fn api_read_token(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::resolve("read_token", self.api.read_token.as_ref(), self.api.read_token_file.as_deref())
+    }
+
+    /// The ingest-only token, from `write_token` or `write_token_file`.
+    pub fn api_write_token(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::resolve("write_token", self.api.write_token.as_ref(), self.api.write_token_file.as_deref())
+    }
+
+    /// Why serving `[api] listen` as configured would be open to the network, if
+    /// it would: a non-loopback address where the API (or, with `ingest`, the
+    /// ingest) has no token and `allow_unauthenticated` is not set.
+    pub fn unauthenticated_exposure(&self) -> Result<Option<String>, ConfigError> {
+        if self.api.allow_unauthenticated || is_loopback_listen(&self.api.listen) {
+            return Ok(None);
+        }
+        let set = |t: Option<Secret>| t.is_some_and(|t| !t.is_empty());
+        let any = set(self.api_token()?);
+        let read = any || set(self.api_read_token()?);
+        let write = any || set(self.api_write_token()?);
+        let open = match (read, write || !self.api.ingest) {
+            (true, true) => return Ok(None),
+            (false, true) => "the page and the API",
+            (true, false) => "the ingest",
+            (false, false) => "the page, the API and the ingest",
+        };
+        Ok(Some(format!(
+            "[api] listen = {:?} is not a loopback address and {open} would need no token: \
+             set [api] token (or read_token / write_token), or allow_unauthenticated = true \
+             if something in front (a proxy, a firewall) controls access",
+            self.api.listen
+        )))
     }
 }
 

@@ -78,7 +78,8 @@ pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Res
     if r.end_block < r.start_block {
         return Err(format!("reward-stats endBlock {} is before startBlock {}", r.end_block, r.start_block));
     }
-    let blocks = (r.end_block - r.start_block + 1) as f64;
+    // Heights come from a remote server: no arithmetic on them may overflow.
+    let blocks = (r.end_block - r.start_block) as f64 + 1.0;
     if !(p.usd.is_finite() && p.usd > 0.0 && h.current_difficulty.is_finite() && h.current_difficulty > 0.0) {
         return Err(format!("price {} or difficulty {} is not a positive number", p.usd, h.current_difficulty));
     }
@@ -86,7 +87,7 @@ pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Res
         time_ns: p.time.saturating_mul(1_000_000_000),
         btc_usd: p.usd,
         difficulty: h.current_difficulty,
-        block_subsidy_btc: block_subsidy_btc(r.end_block + 1),
+        block_subsidy_btc: block_subsidy_btc(r.end_block.saturating_add(1)),
         fees_btc_per_block: fee_sat as f64 / blocks / SAT_PER_BTC,
     })
 }
@@ -242,6 +243,7 @@ fn human_age(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::{any, Just};
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/market").join(name)).unwrap()
@@ -295,5 +297,26 @@ mod tests {
         assert_eq!(late.market, Some(snap));
         assert!(late.warning.unwrap().contains("stale"));
         assert!(h.at(-1).market.is_none());
+    }
+
+    proptest::proptest! {
+        /// Extreme heights, fees, prices and times from a hostile or broken server
+        /// give a snapshot or an error, never a panic or a non-finite number.
+        #[test]
+        fn extreme_answers_never_panic(
+            start in proptest::prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()],
+            end in proptest::prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()],
+            fee in proptest::prop_oneof![Just(u64::MAX), Just(0u64), any::<u64>()],
+            time in proptest::prop_oneof![Just(i64::MAX), Just(i64::MIN), any::<i64>()],
+            usd in proptest::prop_oneof![Just(f64::MAX), Just(f64::MIN_POSITIVE), Just(1e300), any::<f64>()],
+        ) {
+            let prices = format!(r#"{{"time": {time}, "USD": {usd:e}}}"#);
+            let hashrate = r#"{"currentDifficulty": 1e14}"#;
+            let rewards = format!(r#"{{"startBlock": {start}, "endBlock": {end}, "totalFee": "{fee}"}}"#);
+            if let Ok(m) = parse_mempool(prices.as_bytes(), hashrate.as_bytes(), rewards.as_bytes()) {
+                proptest::prop_assert!(m.fees_btc_per_block.is_finite() && m.fees_btc_per_block >= 0.0);
+                proptest::prop_assert!((0.0..=50.0).contains(&m.block_subsidy_btc));
+            }
+        }
     }
 }

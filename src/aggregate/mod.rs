@@ -33,6 +33,7 @@ use self::windows::{
     aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, WindowStamp,
     WorkloadPlan,
 };
+use crate::ledger::EnergyFrom;
 use crate::model::schema::{self, energy_price};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{Market, ModelInfo};
@@ -69,6 +70,41 @@ pub enum AggregateError {
     Market(#[from] market::MarketError),
     #[error("no workload named {0:?} in the config")]
     UnknownWorkload(String),
+    /// A range that is empty, too long or outside the years a timestamp holds.
+    #[error("{0}")]
+    Range(String),
+}
+
+/// The longest range one report or API call computes.
+pub const MAX_RANGE_NS: i64 = 400 * 86_400_000_000_000;
+
+/// The years a nanosecond timestamp holds, with a margin for window alignment:
+/// 1678-01-01 to 2262-01-01.
+const MIN_TIME_NS: i64 = -9_214_560_000_000_000_000;
+const MAX_TIME_NS: i64 = 9_222_076_800_000_000_000;
+
+/// Refuses a range no computation should start: `to` not after `from`, longer than
+/// [`MAX_RANGE_NS`], or outside 1678..2262 (where window ends would overflow).
+pub fn check_range(from_ns: i64, to_ns: i64) -> Result<(), AggregateError> {
+    let bad = |m: String| Err(AggregateError::Range(m));
+    if !(MIN_TIME_NS..=MAX_TIME_NS).contains(&from_ns) || !(MIN_TIME_NS..=MAX_TIME_NS).contains(&to_ns) {
+        return bad(format!(
+            "the range {} .. {} is outside the years 1678 to 2262 that timestamps hold",
+            rfc3339(from_ns),
+            rfc3339(to_ns)
+        ));
+    }
+    if to_ns <= from_ns {
+        return bad(format!("`to` ({}) must be after `from` ({})", rfc3339(to_ns), rfc3339(from_ns)));
+    }
+    if to_ns - from_ns > MAX_RANGE_NS {
+        return bad(format!(
+            "the range {} .. {} is longer than 400 days; ask for a shorter one",
+            rfc3339(from_ns),
+            rfc3339(to_ns)
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 3339 text of a nanosecond timestamp (UTC, seconds precision unless finer).
@@ -104,6 +140,7 @@ pub struct Aggregator {
     last_market_fetch_ns: Mutex<Option<i64>>,
     /// Workloads known to have stored windows with data (see `had_data_before`).
     with_history: Mutex<std::collections::BTreeSet<String>>,
+    energy_from: EnergyFrom,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -144,7 +181,19 @@ impl Aggregator {
             http_market,
             last_market_fetch_ns: Mutex::new(None),
             with_history: Mutex::default(),
+            energy_from: EnergyFrom::Auto,
         })
+    }
+
+    /// Where energy and revenue inputs are read from (default `auto`: the energy
+    /// ledger, with raw samples for every device and interval it lacks).
+    pub fn with_energy_from(mut self, from: EnergyFrom) -> Self {
+        self.energy_from = from;
+        self
+    }
+
+    pub fn energy_from(&self) -> EnergyFrom {
+        self.energy_from
     }
 
     pub fn config(&self) -> &AggregatorConfig {
@@ -231,11 +280,15 @@ impl Aggregator {
         mode: Windows,
         mut sink: impl FnMut(WindowResult),
     ) -> Result<(), AggregateError> {
+        check_range(from_ns, to_ns)?;
         if let Some(name) = only {
             if !self.plans.iter().any(|p| p.name == name) {
                 return Err(AggregateError::UnknownWorkload(name.to_string()));
             }
         }
+        // Stored windows are computed with `auto`: reading only one path (an audit
+        // of the other) computes every window and writes none.
+        let mode = if self.energy_from == EnergyFrom::Auto { mode } else { Windows::Recompute };
         let now_ns = self.clock.now_ns();
         let mut market = None;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
@@ -272,6 +325,8 @@ impl Aggregator {
                     points.push(efficiency_point(&w, len_ns, &stamp));
                 }
                 sink(w);
+                // A long range never holds a runtime thread between windows.
+                tokio::task::yield_now().await;
             }
         }
         if !points.is_empty() {
@@ -307,11 +362,12 @@ impl Aggregator {
         market: &MarketHistory,
     ) -> Result<WindowResult, AggregateError> {
         let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
-        Ok(compute_window(&self.store, plan, tariff, win, market, read_chunk_ns).await?)
+        Ok(compute_window(&self.store, plan, tariff, win, market, read_chunk_ns, self.energy_from).await?)
     }
 
-    /// The comparison over `[from_ns, to_ns)` in windows of the configured
-    /// length (see [`Self::compute`] for which come from the store).
+    /// The comparison over `[from_ns, to_ns)`, from the energy ledger and raw
+    /// measurements as [`Self::with_energy_from`] says, in windows of the
+    /// configured length (see [`Self::compute`] for which come from the store).
     pub async fn report(&self, from_ns: i64, to_ns: i64, mode: Windows) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
             self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
@@ -332,7 +388,13 @@ impl Aggregator {
             rows.push(s.finish());
         }
         rank(&mut rows);
-        Ok(Report { from: rfc3339(from_ns), to: rfc3339(to_ns), workloads: rows, warnings })
+        Ok(Report {
+            from: rfc3339(from_ns),
+            to: rfc3339(to_ns),
+            energy_from: self.energy_from,
+            workloads: rows,
+            warnings,
+        })
     }
 
     /// One workload's windows over `[from_ns, to_ns)`.

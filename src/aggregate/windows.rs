@@ -8,18 +8,22 @@
 //! are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::compare::WindowResult;
-use super::energy::{device_energy, facility_energy_j, DeviceEnergy, EnergySample};
+use super::energy::facility_energy_j;
 use super::market::{MarketAt, MarketHistory};
 use super::tariff::Tariff;
-use crate::model::schema::{self, asic, gpu, inference, workload_efficiency as we};
+use crate::ledger::point::{ledger_fields, LedgerColumns};
+use crate::ledger::{
+    raw_fields, series_device_id, Columns, Cuts, DeviceAccumulator, DeviceSums, EnergyFrom, Part, Rules, Sums,
+};
+use crate::model::schema::{self, energy_ledger as el, gpu, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
-use crate::revenue::{DeviceTracks, Inputs, RevenueInput, RevenueModel};
+use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
 use crate::signal::Window;
-use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
+use crate::store::{Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
 /// measured tariff's prices are loaded per range and passed beside the plan).
@@ -33,6 +37,17 @@ pub struct WorkloadPlan {
     pub max_gap_ns: i64,
 }
 
+impl WorkloadPlan {
+    /// The integration rules for this workload's devices: its `max_gap`, and the
+    /// busy-time threshold its model reads.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            max_gap_ns: self.max_gap_ns,
+            util_thresholds_pct: self.revenue_model.util_threshold_pct().into_iter().collect(),
+        }
+    }
+}
+
 /// Wall-clock-aligned windows of `len_ns` covering `[from_ns, to_ns)`; the first
 /// and last are clipped to the range.
 pub fn aligned_windows(from_ns: i64, to_ns: i64, len_ns: i64) -> Vec<Window> {
@@ -42,248 +57,134 @@ pub fn aligned_windows(from_ns: i64, to_ns: i64, len_ns: i64) -> Vec<Window> {
     }
     let mut start = from_ns.div_euclid(len_ns) * len_ns;
     while start < to_ns {
-        let end = start + len_ns;
+        // Near the end of the i64 range the last window ends at `to_ns`.
+        let end = start.checked_add(len_ns).unwrap_or(to_ns);
         out.push(Window::new(start.max(from_ns), end.min(to_ns)));
         start = end;
     }
     out
 }
 
-/// The tags that identify one device in each measurement.
-fn identity_tags(measurement: &str) -> &'static [&'static str] {
-    match measurement {
-        m if m == gpu::MEASUREMENT => &[schema::TAG_HOST, gpu::TAG_UUID, gpu::TAG_GPU],
-        m if m == asic::MEASUREMENT => &[schema::TAG_HOST, asic::TAG_MINER],
-        m if m == inference::MEASUREMENT => &[schema::TAG_HOST, inference::TAG_SERVER],
-        _ => &[schema::TAG_HOST],
-    }
-}
-
 /// A device id such as `rig-1/GPU-1234…`: the identity tags present, joined.
 pub fn device_id(measurement: &str, tags: &BTreeMap<String, String>) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for key in identity_tags(measurement) {
-        if let Some(v) = tags.get(*key) {
-            // A GPU with a UUID is named by it; the index is only a fallback.
-            if *key == gpu::TAG_GPU && tags.contains_key(gpu::TAG_UUID) {
-                continue;
-            }
-            parts.push(v);
-        }
-    }
-    if parts.is_empty() {
-        tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-    } else {
-        parts.join("/")
-    }
+    series_device_id(measurement, tags)
 }
 
-/// Samples of one device, merged from every series that names it.
+/// Samples of one device, merged from every series that names it, as tracks (the
+/// fleet view's latest readings).
 #[derive(Debug, Default)]
 pub struct DeviceSamples {
     pub tracks: DeviceTracks,
-    pub energy: Vec<EnergySample>,
     pub tags: BTreeMap<String, String>,
 }
 
-fn cell(row: &[Option<FieldValue>], j: Option<usize>) -> Option<&FieldValue> {
-    j.and_then(|j| row.get(j)).and_then(Option::as_ref)
-}
-
-/// Folds the rows of one measurement into devices as they are read (a
-/// [`RowVisitor`] for [`Store::read_each`]), so no [`Series`] is built on the way.
-/// A device's rows from several series (its tags changed, e.g. a firmware upgrade)
-/// are merged in time order at [`DeviceFolder::finish`].
-pub struct DeviceFolder {
-    measurement: String,
-    fields: Vec<String>,
-    power: Option<usize>,
-    energy: Option<usize>,
-    status: Option<usize>,
-    online: Option<usize>,
-    /// Series number -> device slot.
-    series_device: Vec<usize>,
-    slots: HashMap<String, usize>,
-    devices: Vec<FoldedDevice>,
-    rows: u64,
-}
-
-struct FoldedDevice {
-    samples: DeviceSamples,
-    /// Numeric values per read field (by column), moved into tracks at the end.
-    columns: Vec<Vec<(i64, f64)>>,
-    parts: usize,
-}
-
-impl DeviceFolder {
-    pub fn new(measurement: &str, fields: &[String]) -> Self {
-        let col = |name: &str| fields.iter().position(|f| f == name);
-        DeviceFolder {
-            measurement: measurement.to_string(),
-            fields: fields.to_vec(),
-            power: col(gpu::POWER_W),
-            energy: if measurement == gpu::MEASUREMENT { col(gpu::ENERGY_J) } else { None },
-            status: col(gpu::STATUS),
-            online: col(asic::ONLINE),
-            series_device: Vec::new(),
-            slots: HashMap::new(),
-            devices: Vec::new(),
-            rows: 0,
-        }
-    }
-
-    /// Rows folded so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// The devices, by id.
-    pub fn finish(self) -> Vec<DeviceSamples> {
-        let status = self.status;
-        let mut out: Vec<DeviceSamples> = self
-            .devices
-            .into_iter()
-            .map(|d| {
-                let mut dev = d.samples;
-                for (j, values) in d.columns.into_iter().enumerate() {
-                    if Some(j) == status {
-                        continue;
-                    }
-                    dev.tracks.tracks.entry(self.fields[j].clone()).or_default().extend(values);
-                }
-                if d.parts > 1 {
-                    dev.energy.sort_by_key(|e| e.time_ns);
-                    dev.tracks.healthy.sort_by_key(|h| h.0);
-                    for track in dev.tracks.tracks.values_mut() {
-                        track.sort_by_key(|v| v.0);
-                    }
-                }
-                dev
-            })
-            .collect();
-        out.sort_by(|a, b| a.tracks.id.cmp(&b.tracks.id));
-        out
-    }
-}
-
-impl RowVisitor for DeviceFolder {
-    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
-        let id = device_id(&self.measurement, tags);
-        let slot = match self.slots.get(&id) {
-            Some(&slot) => slot,
-            None => {
-                let mut samples = DeviceSamples { tags: tags.clone(), ..Default::default() };
-                samples.tracks.id = id.clone();
-                self.devices.push(FoldedDevice { samples, columns: vec![Vec::new(); self.fields.len()], parts: 0 });
-                self.slots.insert(id, self.devices.len() - 1);
-                self.devices.len() - 1
-            }
-        };
-        self.devices[slot].parts += 1;
-        if self.series_device.len() <= series {
-            self.series_device.resize(series + 1, usize::MAX);
-        }
-        self.series_device[series] = slot;
-    }
-
-    fn row(&mut self, series: usize, t: i64, row: &[Option<FieldValue>]) {
-        let Some(dev) = self.series_device.get(series).and_then(|&slot| self.devices.get_mut(slot)) else { return };
-        self.rows += 1;
-        let num = |j: Option<usize>| cell(row, j).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
-        let power_w = num(self.power);
-        dev.samples.energy.push(EnergySample { time_ns: t, power_w, energy_j: num(self.energy) });
-        let healthy = match (cell(row, self.status), cell(row, self.online)) {
-            (Some(st), _) => st.as_str() == Some("ok"),
-            (None, Some(on)) => on.as_f64().is_some_and(|x| x != 0.0),
-            (None, None) => power_w.is_some() || row.iter().any(Option::is_some),
-        };
-        dev.samples.tracks.healthy.push((t, healthy));
-        for (j, column) in dev.columns.iter_mut().enumerate() {
-            if let Some(v) = num(Some(j)) {
-                column.push((t, v));
-            }
-        }
-    }
-}
-
-/// Turns series into devices (the [`DeviceFolder`] fed from series already read).
+/// Turns series into devices, column by column. A device's rows from several
+/// series (its tags changed, e.g. a firmware upgrade) are merged in time order.
 pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
-    let Some(first) = series.first() else { return Vec::new() };
-    let fields = first.fields.clone();
-    let mut folder = DeviceFolder::new(measurement, &fields);
-    for (i, s) in series.iter().enumerate() {
-        folder.series(i, &s.tags);
-        if s.fields == fields {
-            for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                folder.row(i, t, row);
+    let mut by_id: BTreeMap<String, (DeviceSamples, usize)> = BTreeMap::new();
+    for s in series {
+        let id = device_id(measurement, &s.tags);
+        let (dev, parts) = by_id.entry(id.clone()).or_insert_with(|| {
+            let mut d = DeviceSamples { tags: s.tags.clone(), ..Default::default() };
+            d.tracks.id = id;
+            (d, 0)
+        });
+        *parts += 1;
+        let cols = Columns::new(measurement, &s.fields);
+        let status = s.fields.iter().position(|f| f == gpu::STATUS);
+        dev.tracks.healthy.reserve(s.times_ns.len());
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            // A row without the rules' fields (an inference server's `requests`) is
+            // healthy when it has anything at all.
+            let healthy = cols.row_sample(t, row).map_or_else(|| row.iter().any(Option::is_some), |s| s.healthy);
+            dev.tracks.healthy.push((t, healthy));
+        }
+        for (j, field) in s.fields.iter().enumerate() {
+            if Some(j) == status {
+                continue;
             }
-        } else {
-            // Series read separately may name other columns: map them by name.
-            let cols: Vec<Option<usize>> = fields.iter().map(|f| s.fields.iter().position(|g| g == f)).collect();
-            for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                let mapped: Vec<Option<FieldValue>> =
-                    cols.iter().map(|c| c.and_then(|c| row.get(c).cloned().flatten())).collect();
-                folder.row(i, t, &mapped);
-            }
+            let num = |row: &[Option<FieldValue>]| {
+                row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
+            };
+            let values = s.times_ns.iter().zip(&s.values).filter_map(|(&t, row)| num(row).map(|v| (t, v)));
+            dev.tracks.tracks.entry(field.clone()).or_default().extend(values);
         }
     }
-    folder.finish()
-}
-
-/// Fields read for a measurement: the energy inputs, the health flags and the
-/// model's revenue inputs.
-fn fields_for(measurement: &str, inputs: &Inputs) -> Vec<String> {
-    let mut fields: Vec<&str> = match measurement {
-        m if m == gpu::MEASUREMENT => vec![gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS],
-        m if m == asic::MEASUREMENT => vec![asic::POWER_W, asic::ONLINE],
-        _ => vec![],
-    };
-    if inputs.revenue_measurement == measurement {
-        for f in inputs.revenue_fields {
-            if !fields.contains(f) {
-                fields.push(f);
+    by_id
+        .into_values()
+        .map(|(mut dev, parts)| {
+            if parts > 1 {
+                dev.tracks.healthy.sort_by_key(|h| h.0);
+                for track in dev.tracks.tracks.values_mut() {
+                    track.sort_by_key(|v| v.0);
+                }
             }
-        }
-    }
-    fields.into_iter().map(String::from).collect()
+            dev
+        })
+        .collect()
 }
 
-fn chunk_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
+/// The raw measurements a workload reads: where its energy is measured, and
+/// where its revenue inputs are when that differs (inference servers).
+fn raw_measurements(plan: &WorkloadPlan) -> Vec<&'static str> {
+    let inputs = &plan.revenue_model.info().inputs;
+    let (e, r) = (inputs.energy_measurement, inputs.revenue_measurement);
+    if e == r {
+        vec![e]
+    } else {
+        vec![e, r]
+    }
+}
+
+fn raw_query(plan: &WorkloadPlan, measurement: &str, win: Window) -> SeriesQuery {
     SeriesQuery {
         measurement: measurement.to_string(),
-        fields: fields_for(measurement, &plan.revenue_model.info().inputs),
+        fields: raw_fields(measurement).iter().map(|f| f.to_string()).collect(),
         tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
         start_ns: win.start_ns - plan.max_gap_ns,
         end_ns: win.end_ns + plan.max_gap_ns,
     }
 }
 
-type ChunkRead = tokio::task::JoinHandle<Result<(Vec<DeviceSamples>, Option<Vec<DeviceSamples>>), StoreError>>;
-
-/// Streams one query into devices.
-async fn fold(store: &dyn Store, q: &SeriesQuery) -> Result<Vec<DeviceSamples>, StoreError> {
-    let mut folder = DeviceFolder::new(&q.measurement, &q.fields);
-    store.read_each(q, &mut folder).await?;
-    Ok(folder.finish())
+fn ledger_query(plan: &WorkloadPlan, win: Window) -> SeriesQuery {
+    SeriesQuery {
+        measurement: el::MEASUREMENT.to_string(),
+        fields: ledger_fields(&plan.rules().util_thresholds_pct),
+        tag_filters: vec![(schema::TAG_WORKLOAD.to_string(), plan.name.clone())],
+        start_ns: win.start_ns,
+        end_ns: win.end_ns,
+    }
 }
 
-/// Starts reading one chunk (the energy measurement, and the revenue measurement
-/// when it differs) on its own task, so the next chunk loads while this one is
-/// computed. Rows are folded into devices as they stream in.
-fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window) -> ChunkRead {
+/// What one chunk's reads return: the ledger's series (unless reading raw only)
+/// and each raw measurement's series (unless reading the ledger only).
+#[derive(Debug, Default)]
+pub struct ChunkData {
+    pub ledger: Vec<Series>,
+    pub raw: Vec<(&'static str, Vec<Series>)>,
+}
+
+type ChunkRead = tokio::task::JoinHandle<Result<ChunkData, StoreError>>;
+
+/// Starts reading one chunk on its own task, so the next chunk loads while this
+/// one is computed.
+fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window, from: EnergyFrom) -> ChunkRead {
     let store = store.clone();
-    let inputs = &plan.revenue_model.info().inputs;
-    let energy_m = inputs.energy_measurement;
-    let energy_q = chunk_query(plan, energy_m, chunk);
-    let revenue_q =
-        (inputs.revenue_measurement != energy_m).then(|| chunk_query(plan, inputs.revenue_measurement, chunk));
+    let ledger_q = (from != EnergyFrom::Raw).then(|| ledger_query(plan, chunk));
+    let raw_q: Vec<(&'static str, SeriesQuery)> = if from == EnergyFrom::Ledger {
+        Vec::new()
+    } else {
+        raw_measurements(plan).into_iter().map(|m| (m, raw_query(plan, m, chunk))).collect()
+    };
     tokio::spawn(async move {
-        let energy = fold(store.as_ref(), &energy_q).await?;
-        let revenue = match revenue_q {
-            Some(q) => Some(fold(store.as_ref(), &q).await?),
-            None => None,
-        };
-        Ok((energy, revenue))
+        let mut out = ChunkData::default();
+        if let Some(q) = ledger_q {
+            out.ledger = store.read(&q).await?;
+        }
+        for (m, q) in raw_q {
+            out.raw.push((m, store.read(&q).await?));
+        }
+        Ok(out)
     })
 }
 
@@ -298,77 +199,211 @@ pub async fn compute_window(
     win: Window,
     market: &MarketHistory,
     read_chunk_ns: i64,
+    from: EnergyFrom,
 ) -> Result<WindowResult, StoreError> {
     let market_at = market.at(win.end_ns);
     let mut seen = BTreeSet::new();
     let mut out: Option<WindowResult> = None;
     let chunks = aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1));
-    let mut next = chunks.first().map(|&c| start_read(store, plan, c));
+    let mut next = chunks.first().map(|&c| start_read(store, plan, c, from));
     for (i, &chunk) in chunks.iter().enumerate() {
         let read = next.take().expect("a read is started for every chunk");
-        let (devices, revenue_devices) =
-            read.await.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))??;
-        next = chunks.get(i + 1).map(|&c| start_read(store, plan, c));
-        let part = compute_from_devices(plan, tariff, chunk, devices, revenue_devices, &market_at, &mut seen);
+        let data = read.await.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))??;
+        next = chunks.get(i + 1).map(|&c| start_read(store, plan, c, from));
+        let part = compute_chunk(plan, tariff, chunk, data, &market_at, &mut seen);
         match &mut out {
             None => out = Some(part),
             Some(acc) => acc.absorb(part),
         }
     }
-    let mut out =
-        out.unwrap_or_else(|| compute_from_devices(plan, tariff, win, Vec::new(), None, &market_at, &mut seen));
+    let mut out = out.unwrap_or_else(|| compute_chunk(plan, tariff, win, ChunkData::default(), &market_at, &mut seen));
     out.window = win;
     out.devices = seen.len();
     Ok(out)
 }
 
-/// The pure part of [`compute_window`]: energy, coverage, cost and revenue from
-/// devices already read. `revenue_devices` are the model's own devices when its
-/// inputs live in another measurement than the energy (inference servers).
-pub fn compute_from_devices(
+/// One device in one chunk: its sums from both paths, and the spans its ledger
+/// points cover (sorted), which the raw path leaves out.
+#[derive(Debug, Default)]
+struct ChunkDevice {
+    sums: Sums,
+    spans: Vec<(i64, i64)>,
+}
+
+impl ChunkDevice {
+    fn in_ledger(&self, t: i64) -> bool {
+        let i = self.spans.partition_point(|s| s.0 <= t);
+        i > 0 && t < self.spans[i - 1].1
+    }
+}
+
+/// Where a chunk's energy came from.
+#[derive(Debug, Default, Clone, Copy)]
+struct Provenance {
+    ledger_energy_j: f64,
+    ledger_covered_ns: i64,
+}
+
+/// The pure part of [`compute_window`]: energy, coverage, cost and revenue of one
+/// chunk from what was read. Per device and ledger interval: the ledger point when
+/// there is a usable one (inside the chunk and one tariff segment, written with the
+/// workload's `max_gap` and busy-time threshold), else the raw samples of that
+/// time, folded through the same [`DeviceAccumulator`] the agent uses; never both.
+pub fn compute_chunk(
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
-    devices: Vec<DeviceSamples>,
-    revenue_devices: Option<Vec<DeviceSamples>>,
+    data: ChunkData,
     market_at: &MarketAt,
     seen: &mut BTreeSet<String>,
 ) -> WindowResult {
     let mut warnings = Vec::new();
-    let segments = tariff.segments(win).unwrap_or_else(|e| {
+    let mut segments = tariff.segments(win).unwrap_or_else(|e| {
         warnings.push(format!("site {}: {e}", plan.site));
         vec![(win, 0.0)]
     });
-    // Energy per tariff segment (energy is additive over time, so the segments
-    // sum to the window), charged at each segment's price on facility energy.
+    if segments.is_empty() {
+        segments.push((win, 0.0));
+    }
+    let mut edges: Vec<i64> = segments.iter().map(|(w, _)| w.start_ns).collect();
+    edges.push(win.end_ns);
+    edges.push(win.start_ns);
+    edges.sort_unstable();
+    edges.dedup();
+    let segment_of = |t: i64| segments.partition_point(|(w, _)| w.end_ns <= t).min(segments.len() - 1);
+    let rules = plan.rules();
+    let inputs = &plan.revenue_model.info().inputs;
+    let (energy_m, revenue_m) = (inputs.energy_measurement, inputs.revenue_measurement);
+    let mut devices: BTreeMap<(&str, String), ChunkDevice> = BTreeMap::new();
     let mut seg_energy_j = vec![0.0; segments.len()];
-    let mut total = DeviceEnergy::default();
-    for dev in &devices {
-        let mut covered_ns = 0;
-        for (k, (seg, _)) in segments.iter().enumerate() {
-            let e = device_energy(&dev.energy, *seg, plan.max_gap_ns);
-            seg_energy_j[k] += e.energy_j;
-            covered_ns += e.covered_ns;
-        }
-        total.covered_ns += covered_ns;
-        if covered_ns > 0 || dev.energy.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns) {
-            seen.insert(dev.tracks.id.clone());
+    let mut prov = Provenance::default();
+
+    // 1. Ledger points.
+    let mut mismatched_gap = None;
+    for s in &data.ledger {
+        let Some(source) = s.tags.get(el::TAG_SOURCE).map(String::as_str) else { continue };
+        let source = match source {
+            m if m == energy_m => energy_m,
+            m if m == revenue_m => revenue_m,
+            _ => continue,
+        };
+        let id = series_device_id(source, &s.tags);
+        let cols = LedgerColumns::new(&s.fields, &rules.util_thresholds_pct);
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            let Some(r) = cols.row(t, row) else { continue };
+            let end = r.start_ns + r.expected_ns;
+            if r.expected_ns <= 0 || r.start_ns < win.start_ns || end > win.end_ns || !r.busy_known {
+                continue;
+            }
+            if r.max_gap_ns != Some(rules.max_gap_ns) {
+                mismatched_gap = r.max_gap_ns;
+                continue;
+            }
+            let k = segment_of(r.start_ns);
+            if end > segments[k].0.end_ns {
+                continue;
+            }
+            let dev = devices.entry((source, id.clone())).or_default();
+            if dev.in_ledger(r.start_ns) || dev.in_ledger(end - 1) {
+                continue; // the same interval from another series of the device
+            }
+            let at = dev.spans.partition_point(|sp| sp.0 < r.start_ns);
+            dev.spans.insert(at, (r.start_ns, end));
+            dev.sums.absorb(&r.sums);
+            if source == energy_m {
+                seg_energy_j[k] += r.sums.energy_j;
+                prov.ledger_energy_j += r.sums.energy_j;
+                prov.ledger_covered_ns += r.sums.covered_ns;
+            }
         }
     }
-    total.energy_j = seg_energy_j.iter().sum();
+    if let Some(g) = mismatched_gap {
+        warnings.push(format!(
+            "workload {}: ledger points written with max_gap {}s, the workload uses {}s; those intervals come from raw samples (set [ledger] max_gap on the agents to match)",
+            plan.name,
+            g as f64 / 1e9,
+            rules.max_gap_ns as f64 / 1e9
+        ));
+    }
+
+    // 2. Raw samples, for every device and time without a ledger point.
+    for (measurement, series) in &data.raw {
+        let mut by_id: BTreeMap<String, Vec<&Series>> = BTreeMap::new();
+        for s in series {
+            by_id.entry(series_device_id(measurement, &s.tags)).or_default().push(s);
+        }
+        for (id, parts) in by_id {
+            let dev = devices.entry((*measurement, id)).or_default();
+            let mut list = edges.clone();
+            list.extend(dev.spans.iter().flat_map(|&(a, b)| [a, b]));
+            list.sort_unstable();
+            list.dedup();
+            let cuts = Cuts { grid_ns: 0, list };
+            let mut acc = DeviceAccumulator::default();
+            let is_energy = *measurement == energy_m;
+            let mut fold = |t: i64, cols: &Columns, row: &[Option<FieldValue>], dev: &mut ChunkDevice| {
+                let Some(sample) = cols.row_sample(t, row) else { return };
+                acc.push(&sample, &rules, &cuts, |a, b, part| {
+                    let inside =
+                        if a == b { a >= win.start_ns && a < win.end_ns } else { a >= win.start_ns && b <= win.end_ns };
+                    if !inside || dev.in_ledger(a) {
+                        return;
+                    }
+                    if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
+                        seg_energy_j[segment_of(a)] += joules;
+                    }
+                    dev.sums.add_part(a, b, part);
+                });
+            };
+            if let [s] = parts.as_slice() {
+                let cols = Columns::new(measurement, &s.fields);
+                for (&t, row) in s.times_ns.iter().zip(&s.values) {
+                    fold(t, &cols, row, dev);
+                }
+            } else {
+                // Several series of one device (its tags changed): merge in time order.
+                let cols: Vec<Columns> = parts.iter().map(|s| Columns::new(measurement, &s.fields)).collect();
+                let mut rows: Vec<(i64, usize, usize)> = parts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, s)| s.times_ns.iter().enumerate().map(move |(i, &t)| (t, k, i)))
+                    .collect();
+                rows.sort_unstable();
+                for (t, k, i) in rows {
+                    fold(t, &cols[k], &parts[k].values[i], dev);
+                }
+            }
+        }
+    }
+
+    // 3. Totals: energy, coverage and cost from the energy devices, revenue from
+    // the revenue devices.
+    let mut covered_ns = 0;
+    let mut revenue_devices = Vec::new();
+    for ((m, id), dev) in devices {
+        if m == energy_m {
+            covered_ns += dev.sums.covered_ns;
+            if dev.sums.seen() {
+                seen.insert(id.clone());
+            }
+        }
+        if m == revenue_m {
+            revenue_devices.push(DeviceSums { id, sums: dev.sums });
+        }
+    }
+    let energy_j: f64 = seg_energy_j.iter().sum();
     let energy_cost_usd: f64 = segments
         .iter()
         .zip(&seg_energy_j)
         .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
         .sum();
-    let tracks: Vec<DeviceTracks> = revenue_devices.unwrap_or(devices).into_iter().map(|d| d.tracks).collect();
     let at = market_at;
     if plan.revenue_model.info().inputs.market {
         if let Some(w) = &at.warning {
             warnings.push(w.clone());
         }
     }
-    let input = RevenueInput { devices: &tracks, window: win, max_gap_ns: plan.max_gap_ns, market: at.market.as_ref() };
+    let input = RevenueInput { devices: &revenue_devices, window: win, market: at.market.as_ref() };
     let revenue = match plan.revenue_model.revenue(&input) {
         Ok(r) => r,
         Err(e) => {
@@ -381,14 +416,16 @@ pub fn compute_from_devices(
         site: plan.site.clone(),
         revenue_model: plan.revenue_model.info(),
         window: win,
-        energy_j: total.energy_j,
-        facility_energy_j: facility_energy_j(total.energy_j, plan.pue),
+        energy_j,
+        facility_energy_j: facility_energy_j(energy_j, plan.pue),
         revenue_usd: revenue.revenue_usd,
         energy_cost_usd,
-        covered_ns: total.covered_ns,
+        covered_ns,
         devices: seen.len(),
         work_th: revenue.work_th,
         tokens: revenue.tokens,
+        ledger_energy_j: prov.ledger_energy_j,
+        ledger_covered_ns: prov.ledger_covered_ns,
         warnings,
     }
 }
@@ -432,9 +469,9 @@ pub fn config_hash(plan: &WorkloadPlan) -> String {
 pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<u64, StoreError> {
     let inputs = &plan.revenue_model.info().inputs;
     let energy_m = inputs.energy_measurement;
-    let mut n = store.count(&chunk_query(plan, energy_m, win)).await?;
+    let mut n = store.count(&raw_query(plan, energy_m, win)).await?;
     if inputs.revenue_measurement != energy_m {
-        n += store.count(&chunk_query(plan, inputs.revenue_measurement, win)).await?;
+        n += store.count(&raw_query(plan, inputs.revenue_measurement, win)).await?;
     }
     Ok(n)
 }
@@ -460,6 +497,8 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> P
         .field(we::DEVICES, w.devices as i64)
         .field_opt(we::WORK_TH, w.work_th)
         .field_opt(we::TOKENS, w.tokens)
+        .field(we::LEDGER_ENERGY_J, w.ledger_energy_j)
+        .field_opt(we::LEDGER_SHARE, w.ledger_share())
         .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
         .field_opt(we::WARNINGS, warnings)
         .field(we::CONFIG_HASH, stamp.config_hash.as_str())
@@ -500,6 +539,9 @@ pub async fn stored_windows(
 ) -> Result<BTreeMap<i64, StoredWindow>, StoreError> {
     let mut fields: Vec<String> = STORED_FIELDS.iter().map(|f| f.to_string()).collect();
     fields.push(we::SOURCE_VALUES.into());
+    // The ledger's part (rows stored before it existed read as none from it).
+    fields.push(we::LEDGER_ENERGY_J.into());
+    fields.push(we::LEDGER_SHARE.into());
     let q = SeriesQuery {
         measurement: we::MEASUREMENT.into(),
         fields,
@@ -534,6 +576,8 @@ fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>])
         devices: num(5)? as usize,
         work_th: num(6),
         tokens: num(7),
+        ledger_energy_j: num(12).unwrap_or(0.0),
+        ledger_covered_ns: (num(13).unwrap_or(0.0) * num(8)? * 1e9).round() as i64,
         covered_ns: (num(8)? * 1e9).round() as i64,
         warnings: text(9).map(|w| w.lines().map(String::from).collect()).unwrap_or_default(),
     };
@@ -584,7 +628,6 @@ mod tests {
         //   revenue  = 1 GPU-hour × $2 = $2; per kWh = 2 / 0.7 = $2.857
         let rows: Vec<(i64, f64, f64, &str)> =
             (0..=60).map(|i| (i * 60, 700.0, 1e6 + i as f64 * 42_000.0, "ok")).collect();
-        let devices = devices_from_series("gpu", vec![gpu_series("GPU-1", &rows)]);
         let plan = WorkloadPlan {
             name: "h100".into(),
             site: "a".into(),
@@ -593,12 +636,12 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let w = compute_from_devices(
+        let data = ChunkData { ledger: vec![], raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])] };
+        let w = compute_chunk(
             &plan,
             &plan.tariff,
             Window::new(0, H),
-            devices,
-            None,
+            data,
             &MarketHistory::none().at(H),
             &mut BTreeSet::new(),
         );

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::Aggregator;
@@ -23,7 +24,13 @@ pub struct AggregatorArgs {
 }
 
 pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
+    // `systemctl stop` sends SIGTERM, a terminal Ctrl-C sends SIGINT: both drain.
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let cfg = AggregatorConfig::load(&args.config)?;
+    if let Some(why) = cfg.unauthenticated_exposure()? {
+        anyhow::bail!("refusing to start: {why} ({})", args.config.display());
+    }
     let alerts_cfg = AlertsConfig::from_aggregator(&cfg, config_dir(&args.config))
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let store = crate::store::open_store(&cfg.store)
@@ -57,8 +64,11 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
             let _ = rx.changed().await;
         }
     }));
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
     let _ = stop_tx.send(true);
     let _ = runner.await;
     let _ = alerter.await;

@@ -103,6 +103,7 @@ fn summarize(points: &[crate::model::Point]) -> String {
             .tag_value(schema::asic::TAG_MINER)
             .or_else(|| p.tag_value(schema::gpu::TAG_UUID))
             .or_else(|| p.tag_value(schema::gpu::TAG_GPU))
+            .or_else(|| p.tag_value(schema::meter::TAG_METER))
             .unwrap_or("?");
         if offline {
             bad.push(format!("{device} offline"));
@@ -153,6 +154,16 @@ async fn check_aggregator(path: &Path) -> anyhow::Result<Vec<Line>> {
         what: "config".into(),
         result: Ok(format!("aggregator config is valid ({} workloads)", cfg.workloads.len())),
     }];
+    // The aggregator refuses to serve this; say so before it is deployed.
+    let api = match cfg.unauthenticated_exposure()? {
+        Some(why) => Err(format!("the aggregator will refuse to start: {why}")),
+        None if cfg.api.allow_unauthenticated => Ok(format!(
+            "listen = {:?} with allow_unauthenticated = true: whatever has no token is open to anyone who can connect",
+            cfg.api.listen
+        )),
+        None => Ok(format!("listen = {:?}: access is limited by its address or a token", cfg.api.listen)),
+    };
+    lines.push(Line { what: "[api]".into(), result: api });
     let alerts = crate::alert::config::AlertsConfig::from_aggregator(&cfg, super::aggregator::config_dir(path))
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     lines.push(Line {

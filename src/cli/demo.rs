@@ -92,6 +92,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 println!("Last 24 hours, ranked by revenue per kWh ({} to {}):", short_time(&c.from), short_time(&c.to));
                 println!();
                 print!("{}", table::render(&c));
+                println!();
+                println!(
+                    "Energy and revenue inputs come from the agents' energy ledger (one point per device per 5 simulated \
+                     minutes); \"from ledger\" is its share, the rest was computed from raw samples (the agents' first \
+                     minutes, where they wrote no ledger point)."
+                );
             }
             Err(e) => eprintln!("warning: no comparison yet: {e}"),
         }

@@ -1,4 +1,5 @@
-//! `wattledger probe`: read one miner (or scan a range) once and print normalized readings.
+//! `wattledger probe`: read one miner (or scan a range) once and print normalized readings;
+//! a meter address (`snmp://…`, `redfish://…`) goes to `collect::meters::probe`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use crate::collect::miners::{self, models, MinerReading, ReadOptions, CGMINER_PO
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// HOST, HOST:PORT, or a CIDR range (`10.0.0.0/24`, `10.0.0.0/24:4029`). Several may be given.
+    /// A meter address instead (one only): `snmp://COMMUNITY@HOST[:PORT]`, `redfish://HOST[:PORT]`,
+    /// `redfish+http://HOST:PORT`, `modbus://HOST[:PORT]?map=NAME`, `shelly://HOST`, `tasmota://HOST`.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
     /// More targets, one per line (`#` comments allowed).
@@ -38,6 +41,12 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be between 0 and 3600 seconds, got {}", args.timeout);
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    // Meters (snmp://, redfish://, modbus://, shelly://, tasmota://) have their own reader.
+    if let [t] = args.targets.as_slice() {
+        if crate::collect::meters::probe::is_meter_target(t) {
+            return crate::collect::meters::probe::run(t, args.json, timeout).await;
+        }
+    }
     let mut raw = args.targets.clone();
     if let Some(f) = &args.targets_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read --targets-file {}", f.display()))?;

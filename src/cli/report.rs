@@ -1,7 +1,9 @@
-//! `wattledger report`: the per-workload comparison over a time range. Complete
-//! windows the aggregator has stored (with the current config) are read back;
-//! the others are computed from the measurements in the configured store, and
-//! `--recompute` computes every window (nothing is written either way).
+//! `wattledger report`: the per-workload comparison over a time range, computed
+//! from the energy ledger and the raw measurements in the configured store
+//! (`--energy-from auto`, the default), or from only one of them to audit the
+//! other (`raw`, `ledger`). Complete windows the aggregator has stored (with the
+//! current config) are read back; the others are computed, and `--recompute`
+//! computes every window (nothing is written either way).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use anyhow::Context;
 use crate::aggregate::compare::{Report, WorkloadSummary};
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::{parse_rfc3339, Aggregator, Windows};
+use crate::ledger::EnergyFrom;
 use crate::model::SystemClock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,17 +41,23 @@ pub struct ReportArgs {
     /// the aggregator stored (to audit them, or after changing data by hand).
     #[arg(long)]
     pub recompute: bool,
+    /// Where energy and revenue inputs come from: `auto` (energy_ledger points,
+    /// raw samples for every device and interval without one), `raw` (raw samples
+    /// only, the ledger is not read) or `ledger` (ledger points only).
+    #[arg(long, value_enum, default_value_t = EnergyFrom::Auto)]
+    pub energy_from: EnergyFrom,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let from = parse_rfc3339(&args.from).map_err(anyhow::Error::msg).context("--from")?;
     let to = parse_rfc3339(&args.to).map_err(anyhow::Error::msg).context("--to")?;
     anyhow::ensure!(to > from, "--to ({}) must be after --from ({})", args.to, args.from);
+    crate::aggregate::check_range(from, to).context("--from/--to")?;
     let cfg = AggregatorConfig::load(&args.config)?;
     let store = crate::store::open_store(&cfg.store)
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
-    let agg = Aggregator::new(cfg, store, Arc::new(SystemClock))?;
+    let agg = Aggregator::new(cfg, store, Arc::new(SystemClock))?.with_energy_from(args.energy_from);
     let mode = if args.recompute { Windows::Recompute } else { Windows::Stored { write_back: false } };
     let report = agg.report(from, to, mode).await.context("computing the report")?;
     let out = match args.format {
@@ -63,7 +72,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 17] = [
     "workload",
     "model",
     "energy_j",
@@ -78,6 +87,9 @@ const COLUMNS: [&str; 14] = [
     "break_even_usd_per_kwh",
     "j_per_th",
     "tokens_per_j",
+    "ledger_energy_j",
+    "raw_energy_j",
+    "ledger_share",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -111,6 +123,9 @@ pub fn csv(report: &Report) -> String {
             opt(w.break_even_usd_per_kwh),
             opt(w.j_per_th),
             opt(w.tokens_per_j),
+            w.ledger_energy_j.to_string(),
+            w.raw_energy_j.to_string(),
+            opt(w.ledger_share),
         ];
         out += &cells.join(",");
         out.push('\n');
@@ -137,6 +152,7 @@ fn table_row(w: &WorkloadSummary) -> Vec<String> {
         fixed(w.break_even_usd_per_kwh, 4),
         fixed(w.j_per_th, 2),
         fixed(w.tokens_per_j, 3),
+        w.ledger_share.map_or_else(|| "-".to_string(), |x| format!("{:.1}%", x * 100.0)),
     ]
 }
 
@@ -156,6 +172,7 @@ pub fn table(report: &Report) -> String {
         "break-even $/kWh",
         "J/TH",
         "tokens/J",
+        "from ledger",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -163,7 +180,7 @@ pub fn table(report: &Report) -> String {
     let rows: Vec<Vec<String>> = std::iter::once(header).chain(report.workloads.iter().map(table_row)).collect();
     let widths: Vec<usize> =
         (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = format!("{} .. {}\n", report.from, report.to);
+    let mut out = format!("{} .. {}  (energy from: {})\n", report.from, report.to, report.energy_from.as_str());
     for (i, row) in rows.iter().enumerate() {
         let line: Vec<String> = row
             .iter()

@@ -22,6 +22,9 @@ pub struct SimArgs {
 pub enum SimCommand {
     /// Simulated ASIC miners speaking their real APIs, replies built from real captures.
     Miners(MinersArgs),
+    /// Simulated meters on loopback: an SNMP v2c PDU (APC rPDU2 outlets), a Redfish BMC
+    /// and a Shelly/Tasmota plug, with energy following the clock.
+    Meters(crate::sim::meters::MetersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +59,11 @@ pub struct MinersArgs {
 pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         SimCommand::Miners(a) => miners(a).await,
+        SimCommand::Meters(a) => {
+            crate::sim::meters::run_cli(a).await?;
+            wait_for_stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -20,8 +20,12 @@
 //! Prometheus names), and it splits labels on `,` and `=` without honouring quotes;
 //! `openmetrics-parser` handles the pages but is LGPL-3.0. The exposition format's
 //! sample line is small and fully specified, so it is parsed here (comments, escaped
-//! label values, `NaN`/`+Inf`, optional timestamps) and tested against captured pages
-//! of all three servers. Every read has a timeout and a body-size cap.
+//! label values, `NaN`/`+Inf`/`1e999`, integer or float timestamps, OpenMetrics
+//! exemplars, Prometheus 3 quoted UTF-8 names) and tested against captured pages of
+//! all three servers. A scrape skips a malformed line (warning once per source) and
+//! reads the rest, so one bad line never costs the counters; invalid UTF-8 spoils
+//! only its own characters. A page with no valid sample line is an error. Every read
+//! has a timeout and a body-size cap.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -166,76 +170,152 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Parses Prometheus text exposition format 0.0.4 into samples. `# HELP`/`# TYPE`
-/// and other comments are skipped; a malformed sample line is an error naming it.
+/// Parses Prometheus text exposition format 0.0.4 (and OpenMetrics 1.0 text) into
+/// samples. `# HELP`/`# TYPE` and other comments are skipped; a malformed sample
+/// line is an error naming it. [`scan_samples`] is the lenient form a scrape uses.
 pub fn parse_samples(text: &str) -> Result<Vec<Sample>, ParseError> {
-    let mut out = Vec::new();
+    let page = scan_samples(text);
+    match page.malformed.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(page.samples),
+    }
+}
+
+/// A page read line by line: the samples that parsed and the lines that did not.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub samples: Vec<Sample>,
+    pub malformed: Vec<ParseError>,
+}
+
+/// Reads every sample line it can; a malformed line is recorded (the first 16 of
+/// them) and skipped, so one bad line never costs the counters on the others.
+pub fn scan_samples(text: &str) -> Page {
+    let mut page = Page::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(parse_line(line).map_err(|message| ParseError { line: i + 1, message })?);
+        match parse_line(line) {
+            Ok(sample) => page.samples.push(sample),
+            Err(message) if page.malformed.len() < 16 => page.malformed.push(ParseError { line: i + 1, message }),
+            Err(_) => {}
+        }
     }
-    Ok(out)
+    page
 }
 
+fn valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+}
+
+/// One sample line: `name{labels} value [timestamp] [# exemplar]`, where the name
+/// may also be a quoted string inside the braces (`{"my.metric",a="b"}`, the UTF-8
+/// names of Prometheus 3) and the timestamp an integer (ms) or a float (OpenMetrics
+/// seconds).
 fn parse_line(line: &str) -> Result<Sample, String> {
     let name_end = line.find(|c: char| c == '{' || c.is_ascii_whitespace()).unwrap_or(line.len());
-    let name = &line[..name_end];
-    let valid_name = name
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
-    if name.is_empty() || !valid_name {
-        return Err(format!("`{}` is not a metric name", truncate(name)));
+    let mut name = line[..name_end].to_owned();
+    if !name.is_empty() && !valid_metric_name(&name) {
+        return Err(format!("`{}` is not a metric name", truncate(&name)));
     }
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();
     if let Some(after) = rest.strip_prefix('{') {
-        rest = parse_labels(after, &mut labels)?;
+        let (quoted_name, after) = parse_labels(after, &mut labels)?;
+        match (quoted_name, name.is_empty()) {
+            (Some(q), true) => name = q,
+            (Some(_), false) => return Err(format!("`{}` has two metric names", truncate(&name))),
+            (None, _) => {}
+        }
+        rest = after;
     }
+    if name.is_empty() {
+        return Err(format!("`{}` has no metric name", truncate(line)));
+    }
+    // An exemplar (`# {trace_id="…"} 1.0 [ts]`) follows the sample; it is not needed.
+    let rest = match rest.find('#') {
+        Some(i) if rest[..i].ends_with(|c: char| c.is_ascii_whitespace()) => &rest[..i],
+        _ => rest,
+    };
     let mut parts = rest.split_ascii_whitespace();
     let value = parts.next().ok_or_else(|| format!("`{name}` has no value"))?;
     let value = parse_value(value).ok_or_else(|| format!("`{name}`: `{}` is not a number", truncate(value)))?;
     if let Some(ts) = parts.next() {
-        ts.parse::<i64>().map_err(|_| format!("`{name}`: timestamp `{}` is not an integer", truncate(ts)))?;
+        if ts.parse::<i64>().is_err() && !ts.parse::<f64>().is_ok_and(f64::is_finite) {
+            return Err(format!("`{name}`: timestamp `{}` is not a number", truncate(ts)));
+        }
     }
     if parts.next().is_some() {
         return Err(format!("`{name}`: unexpected text after the value"));
     }
-    Ok(Sample { name: name.to_owned(), labels, value })
+    Ok(Sample { name, labels, value })
 }
 
-/// Parses `k="v",k2="v2"}` and returns what follows the closing brace.
-fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Result<&'a str, String> {
+/// A quoted string starting after its opening `"`, with `\\`, `\"` and `\n`
+/// escapes; returns it and what follows the closing quote.
+fn quoted(s: &str) -> Result<(String, &str), String> {
+    let mut value = String::new();
+    let mut chars = s.char_indices();
+    loop {
+        match chars.next() {
+            Some((i, '"')) => return Ok((value, &s[i + 1..])),
+            Some((_, '\\')) => match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, c)) => value.push(c),
+                None => return Err("unterminated quoted string".into()),
+            },
+            Some((_, c)) => value.push(c),
+            None => return Err("unterminated label value".into()),
+        }
+    }
+}
+
+/// Parses `k="v",k2="v2"}` and returns a quoted metric name if the braces held
+/// one, and what follows the closing brace. Label names may be quoted too.
+fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Result<(Option<String>, &'a str), String> {
+    let mut name = None;
     loop {
         s = s.trim_start();
         if let Some(rest) = s.strip_prefix('}') {
-            return Ok(rest);
+            return Ok((name, rest));
         }
-        let eq = s.find('=').ok_or("label without `=`")?;
-        let key = s[..eq].trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`{}` is not a label name", truncate(key)));
-        }
-        s = s[eq + 1..].trim_start().strip_prefix('"').ok_or("label value must be quoted")?;
-        let mut value = String::new();
-        let mut chars = s.char_indices();
-        let end = loop {
-            match chars.next() {
-                Some((i, '"')) => break i,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated label value".into()),
-                },
-                Some((_, c)) => value.push(c),
-                None => return Err("unterminated label value".into()),
+        let key = if let Some(after) = s.strip_prefix('"') {
+            let (text, after) = quoted(after)?;
+            let after = after.trim_start();
+            if !after.starts_with('=') {
+                // A quoted string on its own is the metric name.
+                if name.replace(text).is_some() {
+                    return Err("two quoted metric names".into());
+                }
+                s = after;
+                if let Some(rest) = s.strip_prefix(',') {
+                    s = rest;
+                } else if !s.starts_with('}') {
+                    return Err("expected `,` or `}` after a label".into());
+                }
+                continue;
             }
+            s = &after[1..];
+            text
+        } else {
+            let eq = s.find('=').ok_or("label without `=`")?;
+            let key = s[..eq].trim();
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`{}` is not a label name", truncate(key)));
+            }
+            s = &s[eq + 1..];
+            key.to_owned()
         };
-        labels.push((key.to_owned(), value));
-        s = s[end + 1..].trim_start();
+        s = s.trim_start().strip_prefix('"').ok_or("label value must be quoted")?;
+        let (value, after) = quoted(s)?;
+        labels.push((key, value));
+        s = after.trim_start();
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
         } else if !s.starts_with('}') {
@@ -244,12 +324,14 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<(String, String)>) -> Resul
     }
 }
 
+/// A sample value; `1e999` is +Inf, as Prometheus reads it.
 fn parse_value(s: &str) -> Option<f64> {
     match s {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ => s.parse().ok().filter(|v: &f64| v.is_finite()),
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ if s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) => s.parse().ok(),
+        _ => None,
     }
 }
 
@@ -310,6 +392,8 @@ pub struct InferenceSource {
     client: reqwest::Client,
     /// TGI's model id from `/info`, fetched once.
     tgi_model: Option<String>,
+    /// A malformed line was reported already (once per source).
+    warned_malformed: bool,
 }
 
 impl InferenceSource {
@@ -321,7 +405,14 @@ impl InferenceSource {
             .connect_timeout(cfg.timeout)
             .build()
             .map_err(|e| SourceError::new(&source_name, format!("cannot build an HTTP client: {e}")))?;
-        Ok(InferenceSource { names: cfg.metric_names(), cfg, source_name, client, tgi_model: None })
+        Ok(InferenceSource {
+            names: cfg.metric_names(),
+            cfg,
+            source_name,
+            client,
+            tgi_model: None,
+            warned_malformed: false,
+        })
     }
 
     async fn get_capped(&self, url: &str) -> Result<String, String> {
@@ -337,7 +428,11 @@ impl InferenceSource {
             }
             body.extend_from_slice(&chunk);
         }
-        String::from_utf8(body).map_err(|_| format!("GET {url}: the page is not UTF-8 text"))
+        // Invalid UTF-8 (in a comment, say) costs only the characters it spoils.
+        Ok(match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 
     /// TGI serves one model and names it only in `GET /info`.
@@ -377,9 +472,23 @@ impl Source for InferenceSource {
     async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
         let err = |m: String| SourceError::new(format!("inference:{}", self.cfg.name), m);
         let body = self.get_capped(&self.cfg.url.clone()).await.map_err(err)?;
-        let samples = parse_samples(&body).map_err(|e| {
-            SourceError::new(&self.source_name, format!("{}: not a Prometheus metrics page: {e}", self.cfg.url))
-        })?;
+        let page = scan_samples(&body);
+        if let Some(first) = page.malformed.first() {
+            if page.samples.is_empty() {
+                return Err(SourceError::new(
+                    &self.source_name,
+                    format!("{}: not a Prometheus metrics page: {first}", self.cfg.url),
+                ));
+            }
+            if !self.warned_malformed {
+                self.warned_malformed = true;
+                tracing::warn!(
+                    server = %self.cfg.name, url = %self.cfg.url, error = %first, malformed_lines = page.malformed.len(),
+                    "metrics page has malformed lines; they are skipped, the other samples are read (warned once)"
+                );
+            }
+        }
+        let samples = page.samples;
         let fallback = match (&self.cfg.model, self.cfg.kind) {
             (Some(m), _) => m.clone(),
             (None, ServerKind::Tgi) if self.names.model_label.is_none() => self.tgi_model_id().await,
@@ -523,6 +632,52 @@ mod tests {
         assert!(err.message.contains("not a Prometheus metrics page"), "{err}");
         let err = source(&cfg("/missing")).collect(0).await.unwrap_err();
         assert!(err.message.contains("404"), "{err}");
+    }
+
+    #[test]
+    fn every_valid_prometheus_and_openmetrics_line_is_read() {
+        let page = concat!(
+            "# TYPE vllm:prompt_tokens counter\n",
+            "vllm:prompt_tokens_total{model_name=\"m\"} 10 1700000000.123 # {trace_id=\"abc\"} 1.0 1700000000.1\n",
+            "vllm:generation_tokens_total{model_name=\"m\"} 20 # {trace_id=\"d\"} 2\n",
+            "{\"vllm:request_success_total\", model_name=\"m\", \"finished.reason\"=\"stop\"} 3\n",
+            "huge_gauge 1e999\n",
+            "# EOF\n",
+        );
+        let s = parse_samples(page).unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[2].name, "vllm:request_success_total");
+        assert_eq!(s[2].labels[1], ("finished.reason".into(), "stop".into()));
+        assert_eq!(s[3].value, f64::INFINITY);
+        let got = extract(&s, &MetricNames::for_kind(ServerKind::Vllm), "x");
+        assert_eq!(
+            got["m"],
+            ModelCounters { prompt_tokens: Some(10.0), generation_tokens: Some(20.0), requests: Some(3.0) }
+        );
+    }
+
+    #[tokio::test]
+    async fn one_bad_line_or_a_non_utf8_comment_costs_no_counters() {
+        use axum::routing::get;
+        let mut page = b"# HELP x caf\xe9 (latin-1 in a comment)\n".to_vec();
+        page.extend_from_slice(fixture("vllm-metrics.txt").as_bytes());
+        page.extend_from_slice(b"unrelated_metric{le=\"0.5\" 7\nvllm:broken{model_name=\"m\"} one\n");
+        let app = axum::Router::new().route("/metrics", get(move || async move { page.clone() }));
+        let addr = serve(app).await;
+        let mut src = source(&format!("name = \"v\"\nurl = \"http://{addr}/metrics\"\n"));
+        let points = src.collect(1).await.unwrap();
+        let clean = extract(
+            &parse_samples(&fixture("vllm-metrics.txt")).unwrap(),
+            &MetricNames::for_kind(ServerKind::Vllm),
+            "unknown",
+        );
+        assert_eq!(points.len(), clean.len());
+        for p in &points {
+            let want = &clean[p.tag_value("model").unwrap()];
+            assert_eq!(p.field_value("prompt_tokens").and_then(|v| v.as_f64()), want.prompt_tokens);
+            assert_eq!(p.field_value("generation_tokens").and_then(|v| v.as_f64()), want.generation_tokens);
+        }
+        assert!(src.warned_malformed);
     }
 
     proptest::proptest! {

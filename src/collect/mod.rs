@@ -4,12 +4,14 @@
 //! - [`nvml`]: GPUs through NVML.
 //! - [`miners`]: ASIC miners through their own APIs.
 //! - [`inference`]: token counters from inference servers' Prometheus `/metrics`.
+//! - [`meters`]: power at the wall: SNMP PDUs, Redfish BMCs, Modbus meters, smart plugs.
 //!
 //! A source emits points with its device-identifying tags (GPU UUID, miner address,
 //! server name); the agent adds `site`, `host` and `workload` afterwards, so that
 //! workload mapping lives in one place.
 
 pub mod inference;
+pub mod meters;
 pub mod miners;
 pub mod nvml;
 

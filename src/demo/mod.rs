@@ -173,10 +173,14 @@ impl Demo {
             Some(last) => (last.time_ns + RESTART_GAP.as_nanos() as i64, MarketSim::resume(spec, &last)),
             // Prices start before the replay: the aggregator's first pass looks
             // back `late_data_lookback` from the first moment.
-            None => (
-                wall_now - backfill_ns,
-                MarketSim::new(spec, wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64),
-            ),
+            // Prices change on multiples of their step, so that each price holds
+            // for whole ledger intervals (an interval straddling a price change
+            // is computed from raw samples).
+            None => {
+                let step_ns = (spec.step_s * 1e9) as i64;
+                let first = wall_now - backfill_ns - PRICE_HEAD_START.as_nanos() as i64;
+                (wall_now - backfill_ns, MarketSim::new(spec, first.div_euclid(step_ns) * step_ns))
+            }
         };
         let backfill_rate = opts.backfill.as_secs_f64() / opts.backfill_real.as_secs_f64().max(0.001);
         let clock = Arc::new(DemoClock::new(start_ns, wall_now, backfill_rate, opts.speed));
@@ -223,6 +227,20 @@ impl Demo {
             }
         };
 
+        // The stock Antminers are measured at the wall through the simulated PDU, the
+        // contract GPU node through its simulated BMC.
+        let pdu_meters = format!(
+            "[meters]\n[[meters.devices]]\nname = \"pdu-1\"\nurl = \"{}\"\nprofile = \"apc-rpdu2\"\n{}",
+            site.pdu.url(),
+            site.pdu_outlets
+                .iter()
+                .map(|(a, n)| format!("[[meters.devices.channels]]\nchannel = \"{n}\"\nminer = \"{a}\"\n"))
+                .collect::<String>()
+        );
+        let bmc_meters = format!(
+            "[meters]\n[[meters.devices]]\nname = \"bmc-gpu-node-1\"\nurl = \"{}\"\n[[meters.devices.channels]]\nchannel = \"1\"\ngpu_host = \"gpu-node-1\"\n",
+            site.bmc.url()
+        );
         let miners_cfg = agent_config(
             "miners-a",
             &spool,
@@ -230,16 +248,23 @@ impl Demo {
             &token,
             site::MINING,
             &format!(
-                "[miners]\ntargets = [{}]\n",
+                "[miners]\ntargets = [{}]\n{pdu_meters}",
                 site.fleet.addrs().iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
             ),
         )?;
+        let meters_source = |cfg: &crate::agent::config::AgentConfig| -> Result<Box<dyn Source>, DemoError> {
+            let m = cfg.meters.as_ref().ok_or_else(|| DemoError::Setup("no [meters] in a demo agent".into()))?;
+            Ok(Box::new(crate::collect::meters::MetersSource::new(m).map_err(|e| DemoError::Setup(e.0))?))
+        };
+        let pdu_source = meters_source(&miners_cfg)?;
         let miner_source = MinerSource::new(
             site.miner_targets(),
             PollOptions { timeout: Duration::from_secs(3), concurrency: 16, ..PollOptions::default() },
         );
         let contract_gpus = site.contract_gpus()?;
-        let contract_cfg = agent_config("gpu-node-1", &spool, &ingest, &token, site::CONTRACT, "[gpus]\n")?;
+        let contract_cfg =
+            agent_config("gpu-node-1", &spool, &ingest, &token, site::CONTRACT, &format!("[gpus]\n{bmc_meters}"))?;
+        let bmc_source = meters_source(&contract_cfg)?;
         let inference_gpus = site.inference_gpus()?;
         let vllm_cfg: InferenceServerConfig =
             toml::from_str(&format!("name = \"vllm-llama\"\nurl = \"{}\"\n", site.vllm.metrics_url()))
@@ -256,8 +281,11 @@ impl Demo {
 
         let mut agents = Vec::new();
         for (cfg, sources) in [
-            (miners_cfg, vec![paced(Box::new(miner_source), LIVE_MINER_SPACING)]),
-            (contract_cfg, vec![paced(Box::new(contract_gpus), LIVE_GPU_SPACING)]),
+            (
+                miners_cfg,
+                vec![paced(Box::new(miner_source), LIVE_MINER_SPACING), paced(pdu_source, LIVE_MINER_SPACING)],
+            ),
+            (contract_cfg, vec![paced(Box::new(contract_gpus), LIVE_GPU_SPACING), paced(bmc_source, LIVE_GPU_SPACING)]),
             (
                 inference_cfg,
                 vec![
@@ -395,7 +423,7 @@ impl Demo {
 
 /// The aggregator as the demo runs it: one site with a PUE and the measured
 /// (simulated) energy price, the simulated market from the store, three workloads.
-fn aggregator_config(db: &Path, token: &str) -> Result<AggregatorConfig, DemoError> {
+pub fn aggregator_config(db: &Path, token: &str) -> Result<AggregatorConfig, DemoError> {
     let toml = format!(
         r#"
 [store]
@@ -526,6 +554,12 @@ token = "{token}"
 
 [workloads]
 default = "{workload}"
+
+# The energy ledger, matched to the aggregator below: readings are 5 simulated
+# minutes apart while the past is replayed, so 5-minute intervals and its max_gap.
+[ledger]
+interval = "5m"
+max_gap = "16m"
 
 {sources}
 "#,

@@ -16,7 +16,7 @@
 //! exactly however fast simulated time runs.
 
 use std::f64::consts::PI;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::collect::{Source, SourceError};
 use crate::model::{Clock, Point};
 use crate::sim::gpus::{FakeNvml, FakeNvmlError};
 use crate::sim::inference::{SimInferenceServer, SimInferenceSpec};
+use crate::sim::meters::{RedfishTree, SimPdu, SimPduSpec, SimRedfish};
 use crate::sim::miners::{Fault, FleetSpec, SimFleet, SimMake};
 
 pub const SITE: &str = "demo";
@@ -159,10 +160,22 @@ pub enum SiteError {
     Inference(String),
 }
 
+/// Wall power of a simulated stock Antminer (S19 Pro nominal) behind the simulated PDU.
+const STOCK_ANTMINER_WALL_W: f64 = 3250.0;
+/// Wall power of the contract GPU node (8 GPUs plus CPUs, memory, fans, PSU losses).
+const CONTRACT_NODE_WALL_W: f64 = 6500.0;
+
 /// The running simulated site.
 pub struct Site {
     pub fleet: SimFleet,
     pub vllm: SimInferenceServer,
+    /// A metered PDU (SNMP v2c, APC rPDU2) with one outlet per stock Antminer, which
+    /// report no power of their own: the demo measures them at the wall.
+    pub pdu: SimPdu,
+    /// The contract GPU node's BMC (Redfish): wall power, GPUs and the rest of the host.
+    pub bmc: SimRedfish,
+    /// Stock Antminer address → PDU outlet number.
+    pub pdu_outlets: Vec<(SocketAddr, usize)>,
     contract_nvml: Option<FakeNvml>,
     inference_nvml: Option<FakeNvml>,
 }
@@ -184,10 +197,42 @@ impl Site {
             generation_tokens_per_s: FULL_LOAD_GENERATION_TOKENS_PER_S,
             requests_per_s: 12.0,
         };
-        let vllm = SimInferenceServer::start(spec, Arc::new(LoadClock { inner: clock }))
+        let vllm = SimInferenceServer::start(spec, Arc::new(LoadClock { inner: clock.clone() }))
             .await
             .map_err(|e| SiteError::Inference(e.to_string()))?;
-        Ok(Site { fleet, vllm, contract_nvml: Some(contract_nvml), inference_nvml: Some(inference_nvml) })
+        // Stock Antminers at their nominal wall power (S19 Pro, 3250 W): at the wall a
+        // degrading miner keeps drawing it while its hashrate falls.
+        let stock: Vec<SocketAddr> =
+            fleet.miners().iter().filter(|m| m.make == SimMake::AntminerStock).map(|m| m.addr).collect();
+        let pdu = SimPdu::start(
+            "127.0.0.1:0".parse().expect("address"),
+            SimPduSpec {
+                community: "public".into(),
+                outlet_watts: vec![STOCK_ANTMINER_WALL_W; stock.len()],
+                clock: clock.clone(),
+                start_ns: now,
+            },
+        )
+        .await
+        .map_err(|e| SiteError::Miners(format!("simulated PDU: {e}")))?;
+        let pdu_outlets = stock.into_iter().enumerate().map(|(i, a)| (a, i + 1)).collect();
+        let bmc = SimRedfish::start(
+            "127.0.0.1:0".parse().expect("address"),
+            RedfishTree::Bmc { chassis: vec![("1".into(), CONTRACT_NODE_WALL_W)], clock: clock.clone(), start_ns: now },
+            None,
+            Duration::ZERO,
+        )
+        .await
+        .map_err(|e| SiteError::Nvml(format!("simulated BMC: {e}")))?;
+        Ok(Site {
+            fleet,
+            vllm,
+            pdu,
+            bmc,
+            pdu_outlets,
+            contract_nvml: Some(contract_nvml),
+            inference_nvml: Some(inference_nvml),
+        })
     }
 
     /// Miner addresses as agent targets (`ip:port`).

@@ -27,6 +27,9 @@ pub struct WorkloadRow {
     pub j_per_th: Option<f64>,
     pub tokens_per_j: Option<f64>,
     pub coverage: Option<f64>,
+    /// The energy ledger's share of the covered device-time (the rest came from raw samples).
+    #[serde(default)]
+    pub ledger_share: Option<f64>,
 }
 
 fn usd(v: Option<f64>, digits: usize) -> String {
@@ -54,8 +57,9 @@ pub fn render(c: &Comparison) -> String {
         "coverage",
         "energy kWh",
         "revenue $",
+        "from ledger",
     ];
-    let rows: Vec<[String; 10]> = c
+    let rows: Vec<[String; 11]> = c
         .workloads
         .iter()
         .map(|w| {
@@ -75,6 +79,7 @@ pub fn render(c: &Comparison) -> String {
                 opt(w.coverage, |v| format!("{:.0} %", v * 100.0)),
                 opt(w.energy_j, |v| format!("{:.1}", v / 3.6e6)),
                 usd(w.revenue_usd, 2),
+                opt(w.ledger_share, |v| format!("{:.0} %", v * 100.0)),
             ]
         })
         .collect();
@@ -118,7 +123,7 @@ mod tests {
         let json = r#"{"from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z","workloads":[
           {"workload":"gpu-contract","model":"ai_contract","energy_j":3.6e8,"facility_energy_j":4.0e8,"revenue_usd":150.0,
            "energy_cost_usd":8.0,"profit_usd":142.0,"revenue_usd_per_kwh":1.5,"profit_usd_per_kwh":1.42,"coverage":0.99,
-           "volatility_cv":0.004,"break_even_usd_per_kwh":1.35,"j_per_th":null,"tokens_per_j":null},
+           "volatility_cv":0.004,"break_even_usd_per_kwh":1.35,"j_per_th":null,"tokens_per_j":null,"ledger_share":0.97},
           {"workload":"btc-fleet","model":"bitcoin_fpps","energy_j":3.6e9,"facility_energy_j":4.0e9,"revenue_usd":90.0,
            "energy_cost_usd":80.0,"profit_usd":10.0,"revenue_usd_per_kwh":0.09,"profit_usd_per_kwh":-0.01,"coverage":1.0,
            "volatility_cv":0.12,"break_even_usd_per_kwh":0.081,"j_per_th":19.44,"tokens_per_j":null}]}"#;
@@ -128,6 +133,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{t}");
         assert!(lines[2].starts_with("gpu-contract  ai_contract"), "{t}");
         assert!(lines[2].contains("$1.500") && lines[2].contains("0.4 %") && lines[2].contains("100.0"), "{t}");
+        assert!(lines[2].ends_with("97 %") && lines[3].ends_with("-"), "{t}");
         assert!(lines[3].contains("-$0.010") && lines[3].contains("19.4 J/TH") && lines[3].contains("12.0 %"), "{t}");
         // Every line has the same width: columns line up.
         let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();

@@ -71,6 +71,32 @@ pub mod host_power {
     pub const ENERGY_J: &str = "energy_j";
 }
 
+/// Power measured at the wall by a meter (PDU outlet, BMC, Modbus meter, smart
+/// plug), one point per meter channel per poll (`collect::meters`).
+pub mod meter {
+    pub const MEASUREMENT: &str = "meter";
+    /// The meter's configured name.
+    pub const TAG_METER: &str = "meter";
+    /// The channel as the meter names it (outlet `3`, chassis `1U`, `total`).
+    pub const TAG_CHANNEL: &str = "channel";
+    /// The protocol: `snmp`, `redfish`, `modbus`, `shelly`, `tasmota`.
+    pub const TAG_KIND: &str = "kind";
+    /// What measured this energy: always `meter` here (see `docs/metrics.md`, basis).
+    pub const TAG_BASIS: &str = "basis";
+    pub const BASIS_METER: &str = "meter";
+    /// What the channel covers: `miner`, `gpu_host` or `group`, and its id.
+    pub const TAG_COVERS_KIND: &str = "covers_kind";
+    pub const TAG_COVERS: &str = "covers";
+    pub const POWER_W: &str = "power_w";
+    /// Counter: energy in joules (a 32-bit device counter's wraps are continued).
+    pub const ENERGY_J: &str = "energy_j";
+    /// A power value the meter sent that failed the checks (negative, huge).
+    pub const SUSPECT_POWER_W: &str = "suspect_power_w";
+    pub const ONLINE: &str = "online";
+    /// `ok`, or why a value is missing.
+    pub const STATUS: &str = "status";
+}
+
 /// Bitcoin market data, stored so that history is reproducible.
 pub mod market {
     pub const MEASUREMENT: &str = "market";
@@ -126,6 +152,55 @@ pub mod workload_efficiency {
     /// Field values of the window's source rows (`[start − max_gap, end + max_gap)`)
     /// when it was computed: a different count now means late data arrived.
     pub const SOURCE_VALUES: &str = "source_values";
+    /// The part of `energy_j` taken from `energy_ledger` points (the rest came
+    /// from raw samples).
+    pub const LEDGER_ENERGY_J: &str = "ledger_energy_j";
+    /// Covered device-time from the ledger ÷ all covered device-time.
+    pub const LEDGER_SHARE: &str = "ledger_share";
+}
+
+/// The energy ledger: one point per device per clock-aligned `ledger_interval`,
+/// written by the agent from the samples it collected (see `src/ledger/`). Stamped
+/// at the interval's start; tags are the device's own (host, uuid, miner, server,
+/// workload, …) plus `source` and `basis`. Durations are in seconds.
+pub mod energy_ledger {
+    pub const MEASUREMENT: &str = "energy_ledger";
+    /// Tag: the raw measurement the device's samples are in (`gpu`, `asic`, `inference`).
+    pub const TAG_SOURCE: &str = "source";
+    /// Tag: what the power reading is: `board` (NVML), `reported` or `estimated`
+    /// (a miner's `power_source`), `meter`.
+    pub const TAG_BASIS: &str = "basis";
+    /// Energy of the interval, J.
+    pub const ENERGY_J: &str = "energy_j";
+    /// Time covered by energy, and the interval's length.
+    pub const COVERED_S: &str = "covered_s";
+    pub const EXPECTED_S: &str = "expected_s";
+    /// The part of `covered_s` whose energy came from the NVML energy counter.
+    pub const COUNTER_S: &str = "counter_s";
+    /// `counter`, `power_integral`, `reported`, `estimated`, `meter`, or `none`.
+    pub const METHOD: &str = "method";
+    /// Energy ÷ covered time, and the highest power reading in the interval.
+    pub const POWER_MEAN_W: &str = "power_mean_w";
+    pub const POWER_MAX_W: &str = "power_max_w";
+    /// Samples whose timestamps fall in the interval.
+    pub const SAMPLES: &str = "samples";
+    /// The `max_gap` the agent integrated with: a reader with another max_gap
+    /// recomputes the interval from raw samples.
+    pub const MAX_GAP_S: &str = "max_gap_s";
+    /// Miners: ∫ hashrate dt (TH) and Δ accepted difficulty (absent when the miner
+    /// reports none).
+    pub const WORK_TH: &str = "work_th";
+    pub const DIFF_ACCEPTED: &str = "diff_accepted";
+    /// Inference servers: Δ prompt and generation tokens.
+    pub const PROMPT_TOKENS: &str = "prompt_tokens";
+    pub const GENERATION_TOKENS: &str = "generation_tokens";
+    /// Time healthy at both ends of an interval (GPU `status=ok`, miner `online`).
+    pub const HEALTHY_S: &str = "healthy_s";
+    /// GPUs: time at or above a utilisation threshold, one field per threshold the
+    /// agent is configured with: `util_ge_50_s` for 50 %.
+    pub fn util_ge_s(threshold_pct: f64) -> String {
+        format!("util_ge_{threshold_pct}_s")
+    }
 }
 
 /// The agent's own telemetry.

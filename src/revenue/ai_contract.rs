@@ -13,7 +13,6 @@ use super::{
     non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
 };
 use crate::model::schema::gpu;
-use crate::signal::time_both_true;
 
 pub const INFO: ModelInfo = ModelInfo {
     name: "ai_contract",
@@ -41,8 +40,7 @@ impl RevenueModel for AiContract {
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
-        let healthy_ns: i64 =
-            input.devices.iter().map(|d| time_both_true(&d.healthy, input.window, input.max_gap_ns)).sum();
+        let healthy_ns: i64 = input.devices.iter().map(|d| d.sums.healthy_ns).sum();
         let gpu_hours = healthy_ns as f64 / 3.6e12;
         Ok(Revenue { revenue_usd: gpu_hours * self.usd_per_gpu_hour.max(0.0), work_th: None, tokens: None })
     }
@@ -57,16 +55,13 @@ impl Terms for AiContract {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Sample;
     use crate::revenue::testutil::*;
-    use crate::revenue::DeviceTracks;
     use crate::signal::Window;
 
-    fn gpu(id: &str, samples: impl IntoIterator<Item = (i64, bool)>) -> DeviceTracks {
-        DeviceTracks {
-            id: id.into(),
-            healthy: samples.into_iter().map(|(t, ok)| (t * S, ok)).collect(),
-            ..Default::default()
-        }
+    fn gpu(id: &str, samples: impl IntoIterator<Item = (i64, bool)>) -> crate::revenue::DeviceSums {
+        let samples: Vec<Sample> = samples.into_iter().map(|(t, ok)| Sample { healthy: ok, ..at(t) }).collect();
+        device(id, &samples, 0, 3600, 90, None)
     }
 
     #[test]
@@ -87,8 +82,7 @@ mod tests {
                 .chain((50..=60).map(|i| (i * 60, true))),
         );
         let devices = [a, b];
-        let input =
-            RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), market: None };
         let r = AiContract { usd_per_gpu_hour: 2.0 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 2.0 * 6000.0 / 3600.0).abs() < 1e-12, "{r:?}");
     }

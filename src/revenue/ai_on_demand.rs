@@ -2,7 +2,8 @@
 //!
 //! A GPU accrues for the time its measured utilization (`util_gpu_pct`, linearly
 //! interpolated between samples) is at or above the workload's threshold, within
-//! intervals no longer than `max_gap`.
+//! intervals no longer than `max_gap`: the busy time the window computation tracks
+//! for [`RevenueModel::util_threshold_pct`].
 
 use serde::Deserialize;
 
@@ -10,7 +11,6 @@ use super::{
     non_negative, Family, Inputs, ModelInfo, Revenue, RevenueError, RevenueInput, RevenueModel, Terms, TermsError,
 };
 use crate::model::schema::gpu;
-use crate::signal::time_at_or_above;
 
 pub const INFO: ModelInfo = ModelInfo {
     name: "ai_on_demand",
@@ -39,18 +39,17 @@ impl RevenueModel for AiOnDemand {
     }
 
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
-        let busy_ns: i64 = input
-            .devices
-            .iter()
-            .map(|d| {
-                time_at_or_above(d.track(gpu::UTIL_GPU_PCT), self.util_threshold_pct, input.window, input.max_gap_ns)
-            })
-            .sum();
+        // The window computation tracks exactly one threshold for this model, ours.
+        let busy_ns: i64 = input.devices.iter().map(|d| d.sums.busy_ns.first().copied().unwrap_or(0)).sum();
         Ok(Revenue {
             revenue_usd: busy_ns as f64 / 3.6e12 * self.usd_per_gpu_hour.max(0.0),
             work_th: None,
             tokens: None,
         })
+    }
+
+    fn util_threshold_pct(&self) -> Option<f64> {
+        Some(self.util_threshold_pct)
     }
 }
 
@@ -71,6 +70,7 @@ impl Terms for AiOnDemand {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Sample;
     use crate::revenue::testutil::*;
     use crate::signal::Window;
 
@@ -80,11 +80,12 @@ mod tests {
         // 90% up to 1800 s, then 10%. Between 1800 s (90%) and 1860 s (10%) the
         // interpolated utilization crosses 50% half-way, at 1830 s.
         // Busy time 1830 s; revenue = 3 × 1830 / 3600 = $1.525.
-        let util: Vec<(i64, f64)> = (0..=60).map(|i| (i * 60, if i <= 30 { 90.0 } else { 10.0 })).collect();
-        let devices = [device("h/g0", &[(gpu::UTIL_GPU_PCT, track(&util))])];
-        let input =
-            RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), max_gap_ns: 90 * S, market: None };
-        let r = AiOnDemand { usd_per_gpu_hour: 3.0, util_threshold_pct: 50.0 }.revenue(&input).unwrap();
+        let model = AiOnDemand { usd_per_gpu_hour: 3.0, util_threshold_pct: 50.0 };
+        let samples: Vec<Sample> =
+            (0..=60).map(|i| Sample { util_gpu_pct: Some(if i <= 30 { 90.0 } else { 10.0 }), ..at(i * 60) }).collect();
+        let devices = [device("h/g0", &samples, 0, 3600, 90, model.util_threshold_pct())];
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), market: None };
+        let r = model.revenue(&input).unwrap();
         assert!((r.revenue_usd - 1.525).abs() < 1e-12, "{r:?}");
     }
 }

@@ -9,7 +9,6 @@ use super::{
     TermsError,
 };
 use crate::model::schema::{gpu, inference};
-use crate::signal::increase;
 
 pub const INFO: ModelInfo = ModelInfo {
     name: "ai_tokens",
@@ -40,8 +39,8 @@ impl RevenueModel for AiTokens {
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError> {
         let (mut prompt, mut generation) = (0.0, 0.0);
         for dev in input.devices {
-            prompt += increase(dev.track(inference::PROMPT_TOKENS), input.window, input.max_gap_ns).value;
-            generation += increase(dev.track(inference::GENERATION_TOKENS), input.window, input.max_gap_ns).value;
+            prompt += dev.sums.prompt_tokens;
+            generation += dev.sums.generation_tokens;
         }
         let revenue_usd =
             prompt / 1e6 * self.usd_per_mtok_prompt.max(0.0) + generation / 1e6 * self.usd_per_mtok_generation.max(0.0);
@@ -59,6 +58,7 @@ impl Terms for AiTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Sample;
     use crate::revenue::testutil::*;
     use crate::signal::Window;
 
@@ -69,15 +69,12 @@ mod tests {
         //   prompt:     1.0e6 -> 3.0e6 (+2.0e6), restart -> 0.5e6 (+0.5e6), -> 1.5e6 (+1.0e6) = 3.5e6
         //   generation: 2e5 -> 6e5 (+4e5),      restart -> 1e5 (+1e5),      -> 3e5 (+2e5)     = 7e5
         // revenue = 3.5 × 0.50 + 0.7 × 1.50 = 1.75 + 1.05 = $2.80; tokens 4.2e6.
-        let devices = [device(
-            "h/vllm",
-            &[
-                (inference::PROMPT_TOKENS, track(&[(0, 1.0e6), (60, 3.0e6), (120, 0.5e6), (180, 1.5e6)])),
-                (inference::GENERATION_TOKENS, track(&[(0, 2e5), (60, 6e5), (120, 1e5), (180, 3e5)])),
-            ],
-        )];
-        let input =
-            RevenueInput { devices: &devices, window: Window::new(0, 180 * S), max_gap_ns: 90 * S, market: None };
+        let samples: Vec<Sample> = [(0, 1.0e6, 2e5), (60, 3.0e6, 6e5), (120, 0.5e6, 1e5), (180, 1.5e6, 3e5)]
+            .iter()
+            .map(|&(t, p, g)| Sample { prompt_tokens: Some(p), generation_tokens: Some(g), ..at(t) })
+            .collect();
+        let devices = [device("h/vllm", &samples, 0, 180, 90, None)];
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 180 * S), market: None };
         let r = AiTokens { usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 2.80).abs() < 1e-12, "{r:?}");
         assert_eq!(r.tokens, Some(4.2e6));

@@ -5,7 +5,7 @@
 //! subsidy + mean fees per block) × BTC price × (1 − pool fee). The accepted
 //! difficulty is a counter; a reboot restarts it at 0, so the post-reboot value is
 //! the work accepted since the reboot (see [`crate::signal::counter_delta`]).
-//! A miner that does not report accepted difficulty in this window is paid by
+//! A miner that reports no accepted-difficulty interval in this window is paid by
 //! hashrate instead: ∫ hashrate dt × hashprice × (1 − pool fee).
 
 use serde::Deserialize;
@@ -15,7 +15,6 @@ use super::{
     Terms, TermsError,
 };
 use crate::model::schema::asic;
-use crate::signal::{increase, integral};
 
 pub const INFO: ModelInfo = ModelInfo {
     name: "bitcoin_fpps",
@@ -49,15 +48,14 @@ impl RevenueModel for BitcoinFpps {
         let mut revenue_usd = 0.0;
         let mut work_th = 0.0;
         for dev in input.devices {
-            let hashed = integral(dev.track(asic::HASHRATE_THS), input.window, input.max_gap_ns);
-            work_th += hashed.value;
-            let diff = dev.track(asic::DIFF_ACCEPTED);
-            let earned = if diff.len() >= 2 {
+            let hashed_th = dev.sums.work_th;
+            work_th += hashed_th;
+            let earned = if let Some(diff) = dev.sums.diff_accepted {
                 let market = input.market.ok_or(RevenueError::NoMarket)?;
-                increase(diff, input.window, input.max_gap_ns).value * market.usd_per_share_difficulty()
-            } else if hashed.value > 0.0 {
+                diff * market.usd_per_share_difficulty()
+            } else if hashed_th > 0.0 {
                 let market = input.market.ok_or(RevenueError::NoMarket)?;
-                hashrate_usd(hashed.value, market)
+                hashrate_usd(hashed_th, market)
             } else {
                 0.0
             };
@@ -89,11 +87,20 @@ fn hashrate_usd(work_th: f64, market: &Market) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Sample;
     use crate::revenue::testutil::*;
     use crate::signal::Window;
 
     fn market() -> Market {
         Market { time_ns: 0, btc_usd: 100_000.0, difficulty: 1e14, block_subsidy_btc: 3.125, fees_btc_per_block: 0.125 }
+    }
+
+    fn diff(t: i64, d: f64) -> Sample {
+        Sample { diff_accepted: Some(d), ..at(t) }
+    }
+
+    fn hashrate(t: i64, th: f64) -> Sample {
+        Sample { hashrate_ths: Some(th), ..at(t) }
     }
 
     #[test]
@@ -105,11 +112,17 @@ mod tests {
         //   [180,240] +1.4e6, [240,300] +1.4e6            total 6.3e6
         // Payout per unit difficulty: (3.125 + 0.125) BTC × $100,000 / 1e14 = 3.25e-9 $.
         // Revenue: 6.3e6 × 3.25e-9 × (1 - 0.02) = 0.020475 × 0.98 = $0.0200655.
-        let diff = track(&[(0, 50.0e6), (60, 51.4e6), (120, 52.8e6), (180, 0.7e6), (240, 2.1e6), (300, 3.5e6)]);
-        let devices = [device("rig/m1", &[(asic::DIFF_ACCEPTED, diff)])];
+        let samples = [
+            diff(0, 50.0e6),
+            diff(60, 51.4e6),
+            diff(120, 52.8e6),
+            diff(180, 0.7e6),
+            diff(240, 2.1e6),
+            diff(300, 3.5e6),
+        ];
+        let devices = [device("rig/m1", &samples, 0, 300, 90, None)];
         let m = market();
-        let input =
-            RevenueInput { devices: &devices, window: Window::new(0, 300 * S), max_gap_ns: 90 * S, market: Some(&m) };
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 300 * S), market: Some(&m) };
         let r = BitcoinFpps { pool_fee: 0.02 }.revenue(&input).unwrap();
         assert!((r.revenue_usd - 0.0200655).abs() < 1e-12, "{r:?}");
     }
@@ -119,16 +132,11 @@ mod tests {
         // 100 TH/s for one hour, no pool fee. Work = 100 TH/s × 3600 s = 3.6e5 TH.
         // Expected blocks = 100e12 H/s × 3600 s / (1e14 × 2^32); each block pays
         // 3.25 BTC × $100,000 = $325,000.
-        let hashrate = track(&[(0, 100.0), (60, 100.0), (3540, 100.0), (3600, 100.0)]);
-        let devices = [device("rig/m2", &[(asic::HASHRATE_THS, hashrate)])];
+        let samples = [hashrate(0, 100.0), hashrate(60, 100.0), hashrate(3540, 100.0), hashrate(3600, 100.0)];
+        // The 3480 s interval from 60 to 3540 s would be a gap, so allow it here.
+        let devices = [device("rig/m2", &samples, 0, 3600, 3600, None)];
         let m = market();
-        // 3540 s gap from 60 to 3540 would be skipped, so allow it here.
-        let input = RevenueInput {
-            devices: &devices,
-            window: Window::new(0, 3600 * S),
-            max_gap_ns: 3600 * S,
-            market: Some(&m),
-        };
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 3600 * S), market: Some(&m) };
         let r = BitcoinFpps { pool_fee: 0.0 }.revenue(&input).unwrap();
         let expected = 100e12 * 3600.0 / (1e14 * 4_294_967_296.0) * 325_000.0;
         assert!((r.revenue_usd - expected).abs() < 1e-12, "{r:?} vs {expected}");
@@ -138,9 +146,8 @@ mod tests {
 
     #[test]
     fn no_market_is_an_error_not_zero() {
-        let devices = [device("rig/m1", &[(asic::DIFF_ACCEPTED, track(&[(0, 1.0), (60, 2.0)]))])];
-        let input =
-            RevenueInput { devices: &devices, window: Window::new(0, 60 * S), max_gap_ns: 90 * S, market: None };
+        let devices = [device("rig/m1", &[diff(0, 1.0), diff(60, 2.0)], 0, 60, 90, None)];
+        let input = RevenueInput { devices: &devices, window: Window::new(0, 60 * S), market: None };
         assert_eq!(BitcoinFpps { pool_fee: 0.0 }.revenue(&input), Err(RevenueError::NoMarket));
     }
 }

@@ -8,8 +8,10 @@
 //! - [`ai_on_demand`]: $/GPU-hour while measured utilization is at or above a threshold;
 //! - [`ai_tokens`]: $ per million prompt and generation tokens.
 //!
-//! Models read the same interval rules as energy (see [`crate::signal`]):
-//! nothing is counted across a gap longer than `max_gap`, so revenue and energy are
+//! Models read each device's [`Sums`] over the window: accepted difficulty, hash
+//! work, tokens, healthy and busy time, integrated by the same rules as energy
+//! ([`crate::ledger::accumulator`]), from the energy ledger or from raw samples.
+//! Nothing is counted across a gap longer than `max_gap`, so revenue and energy are
 //! measured over the same covered time and their ratio stays honest. Counter resets
 //! (reboots, server restarts) count the post-reset value, never a negative delta.
 //! Revenue is never negative: every term is a non-negative count times a
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
+pub use crate::ledger::{DeviceSums, Sums};
 use crate::signal::Window;
 
 /// Every revenue model a `[[workloads]]` entry can name, in the order the docs
@@ -174,12 +177,12 @@ pub enum RevenueError {
     NoMarket,
 }
 
-/// What the window computation hands to a model.
+/// What the window computation hands to a model: the sums of each device of the
+/// model's revenue measurement over the window.
 #[derive(Debug, Clone, Copy)]
 pub struct RevenueInput<'a> {
-    pub devices: &'a [DeviceTracks],
+    pub devices: &'a [DeviceSums],
     pub window: Window,
-    pub max_gap_ns: i64,
     pub market: Option<&'a Market>,
 }
 
@@ -187,6 +190,11 @@ pub struct RevenueInput<'a> {
 pub trait RevenueModel: Send + Sync + fmt::Debug {
     fn info(&self) -> &'static ModelInfo;
     fn revenue(&self, input: &RevenueInput<'_>) -> Result<Revenue, RevenueError>;
+    /// The utilisation threshold whose busy time the model reads, if any
+    /// ([`Sums::busy_ns`]`[0]`).
+    fn util_threshold_pct(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A model's terms as read from its `[[workloads]]` entry: the model struct itself,
@@ -273,28 +281,35 @@ impl Registration {
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
+    use crate::ledger::accumulator::{sums_over, Rules, Sample};
 
     pub const S: i64 = 1_000_000_000;
 
-    /// A track from `(seconds, value)` pairs.
-    pub fn track(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
-        points.iter().map(|&(t, v)| (t * S, v)).collect()
+    /// One device's sums over `[start_s, end_s)` of `samples` (times in seconds),
+    /// by the integration rules with `max_gap_s` and busy time at `threshold_pct`.
+    pub fn device(
+        id: &str,
+        samples: &[Sample],
+        start_s: i64,
+        end_s: i64,
+        max_gap_s: i64,
+        threshold_pct: Option<f64>,
+    ) -> DeviceSums {
+        let rules = Rules { max_gap_ns: max_gap_s * S, util_thresholds_pct: threshold_pct.into_iter().collect() };
+        let samples: Vec<Sample> = samples.iter().map(|s| Sample { time_ns: s.time_ns * S, ..*s }).collect();
+        DeviceSums { id: id.to_string(), sums: sums_over(&samples, &rules, start_s * S, end_s * S) }
     }
 
-    pub fn device(id: &str, fields: &[(&str, Vec<(i64, f64)>)]) -> DeviceTracks {
-        DeviceTracks {
-            id: id.to_string(),
-            tracks: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-            healthy: Vec::new(),
-        }
+    /// A sample at `t_s` seconds, healthy, with nothing else.
+    pub fn at(t_s: i64) -> Sample {
+        Sample { time_ns: t_s, healthy: true, ..Default::default() }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::*;
+    use super::testutil::S;
     use super::*;
-    use crate::model::schema;
     use proptest::prelude::*;
 
     #[test]
@@ -333,37 +348,35 @@ mod tests {
         assert!(err.contains("ai_lottery") && err.contains("bitcoin_fpps, ai_contract"), "{err}");
     }
 
-    fn arb_track() -> impl Strategy<Value = Vec<(i64, f64)>> {
-        proptest::collection::vec((1i64..120, -1e9f64..1e13), 0..30).prop_map(|steps| {
-            let mut t = 0;
-            steps
-                .into_iter()
-                .map(|(dt, v)| {
-                    t += dt * S;
-                    (t, v)
-                })
-                .collect()
-        })
+    fn arb_sums() -> impl Strategy<Value = Sums> {
+        (
+            -1e9f64..1e13,
+            proptest::option::of(-1e9f64..1e13),
+            0.0f64..1e13,
+            0.0f64..1e13,
+            0i64..4_000_000_000_000,
+            0i64..4_000_000_000_000,
+        )
+            .prop_map(|(work_th, diff, prompt, generation, healthy_ns, busy)| Sums {
+                work_th: work_th.max(0.0),
+                diff_accepted: diff.map(|d| d.max(0.0)),
+                prompt_tokens: prompt,
+                generation_tokens: generation,
+                healthy_ns,
+                busy_ns: vec![busy],
+                ..Default::default()
+            })
     }
 
     proptest! {
         #[test]
         fn revenue_is_never_negative(
-            a in arb_track(), b in arb_track(), flags in proptest::collection::vec(any::<bool>(), 0..30),
-            start in 0i64..2000, len in 1i64..3000, gap in 1i64..200,
+            sums in proptest::collection::vec(arb_sums(), 0..5), start in 0i64..2000, len in 1i64..3000,
             btc in -1e5f64..1e6, diff in -1e10f64..1e15, fee in 0.0f64..1.0,
         ) {
-            let mut dev = device("d", &[
-                (schema::asic::DIFF_ACCEPTED, a.clone()),
-                (schema::asic::HASHRATE_THS, b.clone()),
-                (schema::gpu::UTIL_GPU_PCT, b.clone()),
-                (schema::inference::PROMPT_TOKENS, a.clone()),
-                (schema::inference::GENERATION_TOKENS, b.clone()),
-            ]);
-            dev.healthy = a.iter().zip(flags.iter().chain(std::iter::repeat(&true))).map(|(&(t, _), &f)| (t, f)).collect();
+            let devices: Vec<DeviceSums> = sums.into_iter().map(|sums| DeviceSums { id: "d".into(), sums }).collect();
             let market = Market { time_ns: 0, btc_usd: btc, difficulty: diff, block_subsidy_btc: 3.125, fees_btc_per_block: 0.1 };
-            let devices = [dev];
-            let input = RevenueInput { devices: &devices, window: Window::new(start * S, (start + len) * S), max_gap_ns: gap * S, market: Some(&market) };
+            let input = RevenueInput { devices: &devices, window: Window::new(start * S, (start + len) * S), market: Some(&market) };
             let models: [&dyn RevenueModel; 4] = [
                 &bitcoin_fpps::BitcoinFpps { pool_fee: fee },
                 &ai_contract::AiContract { usd_per_gpu_hour: 2.0 },

@@ -17,7 +17,13 @@
 //! so that every server reads it back the same; [`encode`] refuses such names instead
 //! of storing something else. Any other backslash (`C:\Users`) is written as is.
 //! Line breaks, tabs and NUL cannot occur in names at all (InfluxDB's parsers treat
-//! the last two as whitespace).
+//! the last two as whitespace), nor can any other control character (`\x01`–`\x1f`,
+//! DEL), which InfluxDB 2 refuses.
+//!
+//! The parser applies the same rules ([`validate`]) to every line it reads, so a body
+//! it accepts is one every store accepts; and it applies [`Limits`] (fields and tags
+//! per line, name and tag value lengths), so hostile input cannot cost more than
+//! linear time and bounded memory per line.
 //!
 //! Floats are written in their shortest round-tripping form (`ryu`), so `encode` then
 //! [`parse`] gives back the same bits; NaN and infinities are refused because InfluxDB
@@ -107,6 +113,26 @@ pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+/// Per-line limits the parser enforces. InfluxDB has no per-line limits of its own
+/// but a 64 KiB series key; these keep one line from costing unbounded time or memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fields in one line.
+    pub max_fields_per_line: usize,
+    /// Tags in one line.
+    pub max_tags_per_line: usize,
+    /// Bytes of a measurement name, tag key or field key.
+    pub max_key_bytes: usize,
+    /// Bytes of one tag value.
+    pub max_tag_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_fields_per_line: 1000, max_tags_per_line: 256, max_key_bytes: 256, max_tag_value_bytes: 1024 }
+    }
 }
 
 const MEASUREMENT_SPECIAL: &[u8] = b", ";
@@ -229,6 +255,7 @@ fn check_name(s: &str, special: &[u8]) -> Result<(), &'static str> {
         match b {
             b'\n' | b'\r' => return Err("contains a line break, which line protocol cannot carry in names"),
             b'\t' | 0 => return Err("contains a tab or NUL, which InfluxDB's parsers treat as whitespace"),
+            0x01..=0x1f | 0x7f => return Err("contains a control character, which InfluxDB 2 refuses in names"),
             b'\\' => {
                 match bytes.get(i + 1) {
                     None => return Err("ends with a backslash, which InfluxDB would read as an escape"),
@@ -284,8 +311,27 @@ pub fn parse_with_default_time(
     precision: Precision,
     default_time_ns: i64,
 ) -> Result<Vec<Point>, ParseError> {
-    let mut parser =
-        Parser { text, bytes: text.as_bytes(), pos: 0, precision, default_time_ns, tags_hint: 0, fields_hint: 1 };
+    parse_limited(text, precision, default_time_ns, &Limits::default())
+}
+
+/// [`parse_with_default_time`] with explicit per-line [`Limits`] (the ingest's are
+/// configurable).
+pub fn parse_limited(
+    text: &str,
+    precision: Precision,
+    default_time_ns: i64,
+    limits: &Limits,
+) -> Result<Vec<Point>, ParseError> {
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        precision,
+        default_time_ns,
+        tags_hint: 0,
+        fields_hint: 1,
+        limits: *limits,
+    };
     let mut points = Vec::new();
     while let Some(p) = parser.next_point().map_err(|(pos, message)| error_at(text, pos, message))? {
         points.push(p);
@@ -356,6 +402,7 @@ struct Parser<'a> {
     /// they size the next line's vectors without regrowing.
     tags_hint: usize,
     fields_hint: usize,
+    limits: Limits,
 }
 
 /// A cheap key for spotting a repeated field name: its length and first bytes.
@@ -398,7 +445,14 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                     }
                 }
-                Some(_) => return self.line().map(Some),
+                Some(_) => {
+                    let start = self.pos;
+                    let point = self.line()?;
+                    // What the stores refuse (a tab or `\\` in a name, a control
+                    // character) is refused here too, naming the line.
+                    validate(&point).map_err(|e| (start, e.to_string()))?;
+                    return Ok(Some(point));
+                }
             }
         }
     }
@@ -415,6 +469,9 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
             let value = self.name(Token::TagValue)?;
+            if tags.len() >= self.limits.max_tags_per_line {
+                return self.fail(key_pos, format!("more than {} tags in one line", self.limits.max_tags_per_line));
+            }
             // Writers usually send tags sorted; check and insert in one step then.
             match tags.last() {
                 Some((last, _)) if *last < key => tags.push((key, value)),
@@ -430,7 +487,10 @@ impl<'a> Parser<'a> {
         self.skip_spaces();
         let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(self.fields_hint);
         let mut prints = [(0usize, 0u64); 16];
+        // Past 16 fields, a hash index keeps duplicate detection linear.
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
         loop {
+            let key_pos = self.pos;
             let key = self.name(Token::FieldKey)?;
             if self.peek() != Some(b'=') {
                 return self.fail(self.pos, format!("expected `=` after field key `{key}`"));
@@ -441,16 +501,27 @@ impl<'a> Parser<'a> {
             // InfluxDB; fingerprints keep the check cheap for the usual line.
             let print = fingerprint(&key);
             let n = fields.len();
-            let earlier = if n <= prints.len() {
-                (0..n).filter(|&i| prints[i] == print).find(|&i| fields[i].0 == key)
+            let earlier = if let Some(index) = &index {
+                index.get(&key).copied()
             } else {
-                (0..n).find(|&i| fields[i].0 == key)
+                (0..n).filter(|&i| prints[i] == print).find(|&i| fields[i].0 == key)
             };
             match earlier {
                 Some(i) => fields[i].1 = value,
                 None => {
+                    if n >= self.limits.max_fields_per_line {
+                        return self.fail(
+                            key_pos,
+                            format!("more than {} fields in one line", self.limits.max_fields_per_line),
+                        );
+                    }
                     if n < prints.len() {
                         prints[n] = print;
+                    } else {
+                        let index = index.get_or_insert_with(|| {
+                            fields.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect()
+                        });
+                        index.insert(key.clone(), n);
                     }
                     fields.push((key, value));
                 }
@@ -521,6 +592,15 @@ impl<'a> Parser<'a> {
             }
         }
         let raw = &self.text[start..self.pos];
+        let (max, what) = match token {
+            Token::TagValue => (self.limits.max_tag_value_bytes, "tag value"),
+            Token::Measurement => (self.limits.max_key_bytes, "measurement name"),
+            Token::TagKey => (self.limits.max_key_bytes, "tag key"),
+            Token::FieldKey => (self.limits.max_key_bytes, "field key"),
+        };
+        if raw.len() > max {
+            return self.fail(start, format!("{what} is {} bytes, more than the limit of {max}", raw.len()));
+        }
         if raw.is_empty() {
             let what = match token {
                 Token::Measurement => "missing measurement name",

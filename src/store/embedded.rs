@@ -65,8 +65,16 @@ pub struct EmbeddedStore {
     description: String,
 }
 
+/// Series an embedded store keeps unless `[store] max_series` says otherwise. The
+/// series cache holds every series in memory, so this also bounds its size.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
 struct Inner {
     conn: Connection,
+    /// Most series kept; see [`DEFAULT_MAX_SERIES`].
+    max_series: usize,
+    /// Series in `series`, all measurements together.
+    series_count: usize,
     /// measurement -> its id and tag set -> series id. Mirrors `measurements`
     /// and `series`.
     series: HashMap<String, MeasurementIds>,
@@ -106,7 +114,14 @@ impl EmbeddedStore {
         let path = cfg.path.as_deref().ok_or_else(|| {
             crate::config::ConfigError::Invalid("[store] `path` is required when kind = \"embedded\"".into())
         })?;
-        EmbeddedStore::open(path)
+        let store = EmbeddedStore::open(path)?;
+        store.set_max_series(cfg.max_series);
+        Ok(store)
+    }
+
+    /// Sets the most series this store keeps ([`DEFAULT_MAX_SERIES`] until then).
+    pub fn set_max_series(&self, max_series: usize) {
+        self.lock().max_series = max_series;
     }
 
     /// A store that lives only as long as this value (tests, one-off runs).
@@ -154,7 +169,14 @@ impl EmbeddedStore {
              PRAGMA user_version = 2;",
         )
         .map_err(|e| StoreError::Embedded(format!("cannot set up {description}: {e}")))?;
-        let mut inner = Inner { conn, series: HashMap::new(), field_ids: HashMap::new(), field_names: HashMap::new() };
+        let mut inner = Inner {
+            conn,
+            max_series: DEFAULT_MAX_SERIES,
+            series_count: 0,
+            series: HashMap::new(),
+            field_ids: HashMap::new(),
+            field_names: HashMap::new(),
+        };
         inner.load_caches()?;
         Ok(EmbeddedStore { inner: Arc::new(Mutex::new(inner)), description })
     }
@@ -176,6 +198,7 @@ impl EmbeddedStore {
             lineproto::validate(p)?;
         }
         let mut inner = self.lock();
+        inner.check_series_limit(points)?;
         let result = inner.write(points);
         if result.is_err() {
             // The transaction rolled back: ids cached during it may not exist.
@@ -240,7 +263,30 @@ impl EmbeddedStore {
 }
 
 impl Inner {
+    /// Refuses, before anything is written, a batch that would take the store past
+    /// `max_series`, in the words InfluxDB 1.x uses for its own limit.
+    fn check_series_limit(&self, points: &[Point]) -> Result<(), StoreError> {
+        let mut new: std::collections::HashSet<(&str, Vec<(String, String)>)> = std::collections::HashSet::new();
+        for p in points {
+            let known = self.series.get(p.measurement.as_str()).is_some_and(|m| {
+                m.series.contains_key(&p.tags) || (!p.tags.is_sorted() && m.series.contains_key(&sorted(&p.tags)))
+            });
+            if known || !new.insert((p.measurement.as_str(), sorted(&p.tags))) {
+                continue;
+            }
+            if self.series_count.saturating_add(new.len()) > self.max_series {
+                return Err(StoreError::Limit(format!(
+                    "partial write: max-series-per-database limit exceeded: ({}); the batch would add series \
+                     past it (measurement {:?}); raise [store] max_series or write fewer distinct tag sets",
+                    self.max_series, p.measurement
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn load_caches(&mut self) -> Result<(), StoreError> {
+        self.series_count = 0;
         self.series.clear();
         self.field_ids.clear();
         self.field_names.clear();
@@ -270,6 +316,7 @@ impl Inner {
                 .and_then(|name| self.series.get_mut(name))
                 .ok_or_else(|| StoreError::Embedded(format!("series {id} names a missing measurement {mid}")))?;
             m.series.insert(tags, id);
+            self.series_count += 1;
         }
         drop(stmt);
         let mut stmt = self.conn.prepare("SELECT id, name FROM field_names").map_err(sql_err("reading field names"))?;
@@ -285,7 +332,7 @@ impl Inner {
     }
 
     fn write(&mut self, points: &[Point]) -> Result<(), StoreError> {
-        let Inner { conn, series, field_ids, field_names } = self;
+        let Inner { conn, series, field_ids, field_names, series_count, .. } = self;
         let tx = conn.transaction().map_err(sql_err("starting a write"))?;
         {
             let mut insert = tx
@@ -296,7 +343,7 @@ impl Inner {
                 .map_err(sql_err("preparing a write"))?;
             let mut blob = Vec::with_capacity(256);
             for p in points {
-                let key = series_key(&tx, series, p)?;
+                let key = series_key(&tx, series, series_count, p)?;
                 blob.clear();
                 for (name, value) in &p.fields {
                     let id = field_id(&tx, field_ids, field_names, name)?;
@@ -489,9 +536,16 @@ impl SeriesSlots {
 }
 
 /// The (measurement id, series id) of a point's series, adding them if new.
+fn sorted(tags: &[(String, String)]) -> Vec<(String, String)> {
+    let mut t = tags.to_vec();
+    t.sort();
+    t
+}
+
 fn series_key(
     tx: &rusqlite::Transaction<'_>,
     cache: &mut HashMap<String, MeasurementIds>,
+    count: &mut usize,
     p: &Point,
 ) -> Result<(i64, i64), StoreError> {
     if let Some(m) = cache.get(p.measurement.as_str()) {
@@ -529,6 +583,7 @@ fn series_key(
         .and_then(|mut s| s.query_row(params![m.id, tags_json], |r| r.get(0)))
         .map_err(sql_err("adding a series"))?;
     m.series.insert(tags, id);
+    *count += 1;
     Ok((m.id, id))
 }
 
@@ -762,7 +817,14 @@ impl Store for EmbeddedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|s| {
-            s.lock()
+            // A store busy writing a batch is reachable: health checks do not queue
+            // behind the write lock.
+            let inner = match s.inner.try_lock() {
+                Ok(inner) => inner,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+            };
+            inner
                 .conn
                 .query_row("SELECT count(*) FROM series", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())
@@ -782,7 +844,7 @@ impl crate::ship::Writer for EmbeddedStore {
             crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
         })?;
         Store::write(self, &points).await.map_err(|e| match e {
-            StoreError::Invalid(e) => {
+            StoreError::Invalid(_) | StoreError::Limit(_) => {
                 crate::ship::WriteError::Rejected { server: self.description.clone(), message: e.to_string() }
             }
             other => {

@@ -154,6 +154,10 @@ pub enum StoreError {
     /// carry). Nothing of its batch was written.
     #[error("invalid point: {0}")]
     Invalid(#[from] crate::ship::lineproto::EncodeError),
+    /// A limit of the store (series count) refuses the batch; nothing was written.
+    /// Retrying does not help until the limit is raised.
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
@@ -247,6 +251,10 @@ pub struct StoreConfig {
     /// as retryable (the agent's spool keeps it).
     #[serde(default = "default_max_retry_time", with = "crate::config::duration")]
     pub max_retry_time: std::time::Duration,
+    /// Embedded store: most series (measurement + tag set) it keeps; a batch that
+    /// would add more is refused whole.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -257,3 +265,7 @@ pub enum StoreKind {
 }
 
 use crate::ship::influx::{default_max_retries, default_max_retry_time, default_timeout, default_true};
+
+fn default_max_series() -> usize {
+    embedded::DEFAULT_MAX_SERIES
+}

@@ -3,7 +3,8 @@
 //! - `GET /api/workloads?from=&to=`: the comparison, the same shape as
 //!   `wattledger report --format json`; `from`/`to` are RFC 3339; `to` defaults
 //!   to now and `from` to the start of the window 24 hours before `to`, so every
-//!   window but the current one is whole and served from the store.
+//!   window but the current one is whole and served from the store. A range
+//!   longer than 400 days or outside 1678..2262 is a 400.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
 //! - `GET /api/fleet`: every device seen recently, with its status.
 //! - `GET /api/alerts`: firing and pending alerts, recent history, delivery
@@ -19,7 +20,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{parse_rfc3339, rfc3339, AggregateError, Windows};
+use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, Windows};
 use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -55,6 +56,7 @@ impl From<AggregateError> for ApiError {
     fn from(e: AggregateError) -> Self {
         match e {
             AggregateError::UnknownWorkload(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            AggregateError::Range(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
             AggregateError::Store(_) => {
                 tracing::warn!(error = %e, "API: store read failed");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the store did not answer: {e}"))
@@ -77,12 +79,13 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
         Some(v) => parse_rfc3339(v).map_err(|e| bad("from", e))?,
         None => {
             let len = state.aggregator.window_ns();
-            (to - DAY_NS).div_euclid(len) * len
+            to.saturating_sub(DAY_NS).div_euclid(len) * len
         }
     };
     if to <= from {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`to` must be after `from`".into()));
     }
+    check_range(from, to)?;
     Ok((from, to))
 }
 
@@ -137,6 +140,10 @@ struct WindowRow {
     profit_usd_per_kwh: Option<f64>,
     coverage: f64,
     avg_power_w: f64,
+    /// Joules from `energy_ledger` points, and the ledger's share of the covered
+    /// device-time (the rest came from raw samples).
+    ledger_energy_j: f64,
+    ledger_share: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +175,8 @@ async fn windows(
             profit_usd_per_kwh: w.profit_usd_per_kwh(),
             coverage: w.coverage(),
             avg_power_w: w.avg_power_w(),
+            ledger_energy_j: w.ledger_energy_j,
+            ledger_share: w.ledger_share(),
         })
         .collect();
     Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())

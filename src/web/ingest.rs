@@ -6,7 +6,11 @@
 //! bad line, with nothing from that batch written (the whole body is parsed before
 //! anything is stored, and the store writes a batch at once); 401 without the token
 //! (checked before the body is read); 413 when the body, or the body after gzip
-//! decoding, is larger than `[api] max_body_bytes`. `org`, `bucket`, `db` and `rp`
+//! decoding (every gzip member), is larger than `[api] max_body_bytes`; 408 when the
+//! body takes longer than `[api] body_timeout`; 422 when the store refuses the batch
+//! by a limit (series count). A point the store can never keep is a 400, not a 503,
+//! so clients do not retry it forever. Gzip decoding and parsing run on the blocking
+//! pool, a bounded number of bodies at once. `org`, `bucket`, `db` and `rp`
 //! are accepted and ignored: the aggregator writes into its one store.
 
 use std::io::Read;
@@ -19,7 +23,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use super::{url_pairs, AppState};
-use crate::ship::lineproto::{parse_with_default_time, Precision};
+use crate::model::Point;
+use crate::ship::lineproto::{parse_limited, Limits, Precision};
+use crate::store::StoreError;
 
 pub fn routes(_max_body_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -78,43 +84,37 @@ async fn write(
     if declared.is_some_and(|n| n > max as u64) {
         return too_large();
     }
-    let raw = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+    // A body that trickles in holds a connection slot: it gets `body_timeout`.
+    let raw = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            return answer(
+                api,
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout",
+                format!("the body did not arrive within {:?} ([api] body_timeout)", state.body_timeout),
+            )
+        }
     };
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let bytes: Vec<u8> = if gzip {
-        let mut out = Vec::new();
-        let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(max as u64 + 1);
-        if let Err(e) = decoder.read_to_end(&mut out) {
-            return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not valid gzip: {e}"));
-        }
-        if out.len() > max {
-            return too_large();
-        }
-        out
-    } else {
-        raw.to_vec()
+    // Decoding and parsing are CPU work: they run on the blocking pool, at most
+    // `parse_slots` bodies at once, so the page and the API stay responsive.
+    let Ok(_slot) = state.parse_slots.clone().acquire_owned().await else {
+        return answer(api, StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the aggregator is stopping".into());
     };
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(t) => t,
+    let (now, limits) = (state.aggregator.now_ns(), state.line_limits);
+    let parsed = tokio::task::spawn_blocking(move || decode_and_parse(&raw, gzip, max, precision, now, &limits)).await;
+    let points = match parsed {
+        Ok(Ok(points)) => points,
+        Ok(Err(Refused::TooLarge)) => return too_large(),
+        Ok(Err(Refused::Invalid(message))) => return answer(api, StatusCode::BAD_REQUEST, "invalid", message),
         Err(e) => {
-            return answer(api, StatusCode::BAD_REQUEST, "invalid", format!("body is not UTF-8 line protocol: {e}"))
-        }
-    };
-    let points = match parse_with_default_time(text, precision, state.aggregator.now_ns()) {
-        Ok(p) => p,
-        Err(e) => {
-            let line: String = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("").chars().take(200).collect();
-            return answer(
-                api,
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("unable to parse '{line}': {e}; nothing from this batch was written"),
-            );
+            tracing::error!(error = %e, "ingest: parsing task failed");
+            return answer(api, StatusCode::INTERNAL_SERVER_ERROR, "internal error", format!("parsing failed: {e}"));
         }
     };
     if points.is_empty() {
@@ -122,6 +122,22 @@ async fn write(
     }
     match state.aggregator.store().write(&points).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        // The points can never be stored: retrying would not help.
+        Err(StoreError::Invalid(e)) => answer(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("invalid point: {e}; nothing from this batch was written"),
+        ),
+        Err(StoreError::Limit(message)) => {
+            tracing::warn!(%message, points = points.len(), "ingest: batch refused by a store limit");
+            answer(
+                api,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable entity",
+                format!("{message}; nothing from this batch was written"),
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, points = points.len(), "ingest: store write failed");
             answer(
@@ -132,4 +148,42 @@ async fn write(
             )
         }
     }
+}
+
+/// Why a body was refused before reaching the store.
+enum Refused {
+    TooLarge,
+    Invalid(String),
+}
+
+/// Gzip (every member, as InfluxDB reads it), UTF-8 and line protocol; blocking.
+fn decode_and_parse(
+    raw: &[u8],
+    gzip: bool,
+    max: usize,
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Result<Vec<Point>, Refused> {
+    let decoded;
+    let bytes: &[u8] = if gzip {
+        let mut out = Vec::new();
+        let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+        if let Err(e) = decoder.read_to_end(&mut out) {
+            return Err(Refused::Invalid(format!("body is not valid gzip: {e}")));
+        }
+        if out.len() > max {
+            return Err(Refused::TooLarge);
+        }
+        decoded = out;
+        &decoded
+    } else {
+        raw
+    };
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| Refused::Invalid(format!("body is not UTF-8 line protocol: {e}")))?;
+    parse_limited(text, precision, now_ns, limits).map_err(|e| {
+        let line: String = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("").chars().take(200).collect();
+        Refused::Invalid(format!("unable to parse '{line}': {e}; nothing from this batch was written"))
+    })
 }

@@ -1,10 +1,19 @@
 //! The aggregator's HTTP side: the JSON API ([`api`]), the InfluxDB-compatible
-//! ingest ([`ingest`]) and the web UI ([`ui`]), one axum router.
+//! ingest ([`ingest`]) and the web UI ([`ui`]), one axum router, served by
+//! [`crate::http::serve`] (connection limit, load shedding, header-read timeout).
 //!
 //! [`router`] returns a stateless `Router` so that other parts (the web UI) merge
-//! in with `router(state).merge(ui::router())`. Every `/api/*` route except
-//! `/api/health` needs the token when `[api] token` is set; the check lives in one
-//! middleware ([`require_token`]).
+//! in with `router(state).merge(ui::router())`.
+//!
+//! # Auth
+//!
+//! Three tokens, each optional: `[api] token` opens everything; `read_token` opens
+//! the JSON API (what the page reads) and nothing else; `write_token` opens the
+//! ingest and nothing else. A side with no token that applies is open, which the
+//! aggregator allows only on a loopback `listen` unless `allow_unauthenticated =
+//! true` (see [`crate::aggregate::config::AggregatorConfig::unauthenticated_exposure`]).
+//! `/api/health` and the page's static files need no token. The checks live in two
+//! middlewares ([`require_read`], [`require_write`]).
 
 pub mod api;
 pub mod ingest;
@@ -21,6 +30,7 @@ use axum::Router;
 
 use crate::aggregate::Aggregator;
 use crate::config::{ConfigError, Secret};
+use crate::ship::lineproto::Limits;
 
 /// What `GET /api/alerts` serves: the alert engine's current state as JSON. The
 /// engine sits beside this module, not below it, so the service that runs both
@@ -31,10 +41,16 @@ pub type AlertsView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 #[derive(Clone)]
 pub struct AppState {
     pub aggregator: Arc<Aggregator>,
-    /// `None`: no token configured, the API is open (loopback use only).
-    pub token: Option<Arc<Secret>>,
+    /// Tokens accepted on the JSON API; empty: the API is open.
+    pub read_tokens: Arc<Vec<Secret>>,
+    /// Tokens accepted on the ingest; empty: the ingest is open.
+    pub write_tokens: Arc<Vec<Secret>>,
     pub ingest: bool,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
+    pub line_limits: Limits,
+    /// Bounds how many bodies are decoded and parsed at once, off the runtime.
+    pub parse_slots: Arc<tokio::sync::Semaphore>,
     /// The alert engine's state, when the service runs one (`GET /api/alerts`).
     pub alerts: Option<AlertsView>,
 }
@@ -42,9 +58,26 @@ pub struct AppState {
 impl AppState {
     /// State from the aggregator's `[api]` section.
     pub fn new(aggregator: Arc<Aggregator>) -> Result<Self, ConfigError> {
-        let api = &aggregator.config().api;
-        let token = aggregator.config().api_token()?.filter(|t| !t.is_empty()).map(Arc::new);
-        Ok(AppState { ingest: api.ingest, max_body_bytes: api.max_body_bytes, token, aggregator, alerts: None })
+        let cfg = aggregator.config();
+        let api = &cfg.api;
+        let nonempty = |t: Option<Secret>| t.filter(|t| !t.is_empty());
+        let all = nonempty(cfg.api_token()?);
+        let read = nonempty(cfg.api_read_token()?);
+        let write = nonempty(cfg.api_write_token()?);
+        let read_tokens = Arc::new(all.iter().chain(read.iter()).cloned().collect::<Vec<_>>());
+        let write_tokens = Arc::new(all.iter().chain(write.iter()).cloned().collect::<Vec<_>>());
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(AppState {
+            ingest: api.ingest,
+            max_body_bytes: api.max_body_bytes,
+            body_timeout: api.body_timeout,
+            line_limits: api.line_limits(),
+            parse_slots: Arc::new(tokio::sync::Semaphore::new(cpus.max(1))),
+            read_tokens,
+            write_tokens,
+            aggregator,
+            alerts: None,
+        })
     }
 
     /// The same state, serving these alerts.
@@ -54,21 +87,27 @@ impl AppState {
     }
 }
 
-/// The API and (when enabled) the ingest, with the token check applied.
+/// The API and (when enabled) the ingest, with the token checks applied.
 pub fn router(state: AppState) -> Router {
-    let protected = api::routes()
-        .merge(if state.ingest { ingest::routes(state.max_body_bytes) } else { Router::new() })
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().merge(protected).merge(api::open_routes()).merge(ui::router()).with_state(state)
+    let read = api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), require_read));
+    let write = if state.ingest {
+        ingest::routes(state.max_body_bytes)
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_write))
+    } else {
+        Router::new()
+    };
+    Router::new().merge(read).merge(write).merge(api::open_routes()).merge(ui::router()).with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` resolves.
+/// Serves [`router`] on `listener` within the `[api]` connection limits until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = state.aggregator.config().api.conn_limits();
+    crate::http::serve(listener, router(state), limits, shutdown).await
 }
 
 /// The token a request presents: `Authorization: Bearer …` or `Token …`, or the
@@ -126,20 +165,44 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Middleware: 401 unless the configured token is presented.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &state.token {
-        let ok = presented_token(&req).is_some_and(|t| same(t.as_bytes(), expected.expose().as_bytes()));
-        if !ok {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Token")],
-                axum::Json(serde_json::json!({"code": "unauthorized", "message": "unauthorized access: send the [api] token as `Authorization: Token <token>` (or Bearer)"})),
-            )
-                .into_response();
-        }
+/// 401 unless `tokens` is empty or one of them is presented.
+fn check(tokens: &[Secret], which: &str, req: &Request) -> Option<Response> {
+    if tokens.is_empty() {
+        return None;
     }
-    next.run(req).await
+    let presented = presented_token(req);
+    // Every token is compared, so timing does not say which one nearly matched.
+    let ok =
+        presented.is_some_and(|t| tokens.iter().fold(false, |acc, e| acc | same(t.as_bytes(), e.expose().as_bytes())));
+    if ok {
+        return None;
+    }
+    let message =
+        format!("unauthorized access: send the [api] token (or {which}) as `Authorization: Token <token>` (or Bearer)");
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Token")],
+            axum::Json(serde_json::json!({"code": "unauthorized", "message": message})),
+        )
+            .into_response(),
+    )
+}
+
+/// Middleware for the JSON API: `token` or `read_token`.
+pub async fn require_read(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check(&state.read_tokens, "read_token", &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// Middleware for the ingest: `token` or `write_token`.
+pub async fn require_write(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check(&state.write_tokens, "write_token", &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
 }
 
 #[cfg(test)]

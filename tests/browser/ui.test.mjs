@@ -205,6 +205,9 @@ test('the comparison table has a row per workload, matching GET /api/workloads f
   assert.ok(table.rows.length >= 3, `expected the demo's three workloads, got ${table.rows.map((r) => r.workload)}`);
   const span = Date.parse(table.to) - Date.parse(table.from);
   assert.equal(span, 24 * HOUR_MS, 'the default range is the last 24 h');
+  // The page says where the numbers came from: the agents' energy ledger.
+  const source = await page.textContent('#cmp-source');
+  assert.ok(source.includes("agents' energy ledger") && table.rows.every((r) => source.includes(r.workload + ' ')), `source: ${source}`);
   // Units on the summary numbers too.
   const kpis = await page.$$eval('.kpi-value', (els) => els.map((e) => e.textContent));
   assert.ok(kpis[0].endsWith('/kWh') && kpis[1].startsWith('$') && kpis[3].includes('Wh'), `KPIs: ${kpis}`);
@@ -307,6 +310,23 @@ test('every API call carries the token, and a page without one says how to get i
   await page.goto(baseUrl + '/');
   await page.waitForSelector('#banner:not([hidden])');
   assert.match(await page.textContent('#banner'), /token/);
+  await page.close();
+});
+
+test('the token is read from the address once, then kept in sessionStorage and out of the address bar', async () => {
+  const page = await context.newPage();
+  await page.goto(pageUrl);
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  assert.ok(!new URL(page.url()).searchParams.has('token'), page.url());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('wattledger-token')), token);
+  assert.ok(!(await page.getAttribute('#api-link', 'href')).includes('token'));
+  // A reload (the address has no token now) still reads the API with it.
+  const seen = requests.length;
+  await page.reload();
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  const calls = requests.slice(seen).filter((r) => new URL(r.url).pathname.startsWith('/api/'));
+  assert.ok(calls.length > 0);
+  for (const r of calls) assert.equal(r.headers.authorization, 'Bearer ' + token, r.url);
   await page.close();
 });
 

@@ -221,7 +221,13 @@ pub fn assert_report(json: &serde_json::Value) {
             Some(v) => check("tokens_per_j", v),
             None => assert!(row["tokens_per_j"].is_null()),
         }
+        // Raw samples only (no energy_ledger points): all of it from the raw path.
+        assert_eq!(row["ledger_energy_j"].as_f64(), Some(0.0), "{}", exp.workload);
+        check("raw_energy_j", exp.energy_j);
+        if exp.energy_j > 0.0 {
+            assert_eq!(row["ledger_share"].as_f64(), Some(0.0), "{}", exp.workload);
+        }
         let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 14, "exactly the report's fields: {keys:?}");
+        assert_eq!(keys.len(), 17, "exactly the report's fields: {keys:?}");
     }
 }

@@ -14,7 +14,24 @@
   const COOL = ['#1971c2', '#0c8599', '#7048e8', '#2b8a3e', '#5c7cfa'];
 
   const params = new URLSearchParams(location.search);
-  const token = params.get('token');
+  // The token arrives once in the address (?token=), then lives only in this tab's
+  // sessionStorage and leaves the address bar, so it is not bookmarked, shared,
+  // kept in history or sent as a Referer.
+  const TOKEN_KEY = 'wattledger-token';
+  const token = (() => {
+    const fromUrl = params.get('token');
+    let t = fromUrl;
+    try {
+      if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+      else t = sessionStorage.getItem(TOKEN_KEY);
+    } catch (_) { /* storage disabled: the token stays in memory for this load */ }
+    if (fromUrl !== null) {
+      const u = new URL(location.href);
+      u.searchParams.delete('token');
+      history.replaceState(null, '', u);
+    }
+    return t;
+  })();
   const state = {
     range: PRESETS[params.get('range')] || (params.get('range') === 'custom' && params.get('from') && params.get('to'))
       ? params.get('range') : '24h',
@@ -274,9 +291,20 @@
     return td;
   }
 
+  // Where the numbers came from: the agents' energy ledger, or raw samples where
+  // an interval has no ledger point (as GET /api/workloads reports it).
+  function renderSource(ws) {
+    const parts = ws.filter((w) => isNum(w.ledger_share))
+      .map((w) => w.workload + ' ' + fmtPct(w.ledger_share));
+    $('cmp-source').textContent = parts.length
+      ? 'Energy and revenue inputs from the agents\' energy ledger (share of covered device-time; the rest from raw samples): ' + parts.join(', ') + '.'
+      : '';
+  }
+
   function renderComparison(cmp) {
     const body = $('comparison').tBodies[0];
     const ws = cmp.workloads || [];
+    renderSource(ws);
     body.replaceChildren();
     if (!ws.length) {
       body.append(el('tr', {}, el('td', { colspan: '11', class: 'empty',
@@ -712,7 +740,6 @@
     for (const b of document.querySelectorAll('[data-scale]')) {
       b.addEventListener('click', () => { state.scale = b.dataset.scale; if (state.lastCharts) renderCharts(...state.lastCharts); });
     }
-    if (token) $('api-link').href = 'api/workloads?token=' + encodeURIComponent(token);
     document.addEventListener('visibilitychange', () => { if (!document.hidden && state.range !== 'custom') load(); });
     let resizeTimer = null;
     window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (state.lastCharts) renderCharts(...state.lastCharts); }, 200); });

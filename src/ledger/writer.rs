@@ -1,0 +1,303 @@
+//! The agent's side of the ledger: every device point the agent spools is folded
+//! into that device's [`DeviceAccumulator`], cut at every multiple of
+//! `ledger_interval` since the Unix epoch, and once an interval can receive
+//! nothing more its `energy_ledger` point is spooled with the raw points, in the
+//! same append (so the ledger is exactly as durable as the samples it sums).
+//!
+//! An interval is closed when every quantity of the device has a sample at or
+//! after its end (the next sample arrived), or when `max_gap` + [`LATE_MARGIN`]
+//! have passed since its end (the device went silent: any later sample is across
+//! a gap). An interval closed the second way is kept until the device's samples
+//! pass it, and written again if a sample stamped earlier (a slow collection)
+//! still adds to it.
+//!
+//! **What the agent does not write.** A process that starts (or restarts after a
+//! crash or `kill -9`) has not seen the samples its predecessor collected, so the
+//! intervals from its start to `max_gap` later, which can hold an interval
+//! between the old process's last sample and the new one's first, get no ledger
+//! point; nor do intervals still open at shutdown, nor those around a failed
+//! spool append. The aggregator computes those from raw samples. A device that
+//! appears or vanishes mid-interval is written with the time it covered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::point::ledger_point;
+use super::{device_id, point_sample, Cuts, DeviceAccumulator, Rules, Sums, RAW_MEASUREMENTS};
+use crate::model::Point;
+
+/// How long past `max_gap` a silent device's interval stays open, for samples
+/// stamped before a slow collection finished.
+pub const LATE_MARGIN: Duration = Duration::from_secs(120);
+
+/// `[ledger]` in the agent's config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Write `energy_ledger` points (raw points are written either way).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Length of a ledger interval; intervals are aligned to multiples of it since
+    /// the Unix epoch (so 60 s intervals start on the minute).
+    #[serde(default = "default_interval", with = "crate::config::duration")]
+    pub interval: Duration,
+    /// Intervals between two samples longer than this are not integrated. Must
+    /// equal the aggregator's `max_gap` for the workload, or the aggregator
+    /// recomputes these intervals from raw samples.
+    #[serde(default = "default_max_gap", with = "crate::config::duration")]
+    pub max_gap: Duration,
+    /// Utilisation thresholds whose busy time each GPU point records
+    /// (`util_ge_50_s`); an `ai_on_demand` workload's `util_threshold_pct` must be
+    /// one of them for its revenue to come from the ledger.
+    #[serde(default = "default_thresholds")]
+    pub util_thresholds_pct: Vec<f64>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            enabled: true,
+            interval: default_interval(),
+            max_gap: default_max_gap(),
+            util_thresholds_pct: default_thresholds(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_gap() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_thresholds() -> Vec<f64> {
+    vec![10.0, 30.0, 50.0, 80.0]
+}
+
+impl LedgerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval < Duration::from_secs(1) {
+            return Err("[ledger] interval must be at least 1s".into());
+        }
+        if self.max_gap.is_zero() {
+            return Err("[ledger] max_gap must be positive".into());
+        }
+        if let Some(t) = self.util_thresholds_pct.iter().find(|t| !(0.0..=100.0).contains(*t)) {
+            return Err(format!("[ledger] util_thresholds_pct: {t} is not a percentage in 0..=100"));
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules { max_gap_ns: self.max_gap.as_nanos() as i64, util_thresholds_pct: self.util_thresholds_pct.clone() }
+    }
+}
+
+#[derive(Debug)]
+struct Device {
+    source: &'static str,
+    acc: DeviceAccumulator,
+    open: BTreeMap<i64, Sums>,
+    tags: Vec<(String, String)>,
+    /// Intervals starting before this were written or given up.
+    closed_before_ns: i64,
+    /// Intervals written because the device went silent, kept until its samples
+    /// pass them: a sample stamped before it was written (a slow collection) still
+    /// adds to it, and the point is written again (same series and time: the
+    /// store keeps the last).
+    silent_closed: BTreeMap<i64, (Sums, bool)>,
+    last_ns: i64,
+}
+
+/// Folds spooled points into ledger points; see the module docs.
+#[derive(Debug)]
+pub struct LedgerWriter {
+    rules: Rules,
+    cuts: Cuts,
+    interval_ns: i64,
+    margin_ns: i64,
+    /// Intervals starting before this are not written (see the module docs).
+    first_ns: i64,
+    devices: HashMap<(&'static str, String), Device>,
+    /// Parts that arrived for an interval already written (a sample stamped more
+    /// than `max_gap` + [`LATE_MARGIN`] before it was spooled); not counted.
+    pub late_parts: u64,
+}
+
+impl LedgerWriter {
+    pub fn new(cfg: &LedgerConfig, started_ns: i64) -> Self {
+        let interval_ns = cfg.interval.as_nanos() as i64;
+        let mut w = LedgerWriter {
+            rules: cfg.rules(),
+            cuts: Cuts { grid_ns: interval_ns, list: Vec::new() },
+            interval_ns,
+            margin_ns: LATE_MARGIN.as_nanos() as i64,
+            first_ns: 0,
+            devices: HashMap::new(),
+            late_parts: 0,
+        };
+        w.restart(started_ns);
+        w
+    }
+
+    /// Forgets every open interval and sample, as a fresh process would: after a
+    /// failed spool append the store will not hold what was folded in.
+    pub fn restart(&mut self, now_ns: i64) {
+        self.devices.clear();
+        let from = now_ns + self.rules.max_gap_ns;
+        self.first_ns = from.div_euclid(self.interval_ns) * self.interval_ns
+            + if from.rem_euclid(self.interval_ns) == 0 { 0 } else { self.interval_ns };
+    }
+
+    /// Folds `points` (already tagged) in and returns the ledger points of the
+    /// intervals this closes.
+    pub fn observe(&mut self, points: &[Point], now_ns: i64) -> Vec<Point> {
+        for p in points {
+            let Some(source) = RAW_MEASUREMENTS.iter().copied().find(|m| *m == p.measurement) else { continue };
+            let Some(sample) = point_sample(p) else { continue };
+            let id = device_id(source, |k| p.tag_value(k));
+            let dev = self.devices.entry((source, id)).or_insert_with(|| Device {
+                source,
+                acc: DeviceAccumulator::default(),
+                open: BTreeMap::new(),
+                tags: Vec::new(),
+                closed_before_ns: i64::MIN,
+                silent_closed: BTreeMap::new(),
+                last_ns: sample.time_ns,
+            });
+            if dev.tags != p.tags {
+                dev.tags = p.tags.clone();
+            }
+            dev.last_ns = dev.last_ns.max(sample.time_ns);
+            let (interval, closed, late) = (self.interval_ns, dev.closed_before_ns, &mut self.late_parts);
+            let (open, silent_closed) = (&mut dev.open, &mut dev.silent_closed);
+            dev.acc.push(&sample, &self.rules, &self.cuts, |a, b, part| {
+                let k = a.div_euclid(interval) * interval;
+                if k >= closed {
+                    open.entry(k).or_default().add_part(a, b, part);
+                } else if let Some((sums, dirty)) = silent_closed.get_mut(&k) {
+                    sums.add_part(a, b, part);
+                    *dirty = true;
+                } else {
+                    *late += 1;
+                }
+            });
+        }
+        self.close(now_ns)
+    }
+
+    fn close(&mut self, now_ns: i64) -> Vec<Point> {
+        let mut out = Vec::new();
+        let silent_ns = self.rules.max_gap_ns + self.margin_ns;
+        self.devices.retain(|_, dev| {
+            let settled = dev.acc.settled_ns().unwrap_or(i64::MIN);
+            while let Some((&k, _)) = dev.open.first_key_value() {
+                let end = k + self.interval_ns;
+                if end > settled && end + silent_ns > now_ns {
+                    break;
+                }
+                let sums = dev.open.remove(&k).expect("first key exists");
+                dev.closed_before_ns = end;
+                if k >= self.first_ns {
+                    let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                    out.push(ledger_point(dev.source, tags, k, self.interval_ns, &sums, &self.rules));
+                    if end > settled {
+                        dev.silent_closed.insert(k, (sums, false));
+                    }
+                }
+            }
+            for (&k, (sums, dirty)) in dev.silent_closed.iter_mut().filter(|(_, (_, d))| *d) {
+                let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                out.push(ledger_point(dev.source, tags, k, self.interval_ns, sums, &self.rules));
+                *dirty = false;
+            }
+            dev.silent_closed.retain(|&k, _| k + self.interval_ns > settled);
+            // A device silent for longer than any interval can span, and any sample
+            // can be late, starts afresh.
+            !(dev.open.is_empty() && dev.last_ns + 2 * silent_ns <= now_ns)
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FieldValue;
+
+    const S: i64 = 1_000_000_000;
+
+    fn gpu(t_s: i64, power_w: f64) -> Point {
+        Point::new("gpu", t_s * S)
+            .tag("host", "rig1")
+            .tag("uuid", "GPU-1")
+            .tag("workload", "train")
+            .field("power_w", power_w)
+            .field("status", "ok")
+    }
+
+    fn energy(p: &Point) -> f64 {
+        p.field_value("energy_j").and_then(FieldValue::as_f64).unwrap()
+    }
+
+    #[test]
+    fn one_point_per_interval_from_the_agents_start_plus_max_gap() {
+        // Started at 0 s with max_gap 90 s: intervals from 120 s on are written.
+        // 100 W every 10 s; each minute is 6000 J, written when the first sample
+        // at or after its end arrives.
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), 0);
+        let mut out = Vec::new();
+        for t in (0..=300).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        let starts: Vec<i64> = out.iter().map(|p| p.time_ns / S).collect();
+        assert_eq!(starts, [120, 180, 240]);
+        for p in &out {
+            assert!((energy(p) - 6000.0).abs() < 1e-9, "{p:?}");
+            assert_eq!(p.tag_value("workload"), Some("train"));
+            assert_eq!(p.tag_value("source"), Some("gpu"));
+            assert_eq!(p.field_value("method"), Some(&FieldValue::Str("power_integral".into())));
+            assert_eq!(p.field_value("samples"), Some(&FieldValue::Int(6)));
+        }
+    }
+
+    #[test]
+    fn a_silent_device_is_closed_and_a_late_sample_rewrites_its_point() {
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -1000 * S);
+        let mut out = Vec::new();
+        for t in (0..=30).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        assert!(out.is_empty());
+        // Silent: at 60 + 90 + 120 s the interval [0, 60) is written with what it has.
+        let closed = w.observe(&[], 270 * S);
+        assert_eq!(closed.len(), 1);
+        assert!((energy(&closed[0]) - 3000.0).abs() < 1e-9);
+        // A sample stamped at 50 s (a slow collection) arrives: the point is written again.
+        let again = w.observe(&[gpu(50, 100.0)], 271 * S);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].time_ns, 0);
+        assert!((energy(&again[0]) - 5000.0).abs() < 1e-9);
+        assert_eq!(w.late_parts, 0);
+    }
+
+    #[test]
+    fn a_restart_forgets_and_skips_the_intervals_it_cannot_have_seen() {
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -1000 * S);
+        for t in (0..=50).step_by(10) {
+            assert!(w.observe(&[gpu(t, 100.0)], t * S).is_empty());
+        }
+        w.restart(55 * S);
+        let mut out = Vec::new();
+        for t in (60..=400).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0)], t * S));
+        }
+        // 55 + 90 = 145 s: the first interval written starts at 180 s.
+        assert_eq!(out.first().map(|p| p.time_ns / S), Some(180));
+    }
+}
