@@ -4,6 +4,13 @@
 //! each, beside the time influxd itself takes for the equivalent energy query
 //! (`integral(power_w)` per series and hour).
 //!
+//! Then the windows served from the store, side by side with recomputing them:
+//! one scheduled pass writes the range's windows (timed), `report` reads them back
+//! (wall and CPU, beside `report --recompute`, today's raw path), and 50
+//! `GET /api/workloads` over the last 24 h (default range) at a moment half-way
+//! through the last hour, so the partial current window is computed live from 30
+//! minutes of raw samples, beside the same comparison recomputed in full.
+//!
 //! Run: `cargo bench --bench aggregator` (needs `WATTLEDGER_TEST_INFLUXD_BIN`; see
 //! `.ci/servers.sh`). Scale with `WL_BENCH_MINERS` (2000), `WL_BENCH_GPUS` (512),
 //! `WL_BENCH_HOURS` (24), `WL_BENCH_GPU_INTERVAL_S` (1), `WL_BENCH_MINER_INTERVAL_S`
@@ -79,10 +86,16 @@ fn points(scale: &Scale, from_s: i64, to_s: i64, out: &mut Vec<Point>) {
     }
 }
 
-fn config(store: &str) -> String {
+fn config(store: &str, hours: i64) -> String {
     format!(
         r#"[store]
 {store}
+
+[aggregator]
+late_data_lookback = "{hours}h"
+
+[api]
+token = "bench"
 
 [sites.bench]
 pue = 1.1
@@ -111,11 +124,24 @@ usd_per_gpu_hour = 2.0
 /// Runs the release `wattledger report` under `/usr/bin/time`: wall seconds,
 /// peak RSS in MiB, and the JSON.
 fn timed_report(config: &Path, from: &str, to: &str) -> Result<(f64, f64, serde_json::Value), String> {
+    timed_report_args(config, from, to, &["--recompute"]).map(|(wall, _, rss, json)| (wall, rss, json))
+}
+
+/// [`timed_report`] with extra arguments: wall seconds, user+system CPU seconds,
+/// peak RSS in MiB, and the JSON.
+fn timed_report_args(
+    config: &Path,
+    from: &str,
+    to: &str,
+    extra: &[&str],
+) -> Result<(f64, f64, f64, serde_json::Value), String> {
     let start = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M"])
+        .args(["-f", "%e %M %U %S"])
         .arg(env!("CARGO_BIN_EXE_wattledger"))
-        .args(["report", "--format", "json", "--from", from, "--to", to, "--config"])
+        .args(["report", "--format", "json", "--from", from, "--to", to])
+        .args(extra)
+        .arg("--config")
         .arg(config)
         .output()
         .map_err(|e| format!("cannot run /usr/bin/time: {e}"))?;
@@ -125,9 +151,101 @@ fn timed_report(config: &Path, from: &str, to: &str) -> Result<(f64, f64, serde_
         return Err(stderr.into_owned());
     }
     let last = stderr.lines().last().unwrap_or_default();
-    let rss_kib: f64 = last.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let col = |i: usize| -> f64 { last.split_whitespace().nth(i).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN) };
     let json = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    Ok((wall, rss_kib / 1024.0, json))
+    Ok((wall, col(2) + col(3), col(1) / 1024.0, json))
+}
+
+struct FixedClock(i64);
+
+impl wattledger::model::Clock for FixedClock {
+    fn now_ns(&self) -> i64 {
+        self.0
+    }
+}
+
+fn energy_of(json: &serde_json::Value) -> f64 {
+    json["workloads"].as_array().map_or(0.0, |w| w.iter().filter_map(|w| w["energy_j"].as_f64()).sum())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// The stored-window cases on one store (see the module doc).
+async fn stored_window_cases(label: &str, cfg_path: &Path, from_s: i64, to_s: i64) {
+    use std::sync::Arc;
+    use wattledger::aggregate::{Aggregator, Windows};
+    let from = rfc(from_s);
+    let cfg = wattledger::aggregate::config::AggregatorConfig::load(cfg_path).unwrap();
+    let store = wattledger::store::open_store(&cfg.store).await.unwrap();
+    // Half-way through the last hour: that hour is the partial, live one.
+    let now_ns = (to_s - 1800) * 1_000_000_000;
+    let agg = Arc::new(Aggregator::new(cfg, store, Arc::new(FixedClock(now_ns))).unwrap());
+    let t = Instant::now();
+    let stats = agg.run_once(now_ns).await.unwrap();
+    println!(
+        "  {label}: one scheduled pass writes {} windows: {:.2} s (computed once)",
+        stats.windows_written,
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let again = agg.run_once(now_ns).await.unwrap();
+    println!(
+        "  {label}: the next pass (late-data check, {} rewritten): {:.2} s",
+        again.windows_written,
+        t.elapsed().as_secs_f64()
+    );
+    // `report` over the complete hours: stored windows against --recompute.
+    let done_to = rfc(to_s - 3600);
+    for (name, extra) in [("stored windows", &[][..]), ("--recompute (raw path)", &["--recompute"][..])] {
+        match timed_report_args(cfg_path, &from, &done_to, extra) {
+            Ok((wall, cpu, mib, json)) => println!(
+                "  {label}: report {from} .. {done_to}, {name:<24}: {wall:>7.2} s wall {cpu:>7.2} s CPU  peak RSS {mib:>6.1} MiB  energy {:.6e} J",
+                energy_of(&json)
+            ),
+            Err(e) => println!("  {label}: report {name}: failed: {e}"),
+        }
+    }
+    // The API: 50 requests of the default range (last 24 h) from the store.
+    let state = wattledger::web::AppState::new(agg.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wattledger::web::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let mut ms = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = http.get(format!("{base}/api/workloads?token=bench")).send().await.unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+        let _ = r.bytes().await.unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "  {label}: GET /api/workloads (last 24 h, stored windows + live partial hour), 50 requests: p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.95),
+        ms[ms.len() - 1]
+    );
+    let _ = stop.send(());
+    // Peer: the same comparison recomputed from the raw samples (what every
+    // request did before windows were served from the store).
+    let day_from = (now_ns - 86_400_000_000_000).div_euclid(3_600_000_000_000) * 3_600_000_000_000;
+    let mut peer = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        agg.report(day_from, now_ns, Windows::Recompute).await.unwrap();
+        peer.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    peer.sort_by(f64::total_cmp);
+    println!(
+        "  {label}: peer, the same range recomputed from raw samples, 3 runs: median {:.1} ms  max {:.1} ms",
+        peer[1], peer[2]
+    );
 }
 
 struct Influxd {
@@ -303,7 +421,11 @@ async fn main() {
     let (from, to) = (rfc(from_s), rfc(to_s));
     println!("\n{} × 1 h windows, 2 workloads ({from} .. {to}):", scale.hours);
     let emb_cfg = dir.join("embedded.toml");
-    std::fs::write(&emb_cfg, config(&format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()))).unwrap();
+    std::fs::write(
+        &emb_cfg,
+        config(&format!("kind = \"embedded\"\npath = {:?}", db.display().to_string()), scale.hours),
+    )
+    .unwrap();
     let mut energies = Vec::new();
     match timed_report(&emb_cfg, &from, &to) {
         Ok((s, mib, json)) => {
@@ -317,7 +439,10 @@ async fn main() {
         let cfg = dir.join("influx.toml");
         std::fs::write(
             &cfg,
-            config(&format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"bench\"", s.url)),
+            config(
+                &format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"bench\"", s.url),
+                scale.hours,
+            ),
         )
         .unwrap();
         match timed_report(&cfg, &from, &to) {
@@ -346,5 +471,11 @@ async fn main() {
     println!("\nenergy over the day (all workloads):");
     for (who, e) in energies {
         println!("  {who:<20} {:.6e} J", e);
+    }
+
+    println!("\nwindows served from the store:");
+    stored_window_cases("embedded", &emb_cfg, from_s, to_s).await;
+    if influx.is_some() {
+        stored_window_cases("influxd", &dir.join("influx.toml"), from_s, to_s).await;
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use wattledger::aggregate::config::AggregatorConfig;
-use wattledger::aggregate::Aggregator;
+use wattledger::aggregate::{Aggregator, Windows};
 use wattledger::model::Clock;
 use wattledger::store::embedded::EmbeddedStore;
 use wattledger::store::{SeriesQuery, Store};
@@ -221,11 +221,13 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     assert!(m2["nominal_j_per_th"].is_null(), "S9 is not in the model table: {m2}");
     assert_eq!(m1["last_seen"], "2026-11-20T02:00:00Z");
 
-    // Write-back: 3 complete hourly windows in the 3 h lookback × 3 workloads,
-    // plus 12 five-minute windows of the last hour × 3 workloads.
+    // Write-back: the API stored the 2 complete hours it computed (× 3
+    // workloads); the scheduled run finds them current and writes the 12
+    // five-minute windows of the last hour × 3 workloads. The hour before the
+    // first data (in the 3 h lookback) is not written at all.
     let now = run.clock.now_ns();
     let stats = run.agg.run_once(now).await.unwrap();
-    assert_eq!(stats.windows_written, 9 + 36);
+    assert_eq!(stats.windows_written, 36);
     let q = SeriesQuery {
         measurement: "workload_efficiency".into(),
         fields: vec!["revenue_usd".into(), "energy_j".into(), "coverage".into()],
@@ -238,10 +240,10 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     let s = &series[0];
     assert_eq!(s.tags.get("kind").map(String::as_str), Some("ai_contract"));
     assert_eq!(s.tags.get("site").map(String::as_str), Some("s1"));
-    assert_eq!(s.times_ns, vec![(scenario::T0_S - 3600) * S, scenario::T0_S * S, (scenario::T0_S + 3600) * S]);
+    assert_eq!(s.times_ns, vec![scenario::T0_S * S, (scenario::T0_S + 3600) * S]);
     let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
-    assert_eq!(revenue(0), 0.0);
-    assert!((revenue(1) - 3.0).abs() < 1e-9 && (revenue(2) - 4.0).abs() < 1e-9);
+    assert!((revenue(0) - 3.0).abs() < 1e-9 && (revenue(1) - 4.0).abs() < 1e-9);
+    assert_eq!(run.agg.run_once(now).await.unwrap().windows_written, 0, "nothing changed: nothing recomputed");
 
     // Late data: GPU-1's missing samples (minutes 31-59) arrive; the next run
     // recomputes hour 1 in place: the 30-minute gap is now 30 one-minute
@@ -262,7 +264,11 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let before = count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await;
-    run.agg.run_once(now).await.unwrap();
+    // Only the windows whose reads see the late data are recomputed: hour 1,
+    // and hour 2 and its first five-minute window, whose read margin of
+    // `max_gap` before their start reaches minute 59.
+    let stats = run.agg.run_once(now).await.unwrap();
+    assert_eq!(stats.windows_written, 3, "{stats:?}");
     assert_eq!(
         count_rows(run.store.as_ref(), "workload_efficiency", &["revenue_usd"]).await,
         before,
@@ -270,8 +276,67 @@ async fn api_and_write_back_match_the_hand_computed_scenario() {
     );
     let s = &run.store.read(&q).await.unwrap()[0];
     let revenue = |i: usize| s.values[i][0].as_ref().and_then(|v| v.as_f64()).unwrap();
-    assert!((revenue(1) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(1));
-    assert!((s.values[1][1].as_ref().unwrap().as_f64().unwrap() - 5.04e6).abs() < 1e-3);
+    assert!((revenue(0) - 4.0).abs() < 1e-9, "hour 1 now has 2 full GPU-hours: {}", revenue(0));
+    assert!((s.values[0][1].as_ref().unwrap().as_f64().unwrap() - 5.04e6).abs() < 1e-3);
+    // And the API serves the recomputed window.
+    let url = format!("{}/api/workloads/h100/windows?from={}&to={}", run.base, scenario::FROM, scenario::TO);
+    let w: serde_json::Value = http.get(&url).header(auth.0, auth.1).send().await.unwrap().json().await.unwrap();
+    assert!((w["windows"][0]["revenue_usd"].as_f64().unwrap() - 4.0).abs() < 1e-9, "{w}");
+}
+
+/// Complete windows are served from the store, not recomputed: a stored value
+/// changed by hand is what the API and `report` answer, until the workload's
+/// config changes (then the window is computed again, and the scheduled run
+/// rewrites it with the new config's hash); `Windows::Recompute` ignores the store.
+#[tokio::test]
+async fn windows_are_served_from_the_store_until_the_config_changes() {
+    let end_s = scenario::T0_S + scenario::MINUTES * 60;
+    let now = (end_s + 30) * S;
+    let run = start(API, now).await;
+    let points =
+        wattledger::ship::lineproto::parse(&scenario::line_protocol(), wattledger::ship::lineproto::Precision::S)
+            .unwrap();
+    run.store.write(&points).await.unwrap();
+    run.agg.run_once(now).await.unwrap();
+    let (from, to) = (scenario::T0_S * S, (scenario::T0_S + 7200) * S);
+    let h100 = |r: &wattledger::aggregate::compare::Report| {
+        r.workloads.iter().find(|w| w.workload == "h100").unwrap().revenue_usd
+    };
+    let stored = run.agg.report(from, to, Windows::Stored { write_back: false }).await.unwrap();
+    assert!((h100(&stored) - 7.0).abs() < 1e-9, "{stored:?}");
+
+    // Overwrite hour 1's stored revenue (the same series and time: fields merge).
+    let tampered = wattledger::model::Point::new("workload_efficiency", scenario::T0_S * S)
+        .tag("site", "s1")
+        .tag("workload", "h100")
+        .tag("kind", "ai_contract")
+        .tag("window", "1h")
+        .field("revenue_usd", 103.0);
+    run.store.write(&[tampered]).await.unwrap();
+    let served = run.agg.report(from, to, Windows::Stored { write_back: false }).await.unwrap();
+    assert!((h100(&served) - 107.0).abs() < 1e-9, "served from the store: {served:?}");
+    let (_, windows) = run.agg.workload_windows("h100", from, to, Windows::Stored { write_back: true }).await.unwrap();
+    assert!((windows[0].revenue_usd - 103.0).abs() < 1e-9);
+    let recomputed = run.agg.report(from, to, Windows::Recompute).await.unwrap();
+    assert!((h100(&recomputed) - 7.0).abs() < 1e-9, "{recomputed:?}");
+
+    // The same store under a config with another GPU-hour price: the stored
+    // windows' hash no longer matches, so they are computed again ($3/GPU-hour
+    // instead of $2: 3.5 GPU-hours × 3 = 10.5), and the scheduled run rewrites them.
+    let toml = scenario::config("kind = \"embedded\"\npath = \"unused.db\"", API);
+    assert!(toml.contains("usd_per_gpu_hour = 2.0"), "the scenario's h100 price");
+    let cfg: AggregatorConfig = wattledger::config::from_str(
+        &toml.replace("usd_per_gpu_hour = 2.0", "usd_per_gpu_hour = 3.0"),
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    let changed = Aggregator::new(cfg, run.store.clone(), run.clock.clone()).unwrap();
+    let after = changed.report(from, to, Windows::Stored { write_back: false }).await.unwrap();
+    assert!((h100(&after) - 10.5).abs() < 1e-9, "{after:?}");
+    let stats = changed.run_once(now).await.unwrap();
+    assert!(stats.windows_written >= 2, "{stats:?}");
+    let (_, windows) = changed.workload_windows("h100", from, to, Windows::Stored { write_back: false }).await.unwrap();
+    assert!((windows[0].revenue_usd - 4.5).abs() < 1e-9, "rewritten with the new terms: {windows:?}");
 }
 
 /// Serves the recorded market API answers on loopback.
@@ -332,17 +397,17 @@ async fn market_data_over_http_is_stored_used_and_flagged_when_stale() {
     let points = wattledger::ship::lineproto::parse(&lines, wattledger::ship::lineproto::Precision::S).unwrap();
     run.store.write(&points).await.unwrap();
     let usd_per_diff = (6.25 + 1_311_748_254.0 / 100.0 / 1e8) * 43_753.0 / 31_251_101_365_711.12;
-    let fresh = agg.report(t0 * S, (t0 + 3600) * S).await.unwrap();
+    let fresh = agg.report(t0 * S, (t0 + 3600) * S, Windows::Recompute).await.unwrap();
     let btc = fresh.workloads.iter().find(|w| w.workload == "btc").unwrap();
     assert!((btc.revenue_usd - 168e6 * usd_per_diff).abs() < 1e-12, "{btc:?}");
     assert!(fresh.warnings.is_empty(), "{:?}", fresh.warnings);
 
     // Three hours later the same snapshot is older than max_age (2 h): still
     // used, and flagged.
-    let later = agg.report((t0 + 3 * 3600) * S, (t0 + 4 * 3600) * S).await.unwrap();
+    let later = agg.report((t0 + 3 * 3600) * S, (t0 + 4 * 3600) * S, Windows::Recompute).await.unwrap();
     assert!(later.warnings.iter().any(|w| w.contains("stale")), "{:?}", later.warnings);
     // Before any market data: flagged as missing, no revenue invented.
-    let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S).await.unwrap();
+    let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S, Windows::Recompute).await.unwrap();
     assert!(before.warnings.iter().any(|w| w.contains("no market data")), "{:?}", before.warnings);
 }
 

@@ -192,7 +192,9 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
             .with_energy_from(mode);
             async move {
                 let mut out = Vec::new();
-                agg.compute(from, to, H, None, |w| out.push(w)).await.unwrap();
+                agg.compute(from, to, H, None, wattledger::aggregate::Windows::Recompute, |w| out.push(w))
+                    .await
+                    .unwrap();
                 out
             }
         };

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use ledger_site::{run_site, S, T0_NS};
 use wattledger::aggregate::compare::WindowResult;
 use wattledger::aggregate::config::AggregatorConfig;
-use wattledger::aggregate::Aggregator;
+use wattledger::aggregate::{Aggregator, Windows};
 use wattledger::ledger::EnergyFrom;
 use wattledger::model::{FieldValue, SystemClock};
 use wattledger::ship::lineproto::{parse, Precision};
@@ -50,7 +50,9 @@ fn assert_same(what: &str, a: &WindowResult, b: &WindowResult) {
 async fn windows(agg: Aggregator, from: EnergyFrom) -> Vec<WindowResult> {
     let agg = agg.with_energy_from(from);
     let mut out = Vec::new();
-    agg.compute(T0_NS + FROM_S * S, T0_NS + TO_S * S, agg.window_ns(), None, |w| out.push(w)).await.unwrap();
+    agg.compute(T0_NS + FROM_S * S, T0_NS + TO_S * S, agg.window_ns(), None, Windows::Recompute, |w| out.push(w))
+        .await
+        .unwrap();
     out
 }
 
@@ -143,7 +145,7 @@ async fn raw_and_ledger_agree_on_the_agents_data() {
     assert!(share > 0.3 && share < 1.0, "ledger share around the restart: {share}");
 
     // The report says which path each workload came from.
-    let report = aggregator(&dyn_store).report(T0_NS, T0_NS + TO_S * S).await.unwrap();
+    let report = aggregator(&dyn_store).report(T0_NS, T0_NS + TO_S * S, Windows::Recompute).await.unwrap();
     assert_eq!(report.energy_from, EnergyFrom::Auto);
     for w in &report.workloads {
         let share = w.ledger_share.unwrap();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use wattledger::model::{FieldValue, Point};
 use wattledger::store::embedded::EmbeddedStore;
-use wattledger::store::{SeriesQuery, Store, StoreError};
+use wattledger::store::{RowVisitor, SeriesQuery, Store, StoreError};
 
 const T0: i64 = 1_700_000_000_000_000_000;
 const S: i64 = 1_000_000_000;
@@ -275,4 +275,76 @@ async fn large_range(store: &dyn Store) {
             vec![Some(FieldValue::Int(n - 1)), Some(FieldValue::Float((n - 1) as f64 / 2.0))]
         );
     }
+}
+
+/// Folds a streaming read without keeping rows: per series its tags, row count,
+/// last time (rows of a series must come in time order), and sum of `v`.
+#[derive(Default)]
+struct Folded {
+    series: Vec<(BTreeMap<String, String>, usize, i64, i64)>,
+    out_of_order: usize,
+}
+
+impl RowVisitor for Folded {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        assert_eq!(series, self.series.len(), "series are numbered in order of first appearance");
+        self.series.push((tags.clone(), 0, i64::MIN, 0));
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let s = &mut self.series[series];
+        if time_ns <= s.2 {
+            self.out_of_order += 1;
+        }
+        s.1 += 1;
+        s.2 = time_ns;
+        if let Some(FieldValue::Int(v)) = values[0] {
+            s.3 += v;
+        }
+    }
+}
+
+/// A streaming read sees the same rows as `read`, each series in time order,
+/// across InfluxQL's chunks, with the tag filter applied.
+async fn streaming_read_folds_every_row(store: &dyn Store) {
+    let n = 12_500i64;
+    let pts: Vec<Point> = (0..n)
+        .flat_map(|i| {
+            ["a", "b", "c"].map(|h| {
+                Point::new("stream", T0 + i * S)
+                    .tag("host", h)
+                    .tag("wl", if h == "c" { "y" } else { "x" })
+                    .field("v", i)
+            })
+        })
+        .collect();
+    store.write(&pts).await.unwrap();
+    let mut folded = Folded::default();
+    store.read_each(&q("stream", &["v", "missing"], &[("wl", "x")], T0, T0 + n * S), &mut folded).await.unwrap();
+    assert_eq!(folded.out_of_order, 0);
+    folded.series.sort_by(|a, b| a.0.cmp(&b.0));
+    let want_sum = n * (n - 1) / 2;
+    assert_eq!(
+        folded.series,
+        vec![
+            (tags(&[("host", "a"), ("wl", "x")]), n as usize, T0 + (n - 1) * S, want_sum),
+            (tags(&[("host", "b"), ("wl", "x")]), n as usize, T0 + (n - 1) * S, want_sum),
+        ]
+    );
+    // A streaming read names its fields.
+    let err = store.read_each(&q("stream", &[], &[], T0, T0 + S), &mut Folded::default()).await.unwrap_err();
+    assert!(err.to_string().contains("name the fields"), "{err}");
+}
+
+#[tokio::test]
+async fn embedded_store_streams_reads() {
+    let store = EmbeddedStore::open_in_memory().unwrap();
+    streaming_read_folds_every_row(&store).await;
+}
+
+#[tokio::test]
+async fn influxdb_store_streams_reads() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    streaming_read_folds_every_row(store.as_ref()).await;
 }

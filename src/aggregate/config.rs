@@ -204,8 +204,10 @@ pub struct WindowsConfig {
     pub window: Duration,
     #[serde(default = "default_short_window", with = "crate::config::duration")]
     pub short_window: Duration,
-    #[serde(default = "default_lookback", with = "crate::config::duration")]
-    pub recompute_lookback: Duration,
+    /// How far back each run looks for late data and config changes in stored
+    /// windows (`recompute_lookback` is the older name).
+    #[serde(default = "default_lookback", alias = "recompute_lookback", with = "crate::config::duration")]
+    pub late_data_lookback: Duration,
     #[serde(default = "default_max_gap", with = "crate::config::duration")]
     pub max_gap: Duration,
     #[serde(default = "default_interval", with = "crate::config::duration")]
@@ -215,6 +217,10 @@ pub struct WindowsConfig {
     /// Windows are read from the store in chunks of at most this much time.
     #[serde(default = "default_read_chunk", with = "crate::config::duration")]
     pub read_chunk: Duration,
+    /// InfluxDB (`api = "v1"`): the retention policy the windows are written to
+    /// and read from, so they can outlive the raw samples (see docs/retention.md).
+    #[serde(default)]
+    pub windows_retention_policy: Option<String>,
 }
 
 impl Default for WindowsConfig {
@@ -222,11 +228,12 @@ impl Default for WindowsConfig {
         WindowsConfig {
             window: default_window(),
             short_window: default_short_window(),
-            recompute_lookback: default_lookback(),
+            late_data_lookback: default_lookback(),
             max_gap: default_max_gap(),
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),
             read_chunk: default_read_chunk(),
+            windows_retention_policy: None,
         }
     }
 }

@@ -30,17 +30,36 @@ use self::compare::{rank, Report, Summarizer, WindowResult};
 use self::config::{AggregatorConfig, MarketSourceKind};
 use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
 use self::tariff::Tariff;
-use self::windows::{aligned_windows, compute_window, efficiency_point, WorkloadPlan};
+use self::windows::{
+    aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, WindowStamp,
+    WorkloadPlan,
+};
 use crate::ledger::EnergyFrom;
 use crate::model::schema::{self, energy_price};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{Market, ModelInfo};
-use crate::store::{SeriesQuery, Store, StoreError};
+use crate::signal::Window;
+use crate::store::influx::InfluxStore;
+use crate::store::{SeriesQuery, Store, StoreConfig, StoreError, StoreKind, WriteApi};
 
 const DAY_NS: i64 = 86_400_000_000_000;
 /// How far back a range looks for the market snapshot or energy price in effect
 /// at its start.
 const PRICE_LOOKBACK_NS: i64 = 7 * DAY_NS;
+/// How far before a run's range it looks for stored windows with data, to tell a
+/// workload's first data (nothing written before it) from an outage (empty
+/// windows written, so coverage shows the hole).
+const HISTORY_LOOKBACK_NS: i64 = 90 * DAY_NS;
+
+/// Where [`Aggregator::compute`] takes complete windows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    /// Stored windows whose config still matches; the rest computed (and written
+    /// back when `write_back`).
+    Stored { write_back: bool },
+    /// Every window computed from the measurements (an audit of the stored ones).
+    Recompute,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
@@ -113,10 +132,15 @@ pub struct RunStats {
 pub struct Aggregator {
     cfg: AggregatorConfig,
     store: Arc<dyn Store>,
+    /// Where windows are written and read back: `store`, or the same InfluxDB
+    /// under `[aggregator] windows_retention_policy`.
+    windows_store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     plans: Vec<WorkloadPlan>,
     http_market: Option<HttpMarket>,
     last_market_fetch_ns: Mutex<Option<i64>>,
+    /// Workloads known to have stored windows with data (see `had_data_before`).
+    with_history: Mutex<std::collections::BTreeSet<String>>,
     energy_from: EnergyFrom,
 }
 
@@ -135,13 +159,29 @@ impl Aggregator {
             }
             _ => None,
         };
+        let windows_store = match &cfg.aggregator.windows_retention_policy {
+            None => store.clone(),
+            Some(rp) => {
+                if cfg.store.kind != StoreKind::Influxdb || cfg.store.api != WriteApi::V1 {
+                    return Err(AggregateError::Config(config::KeyError {
+                        at: "aggregator.windows_retention_policy".into(),
+                        problem: "needs [store] kind = \"influxdb\" with api = \"v1\"; remove it for other stores"
+                            .into(),
+                    }));
+                }
+                let store_cfg = StoreConfig { retention_policy: Some(rp.clone()), ..cfg.store.clone() };
+                Arc::new(InfluxStore::from_config(&store_cfg)?)
+            }
+        };
         Ok(Aggregator {
             cfg,
             store,
+            windows_store,
             clock,
             plans,
             http_market,
             last_market_fetch_ns: Mutex::new(None),
+            with_history: Mutex::default(),
             energy_from: EnergyFrom::Auto,
         })
     }
@@ -223,15 +263,22 @@ impl Aggregator {
         Ok(prices)
     }
 
-    /// Computes every window of `len_ns` in `[from_ns, to_ns)` for the named
-    /// workloads (all when `only` is `None`), one window at a time, handing each
-    /// result to `sink`.
+    /// Every window of `len_ns` in `[from_ns, to_ns)` for the named workloads
+    /// (all when `only` is `None`), in time order per workload, handed to `sink`.
+    ///
+    /// With [`Windows::Stored`], a complete window (a whole aligned window that
+    /// ended by now) stored with the workload's current config hash is served
+    /// from the store; every other window (the partial current one, windows never
+    /// stored or stored by another config) is computed from the measurements, and
+    /// complete ones with data are written back when `write_back` is set. With
+    /// [`Windows::Recompute`] every window is computed and nothing is written.
     pub async fn compute(
         &self,
         from_ns: i64,
         to_ns: i64,
         len_ns: i64,
         only: Option<&str>,
+        mode: Windows,
         mut sink: impl FnMut(WindowResult),
     ) -> Result<(), AggregateError> {
         check_range(from_ns, to_ns)?;
@@ -240,34 +287,92 @@ impl Aggregator {
                 return Err(AggregateError::UnknownWorkload(name.to_string()));
             }
         }
-        let market = self.market_history(from_ns, to_ns).await?;
-        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
+        // Stored windows are computed with `auto`: reading only one path (an audit
+        // of the other) computes every window and writes none.
+        let mode = if self.energy_from == EnergyFrom::Auto { mode } else { Windows::Recompute };
+        let now_ns = self.clock.now_ns();
+        let mut market = None;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
+        let mut points = Vec::new();
         for plan in &self.plans {
             if only.is_some_and(|n| n != plan.name) {
                 continue;
             }
-            if matches!(plan.tariff, Tariff::Measured { .. }) && !measured.contains_key(&plan.site) {
-                let prices = self.measured_prices(&plan.site, from_ns, to_ns).await?;
-                measured.insert(plan.site.clone(), Tariff::Measured { prices });
-            }
-            let tariff = measured.get(&plan.site).unwrap_or(&plan.tariff);
+            let stored = match mode {
+                Windows::Stored { .. } => {
+                    stored_windows(self.windows_store.as_ref(), plan, from_ns, to_ns, len_ns).await?
+                }
+                Windows::Recompute => BTreeMap::new(),
+            };
+            let hash = config_hash(plan);
             for win in aligned_windows(from_ns, to_ns, len_ns) {
-                sink(compute_window(&self.store, plan, tariff, win, &market, read_chunk_ns, self.energy_from).await?);
+                let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
+                if let Some(w) = stored.get(&win.start_ns).filter(|w| complete && w.stamp.config_hash == hash) {
+                    sink(w.result.clone());
+                    continue;
+                }
+                let write = complete && matches!(mode, Windows::Stored { write_back: true });
+                let source_values =
+                    if write { Some(source_values(self.store.as_ref(), plan, win).await?) } else { None };
+                if market.is_none() {
+                    market = Some(self.market_history(from_ns, to_ns).await?);
+                }
+                let tariff = self.tariff_for(plan, from_ns, to_ns, &mut measured).await?;
+                let w = self.compute_one(plan, tariff, win, market.as_ref().expect("loaded above")).await?;
+                // An empty window is left to the scheduled run, which knows whether
+                // it precedes the workload's first data (then nothing is written).
+                if let Some(source_values) = source_values.filter(|_| w.devices > 0) {
+                    let stamp = WindowStamp { config_hash: hash.clone(), source_values };
+                    points.push(efficiency_point(&w, len_ns, &stamp));
+                }
+                sink(w);
                 // A long range never holds a runtime thread between windows.
                 tokio::task::yield_now().await;
             }
         }
+        if !points.is_empty() {
+            self.windows_store.write(&points).await?;
+        }
         Ok(())
+    }
+
+    /// The tariff to charge `plan` with over a range: its own, or for a measured
+    /// tariff the site's prices, loaded once per site.
+    async fn tariff_for<'a>(
+        &'a self,
+        plan: &'a WorkloadPlan,
+        from_ns: i64,
+        to_ns: i64,
+        measured: &'a mut BTreeMap<String, Tariff>,
+    ) -> Result<&'a Tariff, AggregateError> {
+        if !matches!(plan.tariff, Tariff::Measured { .. }) {
+            return Ok(&plan.tariff);
+        }
+        if !measured.contains_key(&plan.site) {
+            let prices = self.measured_prices(&plan.site, from_ns, to_ns).await?;
+            measured.insert(plan.site.clone(), Tariff::Measured { prices });
+        }
+        Ok(&measured[&plan.site])
+    }
+
+    async fn compute_one(
+        &self,
+        plan: &WorkloadPlan,
+        tariff: &Tariff,
+        win: Window,
+        market: &MarketHistory,
+    ) -> Result<WindowResult, AggregateError> {
+        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
+        Ok(compute_window(&self.store, plan, tariff, win, market, read_chunk_ns, self.energy_from).await?)
     }
 
     /// The comparison over `[from_ns, to_ns)`, from the energy ledger and raw
     /// measurements as [`Self::with_energy_from`] says, in windows of the
-    /// configured length.
-    pub async fn report(&self, from_ns: i64, to_ns: i64) -> Result<Report, AggregateError> {
+    /// configured length (see [`Self::compute`] for which come from the store).
+    pub async fn report(&self, from_ns: i64, to_ns: i64, mode: Windows) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
             self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
-        self.compute(from_ns, to_ns, self.window_ns(), None, |w| {
+        self.compute(from_ns, to_ns, self.window_ns(), None, mode, |w| {
             if let Some(s) = sums.get_mut(&w.workload) {
                 s.add(&w);
             }
@@ -305,6 +410,7 @@ impl Aggregator {
         name: &str,
         from_ns: i64,
         to_ns: i64,
+        mode: Windows,
     ) -> Result<(&'static ModelInfo, Vec<WindowResult>), AggregateError> {
         let kind = self
             .plans
@@ -313,7 +419,7 @@ impl Aggregator {
             .map(|p| p.revenue_model.info())
             .ok_or_else(|| AggregateError::UnknownWorkload(name.to_string()))?;
         let mut out = Vec::new();
-        self.compute(from_ns, to_ns, self.window_ns(), Some(name), |w| out.push(w)).await?;
+        self.compute(from_ns, to_ns, self.window_ns(), Some(name), mode, |w| out.push(w)).await?;
         Ok((kind, out))
     }
 
@@ -331,10 +437,13 @@ impl Aggregator {
         Ok(true)
     }
 
-    /// One scheduled pass at `now_ns`: refresh market data when due, then
-    /// (re)compute every complete window that ended within `recompute_lookback`
-    /// (late data lands in them) and every complete short window of the last long
-    /// window, and write them back.
+    /// One scheduled pass at `now_ns`: refresh market data when due, then bring
+    /// the stored windows up to date: every complete window that ended within
+    /// `late_data_lookback`, and every complete short window of the last long
+    /// window, is (re)computed and written back when it is missing, was stored by
+    /// another config (its hash differs), or late data arrived for it (the count
+    /// of its source values differs from the one stored with it). Windows before a
+    /// workload's first data are not written (see [`Self::first_data_ns`]).
     pub async fn run_once(&self, now_ns: i64) -> Result<RunStats, AggregateError> {
         let mut stats = RunStats::default();
         match self.refresh_market(now_ns).await {
@@ -347,26 +456,75 @@ impl Aggregator {
         let a = &self.cfg.aggregator;
         let long = self.window_ns();
         let short = a.short_window.as_nanos() as i64;
-        let lookback = (a.recompute_lookback.as_nanos() as i64).max(long);
+        let lookback = (a.late_data_lookback.as_nanos() as i64).max(long);
+        // Prices and market data for every window of the pass.
+        let range_from = now_ns - lookback - long;
+        let mut market = None;
+        let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
+        // Per workload, where its data starts within this pass (`i64::MIN` when it
+        // had data before): nothing earlier is written.
+        let mut data_from: BTreeMap<&str, i64> = BTreeMap::new();
         for (len, back) in [(long, lookback), (short, long)] {
             let to = now_ns.div_euclid(len) * len;
             let from = (to - back).div_euclid(len) * len;
             let mut points = Vec::new();
-            let mut warnings = Vec::new();
-            self.compute(from, to, len, None, |w| {
-                warnings.extend(w.warnings.iter().cloned());
-                points.push(efficiency_point(&w, len));
-            })
-            .await?;
-            self.store.write(&points).await?;
-            stats.windows_written += points.len();
-            for w in warnings {
-                if !stats.warnings.contains(&w) {
-                    stats.warnings.push(w);
+            for plan in &self.plans {
+                let hash = config_hash(plan);
+                let stored = stored_windows(self.windows_store.as_ref(), plan, from, to, len).await?;
+                if len == long && self.had_data_before(plan, from).await? {
+                    data_from.insert(&plan.name, i64::MIN);
+                }
+                for win in aligned_windows(from, to, len) {
+                    let source_values = source_values(self.store.as_ref(), plan, win).await?;
+                    let stamp = WindowStamp { config_hash: hash.clone(), source_values };
+                    if stored.get(&win.start_ns).is_some_and(|w| w.stamp == stamp) {
+                        continue;
+                    }
+                    if market.is_none() {
+                        market = Some(self.market_history(range_from, now_ns).await?);
+                    }
+                    let tariff = self.tariff_for(plan, range_from, now_ns, &mut measured).await?;
+                    let w = self.compute_one(plan, tariff, win, market.as_ref().expect("loaded above")).await?;
+                    if w.devices > 0 && len == long {
+                        data_from.entry(&plan.name).or_insert(win.start_ns);
+                    }
+                    let started = data_from.get(plan.name.as_str()).is_some_and(|&t| win.start_ns >= t);
+                    if !started && w.devices == 0 {
+                        continue;
+                    }
+                    for warning in &w.warnings {
+                        if !stats.warnings.contains(warning) {
+                            stats.warnings.push(warning.clone());
+                        }
+                    }
+                    points.push(efficiency_point(&w, len, &stamp));
                 }
             }
+            self.windows_store.write(&points).await?;
+            stats.windows_written += points.len();
         }
         Ok(stats)
+    }
+
+    /// Whether `plan` has a stored window with data that starts before `before_ns`
+    /// (within [`HISTORY_LOOKBACK_NS`]). Once true it is remembered.
+    async fn had_data_before(&self, plan: &WorkloadPlan, before_ns: i64) -> Result<bool, AggregateError> {
+        if self.with_history.lock().await.contains(&plan.name) {
+            return Ok(true);
+        }
+        let stored = stored_windows(
+            self.windows_store.as_ref(),
+            plan,
+            before_ns - HISTORY_LOOKBACK_NS,
+            before_ns,
+            self.window_ns(),
+        )
+        .await?;
+        let had = stored.values().any(|w| w.result.devices > 0);
+        if had {
+            self.with_history.lock().await.insert(plan.name.clone());
+        }
+        Ok(had)
     }
 
     /// Runs [`Self::run_once`] every `[aggregator] interval` until `shutdown` resolves.

@@ -441,8 +441,44 @@ pub fn window_label(len_ns: i64) -> String {
     }
 }
 
+/// What produced a stored window: the workload's config and the source rows
+/// it saw. A stored window is served while both still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowStamp {
+    pub config_hash: String,
+    pub source_values: u64,
+}
+
+/// A stable hash (FNV-1a, 64 bits, hex) of everything in a workload's plan that
+/// shapes its windows: model and terms, site, PUE, tariff and `max_gap`. Derived
+/// from the plan's debug form, so any new term is covered without listing it
+/// here (a wattledger upgrade that changes that form recomputes windows once).
+pub fn config_hash(plan: &WorkloadPlan) -> String {
+    let text = format!("{plan:?}");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The [`WindowStamp::source_values`] of a window now: the values of the fields
+/// it reads, in every measurement it reads, over the same range a computation
+/// reads (`[start − max_gap, end + max_gap)`, so late data at the edges counts).
+pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<u64, StoreError> {
+    let inputs = &plan.revenue_model.info().inputs;
+    let energy_m = inputs.energy_measurement;
+    let mut n = store.count(&raw_query(plan, energy_m, win)).await?;
+    if inputs.revenue_measurement != energy_m {
+        n += store.count(&raw_query(plan, inputs.revenue_measurement, win)).await?;
+    }
+    Ok(n)
+}
+
 /// The `workload_efficiency` point for a window, stamped at the window start.
-pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
+pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> Point {
+    let warnings = (!w.warnings.is_empty()).then(|| w.warnings.join("\n"));
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
         .tag(we::TAG_WORKLOAD, w.workload.as_str())
@@ -463,6 +499,90 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64) -> Point {
         .field_opt(we::TOKENS, w.tokens)
         .field(we::LEDGER_ENERGY_J, w.ledger_energy_j)
         .field_opt(we::LEDGER_SHARE, w.ledger_share())
+        .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
+        .field_opt(we::WARNINGS, warnings)
+        .field(we::CONFIG_HASH, stamp.config_hash.as_str())
+        .field(we::SOURCE_VALUES, stamp.source_values as i64)
+}
+
+/// A window read back from `workload_efficiency`, with what produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWindow {
+    pub result: WindowResult,
+    pub stamp: WindowStamp,
+}
+
+/// The fields a stored window is rebuilt from.
+const STORED_FIELDS: [&str; 11] = [
+    we::WINDOW_S,
+    we::ENERGY_J,
+    we::FACILITY_ENERGY_J,
+    we::REVENUE_USD,
+    we::ENERGY_COST_USD,
+    we::DEVICES,
+    we::WORK_TH,
+    we::TOKENS,
+    we::COVERED_S,
+    we::WARNINGS,
+    we::CONFIG_HASH,
+];
+
+/// The windows of `len_ns` stored for `plan` that start in `[from_ns, to_ns)`,
+/// by start. Rows written before windows carried a config hash, or without the
+/// fields a window is rebuilt from, are left out (they are recomputed).
+pub async fn stored_windows(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    from_ns: i64,
+    to_ns: i64,
+    len_ns: i64,
+) -> Result<BTreeMap<i64, StoredWindow>, StoreError> {
+    let mut fields: Vec<String> = STORED_FIELDS.iter().map(|f| f.to_string()).collect();
+    fields.push(we::SOURCE_VALUES.into());
+    // The ledger's part (rows stored before it existed read as none from it).
+    fields.push(we::LEDGER_ENERGY_J.into());
+    fields.push(we::LEDGER_SHARE.into());
+    let q = SeriesQuery {
+        measurement: we::MEASUREMENT.into(),
+        fields,
+        tag_filters: vec![(we::TAG_WORKLOAD.into(), plan.name.clone()), (we::TAG_WINDOW.into(), window_label(len_ns))],
+        start_ns: from_ns,
+        end_ns: to_ns,
+    };
+    let mut out = BTreeMap::new();
+    for s in store.read(&q).await? {
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            if let Some(w) = stored_window(plan, t, row) {
+                out.insert(t, w);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>]) -> Option<StoredWindow> {
+    let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64);
+    let text = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_str);
+    let len_ns = (num(0)? * 1e9).round() as i64;
+    let result = WindowResult {
+        workload: plan.name.clone(),
+        site: plan.site.clone(),
+        revenue_model: plan.revenue_model.info(),
+        window: Window::new(start_ns, start_ns + len_ns),
+        energy_j: num(1)?,
+        facility_energy_j: num(2)?,
+        revenue_usd: num(3)?,
+        energy_cost_usd: num(4)?,
+        devices: num(5)? as usize,
+        work_th: num(6),
+        tokens: num(7),
+        ledger_energy_j: num(12).unwrap_or(0.0),
+        ledger_covered_ns: (num(13).unwrap_or(0.0) * num(8)? * 1e9).round() as i64,
+        covered_ns: (num(8)? * 1e9).round() as i64,
+        warnings: text(9).map(|w| w.lines().map(String::from).collect()).unwrap_or_default(),
+    };
+    let stamp = WindowStamp { config_hash: text(10)?.to_string(), source_values: num(11)? as u64 };
+    Some(StoredWindow { result, stamp })
 }
 
 #[cfg(test)]
@@ -530,7 +650,18 @@ mod tests {
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);
         assert!((w.revenue_usd_per_kwh().unwrap() - 2.0 / 0.7).abs() < 1e-9);
         assert_eq!(w.coverage(), 1.0);
-        let p = efficiency_point(&w, H);
+        let stamp = WindowStamp { config_hash: config_hash(&plan), source_values: 183 };
+        let p = efficiency_point(&w, H, &stamp);
+        // Read back, the point rebuilds the same window.
+        let names: Vec<&str> = STORED_FIELDS.iter().copied().chain([we::SOURCE_VALUES]).collect();
+        let row: Vec<Option<FieldValue>> = names.iter().map(|f| p.field_value(f).cloned()).collect();
+        let back = stored_window(&plan, 0, &row).unwrap();
+        assert_eq!(back.stamp, stamp);
+        assert_eq!(
+            (back.result.energy_j, back.result.revenue_usd, back.result.covered_ns),
+            (w.energy_j, w.revenue_usd, w.covered_ns)
+        );
+        assert_eq!(back.result.coverage(), 1.0);
         assert_eq!(p.tag_value("window"), Some("1h"));
         assert_eq!(p.field_value("revenue_usd"), Some(&FieldValue::Float(2.0)));
     }

@@ -99,7 +99,9 @@ pub async fn evaluate(
             let to = (now_ns - settle_ns).div_euclid(window_ns) * window_ns;
             let from = to - window_ns;
             let mut results = Vec::new();
-            agg.compute(from, to, window_ns, rule.workload.as_deref(), |w| results.push(w)).await?;
+            // A completed window as stored (computed here when it is not yet).
+            let mode = crate::aggregate::Windows::Stored { write_back: false };
+            agg.compute(from, to, window_ns, rule.workload.as_deref(), mode, |w| results.push(w)).await?;
             for w in results {
                 if !rule.admits(Some(&w.site), Some(&w.workload), None, None) {
                     continue;

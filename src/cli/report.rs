@@ -1,7 +1,9 @@
 //! `wattledger report`: the per-workload comparison over a time range, computed
 //! from the energy ledger and the raw measurements in the configured store
 //! (`--energy-from auto`, the default), or from only one of them to audit the
-//! other (`raw`, `ledger`).
+//! other (`raw`, `ledger`). Complete windows the aggregator has stored (with the
+//! current config) are read back; the others are computed, and `--recompute`
+//! computes every window (nothing is written either way).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use anyhow::Context;
 
 use crate::aggregate::compare::{Report, WorkloadSummary};
 use crate::aggregate::config::AggregatorConfig;
-use crate::aggregate::{parse_rfc3339, Aggregator};
+use crate::aggregate::{parse_rfc3339, Aggregator, Windows};
 use crate::ledger::EnergyFrom;
 use crate::model::SystemClock;
 
@@ -39,6 +41,10 @@ pub struct ReportArgs {
     pub last: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Compute every window from the measurements instead of reading the windows
+    /// the aggregator stored (to audit them, or after changing data by hand).
+    #[arg(long)]
+    pub recompute: bool,
     /// Where energy and revenue inputs come from: `auto` (energy_ledger points,
     /// raw samples for every device and interval without one), `raw` (raw samples
     /// only, the ledger is not read) or `ledger` (ledger points only).
@@ -72,7 +78,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening the store named in {}", args.config.display()))?;
     let agg = Aggregator::new(cfg, store, Arc::new(SystemClock))?.with_energy_from(args.energy_from);
-    let report = agg.report(from, to).await.context("computing the report")?;
+    let mode = if args.recompute { Windows::Recompute } else { Windows::Stored { write_back: false } };
+    let report = agg.report(from, to, mode).await.context("computing the report")?;
     let out = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
         Format::Csv => csv(&report),

@@ -187,7 +187,7 @@ impl Demo {
             // simulated miners' counters start over, and nothing is counted across it.
             Some(last) => (last.time_ns + RESTART_GAP.as_nanos() as i64, MarketSim::resume(spec, &last)),
             // Prices start before the replay: the aggregator's first pass looks
-            // back `recompute_lookback` from the first moment.
+            // back `late_data_lookback` from the first moment.
             // Prices change on multiples of their step, so that each price holds
             // for whole ledger intervals (an interval straddling a price change
             // is computed from raw samples).
@@ -478,7 +478,7 @@ window = "1h"
 short_window = "5m"
 # The replay moves simulated time by hours per real second; windows are
 # recomputed over enough of the past to cover each step.
-recompute_lookback = "4h"
+late_data_lookback = "4h"
 interval = "2s"
 # Readings are 5 simulated minutes apart while the past is replayed.
 max_gap = "16m"

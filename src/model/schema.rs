@@ -142,6 +142,16 @@ pub mod workload_efficiency {
     pub const WORK_TH: &str = "work_th";
     /// Inference: prompt + generation tokens served.
     pub const TOKENS: &str = "tokens";
+    /// Device-seconds backed by measurements (coverage × devices × window).
+    pub const COVERED_S: &str = "covered_s";
+    /// Why a number may be incomplete, one warning per line; absent when none.
+    pub const WARNINGS: &str = "warnings";
+    /// Hash of the workload's config that produced the window (model and terms,
+    /// site, PUE, tariff, max_gap): a window with another hash is recomputed.
+    pub const CONFIG_HASH: &str = "config_hash";
+    /// Field values of the window's source rows (`[start − max_gap, end + max_gap)`)
+    /// when it was computed: a different count now means late data arrived.
+    pub const SOURCE_VALUES: &str = "source_values";
     /// The part of `energy_j` taken from `energy_ledger` points (the rest came
     /// from raw samples).
     pub const LEDGER_ENERGY_J: &str = "ledger_energy_j";

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Series, SeriesQuery, Store, StoreError};
+use super::{RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreError};
 use crate::model::{FieldValue, Point};
 use crate::ship::lineproto;
 
@@ -214,6 +214,28 @@ impl EmbeddedStore {
         self.lock().read(query)
     }
 
+    /// Streams on the calling thread: hands batches of [`Scanned`] to `send`
+    /// (which returns false when the reader has gone away).
+    fn scan_batches(&self, q: &SeriesQuery, mut send: impl FnMut(Vec<Scanned>) -> bool) -> Result<(), StoreError> {
+        let inner = self.lock();
+        let Some((measurement_id, matching)) = inner.matching(q) else {
+            return Ok(());
+        };
+        let mut batch = Vec::with_capacity(STREAM_BATCH);
+        let mut open = true;
+        inner.scan(q, measurement_id, &matching, |event| {
+            batch.push(event);
+            if batch.len() >= STREAM_BATCH {
+                open = send(std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)));
+            }
+            open
+        })?;
+        if open && !batch.is_empty() {
+            send(batch);
+        }
+        Ok(())
+    }
+
     /// See [`Store::tag_values`].
     pub fn tag_values_blocking(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
         let inner = self.lock();
@@ -338,39 +360,41 @@ impl Inner {
     }
 
     fn read(&self, q: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
-        let Some(m) = self.series.get(&q.measurement) else {
+        let Some((measurement_id, matching)) = self.matching(q) else {
             return Ok(Vec::new());
         };
-        let mut matching: Vec<(&Vec<(String, String)>, i64)> = m
-            .series
-            .iter()
-            .filter(|(tags, _)| q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv)))
-            .map(|(tags, id)| (tags, *id))
-            .collect();
-        if matching.is_empty() {
-            return Ok(Vec::new());
-        }
-        matching.sort();
         if q.fields.is_empty() {
-            return self.read_all_fields(q, m.id, matching);
+            return self.read_all_fields(q, measurement_id, matching);
         }
-        // The requested fields' name ids and columns, resolved once per read: each
-        // row's blob is walked once, only these fields are decoded (the others are
-        // skipped by length, strings without allocating), straight into the
-        // series' columns.
+        let mut out = SeriesCollector::new(&q.fields);
+        self.scan(q, measurement_id, &matching, |event| {
+            match event {
+                Scanned::Series(i, tags) => out.series(i, &tags),
+                Scanned::Row(i, t, values) => out.push_row(i, t, values),
+            }
+            true
+        })?;
+        Ok(out.finish())
+    }
+
+    /// Walks the rows of a read with named fields in key order, handing each
+    /// matching series (once, before its first row) and row to `each`, which
+    /// returns false to stop. The requested fields' name ids and columns are
+    /// resolved once: each row's blob is walked once, only these fields are
+    /// decoded (the others are skipped by length, strings without allocating).
+    fn scan(
+        &self,
+        q: &SeriesQuery,
+        measurement_id: i64,
+        matching: &[(&Vec<(String, String)>, i64)],
+        mut each: impl FnMut(Scanned) -> bool,
+    ) -> Result<(), StoreError> {
         let cols: Vec<(u32, usize)> =
             q.fields.iter().enumerate().filter_map(|(j, f)| self.field_ids.get(f).map(|&id| (id, j))).collect();
-        let mut out: Vec<Series> = matching
-            .iter()
-            .map(|(tags, _)| Series {
-                tags: tags.iter().cloned().collect::<BTreeMap<_, _>>(),
-                fields: q.fields.clone(),
-                ..Series::default()
-            })
-            .collect();
-        let slots = SeriesSlots::new(&matching);
+        let slots = SeriesSlots::new(matching);
+        let mut announced = vec![false; matching.len()];
         let mut stmt = self.conn.prepare_cached(READ_RANGE_SQL).map_err(sql_err("preparing a read"))?;
-        let mut iter = stmt.query(params![m.id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
+        let mut iter = stmt.query(params![measurement_id, q.start_ns, q.end_ns]).map_err(sql_err("reading points"))?;
         while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
             let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
             let Some(i) = slots.get(sid) else { continue };
@@ -379,14 +403,33 @@ impl Inner {
             let mut values: Vec<Option<FieldValue>> = vec![None; q.fields.len()];
             // InfluxQL leaves out rows that have none of the selected fields.
             if decode_selected(blob, &cols, &mut values)? {
+                if !announced[i] {
+                    announced[i] = true;
+                    if !each(Scanned::Series(i, matching[i].0.iter().cloned().collect())) {
+                        return Ok(());
+                    }
+                }
                 let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
-                let series = &mut out[i];
-                series.times_ns.push(t);
-                series.values.push(values);
+                if !each(Scanned::Row(i, t, values)) {
+                    return Ok(());
+                }
             }
         }
-        out.retain(|s| !s.times_ns.is_empty());
-        Ok(out)
+        Ok(())
+    }
+
+    /// The series of `q.measurement` whose tags match every filter, sorted, with
+    /// the measurement's id; `None` when nothing matches.
+    fn matching<'a>(&'a self, q: &SeriesQuery) -> Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)> {
+        let m = self.series.get(&q.measurement)?;
+        let mut matching: Vec<(&Vec<(String, String)>, i64)> = m
+            .series
+            .iter()
+            .filter(|(tags, _)| q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv)))
+            .map(|(tags, id)| (tags, *id))
+            .collect();
+        matching.sort();
+        (!matching.is_empty()).then_some((m.id, matching))
     }
 
     /// A read with no fields named: every field the rows have, by name (the same
@@ -446,6 +489,18 @@ impl Inner {
         Ok(out)
     }
 }
+
+/// What [`Inner::scan`] hands on: a series' first appearance, or one row.
+enum Scanned {
+    Series(usize, BTreeMap<String, String>),
+    Row(usize, i64, Vec<Option<FieldValue>>),
+}
+
+/// Rows per message from the reading thread to a streaming read's visitor, and
+/// messages in flight: a streaming read holds at most about
+/// `STREAM_BATCH × (STREAM_DEPTH + 2)` rows however long its range.
+const STREAM_BATCH: usize = 4096;
+const STREAM_DEPTH: usize = 2;
 
 /// Series id -> position among the series a read matched: a direct index when the
 /// ids are small (they are SQLite row ids, dense from 1), else a hash map.
@@ -729,6 +784,30 @@ impl Store for EmbeddedStore {
     async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
         let query = query.clone();
         self.blocking(move |s| s.read_blocking(&query)).await
+    }
+
+    async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        if query.fields.is_empty() {
+            return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
+        }
+        // SQLite blocks, so the rows are read on the blocking pool and come here
+        // in batches through a bounded channel: the reading thread waits while
+        // the visitor is behind.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Scanned>>(STREAM_DEPTH);
+        let query = query.clone();
+        let reader = self.blocking(move |s| s.scan_batches(&query, |batch| tx.blocking_send(batch).is_ok()));
+        let consume = async {
+            while let Some(batch) = rx.recv().await {
+                for event in batch {
+                    match event {
+                        Scanned::Series(i, tags) => visitor.series(i, &tags),
+                        Scanned::Row(i, t, values) => visitor.row(i, t, &values),
+                    }
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(reader, consume);
+        result
     }
 
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {

@@ -8,9 +8,12 @@
 //! `SELECT "f1","f2" FROM "m" WHERE time >= a AND time < b AND "tag" = 'v' GROUP BY *`
 //! with `epoch=ns` (integer nanosecond timestamps). Results are requested
 //! `chunked=true`, so a large range is streamed in chunks of 10,000 rows instead of
-//! being cut off by the server's `max-row-limit`; the chunks of one series are joined
-//! again here. A server that ignores `chunked` answers one JSON document, which
-//! decodes the same way.
+//! being cut off by the server's `max-row-limit`. [`Store::read_each`] decodes each
+//! chunk as it arrives and hands its rows on, so memory holds one chunk however
+//! long the range; [`Store::read`] joins the chunks of one series again. A server
+//! that ignores `chunked` answers one JSON document, which decodes the same way.
+//! No answer grows without bound: one document is capped at 64 MiB and a joined
+//! answer at 256 MiB, past which the read fails with an error saying so.
 //!
 //! # Field types
 //!
@@ -35,7 +38,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{Series, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
+use super::{RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
 use crate::config::ConfigError;
 use crate::model::{FieldValue, Point};
 use crate::ship::influx::{base_url, error_chain, server_message, Auth, InfluxWriter};
@@ -45,6 +48,12 @@ use crate::ship::{WriteError, Writer};
 /// Points per write request; InfluxDB recommends batches of 5,000 to 10,000 lines.
 const WRITE_BATCH: usize = 5_000;
 const CHUNK_ROWS: &str = "10000";
+/// The largest single JSON document read from `/query`: one chunk of a chunked
+/// answer (10,000 rows are a few MB), or a whole answer from a server that
+/// ignores `chunked`.
+const MAX_DOC_BYTES: usize = 64 << 20;
+/// The most answer [`InfluxQlReader::query`] joins in memory.
+const MAX_ANSWER_BYTES: usize = 256 << 20;
 
 /// InfluxQL reads against one database (and optional retention policy).
 pub struct InfluxQlReader {
@@ -146,10 +155,8 @@ impl InfluxQlReader {
         })
     }
 
-    /// Runs InfluxQL statements (separated by `;`) and returns each statement's
-    /// result, with the chunks of each series joined. A statement's own error (for
-    /// example "database not found") is returned as [`StoreError::Query`].
-    pub async fn query(&self, q: &str) -> Result<Vec<StatementResult>, StoreError> {
+    /// Sends a query and checks the answer's status.
+    async fn send_query(&self, q: &str) -> Result<reqwest::Response, StoreError> {
         let mut params = vec![
             ("db", self.database.as_str()),
             ("q", q),
@@ -163,26 +170,93 @@ impl InfluxQlReader {
         let req = self.client.get(format!("{}/query", self.base)).query(&params);
         let resp = self.auth.apply(req).send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
-        if !status.is_success() {
-            let message = server_message(resp).await;
-            return Err(match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(format!(
-                    "InfluxDB at {} refused the credentials (HTTP {}): {message}; check `token` or `username`/`password` in [store]",
-                    self.base,
-                    status.as_u16()
-                )),
-                StatusCode::NOT_FOUND => StoreError::NotFound(format!(
-                    "{}/query answered 404 ({message}); is this an InfluxDB server with InfluxQL (1.x, 2.x with the v1 API, 3.x)?",
-                    self.base
-                )),
-                s if s.is_server_error() => StoreError::Unavailable(format!("InfluxDB at {} answered HTTP {}: {message}", self.base, s.as_u16())),
-                s => StoreError::Query(format!("HTTP {}: {message} (query: {q})", s.as_u16())),
-            });
+        if status.is_success() {
+            return Ok(resp);
         }
-        let body = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let message = server_message(resp).await;
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(format!(
+                "InfluxDB at {} refused the credentials (HTTP {}): {message}; check `token` or `username`/`password` in [store]",
+                self.base,
+                status.as_u16()
+            )),
+            StatusCode::NOT_FOUND => StoreError::NotFound(format!(
+                "{}/query answered 404 ({message}); is this an InfluxDB server with InfluxQL (1.x, 2.x with the v1 API, 3.x)?",
+                self.base
+            )),
+            s if s.is_server_error() => StoreError::Unavailable(format!("InfluxDB at {} answered HTTP {}: {message}", self.base, s.as_u16())),
+            s => StoreError::Query(format!("HTTP {}: {message} (query: {q})", s.as_u16())),
+        })
+    }
+
+    /// Runs a query and hands each JSON document of the answer to `on_doc` as
+    /// soon as it has arrived: a chunked answer is a sequence of documents of at
+    /// most [`CHUNK_ROWS`] rows each, so only one is held at a time. One document
+    /// larger than [`MAX_DOC_BYTES`], or an answer larger than `max_answer_bytes`
+    /// in all, fails the query instead of growing without bound.
+    async fn query_docs(
+        &self,
+        q: &str,
+        max_answer_bytes: usize,
+        mut on_doc: impl FnMut(Response) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut resp = self.send_query(q).await?;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        let unreadable =
+            |e: serde_json::Error| StoreError::Query(format!("unreadable answer from {}/query: {e}", self.base));
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| self.unreachable(&e))?;
+            let done = chunk.is_none();
+            if let Some(bytes) = chunk {
+                total += bytes.len();
+                if total > max_answer_bytes {
+                    return Err(StoreError::Query(format!(
+                        "the answer from {}/query exceeds {} MiB; read a shorter range (query: {q})",
+                        self.base,
+                        max_answer_bytes >> 20
+                    )));
+                }
+                buf.extend_from_slice(&bytes);
+            }
+            let mut docs = serde_json::Deserializer::from_slice(&buf).into_iter::<Response>();
+            let mut consumed = 0;
+            loop {
+                match docs.next() {
+                    None => {
+                        consumed = buf.len();
+                        break;
+                    }
+                    Some(Ok(doc)) => {
+                        consumed = docs.byte_offset();
+                        on_doc(doc)?;
+                    }
+                    // A document cut off by the end of this network chunk: wait for the rest.
+                    Some(Err(e)) if e.is_eof() && !done => break,
+                    Some(Err(e)) => return Err(unreadable(e)),
+                }
+            }
+            buf.drain(..consumed);
+            if buf.len() > MAX_DOC_BYTES {
+                return Err(StoreError::Query(format!(
+                    "one chunk of the answer from {}/query exceeds {} MiB; does the server honour chunked=true? (query: {q})",
+                    self.base,
+                    MAX_DOC_BYTES >> 20
+                )));
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs InfluxQL statements (separated by `;`) and returns each statement's
+    /// result, with the chunks of each series joined (at most [`MAX_ANSWER_BYTES`]
+    /// of answer; [`Self::read_each`] streams instead). A statement's own error
+    /// (for example "database not found") is returned as [`StoreError::Query`].
+    pub async fn query(&self, q: &str) -> Result<Vec<StatementResult>, StoreError> {
         let mut merged: Vec<StatementResult> = Vec::new();
-        for doc in serde_json::Deserializer::from_slice(&body).into_iter::<Response>() {
-            let doc = doc.map_err(|e| StoreError::Query(format!("unreadable answer from {}/query: {e}", self.base)))?;
+        self.query_docs(q, MAX_ANSWER_BYTES, |doc| {
             if let Some(e) = doc.error {
                 return Err(StoreError::Query(format!("{e} (query: {q})")));
             }
@@ -203,7 +277,9 @@ impl InfluxQlReader {
                     None => merged.push(r),
                 }
             }
-        }
+            Ok(())
+        })
+        .await?;
         for r in &merged {
             if let Some(e) = &r.error {
                 return Err(self.statement_error(e, q));
@@ -266,47 +342,105 @@ impl InfluxQlReader {
         types
     }
 
+    /// `SELECT` of the query's fields, tag filters and range, grouped by series.
+    fn select(query: &SeriesQuery) -> String {
+        let cols: Vec<String> = query.fields.iter().map(|f| quote_ident(f)).collect();
+        Self::select_cols(&cols.join(","), query) + " GROUP BY *"
+    }
+
+    /// `SELECT cols FROM m WHERE <range and tag filters>`.
+    fn select_cols(cols: &str, query: &SeriesQuery) -> String {
+        let mut q = format!(
+            "SELECT {cols} FROM {} WHERE time >= {} AND time < {}",
+            quote_ident(&query.measurement),
+            query.start_ns,
+            query.end_ns
+        );
+        for (k, v) in &query.tag_filters {
+            q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
+        }
+        q
+    }
+
     pub async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
-        let m = quote_ident(&query.measurement);
-        let show = format!("SHOW FIELD KEYS FROM {m}");
-        let select = |fields: &[String]| {
-            let cols: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
-            let mut q = format!(
-                "SELECT {} FROM {m} WHERE time >= {} AND time < {}",
-                cols.join(","),
-                query.start_ns,
-                query.end_ns
-            );
-            for (k, v) in &query.tag_filters {
-                q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
-            }
-            q.push_str(" GROUP BY *");
-            q
-        };
-        // With the fields named, types and rows come in one request; otherwise the
-        // field list must come first.
-        let (fields, types, rows) = if query.fields.is_empty() {
+        let mut query = query.clone();
+        if query.fields.is_empty() {
+            // Without fields named, the field list must come first.
+            let show = format!("SHOW FIELD KEYS FROM {}", quote_ident(&query.measurement));
             let types = self.query(&show).await?.first().map(Self::field_types).unwrap_or_default();
-            let mut fields: Vec<String> = types.keys().cloned().collect();
-            fields.sort();
-            if fields.is_empty() {
+            query.fields = types.into_keys().collect();
+            query.fields.sort();
+            if query.fields.is_empty() {
                 return Ok(Vec::new());
             }
-            let rows = self.query(&select(&fields)).await?.into_iter().next().unwrap_or_default();
-            (fields, types, rows)
-        } else {
-            let fields = query.fields.clone();
-            let mut results = self.query(&format!("{show}; {}", select(&fields))).await?.into_iter();
-            let types = results.next().as_ref().map(Self::field_types).unwrap_or_default();
-            (fields, types, results.next().unwrap_or_default())
-        };
-        let mut out = Vec::new();
-        for raw in rows.series {
-            out.push(decode_series(raw, &fields, &types)?);
         }
-        out.retain(|s| !s.times_ns.is_empty());
-        out.sort_by(|a, b| a.tags.cmp(&b.tags));
-        Ok(out)
+        let mut out = SeriesCollector::new(&query.fields);
+        self.read_each(&query, &mut out).await?;
+        Ok(out.finish())
+    }
+
+    /// Streams a read: the field types (`SHOW FIELD KEYS`) and the rows come in
+    /// one chunked request, and each chunk's rows are decoded and handed to
+    /// `visitor` before the next chunk is read.
+    pub async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        if query.fields.is_empty() {
+            return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
+        }
+        let q = format!("SHOW FIELD KEYS FROM {}; {}", quote_ident(&query.measurement), Self::select(query));
+        let mut types: HashMap<String, Vec<FieldType>> = HashMap::new();
+        let mut ids: HashMap<BTreeMap<String, String>, usize> = HashMap::new();
+        self.query_docs(&q, usize::MAX, |doc| {
+            if let Some(e) = doc.error {
+                return Err(StoreError::Query(format!("{e} (query: {q})")));
+            }
+            for r in doc.results {
+                if let Some(e) = &r.error {
+                    return Err(self.statement_error(e, &q));
+                }
+                if r.statement_id == 0 {
+                    for (name, t) in Self::field_types(&r) {
+                        types.entry(name).or_default().extend(t);
+                    }
+                    continue;
+                }
+                for mut raw in r.series {
+                    raw.tags.retain(|_, v| !v.is_empty());
+                    let next = ids.len();
+                    let mut id = ids.get(&raw.tags).copied();
+                    decode_rows(&raw, &query.fields, &types, |t, values| {
+                        let i = *id.get_or_insert_with(|| {
+                            visitor.series(next, &raw.tags);
+                            next
+                        });
+                        visitor.row(i, t, &values);
+                    })?;
+                    if let Some(i) = id {
+                        ids.entry(raw.tags).or_insert(i);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`Store::count`]: `SELECT count("f1"),count("f2") …` without `GROUP BY`,
+    /// counted by the server, summed here.
+    pub async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        if query.fields.is_empty() {
+            return Err(StoreError::Query("a count must name the fields it counts".into()));
+        }
+        let counts: Vec<String> = query.fields.iter().map(|f| format!("count({})", quote_ident(f))).collect();
+        let q = Self::select_cols(&counts.join(","), query);
+        let mut total = 0u64;
+        for r in self.query(&q).await? {
+            for s in r.series {
+                for row in s.values {
+                    total += row.iter().skip(1).filter_map(|v| v.as_u64()).sum::<u64>();
+                }
+            }
+        }
+        Ok(total)
     }
 
     pub async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
@@ -325,11 +459,14 @@ impl InfluxQlReader {
     }
 }
 
-fn decode_series(
-    raw: RawSeries,
+/// Decodes the rows of one answer series into `each(time, values)`, `values[j]`
+/// being `fields[j]`; rows with none of the fields are left out.
+fn decode_rows(
+    raw: &RawSeries,
     fields: &[String],
     types: &HashMap<String, Vec<FieldType>>,
-) -> Result<Series, StoreError> {
+    mut each: impl FnMut(i64, Vec<Option<FieldValue>>),
+) -> Result<(), StoreError> {
     let bad = |m: String| StoreError::Query(format!("unexpected InfluxQL answer for `{}`: {m}", raw.name));
     if raw.columns.first().map(String::as_str) != Some("time") {
         return Err(bad(format!("first column is not time: {:?}", raw.columns)));
@@ -337,8 +474,6 @@ fn decode_series(
     // Column of each requested field in this answer.
     let cols: Vec<Option<usize>> =
         fields.iter().map(|f| raw.columns.iter().skip(1).position(|c| c == f).map(|i| i + 1)).collect();
-    let mut series = Series { tags: raw.tags.clone(), fields: fields.to_vec(), ..Series::default() };
-    series.tags.retain(|_, v| !v.is_empty());
     for row in &raw.values {
         let t = row
             .first()
@@ -355,10 +490,24 @@ fn decode_series(
             values.push(v);
         }
         if values.iter().any(Option::is_some) {
-            series.times_ns.push(t);
-            series.values.push(values);
+            each(t, values);
         }
     }
+    Ok(())
+}
+
+#[cfg(test)]
+fn decode_series(
+    raw: RawSeries,
+    fields: &[String],
+    types: &HashMap<String, Vec<FieldType>>,
+) -> Result<Series, StoreError> {
+    let mut series = Series { tags: raw.tags.clone(), fields: fields.to_vec(), ..Series::default() };
+    series.tags.retain(|_, v| !v.is_empty());
+    decode_rows(&raw, fields, types, |t, values| {
+        series.times_ns.push(t);
+        series.values.push(values);
+    })?;
     Ok(series)
 }
 
@@ -468,6 +617,14 @@ impl Store for InfluxStore {
 
     async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
         self.reader.read(query).await
+    }
+
+    async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        self.reader.read_each(query, visitor).await
+    }
+
+    async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        self.reader.count(query).await
     }
 
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {

@@ -38,6 +38,62 @@ pub struct Series {
     pub values: Vec<Vec<Option<FieldValue>>>,
 }
 
+/// Receives the rows of a streaming read ([`Store::read_each`]) one at a time, so
+/// that a caller can fold them into its own per-device state without the store
+/// materialising [`Series`] of the whole range.
+///
+/// Series are numbered within one read. [`RowVisitor::series`] is called once for
+/// each series, before its first row. The rows of one series arrive in time order;
+/// rows of different series may interleave (the embedded store walks the range in
+/// time order) or come one series after the other (InfluxDB).
+pub trait RowVisitor: Send {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>);
+    /// One row: `values[j]` is field `query.fields[j]`; rows with none of the
+    /// fields are left out, as InfluxQL does.
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]);
+}
+
+/// Collects a streaming read back into [`Series`] sorted by tags (what
+/// [`Store::read`] returns).
+#[derive(Debug, Default)]
+pub struct SeriesCollector {
+    fields: Vec<String>,
+    series: Vec<Series>,
+}
+
+impl SeriesCollector {
+    pub fn new(fields: &[String]) -> Self {
+        SeriesCollector { fields: fields.to_vec(), series: Vec::new() }
+    }
+
+    /// [`RowVisitor::row`] for an owned row (no copy).
+    pub fn push_row(&mut self, series: usize, time_ns: i64, values: Vec<Option<FieldValue>>) {
+        if let Some(s) = self.series.get_mut(series) {
+            s.times_ns.push(time_ns);
+            s.values.push(values);
+        }
+    }
+
+    pub fn finish(self) -> Vec<Series> {
+        let mut out: Vec<Series> = self.series.into_iter().filter(|s| !s.times_ns.is_empty()).collect();
+        out.sort_by(|a, b| a.tags.cmp(&b.tags));
+        out
+    }
+}
+
+impl RowVisitor for SeriesCollector {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.series.len() <= series {
+            self.series.resize_with(series + 1, Series::default);
+        }
+        self.series[series] = Series { tags: tags.clone(), fields: self.fields.clone(), ..Series::default() };
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        self.push_row(series, time_ns, values.to_vec());
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes points; a point with the same series and timestamp overwrites the old
@@ -46,6 +102,29 @@ pub trait Store: Send + Sync {
 
     /// Reads matching series, each with rows sorted by time.
     async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError>;
+
+    /// Reads matching rows and hands them to `visitor` as they are read, holding
+    /// a bounded number of rows at a time however long the range (see
+    /// [`RowVisitor`] for the order). `query.fields` must name the fields.
+    async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError>;
+
+    /// The number of values of the named fields in the matching rows (a row with
+    /// two of the fields counts 2). The aggregator compares it with the count
+    /// recorded with a stored window to notice late data. By default a streaming
+    /// read that keeps nothing; a server that can count does it itself.
+    async fn count(&self, query: &SeriesQuery) -> Result<u64, StoreError> {
+        #[derive(Default)]
+        struct Count(u64);
+        impl RowVisitor for Count {
+            fn series(&mut self, _: usize, _: &BTreeMap<String, String>) {}
+            fn row(&mut self, _: usize, _: i64, values: &[Option<FieldValue>]) {
+                self.0 += values.iter().filter(|v| v.is_some()).count() as u64;
+            }
+        }
+        let mut n = Count::default();
+        self.read_each(query, &mut n).await?;
+        Ok(n.0)
+    }
 
     /// Distinct values of one tag in one measurement, sorted.
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError>;

@@ -1,8 +1,10 @@
 //! The JSON API.
 //!
 //! - `GET /api/workloads?from=&to=`: the comparison, the same shape as
-//!   `wattledger report --format json`; `from`/`to` are RFC 3339 and default to
-//!   the last 24 hours. A range longer than 400 days or outside 1678..2262 is a 400.
+//!   `wattledger report --format json`; `from`/`to` are RFC 3339; `to` defaults
+//!   to now and `from` to the start of the window 24 hours before `to`, so every
+//!   window but the current one is whole and served from the store. A range
+//!   longer than 400 days or outside 1678..2262 is a 400.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
 //! - `GET /api/fleet`: every device seen recently, with its status.
 //! - `GET /api/alerts`: firing and pending alerts, recent history, delivery
@@ -18,10 +20,13 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError};
+use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, Windows};
 use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
+/// Complete windows come from the store; one computed because it was missing or
+/// stale is written back, so it is computed once.
+const SERVE: Windows = Windows::Stored { write_back: true };
 
 /// Routes behind the token.
 pub fn routes() -> Router<AppState> {
@@ -72,7 +77,10 @@ fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> 
     };
     let from = match get("from") {
         Some(v) => parse_rfc3339(v).map_err(|e| bad("from", e))?,
-        None => to.saturating_sub(DAY_NS),
+        None => {
+            let len = state.aggregator.window_ns();
+            to.saturating_sub(DAY_NS).div_euclid(len) * len
+        }
     };
     if to <= from {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`to` must be after `from`".into()));
@@ -116,7 +124,7 @@ async fn models() -> Json<serde_json::Value> {
 
 async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
-    Ok(Json(state.aggregator.report(from, to).await?).into_response())
+    Ok(Json(state.aggregator.report(from, to, SERVE).await?).into_response())
 }
 
 #[derive(Serialize)]
@@ -152,7 +160,7 @@ async fn windows(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
-    let (model, rows) = state.aggregator.workload_windows(&name, from, to).await?;
+    let (model, rows) = state.aggregator.workload_windows(&name, from, to, SERVE).await?;
     let windows = rows
         .iter()
         .map(|w| WindowRow {

@@ -398,7 +398,8 @@
       const rows = w.windows.map((r) => ({ t: Date.parse(r.start), end: Date.parse(r.end), r }));
       const field = state.metric === 'profit' ? 'profit_usd_per_kwh' : 'revenue_usd_per_kwh';
       rev.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, x.r[field]]) });
-      pow.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, isNum(x.r.avg_power_w) ? x.r.avg_power_w / 1000 : null]) });
+      // A window without measurements is a gap, not 0 kW (as the revenue chart leaves it).
+      pow.push({ name, color: colorOf(name), pts: rows.map((x) => [x.t, x.end, isNum(x.r.avg_power_w) && x.r.coverage > 0 ? x.r.avg_power_w / 1000 : null]) });
     }
     renderLegend('rev-legend', rev.map((s) => s.name));
     renderLegend('pow-legend', pow.map((s) => s.name));
