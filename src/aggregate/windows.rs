@@ -476,8 +476,17 @@ pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) 
     Ok(n)
 }
 
-/// The `workload_efficiency` point for a window, stamped at the window start.
+/// The `workload_efficiency` point for a window, stamped at the window start,
+/// with what produced it (the form written back to the store).
 pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> Point {
+    window_point(w, len_ns)
+        .field(we::CONFIG_HASH, stamp.config_hash.as_str())
+        .field(we::SOURCE_VALUES, stamp.source_values as i64)
+}
+
+/// A window's figures as a `workload_efficiency` point, without the stamp that
+/// only a stored window carries (the aggregator's `/metrics` serves these).
+pub fn window_point(w: &WindowResult, len_ns: i64) -> Point {
     let warnings = (!w.warnings.is_empty()).then(|| w.warnings.join("\n"));
     Point::new(we::MEASUREMENT, w.window.start_ns)
         .tag(we::TAG_SITE, w.site.as_str())
@@ -501,8 +510,6 @@ pub fn efficiency_point(w: &WindowResult, len_ns: i64, stamp: &WindowStamp) -> P
         .field_opt(we::LEDGER_SHARE, w.ledger_share())
         .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
         .field_opt(we::WARNINGS, warnings)
-        .field(we::CONFIG_HASH, stamp.config_hash.as_str())
-        .field(we::SOURCE_VALUES, stamp.source_values as i64)
 }
 
 /// A window read back from `workload_efficiency`, with what produced it.

@@ -4,9 +4,10 @@
 //! `workload_efficiency` write-back. Behind the API token like `/api/*` (Prometheus:
 //! `authorization: {credentials: TOKEN}` or `bearer_token`).
 //!
-//! The windows are computed from the measurements on each scrape, exactly as the
-//! scheduled pass writes them back ([`efficiency_point`]), so both agree; a window
-//! the store cannot be read for answers 503 rather than a partial page.
+//! Each window is served as the store holds it when its config stamp still
+//! matches, and computed otherwise exactly as the scheduled pass writes it back
+//! ([`window_point`] plus its stamp), so both agree; a window the store cannot be
+//! read for answers 503 rather than a partial page.
 
 use std::fmt::Write as _;
 
@@ -17,7 +18,8 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
-use crate::aggregate::windows::efficiency_point;
+use crate::aggregate::windows::window_point;
+use crate::aggregate::Windows;
 use crate::model::prom::escape_label as escape;
 use crate::model::schema::workload_efficiency as we;
 use crate::model::Point;
@@ -52,8 +54,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
             continue;
         }
         let to = now.div_euclid(len) * len;
-        let r =
-            agg.compute(to - len, to, len, None, |w| points.push((w.window.end_ns, efficiency_point(&w, len)))).await;
+        let r = agg
+            .compute(to - len, to, len, None, Windows::Stored { write_back: false }, |w| {
+                points.push((w.window.end_ns, window_point(&w, len)))
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "/metrics: cannot compute the windows");
             return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot compute the windows: {e}\n")).into_response();
