@@ -45,7 +45,7 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 #[test]
 fn every_example_passes_offline_with_credentials_from_systemd() {
     let creds = tempfile::tempdir().unwrap();
-    for name in ["influx-token", "influx-password", "ingest-token", "api-token"] {
+    for name in ["influx-token", "influx-password", "ingest-token", "api-token", "bmc-password", "webhook-secret"] {
         std::fs::write(creds.path().join(format!("wattledger_{name}")), "s3cret\n").unwrap();
     }
     let creds_dir = creds.path().to_str().unwrap();
