@@ -118,10 +118,14 @@ m2=$!
 wait "$m1" "$m2"
 agent=$(cat "$t/m-on"); agent_off=$(cat "$t/m-off")
 kill -TERM "$apid" "$opid"; wait "$apid" "$opid" || true
-# What each agent wrote: energy_ledger series in the server (none without the ledger).
+# What each agent wrote: energy_ledger points in the server (none without the
+# ledger; the first is written about 2.5 minutes after the start, see
+# src/ledger/writer.rs, so runs shorter than that write none).
+curl -s "$vm/internal/force_flush" > /dev/null || true
 for side in ledger-on ledger-off; do
-  n=$(curl -s "$vm/api/v1/export" --data-urlencode "match[]={__name__=\"energy_ledger_energy_j\",site=\"bench-$side\"}" | grep -c . || true)
-  echo "$side: $n energy_ledger series in VictoriaMetrics"
+  n=$(curl -s "$vm/api/v1/export" --data-urlencode "match[]={__name__=\"energy_ledger_energy_j\",site=\"bench-$side\"}" \
+    | python3 -c 'import json,sys; print(sum(len(json.loads(l)["values"]) for l in sys.stdin if l.strip()))')
+  echo "$side: $n energy_ledger points in VictoriaMetrics"
 done
 
 show "wattledger agent, ledger on" "$agent"

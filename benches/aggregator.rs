@@ -381,7 +381,7 @@ fn start_influxd(dir: &Path) -> Result<Influxd, String> {
     std::fs::write(
         &conf,
         format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{0}/meta\"\n[data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n  cache-max-memory-size = \"4g\"\n  max-series-per-database = 0\n  max-values-per-tag = 0\n[monitor]\n  store-enabled = false\n[http]\n  enabled = true\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n  max-body-size = 0\n[logging]\n  level = \"warn\"\n",
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{0}/meta\"\n[data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n  cache-max-memory-size = \"4g\"\n  max-series-per-database = 0\n  max-values-per-tag = 0\n[coordinator]\n  write-timeout = \"120s\"\n[monitor]\n  store-enabled = false\n[http]\n  enabled = true\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n  max-body-size = 0\n[logging]\n  level = \"warn\"\n",
             d.display()
         ),
     )
@@ -451,15 +451,25 @@ impl InfluxLoader {
                 tokio::spawn(async move {
                     loop {
                         let Some(body) = rx.lock().await.recv().await else { return Ok(()) };
-                        let r = http
-                            .post(&url)
-                            .header("Content-Encoding", "gzip")
-                            .body(body)
-                            .send()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if r.status() != 204 {
-                            return Err(format!("influxd write: {} {:?}", r.status(), r.text().await));
+                        // On a loaded machine influxd can answer 500 "timeout" and
+                        // still write the batch; writing the same points again
+                        // replaces them, so a retry is safe.
+                        for attempt in 1.. {
+                            let r = http
+                                .post(&url)
+                                .header("Content-Encoding", "gzip")
+                                .body(body.clone())
+                                .send()
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            if r.status() == 204 {
+                                break;
+                            }
+                            let (status, text) = (r.status(), r.text().await.unwrap_or_default());
+                            if !status.is_server_error() || attempt == 5 {
+                                return Err(format!("influxd write: {status} {text} (attempt {attempt})"));
+                            }
+                            tokio::time::sleep(Duration::from_secs(2 * attempt)).await;
                         }
                     }
                 })
