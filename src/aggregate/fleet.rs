@@ -26,11 +26,44 @@ pub struct FleetDevice {
     pub j_per_th: Option<f64>,
     pub nominal_j_per_th: Option<f64>,
     pub below_nominal: Option<bool>,
+    /// The latest reading of each field, `None` where the device did not report it
+    /// (the page shows "—", never 0). Miners: hashrate, hottest chip or board,
+    /// mean fan speed, uptime; GPUs: temperature and utilisation.
+    pub hashrate_ths: Option<f64>,
+    pub temp_c: Option<f64>,
+    pub fan_rpm: Option<f64>,
+    pub uptime_s: Option<f64>,
+    pub util_gpu_pct: Option<f64>,
+    /// GPUs: drawing more than [`IDLE_GPU`]'s power at less than its utilisation in
+    /// the latest reading; `None` without both readings, and for other devices.
+    pub idle: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fleet {
     pub devices: Vec<FleetDevice>,
+    /// The thresholds behind each GPU's `idle` flag.
+    pub idle_rule: IdleRule,
+}
+
+/// When a GPU counts as idle yet burning power: above `power_above_w` while its
+/// utilisation is below `util_below_pct`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IdleRule {
+    pub power_above_w: f64,
+    pub util_below_pct: f64,
+}
+
+/// The `gpu_idle_burn` alert's defaults, which the alert rule reads from here, so the
+/// page's flag and the alert agree: 150 W (well above an idle datacentre GPU's
+/// 50-90 W, well below a busy one) at under 10 % utilisation.
+pub const IDLE_GPU: IdleRule = IdleRule { power_above_w: 150.0, util_below_pct: 10.0 };
+
+impl IdleRule {
+    /// Whether a reading of `power_w` at `util_gpu_pct` is idle burn.
+    pub fn is_idle(&self, power_w: f64, util_gpu_pct: f64) -> bool {
+        power_w > self.power_above_w && util_gpu_pct < self.util_below_pct
+    }
 }
 
 impl Aggregator {
@@ -40,8 +73,13 @@ impl Aggregator {
         let max_gap_ns = a.max_gap.as_nanos() as i64;
         let start_ns = now_ns - a.fleet_lookback.as_nanos() as i64;
         let specs: [(&'static str, &str, &[&str], &str); 3] = [
-            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS], gpu::TAG_MODEL),
-            ("asic", asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE], asic::TAG_MODEL),
+            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS, gpu::UTIL_GPU_PCT, gpu::TEMP_C], gpu::TAG_MODEL),
+            (
+                "asic",
+                asic::MEASUREMENT,
+                &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE, asic::TEMP_C_MAX, asic::FAN_RPM_AVG, asic::UPTIME_S],
+                asic::TAG_MODEL,
+            ),
             ("inference", inference::MEASUREMENT, &[inference::REQUESTS], inference::TAG_MODEL),
         ];
         let mut devices = Vec::new();
@@ -90,6 +128,13 @@ impl Aggregator {
                     (Some(n), Some(m)) => m.j_per_th().map(|j| below_nominal(j, n)),
                     _ => None,
                 };
+                let gpu_field = |f: &str| if kind == "gpu" { last(f) } else { None };
+                let asic_field = |f: &str| if kind == "asic" { last(f) } else { None };
+                let util_gpu_pct = gpu_field(gpu::UTIL_GPU_PCT);
+                let idle = match (power_w, util_gpu_pct) {
+                    (Some(p), Some(u)) if kind == "gpu" => Some(IDLE_GPU.is_idle(p, u)),
+                    _ => None,
+                };
                 devices.push(FleetDevice {
                     kind,
                     workload: dev.tags.get(schema::TAG_WORKLOAD).cloned(),
@@ -102,10 +147,16 @@ impl Aggregator {
                     j_per_th,
                     nominal_j_per_th: nominal,
                     below_nominal,
+                    hashrate_ths: asic_field(asic::HASHRATE_THS),
+                    temp_c: gpu_field(gpu::TEMP_C).or(asic_field(asic::TEMP_C_MAX)),
+                    fan_rpm: asic_field(asic::FAN_RPM_AVG),
+                    uptime_s: asic_field(asic::UPTIME_S),
+                    util_gpu_pct,
+                    idle,
                 });
             }
         }
-        Ok(Fleet { devices })
+        Ok(Fleet { devices, idle_rule: IDLE_GPU })
     }
 }
 

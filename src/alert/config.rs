@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::config::AggregatorConfig;
+use crate::aggregate::fleet::IDLE_GPU;
 
 /// The rule kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -121,16 +122,17 @@ pub const DEFAULTS: &[RuleDefault] = &[
         util_below_pct: 0.0,
         enabled: true,
     },
+    // The page's `idle` flag uses the same figures (`IDLE_GPU`).
     RuleDefault {
         kind: Kind::GpuIdleBurn,
         severity: "warning",
-        threshold: 150.0,
-        clear: 150.0,
+        threshold: IDLE_GPU.power_above_w,
+        clear: IDLE_GPU.power_above_w,
         direction: Direction::Above,
         unit: "W",
         for_s: 900,
         window_s: 600,
-        util_below_pct: 10.0,
+        util_below_pct: IDLE_GPU.util_below_pct,
         enabled: true,
     },
     // No healthy reading for this many `max_gap` intervals.
