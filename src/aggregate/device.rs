@@ -54,7 +54,8 @@ pub struct HistoryPoint {
     pub energy_j: Option<f64>,
     pub coverage: Option<f64>,
     pub revenue_usd: Option<f64>,
-    /// Miners: mean hashrate and Σ power ÷ Σ hashrate over the samples with both.
+    /// Miners: mean hashrate of the samples, and energy ÷ hash work (J/TH) over the
+    /// covered time (Σ power ÷ Σ hashrate of the samples for a device in no workload).
     pub hashrate_ths: Option<f64>,
     pub j_per_th: Option<f64>,
     /// GPUs: mean utilisation, and mean power per utilisation point.
@@ -341,7 +342,12 @@ fn history_point(
         coverage: computed.map(|w| w.coverage()),
         revenue_usd: covered.filter(|_| revenue == RevenueBasis::PerDevice).map(|w| w.revenue_usd),
         hashrate_ths: SampleSums::mean(sums.hashrate_ths, sums.hashrate_n),
-        j_per_th: (sums.eff_hashrate_ths > 0.0).then(|| sums.eff_power_w / sums.eff_hashrate_ths),
+        // As the comparison computes it: energy over hash work of the covered time;
+        // from the samples only for a device in no workload.
+        j_per_th: match covered {
+            Some(w) => w.work_th.filter(|t| *t > 0.0).map(|t| w.energy_j / t),
+            None => (sums.eff_hashrate_ths > 0.0).then(|| sums.eff_power_w / sums.eff_hashrate_ths),
+        },
         util_gpu_pct: util,
         w_per_util_pct: match (power_w, util) {
             (Some(p), Some(u)) if u > 0.0 => Some(p / u),

@@ -54,8 +54,9 @@ pub struct IdleRule {
     pub util_below_pct: f64,
 }
 
-/// The `gpu_idle_burn` alert's defaults, which the alert rule reads from here, so the
-/// page's flag and the alert agree: 150 W (well above an idle datacentre GPU's
+/// The `gpu_idle_burn` alert's defaults, which the alert rule reads from here; a
+/// service running the alert engine hands the page its configured rule instead
+/// (`alert::config::idle_rule`), so the page's flag and the alert agree: 150 W (well above an idle datacentre GPU's
 /// 50-90 W, well below a busy one) at under 10 % utilisation.
 pub const IDLE_GPU: IdleRule = IdleRule { power_above_w: 150.0, util_below_pct: 10.0 };
 
@@ -67,8 +68,9 @@ impl IdleRule {
 }
 
 impl Aggregator {
-    /// Every device seen in the last `fleet_lookback`, with its latest reading.
-    pub async fn fleet(&self, now_ns: i64) -> Result<Fleet, AggregateError> {
+    /// Every device seen in the last `fleet_lookback`, with its latest reading; GPUs
+    /// flagged `idle` by `idle_rule`.
+    pub async fn fleet(&self, now_ns: i64, idle_rule: IdleRule) -> Result<Fleet, AggregateError> {
         let a = &self.cfg.aggregator;
         let max_gap_ns = a.max_gap.as_nanos() as i64;
         let start_ns = now_ns - a.fleet_lookback.as_nanos() as i64;
@@ -132,7 +134,7 @@ impl Aggregator {
                 let asic_field = |f: &str| if kind == "asic" { last(f) } else { None };
                 let util_gpu_pct = gpu_field(gpu::UTIL_GPU_PCT);
                 let idle = match (power_w, util_gpu_pct) {
-                    (Some(p), Some(u)) if kind == "gpu" => Some(IDLE_GPU.is_idle(p, u)),
+                    (Some(p), Some(u)) if kind == "gpu" => Some(idle_rule.is_idle(p, u)),
                     _ => None,
                 };
                 devices.push(FleetDevice {
@@ -156,7 +158,7 @@ impl Aggregator {
                 });
             }
         }
-        Ok(Fleet { devices, idle_rule: IDLE_GPU })
+        Ok(Fleet { devices, idle_rule })
     }
 }
 
@@ -283,7 +285,7 @@ mod tests {
                     [[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\n";
         let cfg: AggregatorConfig = crate::config::from_str(toml, std::path::Path::new("test.toml")).unwrap();
         let agg = Aggregator::new(cfg, store, Arc::new(SystemClock)).unwrap();
-        let fleet = agg.fleet(10_000 * S).await.unwrap();
+        let fleet = agg.fleet(10_000 * S, IDLE_GPU).await.unwrap();
         let by_id = |id: &str| fleet.devices.iter().find(|d| d.device == format!("site-a/{id}")).unwrap().clone();
         let s19 = 3250.0 / 110.0;
         for (id, nominal, below) in [

@@ -305,7 +305,7 @@ async fn windows(
 
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.aggregator.now_ns();
-    Ok(Json(state.aggregator.fleet(now).await?).into_response())
+    Ok(Json(state.aggregator.fleet(now, state.idle_rule).await?).into_response())
 }
 
 async fn alerts(State(state): State<AppState>) -> Response {
