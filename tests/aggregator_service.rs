@@ -567,13 +567,10 @@ async fn device_history_prices_csv_and_fleet_readings() {
         let base = run.base.clone();
         async move { http.get(format!("{base}{path}")).header(auth.0, auth.1).send().await.unwrap() }
     };
-    let json = |path: String| {
-        let get = get.clone();
-        async move {
-            let r = get(path.clone()).await;
-            assert_eq!(r.status(), 200, "{path}");
-            r.json::<serde_json::Value>().await.unwrap()
-        }
+    let json = |path: String| async move {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<serde_json::Value>().await.unwrap()
     };
     let range = format!("from={}&to={}", scenario::FROM, scenario::TO);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
