@@ -788,7 +788,7 @@
   function renderIdleRule(rule) {
     $('idle-rule').textContent = rule
       ? 'A GPU is flagged idle when it draws over ' + fixed(rule.power_above_w, 0) + ' W at under ' + fixed(rule.util_below_pct, 0)
-        + ' % utilisation in its latest reading (the gpu_idle_burn alert\'s default thresholds). Click a device for its history.'
+        + ' % utilisation in its latest reading (the gpu_idle_burn alert\'s thresholds). Click a device for its history.'
       : '';
   }
   function renderCsvLink(cmp) {
