@@ -409,6 +409,18 @@ async fn market_data_over_http_is_stored_used_and_flagged_when_stale() {
     // Before any market data: flagged as missing, no revenue invented.
     let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S, Windows::Recompute).await.unwrap();
     assert!(before.warnings.iter().any(|w| w.contains("no market data")), "{:?}", before.warnings);
+
+    // The overlay's prices: the stored snapshot in effect at the range's start,
+    // drawn from there; none before the first snapshot.
+    let p = agg.prices(t0 * S, (t0 + 3600) * S).await.unwrap();
+    assert_eq!(p.market_source, "http");
+    assert_eq!(p.market.len(), 1, "{p:?}");
+    assert_eq!(p.market[0].time, wattledger::aggregate::rfc3339(t0 * S));
+    assert_eq!(p.market[0].btc_usd, 43_753.0);
+    let hashprice = 1e15 * 86_400.0 / 4_294_967_296.0 * usd_per_diff;
+    assert!((p.market[0].hashprice_usd_per_phs_day - hashprice).abs() < 1e-9, "{p:?}");
+    let p = agg.prices((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S).await.unwrap();
+    assert!(p.market.is_empty() && p.market_source == "http", "{p:?}");
 }
 
 /// Ingest answers for what hostile or careless clients send: every gzip member is
@@ -631,6 +643,29 @@ async fn device_history_prices_csv_and_fleet_readings() {
         let msg = r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
         assert!(msg.contains(want), "{path}: {msg}");
     }
+    // A miner whose workload tag names no workload: power and J/TH from its samples,
+    // no revenue, and the note says why.
+    let r = http
+        .post(format!("{}/api/v2/write?precision=s", run.base))
+        .header(auth.0, auth.1)
+        .body(format!(
+            "asic,site=s1,host=rig7,miner=m7,workload=btc-hostd power_w=1500,hashrate_ths=100,online=true {end_s}\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h =
+        json(format!("/api/devices/history?device=rig7/m7&from={}&to={}", scenario::TO, "2026-11-20T02:05:00Z")).await;
+    assert_eq!((&h["revenue"], &h["model"]), (&"no_workload".into(), &serde_json::Value::Null), "{h}");
+    assert!(h["notes"][0].as_str().unwrap().contains("\"btc-hostd\" is not configured"), "{h}");
+    let first = &h["points"][0];
+    assert_eq!(
+        (&first["power_w"], &first["j_per_th"], &first["revenue_usd"]),
+        (&1500.0.into(), &15.0.into(), &serde_json::Value::Null),
+        "{h}"
+    );
+    assert!(first["energy_j"].is_null(), "energy needs the workload's rules: {h}");
     let r = http.get(format!("{}/api/devices/history?device=rig1/m1", run.base)).send().await.unwrap();
     assert_eq!(r.status(), 401, "behind the read token");
 
