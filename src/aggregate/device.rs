@@ -175,25 +175,21 @@ impl Aggregator {
             .max()
             .unwrap_or(0)
             .max(self.cfg.aggregator.max_gap.as_nanos() as i64);
-        // Device ids start with the host (`rig-1/GPU-…`); reading only that host's
-        // series keeps the read to one machine's devices.
-        let host = id.split_once('/').map(|(h, _)| h);
+        // Device ids start with the host (`rig-1/GPU-…`; agents tag every point with
+        // it): reading only that host's series keeps the read to one machine's devices.
+        let host_filter: Vec<(String, String)> =
+            id.split_once('/').map(|(h, _)| (schema::TAG_HOST.to_string(), h.to_string())).into_iter().collect();
         let mut found = None;
         for (kind, measurement) in [("asic", asic::MEASUREMENT), ("gpu", gpu::MEASUREMENT)] {
             let q = SeriesQuery {
                 measurement: measurement.into(),
                 fields: raw_fields(measurement).iter().map(|f| f.to_string()).collect(),
-                tag_filters: host.map(|h| vec![(schema::TAG_HOST.to_string(), h.to_string())]).unwrap_or_default(),
+                tag_filters: host_filter.clone(),
                 start_ns: from_ns - margin_ns,
                 end_ns: to_ns + margin_ns,
             };
-            let raw: Vec<Series> = self
-                .store
-                .read(&q)
-                .await?
-                .into_iter()
-                .filter(|s| series_device_id(measurement, &s.tags) == id)
-                .collect();
+            let mut raw = self.store.read(&q).await?;
+            raw.retain(|s| series_device_id(measurement, &s.tags) == id);
             if !raw.is_empty() {
                 found = Some((kind, measurement, raw));
                 break;
@@ -207,6 +203,7 @@ impl Aggregator {
             )));
         };
         let tags = &raw[raw.len() - 1].tags;
+        let host = tags.get(schema::TAG_HOST).map(String::as_str);
         let workload = tags.get(schema::TAG_WORKLOAD).cloned();
         let power_basis = match kind {
             "asic" => tags.get(asic::TAG_POWER_SOURCE).cloned(),
