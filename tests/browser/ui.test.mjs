@@ -446,6 +446,12 @@ test('the fleet table shows hashrate, temperature, fans, GPU utilisation and upt
   }
   assert.ok(miners > 0 && gpus > 0, `${miners} miners, ${gpus} GPUs`);
   // The demo's gpu_idle_burn rule says idle below 20 %: the page uses the same figures.
+  // GPUs and miners open a history; an inference server (its energy is its GPUs') does not.
+  const buttons = await page.$$eval('#fleet tbody tr[data-device]', (trs) => trs.map((tr) => [tr.dataset.device, !!tr.querySelector('button.linkish')]));
+  for (const [device, has] of buttons) {
+    const d = fleet.devices.find((x) => x.device === device);
+    assert.equal(has, d.kind === 'gpu' || d.kind === 'asic', `${device} (${d.kind})`);
+  }
   assert.deepEqual(fleet.idle_rule, { power_above_w: 150, util_below_pct: 20 });
   assert.match(await page.textContent('#idle-rule'), /over 150 W at under 20 % utilisation/);
   const idleCount = fleet.devices.filter((d) => d.idle).length;

@@ -736,9 +736,13 @@
           d.below_nominal ? el('span', { class: 'sr-only', text: ' (below nominal efficiency)' }) : null)
         : null;
       const seen = d.last_seen ? new Date(d.last_seen) : null;
-      const open = el('button', { type: 'button', class: 'linkish id', title: 'History of ' + d.device, text: shortDevice(d) });
-      open.addEventListener('click', () => openDevice(d));
-      const row = el('tr', { 'data-status': d.status, class: 'clickable' },
+      // GPUs and miners have a history; an inference server's energy is its GPUs'.
+      const drillable = d.kind === 'gpu' || d.kind === 'asic';
+      const open = drillable
+        ? el('button', { type: 'button', class: 'linkish id', title: 'History of ' + d.device, text: shortDevice(d) })
+        : el('span', { class: 'id', text: shortDevice(d) });
+      if (drillable) open.addEventListener('click', () => openDevice(d));
+      const row = el('tr', { 'data-status': d.status, class: drillable ? 'clickable' : null },
         el('td', {}, el('span', { class: 'pill ' + d.status, text: d.status })),
         el('th', { scope: 'row', class: 'dev', title: String(d.device) }, open,
           el('small', { text: (d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind === 'inference' ? 'inference server' : d.kind) + (d.host ? ' · ' + d.host : '') })),
@@ -752,7 +756,7 @@
       );
       row.dataset.device = d.device;
       if (d.idle !== null && d.idle !== undefined) row.dataset.idle = String(d.idle);
-      row.addEventListener('click', (ev) => { if (!ev.target.closest('button')) openDevice(d); });
+      if (drillable) row.addEventListener('click', (ev) => { if (!ev.target.closest('button')) openDevice(d); });
       body.append(row);
     }
     if (devs.length > FLEET_ROWS) {
