@@ -256,9 +256,37 @@ async fn paths(inner: Arc<dyn Store>) {
     }
 }
 
+/// A window still going on (30 min 10 s of it so far): the ledger holds its
+/// first 30 minutes, and only the time after them (± max_gap) is read raw.
+async fn current_window(inner: Arc<dyn Store>) {
+    let counting = Arc::new(Counting { inner, grouped: AtomicUsize::new(0), gpu_rows: Mutex::default() });
+    let store: Arc<dyn Store> = counting.clone();
+    let p = plan(Tariff::Flat { usd_per_kwh: 0.05 });
+    store.write(&device_points("full", 1, T0..T0 + 2 * H, &p)).await.unwrap();
+    let win = [Window::new(T0 + H, T0 + H + 1810 * S)];
+    let auto = windows(&store, &p, &win, EnergyFrom::Auto).await;
+    // Samples every 10 s in [1 h 28 min 30 s, 1 h 31 min 40 s).
+    assert_eq!(counting.take_gpu_rows().get("full"), Some(&19));
+    let raw = windows(&store, &p, &win, EnergyFrom::Raw).await;
+    assert_same(&auto[0], &raw[0]);
+    assert!((auto[0].ledger_share().unwrap() - 1800.0 / 1810.0).abs() < 1e-9);
+}
+
 #[tokio::test]
 async fn embedded_store_takes_each_span_from_one_path() {
     paths(Arc::new(EmbeddedStore::open_in_memory().unwrap())).await;
+}
+
+#[tokio::test]
+async fn embedded_store_reads_only_the_uncovered_end_of_the_current_window() {
+    current_window(Arc::new(EmbeddedStore::open_in_memory().unwrap())).await;
+}
+
+#[tokio::test]
+async fn influxdb_store_reads_only_the_uncovered_end_of_the_current_window() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    current_window(store).await;
 }
 
 #[tokio::test]

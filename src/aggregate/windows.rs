@@ -298,31 +298,55 @@ pub async fn compute_window(
     acc.ledger_done();
     if from != EnergyFrom::Ledger {
         for m in raw_measurements(plan) {
-            let q = raw_query(plan, m, win);
-            let mut wanted: BTreeMap<String, (Vec<(String, String)>, usize)> = BTreeMap::new();
+            let mut q = raw_query(plan, m, win);
+            let mut wanted = WantedDevices::new();
+            let mut hull: Option<(i64, i64)> = None;
             for tags in store.series_keys(&q).await? {
                 let id = series_device_id(m, &tags);
-                if !acc.covers(m, &id) {
+                if let Some((a, b)) = acc.uncovered(m, &id) {
+                    hull = Some(hull.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
                     wanted.entry(id).or_insert_with(|| (identity_filter(m, &tags), 0)).1 += 1;
                 }
             }
-            if wanted.is_empty() {
-                continue;
+            // Only the uncovered time (± max_gap, so its edge intervals are seen)
+            // is read: the current window's last minutes, an odd window start.
+            if let Some((a, b)) = hull {
+                q.start_ns = q.start_ns.max(a - plan.max_gap_ns);
+                q.end_ns = q.end_ns.min(b + plan.max_gap_ns);
             }
-            let filters: Vec<Vec<(String, String)>> = (wanted.len() <= NAMED_DEVICES)
-                .then(|| wanted.values().map(|w| w.0.clone()).collect())
-                .unwrap_or_default();
-            let mut fold =
-                RawFold::new(&mut acc, m, &q.fields, wanted.into_iter().map(|(id, w)| (id, w.1 > 1)).collect());
-            if filters.is_empty() {
-                store.read_each(&q, &mut fold).await?;
-            } else {
-                store.read_each_any(&q, &filters, &mut fold).await?;
-            }
-            fold.finish();
+            read_devices(store, &q, m, wanted, WindowRaw { acc: &mut acc, measurement: m }).await?;
         }
     }
     Ok(acc.finish(&market.at(win.end_ns)))
+}
+
+/// The devices to read raw: id -> (the tags that select its series, how many
+/// series it has).
+pub type WantedDevices = BTreeMap<String, (Vec<(String, String)>, usize)>;
+
+/// Streams the raw rows of the `wanted` devices of `q` into `target`, naming each
+/// device up to [`NAMED_DEVICES`], else reading all of `q` and dropping the others
+/// as they arrive.
+pub async fn read_devices<T: RawTarget + Send>(
+    store: &dyn Store,
+    q: &SeriesQuery,
+    measurement: &'static str,
+    wanted: WantedDevices,
+    target: T,
+) -> Result<T, StoreError> {
+    if wanted.is_empty() {
+        return Ok(target);
+    }
+    let filters: Vec<Vec<(String, String)>> =
+        (wanted.len() <= NAMED_DEVICES).then(|| wanted.values().map(|w| w.0.clone()).collect()).unwrap_or_default();
+    let several = wanted.into_iter().map(|(id, w)| (id, w.1 > 1)).collect();
+    let mut fold = RawFold::new(target, measurement, &q.fields, several);
+    if filters.is_empty() {
+        store.read_each(q, &mut fold).await?;
+    } else {
+        store.read_each_any(q, &filters, &mut fold).await?;
+    }
+    Ok(fold.finish())
 }
 
 /// One device in one window: its sums from both paths, and the spans its ledger
@@ -331,7 +355,6 @@ pub async fn compute_window(
 struct WindowDevice {
     sums: Sums,
     spans: Vec<(i64, i64)>,
-    spans_ns: i64,
 }
 
 impl WindowDevice {
@@ -418,10 +441,29 @@ impl<'p> WindowAcc<'p> {
         i
     }
 
-    /// Whether the ledger covers all of the window for this device.
-    fn covers(&self, m: &'static str, id: &str) -> bool {
-        let i = self.index.get(m).and_then(|ids| ids.get(id));
-        i.is_some_and(|&i| self.devices[i].1.spans_ns >= self.win.len_ns())
+    /// The time of the window the ledger does not cover for this device, from its
+    /// first uncovered instant to its last; `None` when the ledger covers it all.
+    fn uncovered(&self, m: &'static str, id: &str) -> Option<(i64, i64)> {
+        let spans = match self.index.get(m).and_then(|ids| ids.get(id)) {
+            Some(&i) => self.devices[i].1.spans.as_slice(),
+            None => &[],
+        };
+        // Spans are sorted and do not overlap.
+        let mut a = self.win.start_ns;
+        for sp in spans {
+            if sp.0 > a {
+                break;
+            }
+            a = a.max(sp.1);
+        }
+        let mut b = self.win.end_ns;
+        for sp in spans.iter().rev() {
+            if sp.1 < b {
+                break;
+            }
+            b = b.min(sp.0);
+        }
+        (a < b).then_some((a, b))
     }
 
     /// Takes a device's ledger sums for `[start, end)`, unless the span leaves the
@@ -442,7 +484,6 @@ impl<'p> WindowAcc<'p> {
             return false; // the same interval from another series of the device
         }
         dev.spans.insert(at, (start, end));
-        dev.spans_ns += end - start;
         dev.sums.absorb(sums);
         if m == self.energy_m {
             self.seg_energy_j[k] += sums.energy_j;
@@ -577,20 +618,34 @@ impl RowVisitor for LedgerRows<'_, '_> {
     }
 }
 
+/// Where a streaming raw read's samples go, device by device.
+pub trait RawTarget {
+    /// Whether the rows of a series are wanted at all (beyond its device).
+    fn accepts(&self, _tags: &BTreeMap<String, String>) -> bool {
+        true
+    }
+    /// The slot of a device, opened on its first series, and where its
+    /// intervals are cut.
+    fn open(&mut self, id: &str, tags: &BTreeMap<String, String>) -> (usize, Cuts);
+    /// One sample of the device in `slot`, in time order, with its accumulator.
+    fn sample(&mut self, slot: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample);
+}
+
 /// One device's raw fold: its accumulator, where its intervals are cut, and its
 /// samples held back when its rows come in several series that a store may hand
 /// over one after the other (they are sorted and folded at the end).
 struct RawDevice {
-    device: usize,
+    slot: usize,
     acc: DeviceAccumulator,
     cuts: Cuts,
     held: Option<Vec<Sample>>,
 }
 
-/// Folds a streaming raw read into a [`WindowAcc`], device by device, keeping
-/// only the devices asked for.
-struct RawFold<'a, 'p> {
-    acc: &'a mut WindowAcc<'p>,
+/// Folds a streaming raw read into a [`RawTarget`], device by device, keeping
+/// only the devices asked for: no row is kept unless its device's series are
+/// several (then that device's samples are, until the read ends).
+pub struct RawFold<T> {
+    pub target: T,
     measurement: &'static str,
     cols: Columns,
     /// Device id -> whether it has several series.
@@ -600,15 +655,12 @@ struct RawFold<'a, 'p> {
     raw: Vec<RawDevice>,
 }
 
-impl<'a, 'p> RawFold<'a, 'p> {
-    fn new(
-        acc: &'a mut WindowAcc<'p>,
-        measurement: &'static str,
-        fields: &[String],
-        wanted: BTreeMap<String, bool>,
-    ) -> Self {
+impl<T: RawTarget> RawFold<T> {
+    /// For rows of `measurement` read with `fields`; `wanted` maps each device id
+    /// to read to whether its rows come in several series.
+    pub fn new(target: T, measurement: &'static str, fields: &[String], wanted: BTreeMap<String, bool>) -> Self {
         RawFold {
-            acc,
+            target,
             measurement,
             cols: Columns::new(measurement, fields),
             wanted,
@@ -618,54 +670,76 @@ impl<'a, 'p> RawFold<'a, 'p> {
         }
     }
 
-    fn finish(self) {
-        for mut r in self.raw {
+    /// Folds the held samples; hands the target back.
+    pub fn finish(mut self) -> T {
+        for r in &mut self.raw {
             if let Some(mut held) = r.held.take() {
                 held.sort_by_key(|s| s.time_ns);
                 for s in &held {
-                    self.acc.fold(r.device, &mut r.acc, &r.cuts, s);
+                    self.target.sample(r.slot, &mut r.acc, &r.cuts, s);
                 }
             }
         }
+        self.target
     }
 }
 
-impl RowVisitor for RawFold<'_, '_> {
+impl<T: RawTarget + Send> RowVisitor for RawFold<T> {
     fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
         if self.series.len() <= series {
             self.series.resize(series + 1, None);
         }
         let id = series_device_id(self.measurement, tags);
         let Some(&several) = self.wanted.get(&id) else { return };
-        let slot = match self.by_id.get(&id) {
+        if !self.target.accepts(tags) {
+            return;
+        }
+        let k = match self.by_id.get(&id) {
             Some(&k) => k,
             None => {
-                let device = self.acc.device(self.measurement, &id);
-                let mut list = self.acc.edges.clone();
-                list.extend(self.acc.devices[device].1.spans.iter().flat_map(|&(a, b)| [a, b]));
-                list.sort_unstable();
-                list.dedup();
+                let (slot, cuts) = self.target.open(&id, tags);
                 self.raw.push(RawDevice {
-                    device,
+                    slot,
                     acc: DeviceAccumulator::default(),
-                    cuts: Cuts { grid_ns: 0, list },
+                    cuts,
                     held: several.then(Vec::new),
                 });
                 self.by_id.insert(id, self.raw.len() - 1);
                 self.raw.len() - 1
             }
         };
-        self.series[series] = Some(slot);
+        self.series[series] = Some(k);
     }
 
     fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
-        let Some(&Some(slot)) = self.series.get(series) else { return };
+        let Some(&Some(k)) = self.series.get(series) else { return };
         let Some(sample) = self.cols.row_sample(time_ns, values) else { return };
-        let r = &mut self.raw[slot];
+        let r = &mut self.raw[k];
         match &mut r.held {
             Some(held) => held.push(sample),
-            None => self.acc.fold(r.device, &mut r.acc, &r.cuts, &sample),
+            None => self.target.sample(r.slot, &mut r.acc, &r.cuts, &sample),
         }
+    }
+}
+
+/// A window's raw samples of one measurement, cut at the ledger's spans.
+struct WindowRaw<'a, 'p> {
+    acc: &'a mut WindowAcc<'p>,
+    measurement: &'static str,
+}
+
+impl RawTarget for WindowRaw<'_, '_> {
+    fn open(&mut self, id: &str, _tags: &BTreeMap<String, String>) -> (usize, Cuts) {
+        let slot = self.acc.device(self.measurement, id);
+        let mut list = self.acc.edges.clone();
+        list.extend(self.acc.devices[slot].1.spans.iter().flat_map(|&(a, b)| [a, b]));
+        list.sort_unstable();
+        list.dedup();
+        (slot, Cuts { grid_ns: 0, list })
+    }
+
+    fn sample(&mut self, slot: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample) {
+        self.acc.fold(slot, acc, cuts, sample);
     }
 }
 
@@ -861,12 +935,12 @@ mod tests {
             let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
             for s in series {
                 let id = series_device_id(m, &s.tags);
-                if !acc.covers(m, &id) {
+                if acc.uncovered(m, &id).is_some() {
                     wanted.entry(id).and_modify(|several| *several = true).or_insert(false);
                 }
             }
             let fields = series.first().map(|s| s.fields.clone()).unwrap_or_default();
-            let mut fold = RawFold::new(&mut acc, m, &fields, wanted);
+            let mut fold = RawFold::new(WindowRaw { acc: &mut acc, measurement: m }, m, &fields, wanted);
             for (i, s) in series.iter().enumerate() {
                 fold.series(i, &s.tags);
                 for (&t, row) in s.times_ns.iter().zip(&s.values) {
