@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{tags_match, RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreError};
+use super::{tags_match, Aggregate, GroupedQuery, RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreError};
 use crate::model::{FieldValue, Point};
 use crate::ship::lineproto;
 
@@ -251,25 +251,13 @@ impl EmbeddedStore {
         &self,
         q: &SeriesQuery,
         any_of: Option<&[Vec<(String, String)>]>,
-        mut send: impl FnMut(Vec<Scanned>) -> bool,
+        send: &mut dyn FnMut(Vec<Scanned>) -> bool,
     ) -> Result<(), StoreError> {
         let inner = self.lock();
         let Some((measurement_id, matching)) = inner.matching_any(q, any_of) else {
             return Ok(());
         };
-        let mut batch = Vec::with_capacity(STREAM_BATCH);
-        let mut open = true;
-        inner.scan(q, measurement_id, &matching, |event| {
-            batch.push(event);
-            if batch.len() >= STREAM_BATCH {
-                open = send(std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)));
-            }
-            open
-        })?;
-        if open && !batch.is_empty() {
-            send(batch);
-        }
-        Ok(())
+        in_batches(send, |each| inner.scan(q, measurement_id, &matching, each))
     }
 
     /// See [`Store::series_keys`]: from `series_hours`, so a series counts when it
@@ -329,13 +317,21 @@ impl EmbeddedStore {
         if query.fields.is_empty() {
             return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
         }
-        // SQLite blocks, so the rows are read on the blocking pool and come here
-        // in batches through a bounded channel: the reading thread waits while
-        // the visitor is behind.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Scanned>>(STREAM_DEPTH);
         let query = query.clone();
-        let reader =
-            self.blocking(move |s| s.scan_batches(&query, any_of.as_deref(), |batch| tx.blocking_send(batch).is_ok()));
+        self.visit(visitor, move |s, send| s.scan_batches(&query, any_of.as_deref(), send)).await
+    }
+
+    /// Runs `read` on the blocking pool and hands what it sends to `visitor`.
+    /// SQLite blocks, so the rows are read there and come here in batches
+    /// through a bounded channel: the reading thread waits while the visitor is
+    /// behind.
+    async fn visit(
+        &self,
+        visitor: &mut dyn RowVisitor,
+        read: impl FnOnce(&EmbeddedStore, &mut dyn FnMut(Vec<Scanned>) -> bool) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Scanned>>(STREAM_DEPTH);
+        let reader = self.blocking(move |s| read(&s, &mut |batch| tx.blocking_send(batch).is_ok()));
         let consume = async {
             while let Some(batch) = rx.recv().await {
                 for event in batch {
@@ -527,6 +523,83 @@ impl Inner {
         Ok(())
     }
 
+    /// [`Store::read_grouped`] on the reading thread: each row's blob is walked
+    /// once and its numbers folded straight into its series' open bucket, so no
+    /// row is decoded into values or sent anywhere; finished buckets go to `each`
+    /// (which returns false to stop).
+    fn grouped(&self, q: &GroupedQuery, mut each: impl FnMut(Scanned) -> bool) -> Result<(), StoreError> {
+        let rows = q.rows_query();
+        let Some((measurement_id, matching)) = self.matching(&rows) else {
+            return Ok(());
+        };
+        // Field name id -> the aggregates that read it.
+        let mut by_field: HashMap<u32, Vec<(usize, Aggregate)>> = HashMap::new();
+        for (k, (agg, f)) in q.aggregates.iter().enumerate() {
+            if let Some(&id) = self.field_ids.get(f) {
+                by_field.entry(id).or_default().push((k, *agg));
+            }
+        }
+        let bucket_ns = q.bucket_ns.max(1);
+        let slots = SeriesSlots::new(&matching);
+        let mut open: Vec<Option<(i64, Vec<Option<f64>>)>> = vec![None; matching.len()];
+        let mut announced = vec![false; matching.len()];
+        let flush = |i: usize, bucket: (i64, Vec<Option<f64>>), each: &mut dyn FnMut(Scanned) -> bool| {
+            let values = bucket.1.into_iter().map(|v| v.map(FieldValue::Float)).collect();
+            each(Scanned::Row(i, bucket.0, values))
+        };
+        let mut stmt = self.conn.prepare_cached(READ_RANGE_SQL).map_err(sql_err("preparing a read"))?;
+        let mut iter =
+            stmt.query(params![measurement_id, rows.start_ns, rows.end_ns]).map_err(sql_err("reading points"))?;
+        while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
+            let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
+            let Some(i) = slots.get(sid) else { continue };
+            let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
+            let blob = row.get_ref(2).map_err(sql_err("reading points"))?;
+            let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
+            let start = t - t.rem_euclid(bucket_ns);
+            if open[i].as_ref().is_some_and(|b| b.0 != start) {
+                let done = open[i].take().expect("checked above");
+                if !flush(i, done, &mut each) {
+                    return Ok(());
+                }
+            }
+            let mut pos = 0;
+            while pos < blob.len() {
+                let (id, raw) = next_field(blob, &mut pos)?;
+                let Some(aggs) = by_field.get(&id) else { continue };
+                let number = match raw {
+                    RawField::Float(x) => Some(f64::from_le_bytes(x)),
+                    RawField::Int(x) => Some(i64::from_le_bytes(x) as f64),
+                    RawField::UInt(x) => Some(u64::from_le_bytes(x) as f64),
+                    RawField::Bool(_) | RawField::Str(_) => None,
+                };
+                if !announced[i] {
+                    announced[i] = true;
+                    if !each(Scanned::Series(i, matching[i].0.iter().cloned().collect())) {
+                        return Ok(());
+                    }
+                }
+                let acc = &mut open[i].get_or_insert_with(|| (start, vec![None; q.aggregates.len()])).1;
+                for &(k, agg) in aggs {
+                    let v = match (agg, number) {
+                        (Aggregate::Count, _) => 1.0,
+                        (_, Some(v)) if v.is_finite() => v,
+                        _ => continue,
+                    };
+                    acc[k] = Some(acc[k].map_or(v, |a| agg.combine(a, v)));
+                }
+            }
+        }
+        for (i, bucket) in open.into_iter().enumerate() {
+            if let Some(b) = bucket {
+                if !flush(i, b, &mut each) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The series of `q.measurement` whose tags match every filter, sorted, with
     /// the measurement's id; `None` when nothing matches.
     fn matching<'a>(&'a self, q: &SeriesQuery) -> Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)> {
@@ -611,6 +684,27 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// Runs `produce`, handing what it makes to `send` in batches of [`STREAM_BATCH`]
+/// (`send` returns false when the reader has gone away; producing then stops).
+fn in_batches(
+    mut send: impl FnMut(Vec<Scanned>) -> bool,
+    produce: impl FnOnce(&mut dyn FnMut(Scanned) -> bool) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut batch = Vec::with_capacity(STREAM_BATCH);
+    let mut open = true;
+    produce(&mut |event| {
+        batch.push(event);
+        if batch.len() >= STREAM_BATCH {
+            open = send(std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)));
+        }
+        open
+    })?;
+    if open && !batch.is_empty() {
+        send(batch);
+    }
+    Ok(())
 }
 
 /// What [`Inner::scan`] hands on: a series' first appearance, or one row.
@@ -928,6 +1022,15 @@ impl Store for EmbeddedStore {
     async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
         let query = query.clone();
         self.blocking(move |s| s.series_keys_blocking(&query)).await
+    }
+
+    async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        let query = query.clone();
+        self.visit(visitor, move |s, send| {
+            let inner = s.lock();
+            in_batches(send, |each| inner.grouped(&query, each))
+        })
+        .await
     }
 
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {

@@ -105,6 +105,15 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
+    /// Folds `v` into the aggregate so far (`a`): for a count, `v` is 1.
+    pub fn combine(self, a: f64, v: f64) -> f64 {
+        match self {
+            Aggregate::Sum | Aggregate::Count => a + v,
+            Aggregate::Min => a.min(v),
+            Aggregate::Max => a.max(v),
+        }
+    }
+
     /// The InfluxQL function.
     pub fn influxql(self) -> &'static str {
         match self {
@@ -210,12 +219,7 @@ impl RowVisitor for Grouper<'_> {
                     _ => continue,
                 },
             };
-            acc[k] = Some(match (acc[k], agg) {
-                (None, _) => v,
-                (Some(a), Aggregate::Sum | Aggregate::Count) => a + v,
-                (Some(a), Aggregate::Min) => a.min(v),
-                (Some(a), Aggregate::Max) => a.max(v),
-            });
+            acc[k] = Some(acc[k].map_or(v, |a| agg.combine(a, v)));
         }
     }
 }
