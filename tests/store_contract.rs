@@ -349,11 +349,14 @@ async fn influxdb_store_streams_reads() {
     streaming_read_folds_every_row(store.as_ref()).await;
 }
 
+/// One bucket of a grouped read: its start and its aggregates.
+type Bucket = (i64, Vec<Option<f64>>);
+
 /// Collects a grouped read: per series tags, its buckets in order of arrival.
 #[derive(Default)]
 struct Buckets {
     tags: Vec<BTreeMap<String, String>>,
-    rows: BTreeMap<usize, Vec<(i64, Vec<Option<f64>>)>>,
+    rows: BTreeMap<usize, Vec<Bucket>>,
 }
 
 impl RowVisitor for Buckets {
@@ -371,7 +374,7 @@ impl RowVisitor for Buckets {
 }
 
 impl Buckets {
-    fn by_tags(self) -> BTreeMap<BTreeMap<String, String>, Vec<(i64, Vec<Option<f64>>)>> {
+    fn by_tags(self) -> BTreeMap<BTreeMap<String, String>, Vec<Bucket>> {
         let Buckets { tags, rows } = self;
         rows.into_iter().map(|(i, r)| (tags[i].clone(), r)).collect()
     }

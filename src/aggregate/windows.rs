@@ -338,7 +338,7 @@ pub async fn read_devices<T: RawTarget + Send>(
         return Ok(target);
     }
     let filters: Vec<Vec<(String, String)>> =
-        (wanted.len() <= NAMED_DEVICES).then(|| wanted.values().map(|w| w.0.clone()).collect()).unwrap_or_default();
+        if wanted.len() <= NAMED_DEVICES { wanted.values().map(|w| w.0.clone()).collect() } else { Vec::new() };
     let several = wanted.into_iter().map(|(id, w)| (id, w.1 > 1)).collect();
     let mut fold = RawFold::new(target, measurement, &q.fields, several);
     if filters.is_empty() {

@@ -96,6 +96,10 @@ struct Inner {
     hours: HashMap<i64, i64>,
 }
 
+/// The series a read matched, sorted, with their measurement's id: `None` when
+/// nothing matches.
+type Matching<'a> = Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)>;
+
 /// One stored point as read: time and its fields by name id.
 type Row = (i64, Vec<(u32, FieldValue)>);
 
@@ -602,17 +606,13 @@ impl Inner {
 
     /// The series of `q.measurement` whose tags match every filter, sorted, with
     /// the measurement's id; `None` when nothing matches.
-    fn matching<'a>(&'a self, q: &SeriesQuery) -> Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)> {
+    fn matching<'a>(&'a self, q: &SeriesQuery) -> Matching<'a> {
         self.matching_any(q, None)
     }
 
     /// [`Self::matching`], keeping only series that also match one of `any_of`
     /// when it is given ([`Store::read_each_any`]).
-    fn matching_any<'a>(
-        &'a self,
-        q: &SeriesQuery,
-        any_of: Option<&[Vec<(String, String)>]>,
-    ) -> Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)> {
+    fn matching_any<'a>(&'a self, q: &SeriesQuery, any_of: Option<&[Vec<(String, String)>]>) -> Matching<'a> {
         let m = self.series.get(&q.measurement)?;
         let has = |tags: &'a Vec<(String, String)>| {
             move |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
