@@ -229,6 +229,15 @@ fn market(t: i64, btc_usd: f64) -> Point {
     )
 }
 
+/// `rules` for `kind`, with every other kind turned off.
+fn only(kind: &str, rules: &str) -> String {
+    let mut out = rules.to_string();
+    for k in wattledger::alert::config::Kind::ALL.iter().filter(|k| k.as_str() != kind) {
+        out.push_str(&format!("[[alerts.rules]]\nkind = \"{k}\"\nenabled = false\n"));
+    }
+    out
+}
+
 fn count(events: &Events, status: &str, name: &str, subject: &str) -> usize {
     events.lock().unwrap().iter().filter(|(s, n, d)| s == status && n == name && d.contains(subject)).count()
 }
@@ -471,10 +480,7 @@ async fn flapping_sends_at_most_one_notification_and_a_fresh_install_fires_nothi
 
     // A GPU whose idle power crosses the threshold every minute, with `for = 5m`
     // (the other kinds off: an idle on-demand GPU is also unprofitable).
-    let mut rules = String::from("[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nfor = \"5m\"\nwindow = \"1m\"\n");
-    for k in wattledger::alert::config::Kind::ALL.iter().filter(|k| k.as_str() != "gpu_idle_burn") {
-        rules.push_str(&format!("[[alerts.rules]]\nkind = \"{k}\"\nenabled = false\n"));
-    }
+    let rules = only("gpu_idle_burn", "[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nfor = \"5m\"\nwindow = \"1m\"\n");
     let (_, flap_cfg) = config(dir.path(), &site, &am_url, &hook, "flap.json", &rules);
     let engine = AlertEngine::new(agg.clone(), flap_cfg).unwrap();
     assert_eq!(engine.rules().len(), 1);
@@ -508,13 +514,11 @@ async fn hashrate_low_against_the_rating_and_not_for_an_offline_miner() {
     let site = common::unique_name("rated");
     let dir = tempfile::tempdir().unwrap();
     let (hook, events) = webhook_receiver().await;
-    let mut rules = String::from(
+    let rules = only(
+        "hashrate_low",
         "[[alerts.rules]]\nkind = \"hashrate_low\"\nfor = \"0s\"\n\
          [[alerts.rules]]\nkind = \"hashrate_low\"\nname = \"hashrate_below_rating\"\nexpected = \"rated\"\nfor = \"0s\"\n",
     );
-    for k in wattledger::alert::config::Kind::ALL.iter().filter(|k| k.as_str() != "hashrate_low") {
-        rules.push_str(&format!("[[alerts.rules]]\nkind = \"{k}\"\nenabled = false\n"));
-    }
     let (cfg, alerts_cfg) = config(dir.path(), &site, &am_url, &hook, "rated.json", &rules);
     let t0 = (wattledger::model::now_ns() - 50 * MIN_NS).div_euclid(5 * MIN_NS) * 5 * MIN_NS;
     let clock = Arc::new(ManualClock::new(t0));
