@@ -526,9 +526,10 @@ async fn hashrate_low_against_the_rating_and_not_for_an_offline_miner() {
     let agg = Arc::new(Aggregator::new(cfg, store.clone(), clock.clone()).unwrap());
     let engine = AlertEngine::new(agg, alerts_cfg).unwrap();
     // An S19 Pro (rated 110 TH/s) answering at 80 TH/s, 27 % short; another one that
-    // does not answer (no hashrate, `online = false`).
-    let asic = |t: i64, miner: &str, ths: Option<f64>| {
-        let p = Point::new("asic", t)
+    // does not answer (`online = false`) with a hashrate of 0 in its point, which is
+    // not a reading of its hashing.
+    let asic = |t: i64, miner: &str, online: bool, ths: f64| {
+        Point::new("asic", t)
             .tag("site", site.as_str())
             .tag("host", "rack-1")
             .tag("workload", "btc")
@@ -536,16 +537,13 @@ async fn hashrate_low_against_the_rating_and_not_for_an_offline_miner() {
             .tag("make", "Antminer")
             .tag("model", "S19 Pro")
             .tag("power_source", "estimated")
-            .field("online", ths.is_some());
-        match ths {
-            Some(v) => p.field("hashrate_ths", v),
-            None => p,
-        }
+            .field("online", online)
+            .field("hashrate_ths", ths)
     };
     for minute in 0..3 {
         let now = t0 + minute * MIN_NS;
         clock.set(now);
-        store.write(&[asic(now, "192.0.2.5:4028", Some(80.0)), asic(now, "192.0.2.6:4028", None)]).await.unwrap();
+        store.write(&[asic(now, "192.0.2.5:4028", true, 80.0), asic(now, "192.0.2.6:4028", false, 0.0)]).await.unwrap();
         engine.evaluate(now).await;
         engine.deliver_once().await;
     }
