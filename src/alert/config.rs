@@ -116,6 +116,24 @@ pub struct RuleDefault {
     pub enabled: bool,
 }
 
+impl RuleDefault {
+    /// The keys most kinds leave as they are (no idle utilisation, no `expected`,
+    /// enabled); each entry of [`DEFAULTS`] sets the rest.
+    const BASE: RuleDefault = RuleDefault {
+        kind: Kind::Unprofitable,
+        severity: "warning",
+        threshold: 0.0,
+        clear: 0.0,
+        direction: Direction::Above,
+        unit: "",
+        for_s: 0,
+        window_s: 0,
+        util_below_pct: 0.0,
+        expected: None,
+        enabled: true,
+    };
+}
+
 /// The defaults, one per kind.
 pub const DEFAULTS: &[RuleDefault] = &[
     // Profit per IT kWh (revenue per kWh minus the energy cost per kWh at the
@@ -129,9 +147,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "USD/kWh",
         for_s: 900,
         window_s: 300,
-        util_below_pct: 0.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // Measured J/TH worse than the model's nominal, or than the miner's own
     // trailing baseline, by more than the makers' own tolerance (10 %); resolves
@@ -145,9 +161,8 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "% over nominal or baseline J/TH",
         for_s: 1800,
         window_s: 900,
-        util_below_pct: 0.0,
         expected: Some(Expected::Either),
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // Hashrate over the window below the miner's own trailing baseline by more
     // than 20 % (one hashboard of three gone is 33 %); resolves under 10 %. Not
@@ -162,9 +177,8 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "% under expected hashrate",
         for_s: 900,
         window_s: 600,
-        util_below_pct: 0.0,
         expected: Some(Expected::Baseline),
-        enabled: true,
+        ..RuleDefault::BASE
     },
     RuleDefault {
         kind: Kind::GpuIdleBurn,
@@ -176,8 +190,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         for_s: 900,
         window_s: 600,
         util_below_pct: 10.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // No healthy reading for this many `max_gap` intervals.
     RuleDefault {
@@ -189,9 +202,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "max_gap intervals",
         for_s: 0,
         window_s: 0,
-        util_below_pct: 0.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     RuleDefault {
         kind: Kind::AgentSilent,
@@ -202,9 +213,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 0,
         window_s: 6 * 3600,
-        util_below_pct: 0.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     RuleDefault {
         kind: Kind::LowCoverage,
@@ -215,9 +224,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "coverage",
         for_s: 900,
         window_s: 300,
-        util_below_pct: 0.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // Market data older than this many seconds (0: `[market] max_age`).
     RuleDefault {
@@ -229,9 +236,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 600,
         window_s: 7 * 86_400,
-        util_below_pct: 0.0,
-        expected: None,
-        enabled: true,
+        ..RuleDefault::BASE
     },
 ];
 
