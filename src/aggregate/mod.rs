@@ -11,9 +11,11 @@
 
 pub mod compare;
 pub mod config;
+pub mod device;
 pub mod energy;
 pub mod fleet;
 pub mod market;
+pub mod prices;
 pub mod tariff;
 pub mod unassigned;
 pub mod windows;
@@ -71,6 +73,9 @@ pub enum AggregateError {
     Market(#[from] market::MarketError),
     #[error("no workload named {0:?} in the config")]
     UnknownWorkload(String),
+    /// No device by that id in the range asked for.
+    #[error("{0}")]
+    UnknownDevice(String),
     /// A range that is empty, too long or outside the years a timestamp holds.
     #[error("{0}")]
     Range(String),

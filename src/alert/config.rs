@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::config::{AggregatorConfig, KeyError};
+use crate::aggregate::fleet::{IdleRule, IDLE_GPU};
 
 /// The rule kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -180,16 +181,17 @@ pub const DEFAULTS: &[RuleDefault] = &[
         expected: Some(Expected::Baseline),
         ..RuleDefault::BASE
     },
+    // The page's `idle` flag uses the same figures (`IDLE_GPU`).
     RuleDefault {
         kind: Kind::GpuIdleBurn,
         severity: "warning",
-        threshold: 150.0,
-        clear: 150.0,
+        threshold: IDLE_GPU.power_above_w,
+        clear: IDLE_GPU.power_above_w,
         direction: Direction::Above,
         unit: "W",
         for_s: 900,
         window_s: 600,
-        util_below_pct: 10.0,
+        util_below_pct: IDLE_GPU.util_below_pct,
         ..RuleDefault::BASE
     },
     // No healthy reading for this many `max_gap` intervals.
@@ -453,6 +455,15 @@ mod opt_duration {
     }
 }
 
+/// The idle-GPU thresholds the page shows: the first `gpu_idle_burn` rule that
+/// covers every GPU (no `site`, `workload` or `device` scope), else the defaults.
+pub fn idle_rule(rules: &[Rule]) -> IdleRule {
+    rules
+        .iter()
+        .find(|r| r.kind == Kind::GpuIdleBurn && r.site.is_none() && r.workload.is_none() && r.device.is_none())
+        .map_or(IDLE_GPU, |r| IdleRule { power_above_w: r.threshold, util_below_pct: r.util_below_pct })
+}
+
 impl AlertsConfig {
     /// The `[alerts]` section of an aggregator config (defaults when absent).
     /// `config_dir` anchors a relative `state_file` and `webhook_secret_file`.
@@ -621,6 +632,12 @@ mod tests {
         assert_eq!(rules.len(), Kind::ALL.len() - 1);
         let idle = rules.iter().find(|r| r.kind == Kind::GpuIdleBurn).unwrap();
         assert_eq!((idle.for_s, idle.threshold, idle.clear, idle.util_below_pct), (300.0, 200.0, 200.0, 10.0));
+        // The page's idle flag follows the configured rule, else the defaults.
+        assert_eq!(idle_rule(&rules), IdleRule { power_above_w: 200.0, util_below_pct: 10.0 });
+        assert_eq!(idle_rule(&AlertsConfig::default().rules(&agg("")).unwrap()), IDLE_GPU);
+        let scoped = agg("[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nworkload = \"h\"\nthreshold = 90\n");
+        let a = AlertsConfig::from_aggregator(&scoped, Path::new(".")).unwrap();
+        assert_eq!(idle_rule(&a.rules(&scoped).unwrap()), IDLE_GPU, "a rule for one workload is not the fleet's");
         let hash = rules.iter().find(|r| r.kind == Kind::HashrateLow).unwrap();
         assert_eq!((hash.threshold, hash.clear, hash.expected), (20.0, 10.0, Some(Expected::Baseline)));
         let cfg = agg("[[alerts.rules]]\nkind = \"hashrate_low\"\nexpected = \"either\"\n");

@@ -227,6 +227,7 @@ impl Demo {
         let state = AppState::new(aggregator.clone())
             .map_err(|e| DemoError::Setup(e.to_string()))?
             .with_alerts(alerts.view())
+            .with_idle_rule(crate::alert::config::idle_rule(alerts.rules()))
             .with_replay(replay_view(clock.clone()));
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
         background.push(tokio::spawn(alerts.run(stopped(stop_rx.clone()))));
