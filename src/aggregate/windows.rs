@@ -8,7 +8,7 @@
 //! are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::compare::WindowResult;
@@ -347,6 +347,61 @@ pub async fn read_devices<T: RawTarget + Send>(
         store.read_each_any(q, &filters, &mut fold).await?;
     }
     Ok(fold.finish())
+}
+
+/// Series already read for one window: the ledger's and each raw measurement's.
+#[derive(Debug, Default)]
+pub struct ChunkData {
+    pub ledger: Vec<Series>,
+    pub raw: Vec<(&'static str, Vec<Series>)>,
+}
+
+/// A window from series already read (the device drill-down reads one device's
+/// series once for many buckets), through the same accumulation as
+/// [`compute_window`]: each usable ledger point for its interval, raw samples for
+/// every other time. The energy devices seen are added to `seen`.
+pub fn compute_chunk(
+    plan: &WorkloadPlan,
+    tariff: &Tariff,
+    win: Window,
+    data: ChunkData,
+    market_at: &MarketAt,
+    seen: &mut BTreeSet<String>,
+) -> WindowResult {
+    let mut acc = WindowAcc::new(plan, tariff, win);
+    for (i, s) in data.ledger.iter().enumerate() {
+        let cols = LedgerColumns::new(&s.fields, &acc.rules.util_thresholds_pct);
+        let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
+        rows.series(i, &s.tags);
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            rows.row(i, t, row);
+        }
+    }
+    acc.ledger_done();
+    for (m, series) in &data.raw {
+        let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
+        for s in series {
+            let id = series_device_id(m, &s.tags);
+            if acc.uncovered(m, &id).is_some() {
+                wanted.entry(id).and_modify(|several| *several = true).or_insert(false);
+            }
+        }
+        let fields = series.first().map(|s| s.fields.clone()).unwrap_or_default();
+        let mut fold = RawFold::new(WindowRaw { acc: &mut acc, measurement: m }, m, &fields, wanted);
+        for (i, s) in series.iter().enumerate() {
+            fold.series(i, &s.tags);
+            for (&t, row) in s.times_ns.iter().zip(&s.values) {
+                fold.row(i, t, row);
+            }
+        }
+        fold.finish();
+    }
+    for ((m, id), dev) in &acc.devices {
+        if *m == acc.energy_m && dev.sums.seen() {
+            seen.insert(id.clone());
+        }
+    }
+    acc.finish(market_at)
 }
 
 /// One device in one window: its sums from both paths, and the spans its ledger
@@ -913,45 +968,6 @@ mod tests {
     const H: i64 = 3_600_000_000_000;
     const S: i64 = 1_000_000_000;
 
-    /// The window from series already read, through the same accumulation as
-    /// [`compute_window`] (every raw device that the ledger does not cover).
-    fn compute_from_series(
-        plan: &WorkloadPlan,
-        win: Window,
-        ledger: &[Series],
-        raw: &[(&'static str, Vec<Series>)],
-    ) -> WindowResult {
-        let mut acc = WindowAcc::new(plan, &plan.tariff, win);
-        for (i, s) in ledger.iter().enumerate() {
-            let cols = LedgerColumns::new(&s.fields, &acc.rules.util_thresholds_pct);
-            let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
-            rows.series(i, &s.tags);
-            for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                rows.row(i, t, row);
-            }
-        }
-        acc.ledger_done();
-        for (m, series) in raw {
-            let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
-            for s in series {
-                let id = series_device_id(m, &s.tags);
-                if acc.uncovered(m, &id).is_some() {
-                    wanted.entry(id).and_modify(|several| *several = true).or_insert(false);
-                }
-            }
-            let fields = series.first().map(|s| s.fields.clone()).unwrap_or_default();
-            let mut fold = RawFold::new(WindowRaw { acc: &mut acc, measurement: m }, m, &fields, wanted);
-            for (i, s) in series.iter().enumerate() {
-                fold.series(i, &s.tags);
-                for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                    fold.row(i, t, row);
-                }
-            }
-            fold.finish();
-        }
-        acc.finish(&MarketHistory::none().at(win.end_ns))
-    }
-
     #[test]
     fn windows_align_to_the_hour() {
         let w = aligned_windows(H + 15 * 60 * S, 3 * H, H);
@@ -995,8 +1011,10 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let raw = [("gpu", vec![gpu_series("GPU-1", &rows)])];
-        let w = compute_from_series(&plan, Window::new(0, H), &[], &raw);
+        let data = ChunkData { ledger: vec![], raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])] };
+        let mut seen = BTreeSet::new();
+        let w = compute_chunk(&plan, &plan.tariff, Window::new(0, H), data, &MarketHistory::none().at(H), &mut seen);
+        assert_eq!(seen.len(), 1);
         assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
         assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);
