@@ -2,10 +2,11 @@
 //!
 //! Windows are aligned to wall-clock boundaries (multiples of the window length
 //! since the Unix epoch, so 1 h windows start on the hour UTC). Each window of each
-//! workload is computed from one read of its devices' series, `[start − max_gap,
-//! end + max_gap)`, so that the intervals crossing the edges are seen and memory
-//! holds one window of samples at a time, however long the range. The results
-//! are written back as `workload_efficiency`, one point per workload, window
+//! workload is summed from the ledger's grouped sums ([`LedgerCache`]), the ledger
+//! rows of devices whose buckets are not usable, and the raw samples of only the
+//! devices and time the ledger leaves uncovered (± `max_gap`, so that the
+//! intervals crossing the edges are seen), streamed into per-device accumulators;
+//! see [`compute_window`] and `docs/aggregator.md`. The results are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
