@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, Windows};
+use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, TimeError, Windows};
 use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -85,7 +85,7 @@ impl From<AggregateError> for ApiError {
 fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> {
     let pairs = url_pairs(query.unwrap_or(""));
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let bad = |key: &str, e: String| ApiError(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
+    let bad = |key: &str, e: TimeError| ApiError(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
     let to = match get("to") {
         Some(v) => parse_rfc3339(v).map_err(|e| bad("to", e))?,
         None => state.aggregator.now_ns(),
