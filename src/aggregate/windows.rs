@@ -11,15 +11,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::basis::{normalise, Basis, BasisEnergy, Span, Target};
 use super::compare::WindowResult;
 use super::energy::facility_energy_j;
 use super::market::{MarketAt, MarketHistory};
+use super::metered::{self, TAG_GROUP};
+use super::reconcile::{decode_groups, encode_groups, FacilityBasis};
 use super::tariff::Tariff;
 use crate::ledger::point::{ledger_fields, LedgerColumns};
 use crate::ledger::{
     raw_fields, series_device_id, Columns, Cuts, DeviceAccumulator, DeviceSums, EnergyFrom, Part, Rules, Sums,
 };
-use crate::model::schema::{self, energy_ledger as el, gpu, workload_efficiency as we};
+use crate::model::schema::{self, asic, energy_ledger as el, gpu, meter, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
 use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
 use crate::signal::Window;
@@ -156,12 +159,28 @@ fn ledger_query(plan: &WorkloadPlan, win: Window) -> SeriesQuery {
     }
 }
 
-/// What one chunk's reads return: the ledger's series (unless reading raw only)
-/// and each raw measurement's series (unless reading the ledger only).
+/// The site's `meter` points, read raw whatever [`EnergyFrom`] says (meters have
+/// no ledger points), when the workload's energy is a miner's or a GPU's.
+fn meter_query(plan: &WorkloadPlan, win: Window) -> Option<SeriesQuery> {
+    let energy_m = plan.revenue_model.info().inputs.energy_measurement;
+    (energy_m == gpu::MEASUREMENT || energy_m == asic::MEASUREMENT).then(|| SeriesQuery {
+        measurement: meter::MEASUREMENT.to_string(),
+        fields: raw_fields(meter::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+        tag_filters: vec![(schema::TAG_SITE.to_string(), plan.site.clone())],
+        start_ns: win.start_ns - plan.max_gap_ns,
+        end_ns: win.end_ns + plan.max_gap_ns,
+    })
+}
+
+/// What one chunk's reads return: the ledger's series (unless reading raw only),
+/// each raw measurement's series (unless reading the ledger only), the site's
+/// meter channels, and the GPUs (of every workload) of hosts a meter covers.
 #[derive(Debug, Default)]
 pub struct ChunkData {
     pub ledger: Vec<Series>,
     pub raw: Vec<(&'static str, Vec<Series>)>,
+    pub meters: Vec<Series>,
+    pub host_gpus: Vec<Series>,
 }
 
 type ChunkRead = tokio::task::JoinHandle<Result<ChunkData, StoreError>>;
@@ -176,6 +195,8 @@ fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window, from: 
     } else {
         raw_measurements(plan).into_iter().map(|m| (m, raw_query(plan, m, chunk))).collect()
     };
+    let meter_q = meter_query(plan, chunk);
+    let gpu_energy = plan.revenue_model.info().inputs.energy_measurement == gpu::MEASUREMENT;
     tokio::spawn(async move {
         let mut out = ChunkData::default();
         if let Some(q) = ledger_q {
@@ -183,6 +204,29 @@ fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window, from: 
         }
         for (m, q) in raw_q {
             out.raw.push((m, store.read(&q).await?));
+        }
+        if let Some(q) = meter_q {
+            out.meters = store.read(&q).await?;
+            // A host meter is split over all the host's GPUs, whatever their workload.
+            let hosts: BTreeSet<String> = out
+                .meters
+                .iter()
+                .filter_map(|s| Target::of_channel(&s.tags))
+                .filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None })
+                .collect();
+            for host in hosts.into_iter().filter(|_| gpu_energy) {
+                let hq = SeriesQuery {
+                    measurement: gpu::MEASUREMENT.to_string(),
+                    fields: raw_fields(gpu::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+                    tag_filters: vec![
+                        (schema::TAG_SITE.to_string(), q.tag_filters[0].1.clone()),
+                        (schema::TAG_HOST.to_string(), host),
+                    ],
+                    start_ns: q.start_ns,
+                    end_ns: q.end_ns,
+                };
+                out.host_gpus.extend(store.read(&hq).await?);
+            }
         }
         Ok(out)
     })
@@ -219,15 +263,43 @@ pub async fn compute_window(
     let mut out = out.unwrap_or_else(|| compute_chunk(plan, tariff, win, ChunkData::default(), &market_at, &mut seen));
     out.window = win;
     out.devices = seen.len();
+    out.no_power_devices = seen.len().saturating_sub(out.powered.len());
+    // The ids were needed only for that count; a long range holds many windows.
+    out.powered = BTreeSet::new();
     Ok(out)
 }
 
 /// One device in one chunk: its sums from both paths, and the spans its ledger
-/// points cover (sorted), which the raw path leaves out.
+/// points cover (sorted), which the raw path leaves out. A device a meter channel
+/// covers keeps its own energy as spans until the meter is applied.
 #[derive(Debug, Default)]
 struct ChunkDevice {
     sums: Sums,
     spans: Vec<(i64, i64)>,
+    noted: bool,
+    target: Option<Target>,
+    group: Option<String>,
+    own_j: Vec<Span>,
+}
+
+impl ChunkDevice {
+    /// Remembers, from the device's first series, the meter target covering it and its group.
+    fn note(&mut self, measurement: &str, tags: &BTreeMap<String, String>, meters: &metered::ChunkMeters) {
+        if !self.noted {
+            self.noted = true;
+            self.target = Target::of_device(measurement, tags, meters.devices.keys());
+            self.group = tags.get(TAG_GROUP).cloned();
+        }
+    }
+}
+
+/// A device's own basis: the ledger's `basis` tag, else what its raw tags say;
+/// a miner with power but no `power_source` (older agents) reported it.
+fn own_basis(measurement: &str, tags: &BTreeMap<String, String>) -> Option<Basis> {
+    tags.get(el::TAG_BASIS)
+        .and_then(|b| Basis::parse(b))
+        .or_else(|| Basis::of_device(measurement, tags))
+        .or_else(|| (measurement == asic::MEASUREMENT).then_some(Basis::Reported))
 }
 
 impl ChunkDevice {
@@ -277,6 +349,8 @@ pub fn compute_chunk(
     let mut devices: BTreeMap<(&str, String), ChunkDevice> = BTreeMap::new();
     let mut seg_energy_j = vec![0.0; segments.len()];
     let mut prov = Provenance::default();
+    let meters = metered::chunk_meters(&data.meters, &rules, &Cuts { grid_ns: 0, list: edges.clone() }, win);
+    let mut by_basis = BasisEnergy::default();
 
     // 1. Ledger points.
     let mut mismatched_gap = None;
@@ -288,6 +362,7 @@ pub fn compute_chunk(
             _ => continue,
         };
         let id = series_device_id(source, &s.tags);
+        let basis = own_basis(source, &s.tags);
         let cols = LedgerColumns::new(&s.fields, &rules.util_thresholds_pct);
         for (&t, row) in s.times_ns.iter().zip(&s.values) {
             let Some(r) = cols.row(t, row) else { continue };
@@ -311,9 +386,20 @@ pub fn compute_chunk(
             dev.spans.insert(at, (r.start_ns, end));
             dev.sums.absorb(&r.sums);
             if source == energy_m {
-                seg_energy_j[k] += r.sums.energy_j;
-                prov.ledger_energy_j += r.sums.energy_j;
-                prov.ledger_covered_ns += r.sums.covered_ns;
+                dev.note(source, &s.tags, &meters);
+                if dev.target.is_some() {
+                    if let Some(b) = basis {
+                        let covered_ns = r.sums.covered_ns;
+                        dev.own_j.push(Span { a: r.start_ns, b: end, joules: r.sums.energy_j, covered_ns, basis: b });
+                    }
+                } else {
+                    seg_energy_j[k] += r.sums.energy_j;
+                    prov.ledger_energy_j += r.sums.energy_j;
+                    prov.ledger_covered_ns += r.sums.covered_ns;
+                    if let Some(b) = basis {
+                        by_basis.add(b, r.sums.energy_j);
+                    }
+                }
             }
         }
     }
@@ -334,6 +420,9 @@ pub fn compute_chunk(
         }
         for (id, parts) in by_id {
             let dev = devices.entry((*measurement, id)).or_default();
+            if *measurement == energy_m {
+                dev.note(measurement, &parts[0].tags, &meters);
+            }
             let mut list = edges.clone();
             list.extend(dev.spans.iter().flat_map(|&(a, b)| [a, b]));
             list.sort_unstable();
@@ -341,7 +430,11 @@ pub fn compute_chunk(
             let cuts = Cuts { grid_ns: 0, list };
             let mut acc = DeviceAccumulator::default();
             let is_energy = *measurement == energy_m;
-            let mut fold = |t: i64, cols: &Columns, row: &[Option<FieldValue>], dev: &mut ChunkDevice| {
+            let mut fold = |t: i64,
+                            cols: &Columns,
+                            basis: Option<Basis>,
+                            row: &[Option<FieldValue>],
+                            dev: &mut ChunkDevice| {
                 let Some(sample) = cols.row_sample(t, row) else { return };
                 acc.push(&sample, &rules, &cuts, |a, b, part| {
                     let inside =
@@ -350,19 +443,32 @@ pub fn compute_chunk(
                         return;
                     }
                     if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
-                        seg_energy_j[segment_of(a)] += joules;
+                        match (&dev.target, basis) {
+                            (Some(_), Some(basis)) => {
+                                dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
+                            }
+                            (Some(_), None) => {}
+                            (None, basis) => {
+                                seg_energy_j[segment_of(a)] += joules;
+                                if let Some(basis) = basis {
+                                    by_basis.add(basis, joules);
+                                }
+                            }
+                        }
                     }
                     dev.sums.add_part(a, b, part);
                 });
             };
             if let [s] = parts.as_slice() {
                 let cols = Columns::new(measurement, &s.fields);
+                let basis = own_basis(measurement, &s.tags);
                 for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                    fold(t, &cols, row, dev);
+                    fold(t, &cols, basis, row, dev);
                 }
             } else {
                 // Several series of one device (its tags changed): merge in time order.
                 let cols: Vec<Columns> = parts.iter().map(|s| Columns::new(measurement, &s.fields)).collect();
+                let bases: Vec<Option<Basis>> = parts.iter().map(|s| own_basis(measurement, &s.tags)).collect();
                 let mut rows: Vec<(i64, usize, usize)> = parts
                     .iter()
                     .enumerate()
@@ -370,21 +476,40 @@ pub fn compute_chunk(
                     .collect();
                 rows.sort_unstable();
                 for (t, k, i) in rows {
-                    fold(t, &cols[k], &parts[k].values[i], dev);
+                    fold(t, &cols[k], bases[k], &parts[k].values[i], dev);
                 }
             }
         }
     }
 
-    // 3. Totals: energy, coverage and cost from the energy devices, revenue from
+    // 3. Devices a meter channel covers: the meter's energy where it has some,
+    // their own elsewhere (`basis`).
+    apply_meters(&mut devices, energy_m, &meters, &data.host_gpus, &rules, &edges, win, |a, p| {
+        seg_energy_j[segment_of(a)] += p.joules;
+        by_basis.add(p.basis, p.joules);
+    });
+
+    // 4. Totals: energy, coverage and cost from the energy devices, revenue from
     // the revenue devices.
     let mut covered_ns = 0;
     let mut revenue_devices = Vec::new();
+    let mut powered = BTreeSet::new();
+    let mut unpowered_work_th = 0.0;
+    let mut group_energy_j: BTreeMap<String, f64> = BTreeMap::new();
     for ((m, id), dev) in devices {
         if m == energy_m {
             covered_ns += dev.sums.covered_ns;
             if dev.sums.seen() {
                 seen.insert(id.clone());
+            }
+            if dev.sums.covered_ns > 0 {
+                powered.insert(id.clone());
+            } else {
+                unpowered_work_th += dev.sums.work_th;
+            }
+            // Every device is in its site's group, and in its own when it has one.
+            for g in std::iter::once(&plan.site).chain(dev.group.as_ref().filter(|g| **g != plan.site)) {
+                *group_energy_j.entry(g.clone()).or_default() += dev.sums.energy_j;
             }
         }
         if m == revenue_m {
@@ -426,7 +551,73 @@ pub fn compute_chunk(
         tokens: revenue.tokens,
         ledger_energy_j: prov.ledger_energy_j,
         ledger_covered_ns: prov.ledger_covered_ns,
+        basis: by_basis,
+        no_power_devices: 0,
+        powered,
+        unpowered_work_th,
+        group_energy_j,
+        group_meter: meters.groups,
+        facility_basis: FacilityBasis::Pue,
         warnings,
+    }
+}
+
+/// Applies [`super::basis::resolve`] to every metered target of the workload's
+/// energy devices, handing each energy piece (and the tariff-segment time it
+/// starts at) to `add`, and setting the devices' energy and covered time.
+#[allow(clippy::too_many_arguments)]
+fn apply_meters<'m>(
+    devices: &mut BTreeMap<(&'m str, String), ChunkDevice>,
+    energy_m: &'m str,
+    meters: &metered::ChunkMeters,
+    host_gpus: &[Series],
+    rules: &Rules,
+    edges: &[i64],
+    win: Window,
+    mut add: impl FnMut(i64, &Span),
+) {
+    let mut by_target: BTreeMap<Target, Vec<String>> = BTreeMap::new();
+    for ((m, id), dev) in devices.iter() {
+        if let (true, Some(t)) = (*m == energy_m, &dev.target) {
+            by_target.entry(t.clone()).or_default().push(id.clone());
+        }
+    }
+    if by_target.is_empty() {
+        return;
+    }
+    let cuts = Cuts { grid_ns: 0, list: edges.to_vec() };
+    let boards = metered::energy_spans(gpu::MEASUREMENT, host_gpus, rules, &cuts, win, |_| Some(Basis::Board));
+    for (target, ids) in by_target {
+        let Some(channels) = meters.devices.get(&target) else { continue };
+        let mine: Vec<(String, Vec<Span>)> = ids
+            .iter()
+            .map(|id| {
+                let dev = devices.get_mut(&(energy_m, id.clone())).expect("listed above");
+                let mut own = std::mem::take(&mut dev.own_j);
+                normalise(&mut own);
+                (id.clone(), own)
+            })
+            .collect();
+        let host: BTreeMap<String, Vec<Span>> = match &target {
+            Target::GpuHost(h) => boards
+                .iter()
+                .filter(|(_, (tags, _))| tags.get(schema::TAG_HOST) == Some(h))
+                .map(|(id, (_, spans))| (id.clone(), spans.clone()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let members = metered::members(&target, mine, &host);
+        let resolved = super::basis::resolve(channels, &members, win.start_ns, win.end_ns);
+        for (id, r) in ids.iter().zip(resolved) {
+            let Some(r) = r else { continue };
+            let dev = devices.get_mut(&(energy_m, id.clone())).expect("listed above");
+            dev.sums.energy_j = r.pieces.iter().map(|p| p.joules).sum();
+            dev.sums.covered_ns = r.covered_ns;
+            dev.sums.counter_ns = dev.sums.counter_ns.min(r.covered_ns);
+            for p in &r.pieces {
+                add(p.a, p);
+            }
+        }
     }
 }
 
@@ -509,6 +700,20 @@ pub fn window_point(w: &WindowResult, len_ns: i64) -> Point {
         .field(we::LEDGER_ENERGY_J, w.ledger_energy_j)
         .field_opt(we::LEDGER_SHARE, w.ledger_share())
         .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
+        .field(we::ENERGY_METER_J, w.basis.meter_j)
+        .field(we::ENERGY_REPORTED_J, w.basis.reported_j)
+        .field(we::ENERGY_BOARD_J, w.basis.board_j)
+        .field(we::ENERGY_ESTIMATED_J, w.basis.estimated_j)
+        .field(we::ENERGY_BASIS, w.basis.label())
+        .field(we::NO_POWER_DEVICES, w.no_power_devices as i64)
+        .field(we::UNPOWERED_WORK_TH, w.unpowered_work_th)
+        .field(we::FACILITY_BASIS, w.facility_basis.as_str())
+        .field_opt(we::GROUP_ENERGY_J, encode_groups(&w.group_energy_j))
+        .field_opt(we::GROUP_METER_J, encode_groups(&w.group_meter.iter().map(|(g, m)| (g.clone(), m.0)).collect()))
+        .field_opt(
+            we::GROUP_METER_S,
+            encode_groups(&w.group_meter.iter().map(|(g, m)| (g.clone(), m.1 as f64 / 1e9)).collect()),
+        )
         .field_opt(we::WARNINGS, warnings)
 }
 
@@ -549,6 +754,8 @@ pub async fn stored_windows(
     // The ledger's part (rows stored before it existed read as none from it).
     fields.push(we::LEDGER_ENERGY_J.into());
     fields.push(we::LEDGER_SHARE.into());
+    // The basis and reconciliation figures (likewise absent from older rows).
+    fields.extend(BASIS_FIELDS.iter().map(|f| f.to_string()));
     let q = SeriesQuery {
         measurement: we::MEASUREMENT.into(),
         fields,
@@ -566,6 +773,21 @@ pub async fn stored_windows(
     }
     Ok(out)
 }
+
+/// The basis and reconciliation fields a stored window is rebuilt from, read
+/// after [`STORED_FIELDS`], the source values and the ledger's two.
+const BASIS_FIELDS: [&str; 10] = [
+    we::ENERGY_METER_J,
+    we::ENERGY_REPORTED_J,
+    we::ENERGY_BOARD_J,
+    we::ENERGY_ESTIMATED_J,
+    we::NO_POWER_DEVICES,
+    we::UNPOWERED_WORK_TH,
+    we::FACILITY_BASIS,
+    we::GROUP_ENERGY_J,
+    we::GROUP_METER_J,
+    we::GROUP_METER_S,
+];
 
 fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>]) -> Option<StoredWindow> {
     let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64);
@@ -586,6 +808,24 @@ fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>])
         ledger_energy_j: num(12).unwrap_or(0.0),
         ledger_covered_ns: (num(13).unwrap_or(0.0) * num(8)? * 1e9).round() as i64,
         covered_ns: (num(8)? * 1e9).round() as i64,
+        basis: BasisEnergy {
+            meter_j: num(14).unwrap_or(0.0),
+            reported_j: num(15).unwrap_or(0.0),
+            board_j: num(16).unwrap_or(0.0),
+            estimated_j: num(17).unwrap_or(0.0),
+        },
+        no_power_devices: num(18).unwrap_or(0.0) as usize,
+        powered: BTreeSet::new(),
+        unpowered_work_th: num(19).unwrap_or(0.0),
+        facility_basis: text(20).map_or(FacilityBasis::Pue, FacilityBasis::parse),
+        group_energy_j: text(21).map(decode_groups).unwrap_or_default(),
+        group_meter: {
+            let (j, s) =
+                (text(22).map(decode_groups).unwrap_or_default(), text(23).map(decode_groups).unwrap_or_default());
+            j.into_iter()
+                .map(|(g, e)| (g.clone(), (e, (s.get(&g).copied().unwrap_or(0.0) * 1e9).round() as i64)))
+                .collect()
+        },
         warnings: text(9).map(|w| w.lines().map(String::from).collect()).unwrap_or_default(),
     };
     let stamp = WindowStamp { config_hash: text(10)?.to_string(), source_values: num(11)? as u64 };
@@ -643,7 +883,7 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let data = ChunkData { ledger: vec![], raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])] };
+        let data = ChunkData { raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])], ..Default::default() };
         let w = compute_chunk(
             &plan,
             &plan.tariff,

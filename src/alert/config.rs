@@ -26,10 +26,11 @@ pub enum Kind {
     AgentSilent,
     LowCoverage,
     MarketStale,
+    MeterGap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Unprofitable,
         Kind::MinerEfficiency,
         Kind::GpuIdleBurn,
@@ -37,6 +38,7 @@ impl Kind {
         Kind::AgentSilent,
         Kind::LowCoverage,
         Kind::MarketStale,
+        Kind::MeterGap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::AgentSilent => "agent_silent",
             Kind::LowCoverage => "low_coverage",
             Kind::MarketStale => "market_stale",
+            Kind::MeterGap => "meter_gap",
         }
     }
 
@@ -180,6 +183,22 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 600,
         window_s: 7 * 86_400,
+        util_below_pct: 0.0,
+        enabled: true,
+    },
+    // A group meter (site, feeder, container) and the devices it feeds disagree by
+    // more than 15 % of the meter's energy, either way, over a window the meter
+    // covered. A site meter also sees cooling and losses: set the threshold of a
+    // `site`-scoped rule above the site's overhead. Resolves under 10 %.
+    RuleDefault {
+        kind: Kind::MeterGap,
+        severity: "warning",
+        threshold: 15.0,
+        clear: 10.0,
+        direction: Direction::Above,
+        unit: "% of the meter's energy",
+        for_s: 1800,
+        window_s: 3600,
         util_below_pct: 0.0,
         enabled: true,
     },

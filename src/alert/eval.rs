@@ -307,6 +307,30 @@ pub async fn evaluate(
                 });
             }
         }
+        Kind::MeterGap => {
+            // The last complete window of the rule's length, as for `unprofitable`,
+            // over every workload: a group meter feeds several.
+            let settle_ns = cfg.aggregator.max_gap.as_nanos() as i64;
+            let to = (now_ns - settle_ns).div_euclid(window_ns) * window_ns;
+            let mode = crate::aggregate::Windows::Stored { write_back: false };
+            let gaps = agg.compute_reconciled(to - window_ns, to, window_ns, None, mode, |_| {}).await?;
+            for r in gaps {
+                let Some(pct) = r.gap_pct else { continue };
+                if !rule.admits(Some(&r.site), None, None, None) {
+                    continue;
+                }
+                let what = format!(
+                    "group meter {} at site {} read {} kWh, its devices {} kWh; gap (% of the meter, either way)",
+                    r.group,
+                    r.site,
+                    fmt_num(r.meter_energy_j / schema::J_PER_KWH),
+                    fmt_num(r.devices_energy_j / schema::J_PER_KWH)
+                );
+                let l = labels(&[("site", Some(&r.site)), ("group", Some(&r.group))]);
+                let window = format!("{} window ending {}", window_label(window_ns), rfc3339(r.window.end_ns));
+                found.observations.push(Observation { labels: l, value: pct.abs(), window, what });
+            }
+        }
         Kind::MarketStale => {
             let needs_market = cfg.workloads.iter().any(|w| w.revenue_model.info().inputs.market);
             if !needs_market || cfg.market.source == MarketSourceKind::Static {
