@@ -160,8 +160,9 @@ impl EfficiencySums {
 pub fn measured_j_per_th(series: &[crate::store::Series]) -> BTreeMap<String, EfficiencySums> {
     let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
     for s in series {
-        let measured_power =
-            matches!(s.tags.get(asic::TAG_POWER_SOURCE).map(String::as_str), Some("reported" | "meter"));
+        // Measured: anything but the nominal estimate (see `basis`).
+        let measured_power = super::basis::Basis::of_device(asic::MEASUREMENT, &s.tags)
+            .is_some_and(|b| b != super::basis::Basis::Estimated);
         let col = |name: &str| s.fields.iter().position(|f| f == name);
         let (Some(p), Some(h)) = (col(asic::POWER_W), col(asic::HASHRATE_THS)) else { continue };
         if !measured_power {

@@ -284,7 +284,7 @@ impl Aggregator {
         mode: Windows,
         mut sink: impl FnMut(WindowResult),
     ) -> Result<(), AggregateError> {
-        self.compute_reconciled(from_ns, to_ns, len_ns, only, mode, |w| sink(w)).await.map(drop)
+        self.compute_reconciled(from_ns, to_ns, len_ns, only, mode, &mut sink).await.map(drop)
     }
 
     /// [`Self::compute`], returning the group meters' reconciliations of the
