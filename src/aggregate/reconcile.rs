@@ -237,14 +237,18 @@ pub fn reconcile_all(results: &mut [WindowResult]) -> Vec<Reconciliation> {
 }
 
 /// `a=1.5;b=2` ↔ map of group → value, for the string fields a stored window keeps.
+/// `%` and `;` in a group's name are written `%25` and `%3B`.
 pub fn encode_groups(m: &BTreeMap<String, f64>) -> Option<String> {
-    (!m.is_empty()).then(|| m.iter().map(|(g, v)| format!("{g}={v}")).collect::<Vec<_>>().join(";"))
+    let esc = |g: &str| g.replace('%', "%25").replace(';', "%3B");
+    (!m.is_empty()).then(|| m.iter().map(|(g, v)| format!("{}={v}", esc(g))).collect::<Vec<_>>().join(";"))
 }
 
+/// The inverse of [`encode_groups`]; entries that do not parse are left out.
 pub fn decode_groups(s: &str) -> BTreeMap<String, f64> {
+    let unesc = |g: &str| g.replace("%3B", ";").replace("%25", "%");
     s.split(';')
         .filter_map(|kv| kv.rsplit_once('='))
-        .filter_map(|(g, v)| v.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (g.to_string(), v)))
+        .filter_map(|(g, v)| v.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (unesc(g), v)))
         .collect()
 }
 
@@ -324,6 +328,19 @@ mod tests {
         assert!((r[0].gap_pct.unwrap() + 100.0 / 9.0).abs() < 1e-9);
         assert_eq!(ws[0].facility_basis, FacilityBasis::Pue);
         assert!(ws[0].warnings[0].contains("less than its devices"), "{:?}", ws[0].warnings);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_group_map_round_trips(m in proptest::collection::btree_map(".{0,12}", -1e15f64..1e15, 0..6)) {
+            let back = encode_groups(&m).map(|s| decode_groups(&s)).unwrap_or_default();
+            proptest::prop_assert_eq!(back, m);
+        }
+
+        #[test]
+        fn decoding_any_text_does_not_panic(s in ".{0,64}") {
+            let _ = decode_groups(&s);
+        }
     }
 
     #[test]

@@ -387,6 +387,9 @@ pub fn compute_chunk(
             dev.sums.absorb(&r.sums);
             if source == energy_m {
                 dev.note(source, &s.tags, &meters);
+                // The interval came from the ledger (revenue inputs, and the device's
+                // own energy where no meter covers it).
+                prov.ledger_covered_ns += r.sums.covered_ns;
                 if dev.target.is_some() {
                     if let Some(b) = basis {
                         let covered_ns = r.sums.covered_ns;
@@ -395,7 +398,6 @@ pub fn compute_chunk(
                 } else {
                     seg_energy_j[k] += r.sums.energy_j;
                     prov.ledger_energy_j += r.sums.energy_j;
-                    prov.ledger_covered_ns += r.sums.covered_ns;
                     if let Some(b) = basis {
                         by_basis.add(b, r.sums.energy_j);
                     }
@@ -663,6 +665,10 @@ pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) 
     let mut n = store.count(&raw_query(plan, energy_m, win)).await?;
     if inputs.revenue_measurement != energy_m {
         n += store.count(&raw_query(plan, inputs.revenue_measurement, win)).await?;
+    }
+    // The site's meter channels replace device energy (none: no change to the count).
+    if let Some(q) = meter_query(plan, win) {
+        n += store.count(&q).await?;
     }
     Ok(n)
 }
