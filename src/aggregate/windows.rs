@@ -350,6 +350,7 @@ pub fn compute_chunk(
     let mut seg_energy_j = vec![0.0; segments.len()];
     let mut prov = Provenance::default();
     let meters = metered::chunk_meters(&data.meters, &rules, &Cuts { grid_ns: 0, list: edges.clone() }, win);
+    let raw_read = data.raw.iter().any(|(m, _)| *m == energy_m);
     let mut by_basis = BasisEnergy::default();
 
     // 1. Ledger points.
@@ -391,7 +392,10 @@ pub fn compute_chunk(
                 // own energy where no meter covers it).
                 prov.ledger_covered_ns += r.sums.covered_ns;
                 if dev.target.is_some() {
-                    if let Some(b) = basis {
+                    // A metered device's own energy is taken from its raw samples when
+                    // they are read (exact where the meter is not); from the ledger's
+                    // intervals (constant power inside each) only when they are not.
+                    if let (Some(b), false) = (basis, raw_read) {
                         let covered_ns = r.sums.covered_ns;
                         dev.own_j.push(Span { a: r.start_ns, b: end, joules: r.sums.energy_j, covered_ns, basis: b });
                     }
@@ -441,15 +445,25 @@ pub fn compute_chunk(
                 acc.push(&sample, &rules, &cuts, |a, b, part| {
                     let inside =
                         if a == b { a >= win.start_ns && a < win.end_ns } else { a >= win.start_ns && b <= win.end_ns };
-                    if !inside || dev.in_ledger(a) {
+                    if !inside {
+                        return;
+                    }
+                    if let (Part::Energy { joules, .. }, true, Some(_)) = (part, is_energy, &dev.target) {
+                        // Also inside ledger intervals: see the ledger loop above.
+                        if let Some(basis) = basis {
+                            dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
+                        }
+                        if !dev.in_ledger(a) {
+                            dev.sums.add_part(a, b, part);
+                        }
+                        return;
+                    }
+                    if dev.in_ledger(a) {
                         return;
                     }
                     if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
                         match (&dev.target, basis) {
-                            (Some(_), Some(basis)) => {
-                                dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
-                            }
-                            (Some(_), None) => {}
+                            (Some(_), _) => {}
                             (None, basis) => {
                                 seg_energy_j[segment_of(a)] += joules;
                                 if let Some(basis) = basis {
