@@ -1,6 +1,7 @@
 //! `wattledger agent` as a process: config errors at start, SIGHUP reload (a bad
 //! new config keeps the running one), the optional `/metrics` endpoint, and a
-//! bounded exit on SIGTERM. Ships to the shared InfluxDB test server
+//! bounded exit on SIGTERM, and log lines once per change (a miner going down,
+//! shipping resuming after an outage). Ships to the shared InfluxDB test server
 //! (`eval "$(bash .ci/servers.sh start)"`).
 
 use std::path::Path;
@@ -164,4 +165,89 @@ async fn sighup_reloads_metrics_serve_and_sigterm_exits_in_time() {
         .unwrap();
     let text = body.to_string();
     assert!(text.contains("\"first\"") && text.contains("\"second\""), "{text}");
+}
+
+/// Forwards every connection on `listener` to `upstream`, byte for byte.
+async fn forward(listener: tokio::net::TcpListener, upstream: String) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else { return };
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// The agent's log speaks once per change: a miner that stays down is logged
+/// offline once (not on every poll), and shipping that starts working after an
+/// outage logs "shipping resumed" once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_miner_and_shipping_outage_are_logged_once_per_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("wl_cli_log_{}", std::process::id());
+    let url = influx_url();
+    reqwest::Client::new()
+        .post(format!("{url}/query"))
+        .form(&[("q", format!("CREATE DATABASE \"{db}\""))])
+        .send()
+        .await
+        .unwrap();
+    // Nothing listens on either port yet: the miner stays down for the whole test,
+    // the store's port opens a few seconds in.
+    let dead_miner = free_port();
+    let store_port = free_port();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[agent]
+site = "cli"
+spool_dir = "{spool}"
+batch_interval = "200ms"
+self_telemetry_interval = "500ms"
+shutdown_timeout = "5s"
+
+[[sinks]]
+type = "influxdb_v1"
+name = "influxdb"
+url = "http://127.0.0.1:{store_port}"
+database = "{db}"
+
+[miners]
+targets = ["127.0.0.1:{dead_miner}"]
+interval = "200ms"
+timeout = "100ms"
+"#,
+            spool = dir.path().join("spool").display(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .env("WATTLEDGER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Ten polls or more of the dead miner, with every write failing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!read_log().contains("shipping resumed"), "no write has succeeded yet:\n{}", read_log());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", store_port)).await.unwrap();
+    let upstream = url.trim_start_matches("http://").to_string();
+    let proxy = tokio::spawn(forward(listener, upstream));
+    eventually("shipping resumed in the log", async || read_log().contains("shipping resumed").then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    proxy.abort();
+    let text = read_log();
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("miner offline"), 1, "one line when the miner went down:\n{text}");
+    assert_eq!(count("shipping resumed"), 1, "one line when the outage ended:\n{text}");
 }

@@ -1,9 +1,14 @@
 //! docs/retention.md against a real influxd: its InfluxQL sets up the retention
 //! policies it describes, and with `windows_retention_policy` the aggregator writes
 //! its windows to the policy without expiry and serves them from there, while raw
-//! samples land in the 14-day default.
+//! samples land in the 14-day default. With `retention_policies` on the agent's
+//! sink and on the aggregator's `[store]`, the energy ledger is written to and read
+//! from the policy without expiry too.
 
 mod common;
+#[allow(dead_code)]
+#[path = "common/ledger_site.rs"]
+mod ledger_site;
 mod scenario;
 
 use std::sync::Arc;
@@ -13,6 +18,29 @@ use wattledger::aggregate::{Aggregator, Windows};
 use wattledger::model::{Clock, SystemClock};
 
 const S: i64 = 1_000_000_000;
+
+/// Runs the page's ```influxql statements on `db`; returns `SHOW RETENTION POLICIES`.
+async fn create_documented_policies(db: &common::TestDb) -> serde_json::Value {
+    let statements = documented_influxql();
+    assert!(statements.len() >= 3, "{statements:?}");
+    let mut shown = serde_json::Value::Null;
+    for q in &statements {
+        let q = q.replace("\"wattledger\"", &format!("\"{}\"", db.name));
+        if q.starts_with("SHOW") {
+            shown = common::influxql_get(&db.url, &db.name, &q).await;
+        } else {
+            common::influxql_post(&db.url, &q).await;
+        }
+    }
+    shown
+}
+
+/// Points of `measurement` in one retention policy of `db`.
+async fn count_in(db: &common::TestDb, rp: &str, measurement: &str, field: &str) -> u64 {
+    let q = format!("SELECT count(\"{field}\") FROM \"{}\".\"{rp}\".\"{measurement}\"", db.name);
+    let v = common::influxql_get(&db.url, &db.name, &q).await;
+    v["results"][0]["series"][0]["values"][0][1].as_u64().unwrap_or(0)
+}
 
 /// The statements of the page's ```influxql blocks, one per line.
 fn documented_influxql() -> Vec<String> {
@@ -41,17 +69,7 @@ impl Clock for FixedClock {
 #[tokio::test]
 async fn documented_retention_policies_work_on_influxd() {
     let db = common::TestDb::create().await;
-    let statements = documented_influxql();
-    assert!(statements.len() >= 3, "{statements:?}");
-    let mut shown = serde_json::Value::Null;
-    for q in &statements {
-        let q = q.replace("\"wattledger\"", &format!("\"{}\"", db.name));
-        if q.starts_with("SHOW") {
-            shown = common::influxql_get(&db.url, &db.name, &q).await;
-        } else {
-            common::influxql_post(&db.url, &q).await;
-        }
-    }
+    let shown = create_documented_policies(&db).await;
     // name, duration, shardGroupDuration, replicaN, default
     let policies = shown["results"][0]["series"][0]["values"].as_array().cloned().unwrap_or_default();
     let policy = |name: &str| policies.iter().find(|p| p[0] == name).cloned().unwrap_or_else(|| panic!("{shown}"));
@@ -72,17 +90,9 @@ async fn documented_retention_policies_work_on_influxd() {
     let stats = agg.run_once(now).await.unwrap();
     assert!(stats.windows_written > 0, "{stats:?}");
 
-    let count = |rp: &str, m: &str| {
-        let q = format!("SELECT count(\"energy_j\") FROM \"{}\".\"{rp}\".\"{m}\"", db.name);
-        let (url, name) = (db.url.clone(), db.name.clone());
-        async move {
-            let v = common::influxql_get(&url, &name, &q).await;
-            v["results"][0]["series"][0]["values"][0][1].as_u64().unwrap_or(0)
-        }
-    };
-    assert!(count("forever", "workload_efficiency").await > 0);
-    assert_eq!(count("raw_14d", "workload_efficiency").await, 0, "no windows in the raw policy");
-    assert!(count("raw_14d", "gpu").await > 0, "raw samples in the default policy");
+    assert!(count_in(&db, "forever", "workload_efficiency", "energy_j").await > 0);
+    assert_eq!(count_in(&db, "raw_14d", "workload_efficiency", "energy_j").await, 0, "no windows in the raw policy");
+    assert!(count_in(&db, "raw_14d", "gpu", "energy_j").await > 0, "raw samples in the default policy");
 
     // The windows are served from "forever": the report from the store equals the
     // one recomputed from the raw samples.
@@ -108,4 +118,75 @@ async fn documented_retention_policies_work_on_influxd() {
     let store = Arc::new(wattledger::store::embedded::EmbeddedStore::open_in_memory().unwrap());
     let err = Aggregator::new(cfg, store, Arc::new(SystemClock)).unwrap_err();
     assert!(err.to_string().contains("windows_retention_policy"), "{err}");
+}
+
+/// The report of `config` over `[from_s, to_s)` seconds after the ledger site's start.
+fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
+    let at = |s: i64| wattledger::aggregate::rfc3339(ledger_site::T0_NS + s * S);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
+        .arg(config)
+        .args(["--from", &at(from_s), "--to", &at(to_s)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// "Keeping the ledger forever": an agent sink with `retention_policies = {
+/// energy_ledger = "forever" }` sends the ledger there and its raw samples to the
+/// 14-day default; an aggregator whose `[store]` names the same route reads the
+/// ledger from there and gets the raw samples' energy.
+#[tokio::test]
+async fn the_ledger_is_routed_to_the_policy_without_expiry() {
+    let db = common::TestDb::create().await;
+    create_documented_policies(&db).await;
+    let route = "retention_policies = { energy_ledger = \"forever\" }";
+    let sink: wattledger::ship::SinkConfig =
+        toml::from_str(&format!("type = \"influxdb_v1\"\nurl = \"{}\"\ndatabase = \"{}\"\n{route}\n", db.url, db.name))
+            .unwrap();
+    sink.validate().unwrap();
+    let writer = sink.build().unwrap();
+    assert!(writer.describe().contains("energy_ledger to influxdb v1"), "{}", writer.describe());
+    // The real agent pipeline's batches (virtual time, a runtime of its own).
+    let batches = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(ledger_site::run_site())
+    })
+    .join()
+    .unwrap();
+    for b in &batches {
+        writer.write_lines(b).await.unwrap();
+    }
+    assert!(count_in(&db, "forever", "energy_ledger", "energy_j").await > 0, "the ledger in forever");
+    assert_eq!(count_in(&db, "raw_14d", "energy_ledger", "energy_j").await, 0, "no ledger in raw_14d");
+    assert!(count_in(&db, "raw_14d", "gpu", "energy_j").await > 0, "raw samples in raw_14d");
+    assert_eq!(count_in(&db, "forever", "gpu", "energy_j").await, 0, "no raw samples in forever");
+
+    let dir = tempfile::tempdir().unwrap();
+    let routed = dir.path().join("routed.toml");
+    std::fs::write(&routed, ledger_site::aggregator_config(&format!("{}{route}\n", db.store_toml()))).unwrap();
+    let unrouted = dir.path().join("unrouted.toml");
+    std::fs::write(&unrouted, ledger_site::aggregator_config(&db.store_toml())).unwrap();
+    // Over a range the ledger covers completely, it gives the raw samples' energy.
+    let raw = report(&routed, 540, 1380, "raw");
+    let ledger = report(&routed, 540, 1380, "ledger");
+    let missed = report(&unrouted, 540, 1380, "ledger");
+    let (raw, ledger, missed) = (&raw["workloads"], &ledger["workloads"], &missed["workloads"]);
+    for i in 0..raw.as_array().unwrap().len() {
+        let (r, l) = (raw[i]["energy_j"].as_f64().unwrap(), ledger[i]["energy_j"].as_f64().unwrap());
+        assert!(r > 0.0 && (r - l).abs() <= 1e-9 * r, "{}: raw {r} J, ledger {l} J", raw[i]["workload"]);
+        assert_eq!(ledger[i]["ledger_share"].as_f64(), Some(1.0), "{}", ledger[i]);
+        // Without the route the ledger is not where the aggregator looks.
+        assert_eq!(missed[i]["energy_j"].as_f64(), Some(0.0), "{}", missed[i]);
+    }
+
+    // Refused where it cannot work: a v2 sink, and an aggregator on the embedded store.
+    let v2: wattledger::ship::SinkConfig =
+        toml::from_str(&format!("type = \"influxdb_v2\"\nurl = \"{}\"\nbucket = \"b\"\n{route}\n", db.url)).unwrap();
+    assert!(v2.validate().unwrap_err().contains("`buckets`"), "names the v2 key");
+    let embedded = ledger_site::aggregator_config(&format!("kind = \"embedded\"\npath = \"x.db\"\n{route}\n"));
+    let cfg: AggregatorConfig = wattledger::config::from_str(&embedded, std::path::Path::new("t.toml")).unwrap();
+    let err = cfg.validate().unwrap_err();
+    assert!(err.to_string().contains("store.retention_policies"), "{err}");
 }

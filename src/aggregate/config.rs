@@ -429,6 +429,15 @@ impl AggregatorConfig {
         if w.max_gap.is_zero() {
             return Err(KeyError::new("aggregator.max_gap", "max_gap must be positive"));
         }
+        let st = &self.store;
+        if !st.retention_policies.is_empty()
+            && (st.kind != crate::store::StoreKind::Influxdb || st.api != crate::store::WriteApi::V1)
+        {
+            return Err(KeyError::new(
+                "store.retention_policies",
+                "needs kind = \"influxdb\" with api = \"v1\"; InfluxDB 2.x and later keep one retention per bucket",
+            ));
+        }
         let mut tariffs = BTreeMap::new();
         for (name, site) in &self.sites {
             if !(site.pue.is_finite() && site.pue >= 1.0) {

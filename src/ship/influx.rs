@@ -34,12 +34,14 @@
 //! caller's spool keeps it. Bodies are gzipped unless disabled.
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
 
 use super::lineproto;
+use super::route::{routed_writer, validate_routes};
 use super::{WriteError, Writer};
 use crate::config::{ConfigError, Secret};
 
@@ -617,6 +619,13 @@ pub struct InfluxSinkConfig {
     pub max_retries: u32,
     #[serde(default = "default_max_retry_time", with = "crate::config::duration")]
     pub max_retry_time: Duration,
+    /// v1: measurements written to another retention policy than
+    /// `retention_policy`, e.g. `{ energy_ledger = "forever" }` (see `route`).
+    #[serde(default)]
+    pub retention_policies: std::collections::BTreeMap<String, String>,
+    /// v2: measurements written to another bucket than `bucket`.
+    #[serde(default)]
+    pub buckets: std::collections::BTreeMap<String, String>,
 }
 
 pub fn default_timeout() -> Duration {
@@ -637,9 +646,30 @@ impl InfluxSinkConfig {
         influx_conn!(self, section.to_string(), Some(self.url.clone()))
     }
 
+    /// The sink's writer: one [`InfluxWriter`], or a [`RoutedWriter`] over one per
+    /// retention policy (v1) or bucket (v2) when measurements are routed.
+    pub fn writer(&self, section: &str, api: WriteApi) -> Result<Arc<dyn Writer>, ConfigError> {
+        let routes = match api {
+            WriteApi::V1 => &self.retention_policies,
+            WriteApi::V2 => &self.buckets,
+        };
+        routed_writer(&self.conn(section), api, routes)
+    }
+
     /// What can be checked before secrets are read: the URL and the target keys.
     pub fn validate(&self, section: &str, api: WriteApi) -> Result<(), String> {
         base_url(&self.url).map_err(|e| format!("{section} {e}"))?;
+        match api {
+            WriteApi::V1 if !self.buckets.is_empty() => {
+                return Err(format!("{section} `buckets` is for type = \"influxdb_v2\"; a v1 sink routes measurements with `retention_policies`"))
+            }
+            WriteApi::V2 if !self.retention_policies.is_empty() => {
+                return Err(format!("{section} `retention_policies` is for type = \"influxdb_v1\"; a v2 sink routes measurements with `buckets`"))
+            }
+            _ => {}
+        }
+        validate_routes(section, "retention_policies", &self.retention_policies)?;
+        validate_routes(section, "buckets", &self.buckets)?;
         match api {
             WriteApi::V1 if self.database.is_none() => {
                 Err(format!("{section} `database` is required for type = \"influxdb_v1\""))

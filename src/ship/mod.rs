@@ -3,6 +3,7 @@
 
 pub mod influx;
 pub mod lineproto;
+pub mod route;
 
 use std::sync::Arc;
 
@@ -52,16 +53,11 @@ impl SinkConfig {
     /// Builds the writer; secrets are resolved here, nothing is contacted yet.
     pub fn build(&self) -> Result<Arc<dyn Writer>, ConfigError> {
         let section = self.section();
-        Ok(match self {
-            SinkConfig::InfluxdbV1(c) => {
-                Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V1)?)
-            }
-            SinkConfig::InfluxdbV2(c) => {
-                Arc::new(influx::InfluxWriter::from_conn(&c.conn(&section), influx::WriteApi::V2)?)
-            }
-        })
+        match self {
+            SinkConfig::InfluxdbV1(c) => c.writer(&section, influx::WriteApi::V1),
+            SinkConfig::InfluxdbV2(c) => c.writer(&section, influx::WriteApi::V2),
+        }
     }
-
     /// Contacts the server once and says what answered (used by `check`).
     pub async fn healthcheck(&self) -> Result<String, String> {
         match self {

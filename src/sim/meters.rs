@@ -362,6 +362,36 @@ pub struct SimPlugSpec {
     pub watts: f64,
     pub clock: Arc<dyn Clock>,
     pub start_ns: i64,
+    /// Protects the Shelly RPC as a plug with a password does: HTTP Digest with
+    /// SHA-256, user `admin`.
+    pub shelly_password: Option<String>,
+}
+
+/// What a Shelly plug with a password sends unauthenticated requests.
+const SHELLY_REALM: &str = "shellyplugus-sim";
+
+/// The plug's side of Shelly's digest check (RFC 7616, SHA-256, qop `auth`).
+fn shelly_digest_ok(headers: &HeaderMap, uri: &Uri, password: &str, nonce: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Ok(parsed) = http_auth::parse_challenges(value) else { return false };
+    let Some(c) = parsed.first().filter(|c| c.scheme.eq_ignore_ascii_case("digest")) else { return false };
+    let param = |k: &str| c.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.to_unescaped());
+    let [Some(user), Some(realm), Some(got_nonce), Some(got_uri), Some(nc), Some(cnonce), Some(qop), Some(response)] =
+        ["username", "realm", "nonce", "uri", "nc", "cnonce", "qop", "response"].map(param)
+    else {
+        return false;
+    };
+    let requested = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    if user != "admin" || realm != SHELLY_REALM || got_nonce != nonce || got_uri != requested || qop != "auth" {
+        return false;
+    }
+    let h = |s: String| format!("{:x}", Sha256::digest(s.as_bytes()));
+    let ha1 = h(format!("{user}:{realm}:{password}"));
+    let ha2 = h(format!("GET:{got_uri}"));
+    response == h(format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
 }
 
 pub struct SimPlug {
@@ -377,7 +407,7 @@ impl Drop for SimPlug {
 
 impl SimPlug {
     pub async fn start(bind: SocketAddr, spec: SimPlugSpec) -> std::io::Result<SimPlug> {
-        let spec = Arc::new(spec);
+        let spec = Arc::new((spec, format!("{:08x}", rand::random::<u32>())));
         let app = Router::new()
             .route("/rpc/Switch.GetStatus", get(shelly_status))
             .route("/cm", get(tasmota_cm))
@@ -395,7 +425,20 @@ fn plug_wh(spec: &SimPlugSpec) -> f64 {
     spec.watts * (spec.clock.now_ns() - spec.start_ns).max(0) as f64 / 3.6e12
 }
 
-async fn shelly_status(State(spec): State<Arc<SimPlugSpec>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn shelly_status(
+    State(state): State<Arc<(SimPlugSpec, String)>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (spec, nonce) = (&state.0, &state.1);
+    if let Some(password) = &spec.shelly_password {
+        if !shelly_digest_ok(&headers, &uri, password, nonce) {
+            let challenge =
+                format!("Digest qop=\"auth\", realm=\"{SHELLY_REALM}\", nonce=\"{nonce}\", algorithm=SHA-256");
+            return (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, challenge)]).into_response();
+        }
+    }
     if q.get("id").map(String::as_str).unwrap_or("0") != "0" {
         return (StatusCode::NOT_FOUND, Json(json!({"code": -105, "message": "Argument 'id', value 1 not found!"})))
             .into_response();
@@ -406,7 +449,11 @@ async fn shelly_status(State(spec): State<Arc<SimPlugSpec>>, Query(q): Query<Has
     .into_response()
 }
 
-async fn tasmota_cm(State(spec): State<Arc<SimPlugSpec>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn tasmota_cm(
+    State(state): State<Arc<(SimPlugSpec, String)>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let spec = &state.0;
     if q.get("cmnd").map(|c| c.eq_ignore_ascii_case("status 8")) != Some(true) {
         return Json(json!({"Command": "Unknown"})).into_response();
     }
@@ -473,9 +520,11 @@ pub async fn run_cli(a: MetersArgs) -> anyhow::Result<()> {
         Duration::ZERO,
     )
     .await?;
-    let plug =
-        SimPlug::start(SocketAddr::new(a.bind, a.plug_port), SimPlugSpec { watts: a.plug_watts, clock, start_ns })
-            .await?;
+    let plug = SimPlug::start(
+        SocketAddr::new(a.bind, a.plug_port),
+        SimPlugSpec { watts: a.plug_watts, clock, start_ns, shelly_password: None },
+    )
+    .await?;
     println!("pdu {}", pdu.url());
     println!("bmc {}", bmc.url());
     println!("plug shelly://{0} tasmota://{0}", plug.addr);

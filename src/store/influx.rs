@@ -32,6 +32,7 @@
 //! written as `u` and read back as [`FieldValue::UInt`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,8 +42,9 @@ use serde::Deserialize;
 use super::{RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
 use crate::config::ConfigError;
 use crate::model::{FieldValue, Point};
-use crate::ship::influx::{base_url, error_chain, server_message, Auth, InfluxWriter};
+use crate::ship::influx::{base_url, error_chain, server_message, Auth};
 use crate::ship::lineproto::{self, EncodeError};
+use crate::ship::route::routed_writer;
 use crate::ship::{WriteError, Writer};
 
 /// Points per write request; InfluxDB recommends batches of 5,000 to 10,000 lines.
@@ -62,6 +64,8 @@ pub struct InfluxQlReader {
     auth: Auth,
     database: String,
     retention_policy: Option<String>,
+    /// Measurements read from their own retention policy (`[store] retention_policies`).
+    routes: BTreeMap<String, String>,
 }
 
 /// A field's type as `SHOW FIELD KEYS` reports it.
@@ -152,7 +156,23 @@ impl InfluxQlReader {
             auth,
             database: database.to_owned(),
             retention_policy: retention_policy.map(str::to_owned),
+            routes: BTreeMap::new(),
         })
+    }
+
+    /// Reads these measurements from their own retention policy.
+    pub fn with_routes(mut self, routes: BTreeMap<String, String>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// A measurement as InfluxQL's `FROM` names it: `"m"`, or `"rp"."m"` when it is
+    /// routed to a retention policy of its own.
+    fn from(&self, measurement: &str) -> String {
+        match self.routes.get(measurement) {
+            Some(rp) => format!("{}.{}", quote_ident(rp), quote_ident(measurement)),
+            None => quote_ident(measurement),
+        }
     }
 
     /// Sends a query and checks the answer's status.
@@ -343,16 +363,16 @@ impl InfluxQlReader {
     }
 
     /// `SELECT` of the query's fields, tag filters and range, grouped by series.
-    fn select(query: &SeriesQuery) -> String {
+    fn select(&self, query: &SeriesQuery) -> String {
         let cols: Vec<String> = query.fields.iter().map(|f| quote_ident(f)).collect();
-        Self::select_cols(&cols.join(","), query) + " GROUP BY *"
+        self.select_cols(&cols.join(","), query) + " GROUP BY *"
     }
 
     /// `SELECT cols FROM m WHERE <range and tag filters>`.
-    fn select_cols(cols: &str, query: &SeriesQuery) -> String {
+    fn select_cols(&self, cols: &str, query: &SeriesQuery) -> String {
         let mut q = format!(
             "SELECT {cols} FROM {} WHERE time >= {} AND time < {}",
-            quote_ident(&query.measurement),
+            self.from(&query.measurement),
             query.start_ns,
             query.end_ns
         );
@@ -366,7 +386,7 @@ impl InfluxQlReader {
         let mut query = query.clone();
         if query.fields.is_empty() {
             // Without fields named, the field list must come first.
-            let show = format!("SHOW FIELD KEYS FROM {}", quote_ident(&query.measurement));
+            let show = format!("SHOW FIELD KEYS FROM {}", self.from(&query.measurement));
             let types = self.query(&show).await?.first().map(Self::field_types).unwrap_or_default();
             query.fields = types.into_keys().collect();
             query.fields.sort();
@@ -386,7 +406,7 @@ impl InfluxQlReader {
         if query.fields.is_empty() {
             return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
         }
-        let q = format!("SHOW FIELD KEYS FROM {}; {}", quote_ident(&query.measurement), Self::select(query));
+        let q = format!("SHOW FIELD KEYS FROM {}; {}", self.from(&query.measurement), self.select(query));
         let mut types: HashMap<String, Vec<FieldType>> = HashMap::new();
         let mut ids: HashMap<BTreeMap<String, String>, usize> = HashMap::new();
         self.query_docs(&q, usize::MAX, |doc| {
@@ -431,7 +451,7 @@ impl InfluxQlReader {
             return Err(StoreError::Query("a count must name the fields it counts".into()));
         }
         let counts: Vec<String> = query.fields.iter().map(|f| format!("count({})", quote_ident(f))).collect();
-        let q = Self::select_cols(&counts.join(","), query);
+        let q = self.select_cols(&counts.join(","), query);
         let mut total = 0u64;
         for r in self.query(&q).await? {
             for s in r.series {
@@ -444,7 +464,7 @@ impl InfluxQlReader {
     }
 
     pub async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
-        let q = format!("SHOW TAG VALUES FROM {} WITH KEY = {}", quote_ident(measurement), quote_ident(tag));
+        let q = format!("SHOW TAG VALUES FROM {} WITH KEY = {}", self.from(measurement), quote_ident(tag));
         let mut values: Vec<String> = self
             .query(&q)
             .await?
@@ -536,21 +556,21 @@ fn decode_value(v: &serde_json::Value, types: &[FieldType]) -> Option<FieldValue
 /// A [`Store`] on an InfluxDB server: writes through the v1 or v2 API, reads with
 /// InfluxQL.
 pub struct InfluxStore {
-    writer: InfluxWriter,
+    writer: Arc<dyn Writer>,
     reader: InfluxQlReader,
     /// InfluxDB 1.x has no unsigned integers; see the module doc.
     unsigned: bool,
 }
 
 impl InfluxStore {
-    pub fn new(writer: InfluxWriter, reader: InfluxQlReader, unsigned: bool) -> Self {
+    pub fn new(writer: Arc<dyn Writer>, reader: InfluxQlReader, unsigned: bool) -> Self {
         InfluxStore { writer, reader, unsigned }
     }
 
     /// From the `[store]` section (`kind = "influxdb"`). InfluxQL reads use
     /// `database`, or `bucket` when no database is named.
     pub fn from_config(cfg: &StoreConfig) -> Result<Self, StoreError> {
-        let writer = InfluxWriter::from_conn(&cfg.influx_conn(), cfg.api)?;
+        let writer = routed_writer(&cfg.influx_conn(), cfg.api, &cfg.routes())?;
         let url = cfg.url.as_deref().unwrap_or_default();
         let database = cfg.database.as_deref().or(cfg.bucket.as_deref()).ok_or_else(|| {
             ConfigError::Invalid("[store] `database` (or `bucket`) is required to read with InfluxQL".into())
@@ -561,7 +581,8 @@ impl InfluxStore {
             cfg.retention_policy.as_deref(),
             Auth::from_conn(&cfg.influx_conn())?,
             cfg.timeout,
-        )?;
+        )?
+        .with_routes(cfg.routes());
         Ok(InfluxStore::new(writer, reader, cfg.api == WriteApi::V2))
     }
 
@@ -569,8 +590,8 @@ impl InfluxStore {
         &self.reader
     }
 
-    pub fn writer(&self) -> &InfluxWriter {
-        &self.writer
+    pub fn writer(&self) -> &dyn Writer {
+        self.writer.as_ref()
     }
 
     fn signed_copy(&self, p: &Point) -> Result<Point, StoreError> {

@@ -183,9 +183,7 @@ pub async fn open_store(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Store>, 
 /// `kind = "embedded"` (it parses the lines and stores the points).
 pub fn writer_from_config(cfg: &StoreConfig) -> Result<std::sync::Arc<dyn Writer>, StoreError> {
     match cfg.kind {
-        StoreKind::Influxdb => {
-            Ok(std::sync::Arc::new(crate::ship::influx::InfluxWriter::from_conn(&cfg.influx_conn(), cfg.api)?))
-        }
+        StoreKind::Influxdb => Ok(crate::ship::route::routed_writer(&cfg.influx_conn(), cfg.api, &cfg.routes())?),
         StoreKind::Embedded => Ok(std::sync::Arc::new(embedded::EmbeddedStore::from_config(cfg)?)),
     }
 }
@@ -194,6 +192,15 @@ impl StoreConfig {
     /// The InfluxDB connection keys of this section.
     pub fn influx_conn(&self) -> InfluxConn {
         crate::ship::influx::influx_conn!(self, "[store]".into(), self.url.clone())
+    }
+
+    /// Measurements routed to their own retention policy (v1 only; `validate` refuses
+    /// them on v2, where a bucket has one retention).
+    pub fn routes(&self) -> std::collections::BTreeMap<String, String> {
+        match self.api {
+            WriteApi::V1 => self.retention_policies.clone(),
+            WriteApi::V2 => Default::default(),
+        }
     }
 }
 
@@ -212,6 +219,11 @@ pub struct StoreConfig {
     /// v1 database; also the database InfluxQL reads use (DBRP-mapped on 2.x).
     pub database: Option<String>,
     pub retention_policy: Option<String>,
+    /// v1: measurements kept in another retention policy than `retention_policy`,
+    /// read from and written to there, e.g. `{ energy_ledger = "forever" }`
+    /// (`docs/retention.md`).
+    #[serde(default)]
+    pub retention_policies: std::collections::BTreeMap<String, String>,
     /// v2 organisation and bucket; `bucket` defaults to `database`.
     pub org: Option<String>,
     pub bucket: Option<String>,

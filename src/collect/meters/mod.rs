@@ -593,13 +593,27 @@ pub(crate) async fn get_json(
     what: &str,
     max_bytes: usize,
 ) -> Result<serde_json::Value, MeterError> {
-    let resp = req.send().await.map_err(|e| {
+    let resp = send(req, what).await?;
+    json_reply(resp, what, max_bytes).await
+}
+
+/// Sends a request; a timeout or a network error is a [`MeterError`] that says so.
+pub(crate) async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, MeterError> {
+    req.send().await.map_err(|e| {
         if e.is_timeout() {
             MeterError::new(format!("{what}: no answer within the meter's timeout"))
         } else {
             MeterError::new(format!("{what}: {}", describe_reqwest(&e)))
         }
-    })?;
+    })
+}
+
+/// A reply's JSON body (at most `max_bytes`), or an error naming its HTTP status.
+pub(crate) async fn json_reply(
+    resp: reqwest::Response,
+    what: &str,
+    max_bytes: usize,
+) -> Result<serde_json::Value, MeterError> {
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(MeterError::new(format!("{what}: HTTP {status}; check username and password")));

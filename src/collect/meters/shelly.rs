@@ -1,19 +1,30 @@
 //! Shelly Gen2+ plugs and relays over their RPC API: `GET /rpc/Switch.GetStatus?id=N`
 //! answers `{"id":0, "apower": W, "aenergy": {"total": Wh, …}, …}`. Channels are
 //! switch ids (`0`, `1`, …); `?channels=0,1` in the URL reads several, default `0`.
+//!
+//! A plug with a password protects its RPC with HTTP Digest authentication (SHA-256,
+//! RFC 7616; the user is always `admin`): an unauthenticated request is answered 401
+//! with a challenge, and the answer to it (from the `http-auth` crate) goes with
+//! every later request, its nonce count rising, until the plug answers 401 again.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use http_auth::{PasswordClient, PasswordParams};
 use serde_json::Value;
+use tokio::sync::Mutex;
 
-use super::{get_json, json_number, ChannelReading, MeterConfig, MeterDriver, MeterError, MeterUrl, MAX_JSON_BYTES};
+use super::{
+    json_number, json_reply, send, ChannelReading, MeterConfig, MeterDriver, MeterError, MeterUrl, MAX_JSON_BYTES,
+};
 
 pub struct ShellyMeter {
     base: String,
     ids: Vec<u32>,
     client: reqwest::Client,
     auth: Option<super::Credentials>,
+    /// The plug's latest digest challenge, answered on each request.
+    digest: Mutex<Option<PasswordClient>>,
 }
 
 impl ShellyMeter {
@@ -35,7 +46,47 @@ impl ShellyMeter {
             .build()
             .map_err(|e| MeterError::new(format!("cannot build an HTTP client: {e}")))?;
         let auth = super::Credentials::from_config(cfg)?;
-        Ok(ShellyMeter { base: format!("http://{}", url.host_port(80)), ids, client, auth })
+        let base = format!("http://{}", url.host_port(80));
+        Ok(ShellyMeter { base, ids, client, auth, digest: Mutex::new(None) })
+    }
+
+    /// `GET path`, answering the plug's digest challenge when it has a password.
+    async fn get(&self, path: &str) -> Result<Value, MeterError> {
+        let what = format!("{}{path}", self.base);
+        let url = format!("{}{path}", self.base);
+        let Some(cred) = &self.auth else {
+            return json_reply(send(self.client.get(&url), &what).await?, &what, MAX_JSON_BYTES).await;
+        };
+        let password = cred.password()?;
+        // A known challenge is answered straight away; a 401 (no challenge yet, or a
+        // stale nonce) brings a new one, answered once.
+        for fresh_challenge in [false, true] {
+            let mut req = self.client.get(&url);
+            if let Some(client) = self.digest.lock().await.as_mut() {
+                let params =
+                    PasswordParams { username: &cred.user, password: &password, uri: path, method: "GET", body: None };
+                let answer = client.respond(&params).map_err(|e| MeterError::new(format!("{what}: {e}")))?;
+                req = req.header(reqwest::header::AUTHORIZATION, answer);
+            }
+            let resp = send(req, &what).await?;
+            if resp.status() != reqwest::StatusCode::UNAUTHORIZED || fresh_challenge {
+                return json_reply(resp, &what, MAX_JSON_BYTES).await;
+            }
+            let challenge = resp
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let client = PasswordClient::try_from(challenge.as_str()).map_err(|e| {
+                MeterError::new(format!("{what}: HTTP 401 without a digest challenge we can answer ({e})"))
+            })?;
+            *self.digest.lock().await = Some(client);
+        }
+        Err(MeterError::new(format!(
+            "{what}: HTTP 401 after answering the plug's challenge; check username and password"
+        )))
     }
 }
 
@@ -72,13 +123,7 @@ impl MeterDriver for ShellyMeter {
     async fn read(&self) -> Result<Vec<ChannelReading>, MeterError> {
         let mut out = Vec::with_capacity(self.ids.len());
         for &id in &self.ids {
-            let mut req = self.client.get(format!("{}/rpc/Switch.GetStatus?id={id}", self.base));
-            if let Some(c) = &self.auth {
-                // Gen2 uses digest auth; reqwest speaks basic only, which plugs without
-                // a password ignore. A protected plug answers 401 (reported as such).
-                req = req.basic_auth(&c.user, Some(c.password()?));
-            }
-            let v = get_json(req, &format!("{} Switch.GetStatus", self.base), MAX_JSON_BYTES).await?;
+            let v = self.get(&format!("/rpc/Switch.GetStatus?id={id}")).await?;
             out.push(parse_switch_status(&v, id)?);
         }
         Ok(out)
