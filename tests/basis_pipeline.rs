@@ -388,4 +388,14 @@ async fn meters_replace_device_energy_by_basis_and_reconcile_the_site() {
     let site_obs = found.observations.iter().find(|o| o.labels.get("group").map(String::as_str) == Some("s1")).unwrap();
     assert!(close(site_obs.value, 500.0 / 4900.0 * 100.0, 1e-3), "{:?}", site_obs.value);
     assert!(site_obs.value < Kind::MeterGap.default_rule().threshold);
+
+    // miner_efficiency reads the stock miner's outlet, not its estimate: 3400 W at
+    // 110 TH/s is 30.91 J/TH, 4.6 % over the S19 Pro's nominal 29.545.
+    let mut rule = Rule::from_default(Kind::MinerEfficiency.default_rule());
+    rule.window_s = 600.0;
+    let found =
+        wattledger::alert::eval::evaluate(&agg, &rule, T0_NS + 1250 * S, &mut Default::default()).await.unwrap();
+    let obs = found.observations.iter().find(|o| o.labels["device"].ends_with("192.0.2.10:4028")).unwrap();
+    assert!(close(obs.value, (3400.0 / 110.0 / (3250.0 / 110.0) - 1.0) * 100.0, 1e-6), "{}", obs.value);
+    assert!(found.notes.iter().all(|n| !n.contains("192.0.2.10")), "{:?}", found.notes);
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::config::{Kind, Rule};
 use super::state::{fmt_num, Missing, Observation};
 use crate::aggregate::config::MarketSourceKind;
-use crate::aggregate::fleet::{measured_j_per_th, nominal_spec};
+use crate::aggregate::fleet::{measured_j_per_th, metered_j_per_th, nominal_spec, EfficiencySums};
 use crate::aggregate::windows::{device_id, devices_from_series, window_label};
 use crate::aggregate::{rfc3339, AggregateError, Aggregator};
 use crate::model::schema::{self, agent, asic, gpu, market};
@@ -144,8 +144,20 @@ pub async fn evaluate(
                     .await?;
             let (before, recent): (Vec<Series>, Vec<Series>) =
                 series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
-            let measured = measured_j_per_th(&recent);
-            let baseline = measured_j_per_th(&before);
+            // A miner's own measured power, else a meter channel covering it (a stock
+            // miner behind a PDU outlet); never its estimate.
+            let meters =
+                read(agg, schema::meter::MEASUREMENT, &[schema::meter::POWER_W], split_ns - BASELINE_NS, now_ns + 1)
+                    .await?;
+            let (meters_before, meters_recent): (Vec<Series>, Vec<Series>) =
+                meters.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            let with_meters = |own: BTreeMap<String, EfficiencySums>, metered: BTreeMap<String, EfficiencySums>| {
+                let mut all = own;
+                all.extend(metered.into_iter().filter(|(_, e)| e.samples > 0));
+                all
+            };
+            let measured = with_meters(measured_j_per_th(&recent), metered_j_per_th(&recent, &meters_recent));
+            let baseline = with_meters(measured_j_per_th(&before), metered_j_per_th(&before, &meters_before));
             let mut estimated = Vec::new();
             let mut done = std::collections::BTreeSet::new();
             for s in &recent {
