@@ -200,7 +200,7 @@ async fn run_site() -> Vec<String> {
     let sources = vec![
         ScheduledSource { source: Box::new(Miners), interval: Duration::from_secs(10) },
         ScheduledSource { source: Box::new(Gpus), interval: Duration::from_secs(5) },
-        ScheduledSource { source: Box::new(Meters), interval: Duration::from_secs(10) },
+        ScheduledSource { source: Box::new(Meters), interval: Duration::from_secs(7) },
     ];
     let agent = Agent::with_parts(agent_config(spool.path()), clock, sources, writer.clone()).unwrap();
     agent.run(tokio::time::sleep(Duration::from_secs_f64(END_S))).await.unwrap();
@@ -243,6 +243,7 @@ usd_per_gpu_hour = 2.0
 [aggregator]
 window = "10m"
 max_gap = "90s"
+read_chunk = "3m"
 "#;
 
 async fn site_store() -> Arc<EmbeddedStore> {

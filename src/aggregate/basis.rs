@@ -25,7 +25,8 @@
 //!   it feeds instead ([`super::reconcile`]).
 //!
 //! Several channels covering one target (a server's two PSUs on two outlets) are
-//! added, and only where all of them have energy.
+//! added, and only where all of them have energy. A meter's energy at a time when
+//! none of the devices it covers has energy data of its own is not attributed.
 //!
 //! Everything here is pure: [`resolve`] works on per-device energy *spans* (a ledger
 //! interval, or the range between two raw samples) of one read chunk, assuming
@@ -285,6 +286,11 @@ pub fn resolve(channels: &[Vec<Span>], members: &[Member], from_ns: i64, to_ns: 
         let metered: Option<Vec<(f64, i64)>> =
             channels.iter().map(|c| holding(c, x, y).map(|s| s.part(x, y))).collect();
         let metered = metered.filter(|parts| !channels.is_empty() && parts.iter().all(|p| p.1 > 0));
+        // A meter's energy at a time none of its devices has energy data of its own
+        // (before an agent's first readings, say) is left out: the devices' coverage
+        // shows that hole, as without a meter.
+        let present = members.iter().any(|m| holding(&m.own, x, y).or_else(|| holding(&m.weight, x, y)).is_some());
+        let metered = metered.filter(|_| present);
         match metered {
             Some(parts) => {
                 let joules: f64 = parts.iter().map(|p| p.0).sum();
