@@ -34,13 +34,18 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 /// Like [`load`] for text already in memory; `origin` names it in errors.
 pub fn from_str<T: DeserializeOwned>(raw: &str, origin: &Path) -> Result<T, ConfigError> {
     let expanded = expand_env(raw, |v| std::env::var(v).ok())
-        .map_err(|var| ConfigError::MissingEnv { path: origin.to_owned(), var })?;
+        .map_err(|MissingVar(var)| ConfigError::MissingEnv { path: origin.to_owned(), var })?;
     toml::from_str(&expanded).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
 }
 
+/// A `${NAME}` whose variable is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {0} is not set (referenced as ${{{0}}})")]
+pub struct MissingVar(pub String);
+
 /// Replaces `${NAME}` with the variable's value. `$${` escapes a literal `${`.
 /// Comments are expanded too, which is harmless and keeps this simple.
-pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, MissingVar> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(i) = rest.find('$') {
@@ -53,7 +58,7 @@ pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
             match body.find('}') {
                 Some(end) => {
                     let name = &body[..end];
-                    out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+                    out.push_str(&lookup(name).ok_or_else(|| MissingVar(name.to_string()))?);
                     rest = &body[end + 1..];
                 }
                 None => {
@@ -177,27 +182,40 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A duration in a config file or on the command line that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration like 30s, 5m or 1h")]
+    NotANumber(String),
+    #[error("unknown duration unit `{unit}` in `{text}` (use ms, s, m, h or d)")]
+    UnknownUnit { text: String, unit: String },
+    #[error("`{0}` is not a valid duration")]
+    Invalid(String),
+    #[error("`{0}` is too long: a duration is at most 100 years ({MAX_DURATION_S}s)")]
+    TooLong(String),
+}
+
 /// Parses durations written as `30s`, `1m`, `1h`, `500ms`, `2d` in config files.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 5m or 1h"))?;
+    let n: f64 = num.parse().map_err(|_| DurationError::NotANumber(s.to_string()))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h or d)")),
+        other => return Err(DurationError::UnknownUnit { text: s.to_string(), unit: other.to_string() }),
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a valid duration"));
+        return Err(DurationError::Invalid(s.to_string()));
     }
     // Times are i64 nanoseconds (until 2262), so a longer duration cannot be
     // added to one; refuse it here rather than overflow (or panic) later.
     if secs > MAX_DURATION_S {
-        return Err(format!("`{s}` is too long: a duration is at most 100 years ({MAX_DURATION_S}s)"));
+        return Err(DurationError::TooLong(s.to_string()));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
@@ -229,7 +247,7 @@ mod tests {
     fn expands_env_and_escapes() {
         let got = expand_env("a=${X} b=$${X} c=$y", |v| (v == "X").then(|| "1".to_string())).unwrap();
         assert_eq!(got, "a=1 b=${X} c=$y");
-        assert_eq!(expand_env("${NOPE}", |_| None), Err("NOPE".to_string()));
+        assert_eq!(expand_env("${NOPE}", |_| None), Err(MissingVar("NOPE".to_string())));
     }
 
     #[test]
@@ -284,6 +302,13 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
         assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
         assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
-        assert!(parse_duration("5 parsecs").is_err());
+        assert!(
+            matches!(parse_duration("5 parsecs"), Err(DurationError::UnknownUnit { unit, .. }) if unit == "parsecs")
+        );
+        assert_eq!(
+            parse_duration("200y").unwrap_err().to_string(),
+            "unknown duration unit `y` in `200y` (use ms, s, m, h or d)"
+        );
+        assert!(matches!(parse_duration("40000d"), Err(DurationError::TooLong(_))));
     }
 }

@@ -409,6 +409,18 @@ async fn market_data_over_http_is_stored_used_and_flagged_when_stale() {
     // Before any market data: flagged as missing, no revenue invented.
     let before = agg.report((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S, Windows::Recompute).await.unwrap();
     assert!(before.warnings.iter().any(|w| w.contains("no market data")), "{:?}", before.warnings);
+
+    // The overlay's prices: the stored snapshot in effect at the range's start,
+    // drawn from there; none before the first snapshot.
+    let p = agg.prices(t0 * S, (t0 + 3600) * S).await.unwrap();
+    assert_eq!(p.market_source, "http");
+    assert_eq!(p.market.len(), 1, "{p:?}");
+    assert_eq!(p.market[0].time, wattledger::aggregate::rfc3339(t0 * S));
+    assert_eq!(p.market[0].btc_usd, 43_753.0);
+    let hashprice = 1e15 * 86_400.0 / 4_294_967_296.0 * usd_per_diff;
+    assert!((p.market[0].hashprice_usd_per_phs_day - hashprice).abs() < 1e-9, "{p:?}");
+    let p = agg.prices((t0 - 30 * 86_400) * S, (t0 - 30 * 86_400 + 3600) * S).await.unwrap();
+    assert!(p.market.is_empty() && p.market_source == "http", "{p:?}");
 }
 
 /// Ingest answers for what hostile or careless clients send: every gzip member is
@@ -502,7 +514,7 @@ async fn unbounded_ranges_are_refused() {
         ("2262-04-11T23:00:00Z", "2262-04-11T23:47:16.854775807Z", "1678 to 2262"),
         ("2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "longer than 400 days"),
     ] {
-        for path in ["/api/workloads", "/api/workloads/btc/windows"] {
+        for path in ["/api/workloads", "/api/workloads/btc/windows", "/api/workloads.csv", "/api/prices"] {
             let r = tokio::time::timeout(
                 std::time::Duration::from_secs(10),
                 http.get(format!("{}{path}?from={from}&to={to}", run.base)).send(),
@@ -536,4 +548,186 @@ async fn a_body_that_never_finishes_is_answered_408() {
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("body_timeout"), "{text}");
+}
+
+/// The page's drill-down, overlay and export over the hand-computed scenario: a
+/// device's history sums to its share of the workload, prices are the configured
+/// market and tariff, the CSV holds the JSON's numbers, and the fleet carries the
+/// latest readings (absent ones `null`) and the GPU idle flag.
+#[tokio::test]
+async fn device_history_prices_csv_and_fleet_readings() {
+    let end_s = scenario::T0_S + scenario::MINUTES * 60;
+    let run = start(&API.replace("65536", "1000000"), (end_s + 30) * S).await;
+    let http = reqwest::Client::new();
+    let auth = ("Authorization", "Token s3cret");
+    // Two more GPUs at the last minute: one idle at 300 W and 3 %, one busy; and a
+    // miner that reports temperature, fans and uptime.
+    let mut lines = scenario::line_protocol();
+    lines += &format!("gpu,site=s1,host=rig9,gpu=0,uuid=GPU-9,model=H100,workload=h100 power_w=300,util_gpu_pct=3,temp_c=61,status=\"ok\" {end_s}\n");
+    lines += &format!("gpu,site=s1,host=rig9,gpu=1,uuid=GPU-8,model=H100,workload=h100 power_w=300,util_gpu_pct=80,status=\"ok\" {end_s}\n");
+    lines += &format!("asic,site=s1,host=rig8,miner=m8,model=S9,workload=btc power_w=1400,hashrate_ths=14,temp_c_max=71.5,fan_rpm_avg=5400,uptime_s=86400i,online=true {end_s}\n");
+    let r = http
+        .post(format!("{}/api/v2/write?precision=s", run.base))
+        .header(auth.0, auth.1)
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let get = |path: String| {
+        let http = http.clone();
+        let base = run.base.clone();
+        async move { http.get(format!("{base}{path}")).header(auth.0, auth.1).send().await.unwrap() }
+    };
+    let json = |path: String| async move {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let range = format!("from={}&to={}", scenario::FROM, scenario::TO);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let sum = |h: &serde_json::Value, k: &str| {
+        h["points"].as_array().unwrap().iter().filter_map(|p| p[k].as_f64()).sum::<f64>()
+    };
+
+    // m1: 3000 W at 200 TH/s for 2 h in one-minute buckets; its revenue is its own
+    // accepted difficulty (168e6 + 166.6e6, the reboot counted) at 3.25e-9 $ each.
+    let h = json(format!("/api/devices/history?device=rig1/m1&{range}")).await;
+    assert_eq!(
+        (&h["kind"], &h["workload"], &h["model"], &h["revenue"]),
+        (&"asic".into(), &"btc".into(), &"bitcoin_fpps".into(), &"per_device".into()),
+        "{h}"
+    );
+    assert_eq!(h["bucket_s"], 60);
+    let points = h["points"].as_array().unwrap();
+    assert_eq!(points.len(), 120);
+    assert_eq!(points[0]["start"], scenario::FROM);
+    assert!(close(sum(&h, "energy_j"), 3000.0 * 7200.0), "{}", sum(&h, "energy_j"));
+    assert!(close(sum(&h, "revenue_usd"), (168e6 + 166.6e6) * 3.25e-9), "{}", sum(&h, "revenue_usd"));
+    for p in points {
+        assert!(
+            close(p["power_w"].as_f64().unwrap(), 3000.0) && p["j_per_th"] == 15.0 && p["hashrate_ths"] == 200.0,
+            "{p}"
+        );
+        assert!(p["util_gpu_pct"].is_null(), "{p}");
+    }
+    // GPU-1 is silent from minute 31 to 59: those buckets are gaps, not 0 W; its
+    // revenue is its 1.5 healthy hours at $2.
+    let h = json(format!("/api/devices/history?device=rig2/GPU-1&{range}")).await;
+    let points = h["points"].as_array().unwrap();
+    assert!(points[31..59].iter().all(|p| p["power_w"].is_null() && p["revenue_usd"].is_null()), "{}", points[40]);
+    assert!(close(points[10]["power_w"].as_f64().unwrap(), 700.0));
+    assert!(close(sum(&h, "energy_j"), 3.78e6) && close(sum(&h, "revenue_usd"), 3.0), "{h}");
+    // GPU-2 works for an ai_tokens workload: paid on the server's tokens, so no
+    // per-GPU revenue, and the answer says why.
+    let h = json(format!("/api/devices/history?device=rig3/GPU-2&{range}")).await;
+    assert_eq!(h["revenue"], "workload_only");
+    assert!(h["points"].as_array().unwrap().iter().all(|p| p["revenue_usd"].is_null()));
+    assert!(close(sum(&h, "energy_j"), 2.88e6));
+    assert!(h["notes"][0].as_str().unwrap().contains("per workload only"), "{h}");
+    // Bad requests are clear 4xx answers.
+    for (path, status, want) in [
+        (format!("/api/devices/history?{range}"), 400, "`device` is missing"),
+        (format!("/api/devices/history?device=rig1/nope&{range}"), 404, "no GPU or miner"),
+        (format!("/api/devices/history?device=rig3/vllm-a&{range}"), 404, "inference server"),
+        (
+            "/api/devices/history?device=rig1/m1&from=2026-10-01T00:00:00Z&to=2026-11-20T00:00:00Z".into(),
+            400,
+            "31 days",
+        ),
+        ("/api/prices?from=2026-10-01T00:00:00Z&to=2026-11-20T00:00:00Z".into(), 400, "31 days"),
+        ("/api/devices/history?device=rig1/m1&from=later".into(), 400, "RFC 3339"),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status(), status, "{path}");
+        let msg = r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(want), "{path}: {msg}");
+    }
+    // A miner whose workload tag names no workload: power and J/TH from its samples,
+    // no revenue, and the note says why.
+    let r = http
+        .post(format!("{}/api/v2/write?precision=s", run.base))
+        .header(auth.0, auth.1)
+        .body(format!(
+            "asic,site=s1,host=rig7,miner=m7,workload=btc-hostd power_w=1500,hashrate_ths=100,online=true {end_s}\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h =
+        json(format!("/api/devices/history?device=rig7/m7&from={}&to={}", scenario::TO, "2026-11-20T02:05:00Z")).await;
+    assert_eq!((&h["revenue"], &h["model"]), (&"no_workload".into(), &serde_json::Value::Null), "{h}");
+    assert!(h["notes"][0].as_str().unwrap().contains("\"btc-hostd\" is not configured"), "{h}");
+    let first = &h["points"][0];
+    assert_eq!(
+        (&first["power_w"], &first["j_per_th"], &first["revenue_usd"]),
+        (&1500.0.into(), &15.0.into(), &serde_json::Value::Null),
+        "{h}"
+    );
+    assert!(first["energy_j"].is_null(), "energy needs the workload's rules: {h}");
+    let r = http.get(format!("{}/api/devices/history?device=rig1/m1", run.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401, "behind the read token");
+
+    // Prices: the static market at both ends of the range, and site s1's flat tariff.
+    let p = json(format!("/api/prices?{range}")).await;
+    assert_eq!(p["market_source"], "static");
+    let market = p["market"].as_array().unwrap();
+    assert_eq!(market.len(), 2);
+    assert_eq!((&market[0]["time"], &market[1]["time"]), (&scenario::FROM.into(), &scenario::TO.into()));
+    assert_eq!(market[0]["btc_usd"], 100_000.0);
+    let hashprice = 1e15 * 86_400.0 / (1e14 * 4_294_967_296.0) * 3.25 * 100_000.0;
+    assert!(close(market[0]["hashprice_usd_per_phs_day"].as_f64().unwrap(), hashprice), "{p}");
+    assert_eq!(
+        p["tariffs"],
+        serde_json::json!([{"site": "s1", "averaged": false, "warning": null,
+        "steps": [{"start": scenario::FROM, "end": scenario::TO, "usd_per_kwh": 0.05}]}])
+    );
+
+    // CSV: the documented columns, the JSON's rows in rank order and its numbers.
+    let r = get(format!("/api/workloads.csv?{range}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("wattledger-workloads-2026-11-20T000000Z"));
+    let csv = r.text().await.unwrap();
+    let report = json(format!("/api/workloads?{range}")).await;
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], wattledger::web::api::CSV_COLUMNS);
+    let workloads = report["workloads"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + workloads.len(), "{csv}");
+    for (row, w) in rows[1..].iter().zip(workloads) {
+        assert_eq!(row[1], w["workload"].as_str().unwrap());
+        for (col, name) in wattledger::web::api::CSV_COLUMNS.iter().enumerate().skip(5) {
+            match w[*name].as_f64() {
+                // The JSON is read after the CSV's call stored the windows: the same
+                // numbers, summed from stored windows, may differ in the last digit.
+                Some(v) => assert!(close(row[col].parse::<f64>().unwrap(), v), "{name}: {} vs {v}", row[col]),
+                None => assert_eq!(row[col], "", "{name} is null in the JSON"),
+            }
+        }
+    }
+    assert_eq!(rows[3][15], "15", "btc's J/TH");
+
+    // Fleet: readings a device did not send are null, never 0; the idle flag follows
+    // the gpu_idle_burn alert's defaults (over 150 W at under 10 %).
+    let fleet = json("/api/fleet".into()).await;
+    assert_eq!(fleet["idle_rule"], serde_json::json!({"power_above_w": 150.0, "util_below_pct": 10.0}));
+    let dev = |id: &str| fleet["devices"].as_array().unwrap().iter().find(|d| d["device"] == id).unwrap().clone();
+    let (idle, busy, plain) = (dev("rig9/GPU-9"), dev("rig9/GPU-8"), dev("rig2/GPU-0"));
+    assert_eq!(
+        (&idle["idle"], &idle["util_gpu_pct"], &idle["temp_c"]),
+        (&true.into(), &3.0.into(), &61.0.into()),
+        "{idle}"
+    );
+    assert_eq!(busy["idle"], false);
+    assert!(busy["temp_c"].is_null() && plain["idle"].is_null() && plain["util_gpu_pct"].is_null(), "{plain}");
+    let (m8, m1) = (dev("rig8/m8"), dev("rig1/m1"));
+    assert_eq!(
+        (&m8["temp_c"], &m8["fan_rpm"], &m8["uptime_s"], &m8["hashrate_ths"]),
+        (&71.5.into(), &5400.0.into(), &86400.0.into(), &14.0.into()),
+        "{m8}"
+    );
+    assert!(m8["idle"].is_null() && m8["util_gpu_pct"].is_null());
+    assert_eq!(m1["hashrate_ths"], 200.0);
+    assert!(m1["temp_c"].is_null() && m1["fan_rpm"].is_null() && m1["uptime_s"].is_null(), "{m1}");
 }

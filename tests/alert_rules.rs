@@ -1,15 +1,17 @@
 //! The Grafana rule file and the alert engine's defaults say the same thing, from
 //! one list (`wattledger::alert::config::DEFAULTS`): every Grafana rule names the
 //! engine kind it stands for (label `kind`) with the same severity, and where both
-//! measure the same quantity (unprofitable, gpu_idle_burn, low_coverage) the
-//! threshold and `for` are equal too. Also: the dashboards' alert annotation query
+//! measure the same quantity (unprofitable, gpu_idle_burn, hashrate_low,
+//! low_coverage) the threshold and `for` (and for hashrate_low the window and the
+//! baseline) are equal too. Also: the dashboards' alert annotation query
 //! runs against a real InfluxDB on `alert` points the engine writes.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use wattledger::alert::config::{Kind, DEFAULTS};
+use wattledger::alert::config::{Expected, Kind, DEFAULTS};
+use wattledger::alert::eval::BASELINE_NS;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const RULES: &str = "dashboards/grafana/provisioning/alerting/wattledger-rules.yaml";
@@ -71,6 +73,24 @@ fn grafana_rules_and_engine_defaults_agree() {
             Kind::GpuIdleBurn => {
                 assert_eq!(thresholds(&r), vec![d.threshold, d.util_below_pct], "{uid}: power and utilisation");
                 assert_eq!(seconds(r["for"].as_str().unwrap()), d.for_s, "{uid}: for of {kind}");
+            }
+            // The mean hashrate of the window (query A) against the miner's own mean
+            // over the baseline before it (query B), which is what the engine's
+            // default (`expected = "baseline"`) compares: `$C < (1 - threshold %) * $D`.
+            Kind::HashrateLow => {
+                assert_eq!(d.expected, Some(Expected::Baseline), "{uid}: Grafana has no rated hashrate");
+                let fraction = thresholds(&r);
+                assert_eq!(fraction.len(), 1, "{uid}: {fraction:?}");
+                assert!((fraction[0] - (1.0 - d.threshold / 100.0)).abs() < 1e-9, "{uid}: {fraction:?} against {d:?}");
+                assert_eq!(seconds(r["for"].as_str().unwrap()), d.for_s, "{uid}: for of {kind}");
+                let range = |ref_id: &str| {
+                    let q = r["data"].as_vec().unwrap().iter().find(|q| q["refId"].as_str() == Some(ref_id)).unwrap();
+                    let t = &q["relativeTimeRange"];
+                    (t["from"].as_i64().unwrap() as u64, t["to"].as_i64().unwrap() as u64)
+                };
+                assert_eq!(range("A"), (d.window_s, 0), "{uid}: the window");
+                let baseline_s = (BASELINE_NS / 1_000_000_000) as u64;
+                assert_eq!(range("B"), (d.window_s + baseline_s, d.window_s), "{uid}: the baseline before the window");
             }
             // Measured in other units in InfluxQL (absolute J/TH, readings per
             // minute): the kind and severity must agree.

@@ -129,6 +129,10 @@ kind = "miner_efficiency"
 for = "0s"
 window = "5m"
 [[alerts.rules]]
+kind = "hashrate_low"
+for = "0s"
+window = "5m"
+[[alerts.rules]]
 kind = "gpu_idle_burn"
 for = "0s"
 window = "5m"
@@ -225,6 +229,15 @@ fn market(t: i64, btc_usd: f64) -> Point {
     )
 }
 
+/// `rules` for `kind`, with every other kind turned off.
+fn only(kind: &str, rules: &str) -> String {
+    let mut out = rules.to_string();
+    for k in wattledger::alert::config::Kind::ALL.iter().filter(|k| k.as_str() != kind) {
+        out.push_str(&format!("[[alerts.rules]]\nkind = \"{k}\"\nenabled = false\n"));
+    }
+    out
+}
+
 fn count(events: &Events, status: &str, name: &str, subject: &str) -> usize {
     events.lock().unwrap().iter().filter(|(s, n, d)| s == status && n == name && d.contains(subject)).count()
 }
@@ -253,7 +266,7 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
     let clock = Arc::new(ManualClock::new(t0));
     let base = free_port();
     let spec = FleetSpec {
-        count: 2,
+        count: 3,
         bind: Ipv4Addr::LOCALHOST,
         port: base,
         ports_layout: true,
@@ -279,10 +292,12 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
         clock.set(now);
         match minute {
             // Faults at minute 10: miner 0 degrades fast, miner 1 is switched off,
-            // Bitcoin's price falls; the GPU idles (its scenario) from 10 to 25.
+            // miner 2 loses a third of its hashrate (a hashboard), Bitcoin's price
+            // falls; the GPU idles (its scenario) from 10 to 25.
             10 => {
                 fleet.set_fault(0, Some(Fault::Degrade { per_hour: 2.0 }));
                 fleet.set_fault(1, Some(Fault::PowerOff));
+                fleet.set_fault(2, Some(Fault::HashDrop { fraction: 1.0 / 3.0 }));
             }
             // Alertmanager goes away for a while, with alerts firing.
             13 => am_up.store(false, Ordering::SeqCst),
@@ -298,6 +313,7 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
             25 => {
                 fleet.set_fault(0, None);
                 fleet.set_fault(1, None);
+                fleet.set_fault(2, None);
             }
             _ => {}
         }
@@ -340,9 +356,11 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
     // ... and once it is back, the retries deliver every firing alert.
     let miner0 = fleet.addrs()[0].to_string();
     let miner1 = fleet.addrs()[1].to_string();
+    let miner2 = fleet.addrs()[2].to_string();
     let expected = [
         ("unprofitable", "btc"),
         ("miner_efficiency", miner0.as_str()),
+        ("hashrate_low", miner2.as_str()),
         ("gpu_idle_burn", "GPU-0a1e7000"),
         ("device_offline", miner1.as_str()),
         ("low_coverage", "btc"),
@@ -366,6 +384,12 @@ async fn faults_fire_once_and_resolve_through_alertmanager_and_the_webhook() {
                 "{name} {subject} never resolved"
             );
         }
+    }
+    // Each miner's fault gives its own kind only: a hashboard down keeps J/TH, a
+    // degrading miner keeps its hashrate, a switched-off one has no hashrate at all.
+    for (k, subject) in [("hashrate_low", &miner2), ("miner_efficiency", &miner0)] {
+        let fired: Vec<&String> = all.iter().filter(|e| e.0 == "firing" && e.1 == k).map(|e| &e.2).collect();
+        assert!(fired.len() == 1 && fired[0].contains(subject.as_str()), "{k}: {fired:?}");
     }
     let snap = engine.snapshot();
     assert!(snap.firing.is_empty() && snap.pending.is_empty(), "{:?}", snap.firing);
@@ -456,10 +480,7 @@ async fn flapping_sends_at_most_one_notification_and_a_fresh_install_fires_nothi
 
     // A GPU whose idle power crosses the threshold every minute, with `for = 5m`
     // (the other kinds off: an idle on-demand GPU is also unprofitable).
-    let mut rules = String::from("[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nfor = \"5m\"\nwindow = \"1m\"\n");
-    for k in wattledger::alert::config::Kind::ALL.iter().filter(|k| k.as_str() != "gpu_idle_burn") {
-        rules.push_str(&format!("[[alerts.rules]]\nkind = \"{k}\"\nenabled = false\n"));
-    }
+    let rules = only("gpu_idle_burn", "[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nfor = \"5m\"\nwindow = \"1m\"\n");
     let (_, flap_cfg) = config(dir.path(), &site, &am_url, &hook, "flap.json", &rules);
     let engine = AlertEngine::new(agg.clone(), flap_cfg).unwrap();
     assert_eq!(engine.rules().len(), 1);
@@ -482,4 +503,54 @@ async fn flapping_sends_at_most_one_notification_and_a_fresh_install_fires_nothi
     }
     assert!(events.lock().unwrap().is_empty(), "flapping notified: {:?}", events.lock().unwrap());
     assert!(active_at_alertmanager(&am_url, &site).await.is_empty());
+}
+
+/// `hashrate_low` against the model's rating (`expected = "rated"`) fires for a miner
+/// that answers below it, from its first readings; the default compares with the
+/// miner's own baseline, which a miner read for the first time has not got yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashrate_low_against_the_rating_and_not_for_an_offline_miner() {
+    let am_url = common::server_url("WATTLEDGER_TEST_ALERTMANAGER_URL");
+    let site = common::unique_name("rated");
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, events) = webhook_receiver().await;
+    let rules = only(
+        "hashrate_low",
+        "[[alerts.rules]]\nkind = \"hashrate_low\"\nfor = \"0s\"\n\
+         [[alerts.rules]]\nkind = \"hashrate_low\"\nname = \"hashrate_below_rating\"\nexpected = \"rated\"\nfor = \"0s\"\n",
+    );
+    let (cfg, alerts_cfg) = config(dir.path(), &site, &am_url, &hook, "rated.json", &rules);
+    let t0 = (wattledger::model::now_ns() - 50 * MIN_NS).div_euclid(5 * MIN_NS) * 5 * MIN_NS;
+    let clock = Arc::new(ManualClock::new(t0));
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("w.db")).unwrap());
+    let agg = Arc::new(Aggregator::new(cfg, store.clone(), clock.clone()).unwrap());
+    let engine = AlertEngine::new(agg, alerts_cfg).unwrap();
+    // An S19 Pro (rated 110 TH/s) answering at 80 TH/s, 27 % short; another one that
+    // does not answer (`online = false`) with a hashrate of 0 in its point, which is
+    // not a reading of its hashing.
+    let asic = |t: i64, miner: &str, online: bool, ths: f64| {
+        Point::new("asic", t)
+            .tag("site", site.as_str())
+            .tag("host", "rack-1")
+            .tag("workload", "btc")
+            .tag("miner", miner)
+            .tag("make", "Antminer")
+            .tag("model", "S19 Pro")
+            .tag("power_source", "estimated")
+            .field("online", online)
+            .field("hashrate_ths", ths)
+    };
+    for minute in 0..3 {
+        let now = t0 + minute * MIN_NS;
+        clock.set(now);
+        store.write(&[asic(now, "192.0.2.5:4028", true, 80.0), asic(now, "192.0.2.6:4028", false, 0.0)]).await.unwrap();
+        engine.evaluate(now).await;
+        engine.deliver_once().await;
+    }
+    let firing = engine.snapshot().firing;
+    let fired: Vec<(&str, &str)> = firing.iter().map(|a| (a.alertname.as_str(), a.labels["device"].as_str())).collect();
+    assert_eq!(fired, [("hashrate_below_rating", "rack-1/192.0.2.5:4028")], "{firing:?}");
+    assert!((firing[0].value - 100.0 * (1.0 - 80.0 / 110.0)).abs() < 1e-9, "{:?}", firing[0]);
+    assert!(firing[0].summary.contains("rated 110"), "{}", firing[0].summary);
+    assert_eq!(count(&events, "firing", "hashrate_below_rating", "192.0.2.5"), 1);
 }

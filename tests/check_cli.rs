@@ -62,7 +62,7 @@ async fn every_store_example_loads() {
     // Building the store and writer resolves every key without contacting anything.
     wattledger::store::open_store(&v2).await.unwrap();
     let w = wattledger::store::writer_from_config(&v2).unwrap();
-    assert_eq!(w.describe(), "influxdb v2 https://203.0.113.10:8086 org=my-site bucket=wattledger");
+    assert_eq!(w.describe(), "influxdb v2 https://192.0.2.12:8086 org=my-site bucket=wattledger");
     let embedded = load_store_section(&example("store-embedded.toml")).unwrap();
     assert_eq!(embedded.kind, StoreKind::Embedded);
     assert_eq!(embedded.path.as_deref(), Some(Path::new("/var/lib/wattledger/wattledger.db")));

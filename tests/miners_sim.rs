@@ -115,7 +115,7 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_power_off_degrade_and_hostile_replies() {
+async fn faults_power_off_degrade_hashdrop_and_hostile_replies() {
     let clock = Arc::new(ManualClock::new(T0));
     let makes = [SimMake::LuxOs, SimMake::AntminerStock, SimMake::AntminerStock, SimMake::WhatsminerV2];
     let fleet = SimFleet::start(spec(block(3), &makes), clock.clone()).await.unwrap();
@@ -139,6 +139,30 @@ async fn faults_power_off_degrade_and_hostile_replies() {
     fleet.set_fault(1, None);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(miners::probe(&host(1), 4028, &ro(3000)).await.unwrap().online);
+
+    // A hashboard down: a third of the hashrate and of the power gone, accepted
+    // difficulty growing at the rate left; back up, it grows at the full rate again
+    // and never steps back (no false counter reset).
+    let at = |i: usize| {
+        let h = host(i);
+        async move { miners::probe(&h, 4028, &ro(3000)).await }
+    };
+    let before = at(1).await.unwrap();
+    let (h0, p0, d0) = (before.hashrate_ths.unwrap(), before.power_w.unwrap(), before.diff_accepted.unwrap());
+    fleet.set_fault(1, Some(Fault::HashDrop { fraction: 1.0 / 3.0 }));
+    clock.advance(Duration::from_secs(600));
+    let down = at(1).await.unwrap();
+    assert!((down.hashrate_ths.unwrap() - h0 * 2.0 / 3.0).abs() < 1e-3, "{down:?}");
+    let d1 = down.diff_accepted.unwrap();
+    let grown = |d: f64, secs: f64, share: f64| d + h0 * 1e12 * secs * share / TWO_32 * 0.998;
+    assert!((d1 - grown(d0, 600.0, 2.0 / 3.0)).abs() < 2.0, "{d1} after {d0}");
+    assert!((down.power_w.unwrap() - p0 * 2.0 / 3.0).abs() <= 1.0, "{down:?}");
+    fleet.set_fault(1, None);
+    clock.advance(Duration::from_secs(600));
+    let up = at(1).await.unwrap();
+    close(up.hashrate_ths, h0);
+    let d2 = up.diff_accepted.unwrap();
+    assert!((d2 - grown(d1, 600.0, 1.0)).abs() < 2.0, "{d2} after {d1}");
 
     // Closed mid-reply and garbage: not a miner's reply, offline with the reason.
     fleet.set_fault(2, Some(Fault::CloseMidReply));

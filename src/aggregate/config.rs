@@ -31,7 +31,7 @@ pub struct KeyError {
 }
 
 impl KeyError {
-    fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
         KeyError { at: at.into(), problem: problem.into() }
     }
 }

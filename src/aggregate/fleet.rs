@@ -26,22 +26,62 @@ pub struct FleetDevice {
     pub j_per_th: Option<f64>,
     pub nominal_j_per_th: Option<f64>,
     pub below_nominal: Option<bool>,
+    /// The latest reading of each field, `None` where the device did not report it
+    /// (the page shows "—", never 0). Miners: hashrate, hottest chip or board,
+    /// mean fan speed, uptime; GPUs: temperature and utilisation.
+    pub hashrate_ths: Option<f64>,
+    pub temp_c: Option<f64>,
+    pub fan_rpm: Option<f64>,
+    pub uptime_s: Option<f64>,
+    pub util_gpu_pct: Option<f64>,
+    /// GPUs: drawing more than [`IDLE_GPU`]'s power at less than its utilisation in
+    /// the latest reading; `None` without both readings, and for other devices.
+    pub idle: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fleet {
     pub devices: Vec<FleetDevice>,
+    /// The thresholds behind each GPU's `idle` flag.
+    pub idle_rule: IdleRule,
+}
+
+/// When a GPU counts as idle yet burning power: above `power_above_w` while its
+/// utilisation is below `util_below_pct`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IdleRule {
+    pub power_above_w: f64,
+    pub util_below_pct: f64,
+}
+
+/// The `gpu_idle_burn` alert's defaults, which the alert rule reads from here; a
+/// service running the alert engine hands the page its configured rule instead
+/// (`alert::config::idle_rule`), so the page's flag and the alert agree: 150 W (well above an idle datacentre GPU's
+/// 50-90 W, well below a busy one) at under 10 % utilisation.
+pub const IDLE_GPU: IdleRule = IdleRule { power_above_w: 150.0, util_below_pct: 10.0 };
+
+impl IdleRule {
+    /// Whether a reading of `power_w` at `util_gpu_pct` is idle burn.
+    pub fn is_idle(&self, power_w: f64, util_gpu_pct: f64) -> bool {
+        power_w > self.power_above_w && util_gpu_pct < self.util_below_pct
+    }
 }
 
 impl Aggregator {
-    /// Every device seen in the last `fleet_lookback`, with its latest reading.
-    pub async fn fleet(&self, now_ns: i64) -> Result<Fleet, AggregateError> {
+    /// Every device seen in the last `fleet_lookback`, with its latest reading; GPUs
+    /// flagged `idle` by `idle_rule`.
+    pub async fn fleet(&self, now_ns: i64, idle_rule: IdleRule) -> Result<Fleet, AggregateError> {
         let a = &self.cfg.aggregator;
         let max_gap_ns = a.max_gap.as_nanos() as i64;
         let start_ns = now_ns - a.fleet_lookback.as_nanos() as i64;
         let specs: [(&'static str, &str, &[&str], &str); 3] = [
-            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS], gpu::TAG_MODEL),
-            ("asic", asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE], asic::TAG_MODEL),
+            ("gpu", gpu::MEASUREMENT, &[gpu::POWER_W, gpu::STATUS, gpu::UTIL_GPU_PCT, gpu::TEMP_C], gpu::TAG_MODEL),
+            (
+                "asic",
+                asic::MEASUREMENT,
+                &[asic::POWER_W, asic::HASHRATE_THS, asic::ONLINE, asic::TEMP_C_MAX, asic::FAN_RPM_AVG, asic::UPTIME_S],
+                asic::TAG_MODEL,
+            ),
             ("inference", inference::MEASUREMENT, &[inference::REQUESTS], inference::TAG_MODEL),
         ];
         let mut devices = Vec::new();
@@ -90,6 +130,13 @@ impl Aggregator {
                     (Some(n), Some(m)) => m.j_per_th().map(|j| below_nominal(j, n)),
                     _ => None,
                 };
+                let gpu_field = |f: &str| if kind == "gpu" { last(f) } else { None };
+                let asic_field = |f: &str| if kind == "asic" { last(f) } else { None };
+                let util_gpu_pct = gpu_field(gpu::UTIL_GPU_PCT);
+                let idle = match (power_w, util_gpu_pct) {
+                    (Some(p), Some(u)) if kind == "gpu" => Some(idle_rule.is_idle(p, u)),
+                    _ => None,
+                };
                 devices.push(FleetDevice {
                     kind,
                     workload: dev.tags.get(schema::TAG_WORKLOAD).cloned(),
@@ -102,10 +149,16 @@ impl Aggregator {
                     j_per_th,
                     nominal_j_per_th: nominal,
                     below_nominal,
+                    hashrate_ths: asic_field(asic::HASHRATE_THS),
+                    temp_c: gpu_field(gpu::TEMP_C).or(asic_field(asic::TEMP_C_MAX)),
+                    fan_rpm: asic_field(asic::FAN_RPM_AVG),
+                    uptime_s: asic_field(asic::UPTIME_S),
+                    util_gpu_pct,
+                    idle,
                 });
             }
         }
-        Ok(Fleet { devices })
+        Ok(Fleet { devices, idle_rule })
     }
 }
 
@@ -279,7 +332,7 @@ mod tests {
                     [[workloads]]\nname = \"h\"\nmodel = \"ai_contract\"\nusd_per_gpu_hour = 2.0\n";
         let cfg: AggregatorConfig = crate::config::from_str(toml, std::path::Path::new("test.toml")).unwrap();
         let agg = Aggregator::new(cfg, store, Arc::new(SystemClock)).unwrap();
-        let fleet = agg.fleet(10_000 * S).await.unwrap();
+        let fleet = agg.fleet(10_000 * S, IDLE_GPU).await.unwrap();
         let by_id = |id: &str| fleet.devices.iter().find(|d| d.device == format!("site-a/{id}")).unwrap().clone();
         let s19 = 3250.0 / 110.0;
         for (id, nominal, below) in [

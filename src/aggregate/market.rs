@@ -34,8 +34,22 @@ const SAT_PER_BTC: f64 = 1e8;
 pub enum MarketError {
     #[error("market source {url}: {message}")]
     Http { url: String, message: String },
-    #[error("market source {url}: unexpected answer: {message}")]
-    Parse { url: String, message: String },
+    #[error("market source {url}: unexpected answer: {answer}")]
+    Parse { url: String, answer: AnswerError },
+}
+
+/// What is wrong with a mempool-style answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnswerError {
+    /// `endpoint` did not answer the JSON it documents.
+    #[error("{endpoint}: {message}")]
+    Json { endpoint: &'static str, message: String },
+    #[error("reward-stats totalFee {0:?} is not an integer")]
+    TotalFee(String),
+    #[error("reward-stats endBlock {end} is before startBlock {start}")]
+    BlockRange { start: u64, end: u64 },
+    #[error("price {price} or difficulty {difficulty} is not a positive number")]
+    NotPositive { price: f64, difficulty: f64 },
 }
 
 /// Block subsidy at `height`: 50 BTC >> (height / 210,000), in BTC.
@@ -69,19 +83,21 @@ struct RewardStats {
 }
 
 /// Parses the three answers into a market snapshot.
-pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Result<Market, String> {
-    let p: Prices = serde_json::from_slice(prices).map_err(|e| format!("/v1/prices: {e}"))?;
-    let h: Hashrate = serde_json::from_slice(hashrate).map_err(|e| format!("/v1/mining/hashrate: {e}"))?;
-    let r: RewardStats = serde_json::from_slice(reward_stats).map_err(|e| format!("/v1/mining/reward-stats: {e}"))?;
-    let fee_sat: u64 =
-        r.total_fee.trim().parse().map_err(|_| format!("reward-stats totalFee {:?} is not an integer", r.total_fee))?;
+pub fn parse_mempool(prices: &[u8], hashrate: &[u8], reward_stats: &[u8]) -> Result<Market, AnswerError> {
+    fn json<T: serde::de::DeserializeOwned>(endpoint: &'static str, body: &[u8]) -> Result<T, AnswerError> {
+        serde_json::from_slice(body).map_err(|e| AnswerError::Json { endpoint, message: e.to_string() })
+    }
+    let p: Prices = json("/v1/prices", prices)?;
+    let h: Hashrate = json("/v1/mining/hashrate", hashrate)?;
+    let r: RewardStats = json("/v1/mining/reward-stats", reward_stats)?;
+    let fee_sat: u64 = r.total_fee.trim().parse().map_err(|_| AnswerError::TotalFee(r.total_fee.clone()))?;
     if r.end_block < r.start_block {
-        return Err(format!("reward-stats endBlock {} is before startBlock {}", r.end_block, r.start_block));
+        return Err(AnswerError::BlockRange { start: r.start_block, end: r.end_block });
     }
     // Heights come from a remote server: no arithmetic on them may overflow.
     let blocks = (r.end_block - r.start_block) as f64 + 1.0;
     if !(p.usd.is_finite() && p.usd > 0.0 && h.current_difficulty.is_finite() && h.current_difficulty > 0.0) {
-        return Err(format!("price {} or difficulty {} is not a positive number", p.usd, h.current_difficulty));
+        return Err(AnswerError::NotPositive { price: p.usd, difficulty: h.current_difficulty });
     }
     Ok(Market {
         time_ns: p.time.saturating_mul(1_000_000_000),
@@ -132,7 +148,7 @@ impl HttpMarket {
         let hashrate = self.get("/v1/mining/hashrate/3d").await?;
         let rewards = self.get(&format!("/v1/mining/reward-stats/{}", self.fee_blocks)).await?;
         parse_mempool(&prices, &hashrate, &rewards)
-            .map_err(|message| MarketError::Parse { url: self.base_url.clone(), message })
+            .map_err(|answer| MarketError::Parse { url: self.base_url.clone(), answer })
     }
 }
 
@@ -284,7 +300,8 @@ mod tests {
             &fixture("mining-reward-stats-100.json"),
         )
         .unwrap_err();
-        assert!(err.contains("/v1/prices"), "{err}");
+        assert!(matches!(&err, AnswerError::Json { endpoint: "/v1/prices", .. }), "{err}");
+        assert!(err.to_string().contains("/v1/prices"), "{err}");
     }
 
     #[test]

@@ -12,10 +12,12 @@
 pub mod basis;
 pub mod compare;
 pub mod config;
+pub mod device;
 pub mod energy;
 pub mod fleet;
 pub mod market;
 pub mod metered;
+pub mod prices;
 pub mod reconcile;
 pub mod tariff;
 pub mod unassigned;
@@ -74,6 +76,9 @@ pub enum AggregateError {
     Market(#[from] market::MarketError),
     #[error("no workload named {0:?} in the config")]
     UnknownWorkload(String),
+    /// No device by that id in the range asked for.
+    #[error("{0}")]
+    UnknownDevice(String),
     /// A range that is empty, too long or outside the years a timestamp holds.
     #[error("{0}")]
     Range(String),
@@ -116,11 +121,21 @@ pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// A time given as text that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("`{text}` is not an RFC 3339 time like 2026-11-26T14:00:00Z ({reason})")]
+    NotRfc3339 { text: String, reason: String },
+    /// Outside what nanoseconds since 1970 in an `i64` hold (1677 to 2262).
+    #[error("`{text}` is out of range")]
+    OutOfRange { text: String },
+}
+
 /// Parses RFC 3339 (`2026-11-26T14:00:00Z`) into nanoseconds.
-pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+pub fn parse_rfc3339(s: &str) -> Result<i64, TimeError> {
     let t = chrono::DateTime::parse_from_rfc3339(s.trim())
-        .map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-26T14:00:00Z ({e})"))?;
-    t.timestamp_nanos_opt().ok_or_else(|| format!("`{s}` is out of range"))
+        .map_err(|e| TimeError::NotRfc3339 { text: s.to_string(), reason: e.to_string() })?;
+    t.timestamp_nanos_opt().ok_or_else(|| TimeError::OutOfRange { text: s.to_string() })
 }
 
 /// What one scheduled run did.

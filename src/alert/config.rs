@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::config::AggregatorConfig;
+use crate::aggregate::config::{AggregatorConfig, KeyError};
+use crate::aggregate::fleet::{IdleRule, IDLE_GPU};
 
 /// The rule kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -21,6 +22,7 @@ use crate::aggregate::config::AggregatorConfig;
 pub enum Kind {
     Unprofitable,
     MinerEfficiency,
+    HashrateLow,
     GpuIdleBurn,
     DeviceOffline,
     AgentSilent,
@@ -30,9 +32,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: &'static [Kind] = &[
         Kind::Unprofitable,
         Kind::MinerEfficiency,
+        Kind::HashrateLow,
         Kind::GpuIdleBurn,
         Kind::DeviceOffline,
         Kind::AgentSilent,
@@ -45,6 +48,7 @@ impl Kind {
         match self {
             Kind::Unprofitable => "unprofitable",
             Kind::MinerEfficiency => "miner_efficiency",
+            Kind::HashrateLow => "hashrate_low",
             Kind::GpuIdleBurn => "gpu_idle_burn",
             Kind::DeviceOffline => "device_offline",
             Kind::AgentSilent => "agent_silent",
@@ -73,6 +77,27 @@ pub enum Direction {
     Above,
 }
 
+/// What a miner's figure is compared with (`miner_efficiency`, `hashrate_low`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// The miner's own mean over the 6 h before the window.
+    Baseline,
+    /// The model's rated figure, where the model table has it.
+    Rated,
+    /// Both; the larger shortfall counts.
+    Either,
+}
+
+impl Expected {
+    pub fn baseline(self) -> bool {
+        self != Expected::Rated
+    }
+    pub fn rated(self) -> bool {
+        self != Expected::Baseline
+    }
+}
+
 /// One kind's built-in rule. The Grafana rule file in `dashboards/` carries the
 /// same figures where its queries can express them; `tests/alert_rules.rs` checks it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,7 +115,27 @@ pub struct RuleDefault {
     pub window_s: u64,
     /// `gpu_idle_burn`: utilisation below which a GPU counts as idle.
     pub util_below_pct: f64,
+    /// `miner_efficiency`, `hashrate_low`: what the miner is compared with.
+    pub expected: Option<Expected>,
     pub enabled: bool,
+}
+
+impl RuleDefault {
+    /// The keys most kinds leave as they are (no idle utilisation, no `expected`,
+    /// enabled); each entry of [`DEFAULTS`] sets the rest.
+    const BASE: RuleDefault = RuleDefault {
+        kind: Kind::Unprofitable,
+        severity: "warning",
+        threshold: 0.0,
+        clear: 0.0,
+        direction: Direction::Above,
+        unit: "",
+        for_s: 0,
+        window_s: 0,
+        util_below_pct: 0.0,
+        expected: None,
+        enabled: true,
+    };
 }
 
 /// The defaults, one per kind.
@@ -106,8 +151,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "USD/kWh",
         for_s: 900,
         window_s: 300,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // Measured J/TH worse than the model's nominal, or than the miner's own
     // trailing baseline, by more than the makers' own tolerance (10 %); resolves
@@ -121,20 +165,37 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "% over nominal or baseline J/TH",
         for_s: 1800,
         window_s: 900,
-        util_below_pct: 0.0,
-        enabled: true,
+        expected: Some(Expected::Either),
+        ..RuleDefault::BASE
     },
+    // Hashrate over the window below the miner's own trailing baseline by more
+    // than 20 % (one hashboard of three gone is 33 %); resolves under 10 %. Not
+    // against the rated hashrate by default: tuning firmwares (LuxOS, ePIC, Braiins)
+    // run miners well under their rating on purpose.
+    RuleDefault {
+        kind: Kind::HashrateLow,
+        severity: "warning",
+        threshold: 20.0,
+        clear: 10.0,
+        direction: Direction::Above,
+        unit: "% under expected hashrate",
+        for_s: 900,
+        window_s: 600,
+        expected: Some(Expected::Baseline),
+        ..RuleDefault::BASE
+    },
+    // The page's `idle` flag uses the same figures (`IDLE_GPU`).
     RuleDefault {
         kind: Kind::GpuIdleBurn,
         severity: "warning",
-        threshold: 150.0,
-        clear: 150.0,
+        threshold: IDLE_GPU.power_above_w,
+        clear: IDLE_GPU.power_above_w,
         direction: Direction::Above,
         unit: "W",
         for_s: 900,
         window_s: 600,
-        util_below_pct: 10.0,
-        enabled: true,
+        util_below_pct: IDLE_GPU.util_below_pct,
+        ..RuleDefault::BASE
     },
     // No healthy reading for this many `max_gap` intervals.
     RuleDefault {
@@ -146,8 +207,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "max_gap intervals",
         for_s: 0,
         window_s: 0,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     RuleDefault {
         kind: Kind::AgentSilent,
@@ -158,8 +218,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 0,
         window_s: 6 * 3600,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     RuleDefault {
         kind: Kind::LowCoverage,
@@ -170,8 +229,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "coverage",
         for_s: 900,
         window_s: 300,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // Market data older than this many seconds (0: `[market] max_age`).
     RuleDefault {
@@ -183,8 +241,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 600,
         window_s: 7 * 86_400,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
     // A group meter (site, feeder, container) and the devices it feeds disagree by
     // more than 15 % of the meter's energy, either way, over a window the meter
@@ -199,8 +256,7 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "% of the meter's energy",
         for_s: 1800,
         window_s: 3600,
-        util_below_pct: 0.0,
-        enabled: true,
+        ..RuleDefault::BASE
     },
 ];
 
@@ -292,6 +348,8 @@ pub struct RuleConfig {
     #[serde(default, with = "opt_duration")]
     pub window: Option<Duration>,
     pub util_below_pct: Option<f64>,
+    /// `miner_efficiency`, `hashrate_low`: `baseline`, `rated` or `either`.
+    pub expected: Option<Expected>,
     /// Scope: only this site, workload, device kind (`gpu`, `asic`) or device id.
     pub site: Option<String>,
     pub workload: Option<String>,
@@ -313,6 +371,7 @@ pub struct Rule {
     pub keep_firing_for_s: f64,
     pub window_s: f64,
     pub util_below_pct: f64,
+    pub expected: Option<Expected>,
     pub site: Option<String>,
     pub workload: Option<String>,
     pub device_kind: Option<String>,
@@ -333,6 +392,7 @@ impl Rule {
             keep_firing_for_s: 0.0,
             window_s: d.window_s as f64,
             util_below_pct: d.util_below_pct,
+            expected: d.expected,
             site: None,
             workload: None,
             device_kind: None,
@@ -413,13 +473,22 @@ mod opt_duration {
     }
 }
 
+/// The idle-GPU thresholds the page shows: the first `gpu_idle_burn` rule that
+/// covers every GPU (no `site`, `workload` or `device` scope), else the defaults.
+pub fn idle_rule(rules: &[Rule]) -> IdleRule {
+    rules
+        .iter()
+        .find(|r| r.kind == Kind::GpuIdleBurn && r.site.is_none() && r.workload.is_none() && r.device.is_none())
+        .map_or(IDLE_GPU, |r| IdleRule { power_above_w: r.threshold, util_below_pct: r.util_below_pct })
+}
+
 impl AlertsConfig {
     /// The `[alerts]` section of an aggregator config (defaults when absent).
     /// `config_dir` anchors a relative `state_file` and `webhook_secret_file`.
-    pub fn from_aggregator(cfg: &AggregatorConfig, config_dir: &Path) -> Result<AlertsConfig, String> {
+    pub fn from_aggregator(cfg: &AggregatorConfig, config_dir: &Path) -> Result<AlertsConfig, KeyError> {
         let mut out: AlertsConfig = match &cfg.alerts {
             None => AlertsConfig::default(),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("[alerts]: {}", e.message()))?,
+            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| KeyError::new("alerts", e.message()))?,
         };
         if out.state_file.is_relative() {
             out.state_file = config_dir.join(&out.state_file);
@@ -430,52 +499,62 @@ impl AlertsConfig {
             }
         }
         out.rules(cfg)?;
-        for url in out.alertmanager_url.urls().iter().chain(out.webhook_url.iter()) {
+        let am = out.alertmanager_url.urls().into_iter().map(|u| ("alerts.alertmanager_url", u));
+        for (at, url) in am.chain(out.webhook_url.clone().map(|u| ("alerts.webhook_url", u))) {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("[alerts] `{url}` is not an http:// or https:// URL"));
+                return Err(KeyError::new(at, format!("`{url}` is not an http:// or https:// URL")));
             }
         }
         if out.webhook_url.is_some() != out.webhook_secret_file.is_some() {
-            return Err("[alerts] webhook_url and webhook_secret_file go together: every webhook body is signed".into());
+            return Err(KeyError::new(
+                "alerts.webhook_secret_file",
+                "webhook_url and webhook_secret_file go together: every webhook body is signed",
+            ));
         }
-        if out.resend_interval.is_zero() || out.timeout.is_zero() {
-            return Err("[alerts] resend_interval and timeout must be positive".into());
+        for (at, d) in [("alerts.resend_interval", out.resend_interval), ("alerts.timeout", out.timeout)] {
+            if d.is_zero() {
+                return Err(KeyError::new(at, "must be positive"));
+            }
         }
         Ok(out)
     }
 
     /// The rules the engine runs: each kind's default unless `[[alerts.rules]]`
     /// names the kind, then one rule per entry, the default with its keys applied.
-    pub fn rules(&self, cfg: &AggregatorConfig) -> Result<Vec<Rule>, String> {
+    pub fn rules(&self, cfg: &AggregatorConfig) -> Result<Vec<Rule>, KeyError> {
         let mut out = Vec::new();
         let mut names = std::collections::BTreeSet::new();
-        for kind in Kind::ALL {
+        for &kind in Kind::ALL {
             let d = kind.default_rule();
-            let entries: Vec<&RuleConfig> = self.rules.iter().filter(|r| r.kind == kind).collect();
+            let entries: Vec<(usize, &RuleConfig)> =
+                self.rules.iter().enumerate().filter(|(_, r)| r.kind == kind).collect();
             if entries.is_empty() {
                 if d.enabled {
                     out.push(Rule::from_default(d).with_config_defaults(cfg));
                 }
                 continue;
             }
-            for e in entries {
+            for (i, e) in entries {
                 let mut r = Rule::from_default(d);
-                let at = format!("[[alerts.rules]] kind = \"{kind}\"");
+                let err = |key: &str, problem: String| KeyError::new(format!("alerts.rules[{i}].{key}"), problem);
                 if let Some(n) = &e.name {
                     if n.is_empty() {
-                        return Err(format!("{at}: name must not be empty"));
+                        return Err(err("name", "must not be empty".into()));
                     }
                     r.name = n.clone();
                 }
                 if !names.insert(r.name.clone()) {
-                    return Err(format!("{at}: alertname {:?} is used twice; give each rule its own `name`", r.name));
+                    return Err(err(
+                        "name",
+                        format!("alertname {:?} is used twice; give each rule of kind {kind} its own `name`", r.name),
+                    ));
                 }
                 if let Some(s) = &e.severity {
                     r.severity = s.clone();
                 }
                 for (key, v) in [("threshold", e.threshold), ("clear", e.clear), ("util_below_pct", e.util_below_pct)] {
                     if v.is_some_and(|v| !v.is_finite()) {
-                        return Err(format!("{at}: {key} must be a number"));
+                        return Err(err(key, "must be a number".into()));
                     }
                 }
                 if let Some(t) = e.threshold {
@@ -486,9 +565,12 @@ impl AlertsConfig {
                     r.clear = c;
                 }
                 if r.breached(r.clear) {
-                    return Err(format!(
-                        "{at}: clear = {} is itself past threshold = {}; an alert could never resolve",
-                        r.clear, r.threshold
+                    return Err(err(
+                        "clear",
+                        format!(
+                            "clear = {} is itself past threshold = {}; an alert could never resolve",
+                            r.clear, r.threshold
+                        ),
                     ));
                 }
                 if let Some(f) = e.for_ {
@@ -499,26 +581,35 @@ impl AlertsConfig {
                 }
                 if let Some(w) = e.window {
                     if w.is_zero() {
-                        return Err(format!("{at}: window must be positive"));
+                        return Err(err("window", "must be positive".into()));
                     }
                     r.window_s = w.as_secs_f64();
                 }
                 if let Some(u) = e.util_below_pct {
                     r.util_below_pct = u;
                 }
+                if let Some(x) = e.expected {
+                    if d.expected.is_none() {
+                        return Err(err(
+                            "expected",
+                            format!("applies to miner_efficiency and hashrate_low only, not {kind}"),
+                        ));
+                    }
+                    r.expected = Some(x);
+                }
                 if let Some(w) = &e.workload {
                     if !cfg.workloads.iter().any(|x| &x.name == w) {
-                        return Err(format!("{at}: workload {w:?} is not a [[workloads]] name"));
+                        return Err(err("workload", format!("{w:?} is not a [[workloads]] name")));
                     }
                 }
                 if let Some(s) = &e.site {
                     if !cfg.sites.contains_key(s) {
-                        return Err(format!("{at}: site {s:?} has no [sites.{s}] section"));
+                        return Err(err("site", format!("{s:?} has no [sites.{s}] section")));
                     }
                 }
                 if let Some(k) = &e.device_kind {
                     if !["gpu", "asic"].contains(&k.as_str()) {
-                        return Err(format!("{at}: device_kind is `gpu` or `asic`, got {k:?}"));
+                        return Err(err("device_kind", format!("is `gpu` or `asic`, got {k:?}")));
                     }
                 }
                 (r.site, r.workload, r.device_kind, r.device) =
@@ -559,6 +650,28 @@ mod tests {
         assert_eq!(rules.len(), Kind::ALL.len() - 1);
         let idle = rules.iter().find(|r| r.kind == Kind::GpuIdleBurn).unwrap();
         assert_eq!((idle.for_s, idle.threshold, idle.clear, idle.util_below_pct), (300.0, 200.0, 200.0, 10.0));
+        // The page's idle flag follows the configured rule, else the defaults.
+        assert_eq!(idle_rule(&rules), IdleRule { power_above_w: 200.0, util_below_pct: 10.0 });
+        assert_eq!(idle_rule(&AlertsConfig::default().rules(&agg("")).unwrap()), IDLE_GPU);
+        let scoped = agg("[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nworkload = \"h\"\nthreshold = 90\n");
+        let a = AlertsConfig::from_aggregator(&scoped, Path::new(".")).unwrap();
+        assert_eq!(idle_rule(&a.rules(&scoped).unwrap()), IDLE_GPU, "a rule for one workload is not the fleet's");
+        let hash = rules.iter().find(|r| r.kind == Kind::HashrateLow).unwrap();
+        assert_eq!((hash.threshold, hash.clear, hash.expected), (20.0, 10.0, Some(Expected::Baseline)));
+        let cfg = agg("[[alerts.rules]]\nkind = \"hashrate_low\"\nexpected = \"either\"\n");
+        let rules = AlertsConfig::from_aggregator(&cfg, Path::new(".")).unwrap().rules(&cfg).unwrap();
+        let hash = rules.iter().find(|r| r.kind == Kind::HashrateLow).unwrap();
+        assert_eq!(hash.expected, Some(Expected::Either));
+    }
+
+    #[test]
+    fn every_kind_has_one_default_and_its_config_name() {
+        assert_eq!(Kind::ALL.len(), DEFAULTS.len());
+        for &k in Kind::ALL {
+            assert_eq!(DEFAULTS.iter().filter(|d| d.kind == k).count(), 1, "{k}");
+            let parsed: Kind = serde_json::from_value(serde_json::Value::String(k.as_str().into())).unwrap();
+            assert_eq!(parsed, k);
+        }
     }
 
     #[test]
@@ -572,11 +685,13 @@ mod tests {
         assert_eq!(rules.len(), Kind::ALL.len());
         let cov = rules.iter().find(|r| r.kind == Kind::LowCoverage).unwrap();
         assert_eq!((cov.window_s, cov.clear, cov.keep_firing_for_s), (3600.0, 0.95, 600.0));
+        let hash = rules.iter().find(|r| r.kind == Kind::HashrateLow).unwrap();
+        assert_eq!((hash.expected, hash.threshold), (Some(Expected::Either), 20.0));
     }
 
     #[test]
     fn mistakes_are_named() {
-        let err = |extra: &str| AlertsConfig::from_aggregator(&agg(extra), Path::new(".")).unwrap_err();
+        let err = |extra: &str| AlertsConfig::from_aggregator(&agg(extra), Path::new(".")).unwrap_err().to_string();
         assert!(err("[alerts]\nalertmanager_urls = \"x\"\n").contains("alertmanager_urls"));
         assert!(err("[[alerts.rules]]\nkind = \"gpu_idle\"\n").contains("gpu_idle"));
         assert!(
@@ -586,5 +701,13 @@ mod tests {
         assert!(err("[alerts]\nwebhook_url = \"http://127.0.0.1:1/\"\n").contains("webhook_secret_file"));
         assert!(err("[[alerts.rules]]\nkind = \"unprofitable\"\n[[alerts.rules]]\nkind = \"unprofitable\"\n")
             .contains("twice"));
+        assert!(err("[[alerts.rules]]\nkind = \"gpu_idle_burn\"\nexpected = \"rated\"\n").contains("hashrate_low only"));
+        // The key's path names the entry.
+        let cfg = agg(
+            "[[alerts.rules]]\nkind = \"unprofitable\"\n[[alerts.rules]]\nkind = \"low_coverage\"\nwindow = \"0s\"\n",
+        );
+        let e = AlertsConfig::from_aggregator(&cfg, Path::new(".")).unwrap_err();
+        assert_eq!((e.at.as_str(), e.problem.as_str()), ("alerts.rules[1].window", "must be positive"));
+        assert!(err("[[alerts.rules]]\nkind = \"hashrate_low\"\nexpected = \"nominal\"\n").contains("nominal"));
     }
 }

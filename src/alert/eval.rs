@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Kind, Rule};
+use super::config::{Expected, Kind, Rule};
 use super::state::{fmt_num, Missing, Observation};
 use crate::aggregate::config::MarketSourceKind;
 use crate::aggregate::fleet::{measured_j_per_th, metered_j_per_th, nominal_spec, EfficiencySums};
 use crate::aggregate::windows::{device_id, devices_from_series, window_label};
 use crate::aggregate::{rfc3339, AggregateError, Aggregator};
+use crate::ledger::Columns;
 use crate::model::schema::{self, agent, asic, gpu, market};
 use crate::revenue::{ai_on_demand, ai_tokens};
 use crate::store::{Series, SeriesQuery};
@@ -77,6 +78,73 @@ fn rows_where(s: &Series, keep: impl Fn(i64) -> bool) -> Series {
     out
 }
 
+/// The `asic` series of the last `window_ns` and of the BASELINE before it.
+async fn window_and_baseline(
+    agg: &Aggregator,
+    fields: &[&str],
+    now_ns: i64,
+    window_ns: i64,
+) -> Result<(Vec<Series>, Vec<Series>), AggregateError> {
+    let split_ns = now_ns - window_ns;
+    let series = read(agg, asic::MEASUREMENT, fields, split_ns - BASELINE_NS, now_ns + 1).await?;
+    Ok(series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip())
+}
+
+/// Mean hashrate per miner (keyed by device id) over the readings of a miner that
+/// answered (`online`): the hashrate of one that did not is `device_offline`'s to report.
+fn answering_hashrate_ths(series: &[Series]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for s in series {
+        let cols = Columns::new(asic::MEASUREMENT, &s.fields);
+        let id = device_id(asic::MEASUREMENT, &s.tags);
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            let Some(ths) = cols.row_sample(t, row).filter(|x| x.healthy).and_then(|x| x.hashrate_ths) else {
+                continue;
+            };
+            let e = sums.entry(id.clone()).or_default();
+            (e.0, e.1) = (e.0 + ths, e.1 + 1);
+        }
+    }
+    sums.into_iter().map(|(id, (sum, n))| (id, sum / n as f64)).collect()
+}
+
+/// One observation per miner of `recent` in the rule's scope, its labels from the
+/// first series of its device id. `measure(id, tag)` gives the value and the sentence
+/// before it, or `None` to leave the miner out.
+fn per_miner<'a>(
+    rule: &Rule,
+    recent: &'a [Series],
+    window_ns: i64,
+    mut measure: impl FnMut(&str, &dyn Fn(&str) -> Option<&'a str>) -> Option<(f64, String)>,
+) -> Vec<Observation> {
+    let window =
+        format!("mean of the last {} against the {} before", window_label(window_ns), window_label(BASELINE_NS));
+    let mut done = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for s in recent {
+        let id = device_id(asic::MEASUREMENT, &s.tags);
+        let tag = |k: &str| s.tags.get(k).map(String::as_str);
+        if !rule.admits(tag(schema::TAG_SITE), tag(schema::TAG_WORKLOAD), Some("asic"), Some(&id))
+            || !done.insert(id.clone())
+        {
+            continue;
+        }
+        if let Some((value, what)) = measure(&id, &tag) {
+            let labels = device_labels(&s.tags, s.tags.get(schema::TAG_WORKLOAD), &id);
+            out.push(Observation { labels, value, window: window.clone(), what });
+        }
+    }
+    out
+}
+
+/// The larger of the shortfalls against the rated figure and the baseline, of those
+/// the rule compares with.
+fn worse(expected: Expected, vs_rated: Option<f64>, vs_baseline: Option<f64>) -> Option<f64> {
+    let rated = vs_rated.filter(|_| expected.rated());
+    let baseline = vs_baseline.filter(|_| expected.baseline());
+    rated.into_iter().chain(baseline).reduce(f64::max)
+}
+
 fn mean(track: &[(i64, f64)]) -> Option<f64> {
     (!track.is_empty()).then(|| track.iter().map(|p| p.1).sum::<f64>() / track.len() as f64)
 }
@@ -89,6 +157,7 @@ pub async fn evaluate(
     first_data_ns: &mut BTreeMap<String, i64>,
 ) -> Result<Found, AggregateError> {
     let window_ns = (rule.window_s * 1e9) as i64;
+    let expected = rule.expected.unwrap_or(Expected::Either);
     let cfg = agg.config();
     let mut found = Found { observations: Vec::new(), missing: Missing::Resolves, notes: Vec::new() };
     match rule.kind {
@@ -137,15 +206,13 @@ pub async fn evaluate(
         }
         Kind::MinerEfficiency => {
             // The window against the model's nominal J/TH and against the miner's
-            // own trailing baseline (the BASELINE before the window); the worse counts.
-            let split_ns = now_ns - window_ns;
-            let series =
-                read(agg, asic::MEASUREMENT, &[asic::POWER_W, asic::HASHRATE_THS], split_ns - BASELINE_NS, now_ns + 1)
-                    .await?;
-            let (before, recent): (Vec<Series>, Vec<Series>) =
-                series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            // own trailing baseline (the BASELINE before the window), as the rule's
+            // `expected` says; the worse counts.
+            let (before, recent) =
+                window_and_baseline(agg, &[asic::POWER_W, asic::HASHRATE_THS], now_ns, window_ns).await?;
             // A miner's own measured power, else a meter channel covering it (a stock
-            // miner behind a PDU outlet); never its estimate.
+            // miner behind a PDU outlet), which comes first; never its estimate.
+            let split_ns = now_ns - window_ns;
             let meters =
                 read(agg, schema::meter::MEASUREMENT, &[schema::meter::POWER_W], split_ns - BASELINE_NS, now_ns + 1)
                     .await?;
@@ -159,44 +226,24 @@ pub async fn evaluate(
             let measured = with_meters(measured_j_per_th(&recent), metered_j_per_th(&recent, &meters_recent));
             let baseline = with_meters(measured_j_per_th(&before), metered_j_per_th(&before, &meters_before));
             let mut estimated = Vec::new();
-            let mut done = std::collections::BTreeSet::new();
-            for s in &recent {
-                let id = device_id(asic::MEASUREMENT, &s.tags);
-                let t = |k: &str| s.tags.get(k);
-                let str_tag = |k: &str| t(k).map(String::as_str);
-                if !rule.admits(str_tag(schema::TAG_SITE), str_tag(schema::TAG_WORKLOAD), Some("asic"), Some(&id)) {
-                    continue;
-                }
-                let Some(j) = measured.get(&id).and_then(|m| m.j_per_th()) else {
-                    if str_tag(asic::TAG_POWER_SOURCE) == Some("estimated") && !estimated.contains(&id) {
-                        estimated.push(id);
+            found.observations = per_miner(rule, &recent, window_ns, |id, tag| {
+                let Some(j) = measured.get(id).and_then(|m| m.j_per_th()) else {
+                    if tag(asic::TAG_POWER_SOURCE) == Some("estimated") {
+                        estimated.push(id.to_string());
                     }
-                    continue;
+                    return None;
                 };
-                if !done.insert(id.clone()) {
-                    continue;
-                }
-                let nominal = nominal_spec(str_tag(asic::TAG_MAKE), str_tag(asic::TAG_MODEL)).map(|s| s.j_per_th());
-                let own = baseline.get(&id).and_then(|b| b.j_per_th());
+                let nominal = nominal_spec(tag(asic::TAG_MAKE), tag(asic::TAG_MODEL)).map(|s| s.j_per_th());
+                let own = baseline.get(id).and_then(|b| b.j_per_th());
                 let vs = |base: Option<f64>| base.map(|b| (j / b - 1.0) * 100.0);
-                let Some(value) = vs(nominal).into_iter().chain(vs(own)).reduce(f64::max) else { continue };
                 let what = format!(
                     "miner {id} measures {} J/TH (nominal {}, own baseline {}); worse by",
                     fmt_num(j),
                     nominal.map_or("unknown".into(), fmt_num),
                     own.map_or("none yet".into(), fmt_num)
                 );
-                found.observations.push(Observation {
-                    labels: device_labels(&s.tags, t(schema::TAG_WORKLOAD), &id),
-                    value,
-                    window: format!(
-                        "last {} against the {} before",
-                        window_label(window_ns),
-                        window_label(BASELINE_NS)
-                    ),
-                    what,
-                });
-            }
+                Some((worse(expected, vs(nominal), vs(own))?, what))
+            });
             if !estimated.is_empty() {
                 found.notes.push(format!(
                     "{} miner(s) report no power of their own (power is estimated from nominal J/TH), so their efficiency cannot show degradation: {}",
@@ -204,6 +251,29 @@ pub async fn evaluate(
                     estimated.join(", ")
                 ));
             }
+        }
+        Kind::HashrateLow => {
+            // The window's mean hashrate against the model's rated hashrate and/or
+            // the miner's own mean over the BASELINE before the window (`expected`);
+            // the larger shortfall counts. Hashrate is always the miner's own figure, so
+            // this also watches miners whose power is estimated.
+            let (before, recent) =
+                window_and_baseline(agg, &[asic::HASHRATE_THS, asic::ONLINE], now_ns, window_ns).await?;
+            let measured = answering_hashrate_ths(&recent);
+            let baseline = answering_hashrate_ths(&before);
+            found.observations = per_miner(rule, &recent, window_ns, |id, tag| {
+                let &ths = measured.get(id)?;
+                let rated = nominal_spec(tag(asic::TAG_MAKE), tag(asic::TAG_MODEL)).map(|s| s.rated_ths);
+                let own = baseline.get(id).copied();
+                let short = |base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| (1.0 - ths / b) * 100.0);
+                let what = format!(
+                    "miner {id} hashes {} TH/s (rated {}, own baseline {}); short by",
+                    fmt_num(ths),
+                    rated.map_or("unknown".into(), fmt_num),
+                    own.map_or("none yet".into(), fmt_num)
+                );
+                Some((worse(expected, short(rated), short(own))?, what))
+            });
         }
         Kind::GpuIdleBurn => {
             // Idle power is lost money only where pay follows use.

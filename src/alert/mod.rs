@@ -33,8 +33,12 @@ use crate::model::Point;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::aggregate::config::KeyError),
+    #[error("[alerts] webhook_secret_file {path}: {message}")]
+    Secret { path: PathBuf, message: String },
+    #[error("HTTP client: {0}")]
+    Client(String),
     #[error("alert state file {path}: {message}")]
     StateFile { path: PathBuf, message: String },
 }
@@ -166,18 +170,15 @@ impl std::fmt::Debug for AlertEngine {
 impl AlertEngine {
     /// Reads the webhook secret and the state file (firing alerts carry on).
     pub fn new(agg: Arc<Aggregator>, cfg: AlertsConfig) -> Result<AlertEngine, AlertError> {
-        let rules = cfg.rules(agg.config()).map_err(AlertError::Config)?;
+        let rules = cfg.rules(agg.config())?;
         let webhook_secret = match &cfg.webhook_secret_file {
             None => None,
             Some(p) => {
-                let s = std::fs::read(p)
-                    .map_err(|e| AlertError::Config(format!("[alerts] webhook_secret_file {}: {e}", p.display())))?;
+                let secret_err = |message: String| AlertError::Secret { path: p.clone(), message };
+                let s = std::fs::read(p).map_err(|e| secret_err(e.to_string()))?;
                 let s = s.trim_ascii().to_vec();
                 if s.is_empty() {
-                    return Err(AlertError::Config(format!(
-                        "[alerts] webhook_secret_file {} is empty; put a long random secret in it",
-                        p.display()
-                    )));
+                    return Err(secret_err("is empty; put a long random secret in it".into()));
                 }
                 Some(s)
             }
@@ -186,10 +187,8 @@ impl AlertEngine {
         let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
         book.retain_rules(&names);
         let page_url = cfg.page_url.clone().unwrap_or_else(|| format!("http://{}/", agg.config().api.listen));
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| AlertError::Config(format!("HTTP client: {e}")))?;
+        let client =
+            reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| AlertError::Client(e.to_string()))?;
         let delivery = Delivery {
             alertmanager: SinkStats { configured: !cfg.alertmanager_url.urls().is_empty(), ..Default::default() },
             webhook: SinkStats { configured: cfg.webhook_url.is_some(), ..Default::default() },

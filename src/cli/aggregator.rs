@@ -39,7 +39,9 @@ pub async fn run(args: AggregatorArgs) -> anyhow::Result<ExitCode> {
     let listen = cfg.api.listen.clone();
     let agg = Arc::new(Aggregator::new(cfg, store, Arc::new(SystemClock))?);
     let engine = Arc::new(AlertEngine::new(agg.clone(), alerts_cfg)?);
-    let state = AppState::new(agg.clone())?.with_alerts(engine.view());
+    let state = AppState::new(agg.clone())?
+        .with_alerts(engine.view())
+        .with_idle_rule(crate::alert::config::idle_rule(engine.rules()));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ([api] listen); is another process using it?"))?;

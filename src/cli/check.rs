@@ -269,14 +269,17 @@ async fn check_aggregator(path: &Path, offline: bool) -> anyhow::Result<Vec<Line
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     lines.push(Line::new(
         "[alerts]",
-        alerts.rules(&cfg).map(|r| {
-            format!(
-                "{}; Alertmanager: {}; webhook: {}",
-                plural(r.len(), "rule", "rules"),
-                alerts.alertmanager_url.urls().len(),
-                if alerts.webhook_url.is_some() { "yes" } else { "no" }
-            )
-        }),
+        alerts
+            .rules(&cfg)
+            .map(|r| {
+                format!(
+                    "{}; Alertmanager: {}; webhook: {}",
+                    plural(r.len(), "rule", "rules"),
+                    alerts.alertmanager_url.urls().len(),
+                    if alerts.webhook_url.is_some() { "yes" } else { "no" }
+                )
+            })
+            .map_err(|e| e.to_string()),
     ));
     if let Some(f) = &cfg.api.token_file {
         let result = cfg.api_token().map(|_| format!("{} is readable", f.display())).map_err(|e| e.to_string());

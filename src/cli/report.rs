@@ -61,7 +61,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let from = match (&args.from, &args.last) {
         (Some(f), _) => parse_time(f, now).map_err(anyhow::Error::msg).context("--from")?,
         (None, Some(d)) => {
-            let d = crate::config::parse_duration(d).map_err(anyhow::Error::msg).context("--last")?;
+            let d = crate::config::parse_duration(d).context("--last")?;
             to - i64::try_from(d.as_nanos()).context("--last is too long")?
         }
         (None, None) => anyhow::bail!("give --from or --last"),
@@ -110,7 +110,7 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
         "yesterday" => Ok(now_ns - now_ns.rem_euclid(NS_PER_DAY) - NS_PER_DAY),
         _ => match ago {
             Some(d) => {
-                let d = crate::config::parse_duration(d)?;
+                let d = crate::config::parse_duration(d).map_err(|e| e.to_string())?;
                 Ok(now_ns - i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far back"))?)
             }
             None => parse_rfc3339(t).map_err(|e| {

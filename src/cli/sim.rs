@@ -82,7 +82,7 @@ pub struct MinersArgs {
     /// Makes and weights, e.g. `antminer-stock=3,luxos=1` (default: every make once, in turn).
     #[arg(long)]
     pub mix: Option<String>,
-    /// Faults by miner index, counted from 0 (the first miner is @0): `slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9`.
+    /// Faults by miner index, counted from 0 (the first miner is @0): `slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9,hashdrop=33%@10` (hashdrop: that share of hashrate and its power gone, a hashboard down).
     #[arg(long)]
     pub faults: Option<String>,
     /// Every miner replays its capture's hashrate and power exactly (no ±3 % variation).

@@ -93,6 +93,9 @@ pub enum DemoError {
     Site(#[from] site::SiteError),
     #[error("{0}")]
     Setup(String),
+    /// The demo's own API did not answer the comparison.
+    #[error("{url}: {message}")]
+    Api { url: String, message: String },
 }
 
 /// The replay's progress for `GET /api/status`: `null` once live.
@@ -216,7 +219,7 @@ impl Demo {
             Aggregator::new(cfg, store.clone(), dyn_clock.clone()).map_err(|e| DemoError::Setup(e.to_string()))?,
         );
         let alerts_cfg = crate::alert::config::AlertsConfig::from_aggregator(aggregator.config(), &data_dir)
-            .map_err(DemoError::Setup)?;
+            .map_err(|e| DemoError::Setup(e.to_string()))?;
         let alerts = Arc::new(
             crate::alert::AlertEngine::new(aggregator.clone(), alerts_cfg)
                 .map_err(|e| DemoError::Setup(e.to_string()))?,
@@ -224,6 +227,7 @@ impl Demo {
         let state = AppState::new(aggregator.clone())
             .map_err(|e| DemoError::Setup(e.to_string()))?
             .with_alerts(alerts.view())
+            .with_idle_rule(crate::alert::config::idle_rule(alerts.rules()))
             .with_replay(replay_view(clock.clone()));
         background.push(tokio::spawn(aggregator.clone().run(stopped(stop_rx.clone()))));
         background.push(tokio::spawn(alerts.run(stopped(stop_rx.clone()))));
@@ -376,23 +380,24 @@ impl Demo {
     }
 
     /// Asks the demo's own API for the comparison over the last 24 h (simulated).
-    pub async fn comparison(&self) -> Result<table::Comparison, String> {
+    pub async fn comparison(&self) -> Result<table::Comparison, DemoError> {
         let url = format!("http://{}/api/workloads", self.addr);
+        let err = |message: String| DemoError::Api { url: url.clone(), message };
         let resp = reqwest::Client::new()
             .get(&url)
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| err(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status()));
+            return Err(err(format!("HTTP {}", resp.status())));
         }
-        resp.json().await.map_err(|e| format!("{url}: {e}"))
+        resp.json().await.map_err(|e| err(e.to_string()))
     }
 
     /// Waits until every workload has a revenue per kWh, or `timeout` passes.
-    pub async fn wait_for_comparison(&self, timeout: Duration) -> Result<table::Comparison, String> {
+    pub async fn wait_for_comparison(&self, timeout: Duration) -> Result<table::Comparison, DemoError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let c = self.comparison().await;

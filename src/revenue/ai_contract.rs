@@ -36,6 +36,8 @@ impl RevenueModel for AiContract {
 }
 
 impl Terms for AiContract {
+    const EXAMPLE: &'static str = "usd_per_gpu_hour = 2.1";
+
     fn check(&self) -> Result<(), TermsError> {
         non_negative("usd_per_gpu_hour", self.usd_per_gpu_hour)
     }

@@ -40,6 +40,8 @@ impl RevenueModel for AiOnDemand {
 }
 
 impl Terms for AiOnDemand {
+    const EXAMPLE: &'static str = "usd_per_gpu_hour = 2.0\nutil_threshold_pct = 50.0";
+
     fn check(&self) -> Result<(), TermsError> {
         non_negative("usd_per_gpu_hour", self.usd_per_gpu_hour)?;
         non_negative("util_threshold_pct", self.util_threshold_pct)?;

@@ -49,6 +49,8 @@ impl RevenueModel for AiTokens {
 }
 
 impl Terms for AiTokens {
+    const EXAMPLE: &'static str = "usd_per_mtok_prompt = 0.5\nusd_per_mtok_generation = 1.5";
+
     fn check(&self) -> Result<(), TermsError> {
         non_negative("usd_per_mtok_prompt", self.usd_per_mtok_prompt)?;
         non_negative("usd_per_mtok_generation", self.usd_per_mtok_generation)

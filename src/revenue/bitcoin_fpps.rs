@@ -66,6 +66,8 @@ impl RevenueModel for BitcoinFpps {
 }
 
 impl Terms for BitcoinFpps {
+    const EXAMPLE: &'static str = "pool_fee = 0.02";
+
     fn check(&self) -> Result<(), TermsError> {
         non_negative("pool_fee", self.pool_fee)?;
         if self.pool_fee >= 1.0 {

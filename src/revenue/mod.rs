@@ -200,6 +200,10 @@ pub trait RevenueModel: Send + Sync + fmt::Debug {
 /// A model's terms as read from its `[[workloads]]` entry: the model struct itself,
 /// deserialized with `deny_unknown_fields`, plus the checks serde cannot make.
 pub trait Terms: RevenueModel + DeserializeOwned + 'static {
+    /// Terms that build this model, as a `[[workloads]]` entry writes them (without
+    /// `name` and `model`). The property tests vary their numbers.
+    const EXAMPLE: &'static str;
+
     fn check(&self) -> Result<(), TermsError> {
         Ok(())
     }
@@ -262,11 +266,13 @@ type BuildFn = fn(&'static ModelInfo, toml::Table) -> Result<Arc<dyn RevenueMode
 #[derive(Debug)]
 pub struct Registration {
     pub info: &'static ModelInfo,
+    /// [`Terms::EXAMPLE`] of the model.
+    pub example_terms: &'static str,
     build: BuildFn,
 }
 
 const fn register<T: Terms>(info: &'static ModelInfo) -> Registration {
-    Registration { info, build: build_terms::<T> }
+    Registration { info, example_terms: T::EXAMPLE, build: build_terms::<T> }
 }
 
 fn build_terms<T: Terms>(info: &'static ModelInfo, terms: toml::Table) -> Result<Arc<dyn RevenueModel>, TermsError> {
@@ -372,6 +378,23 @@ mod tests {
         assert_eq!(err, TermsError::at("usd_per_gpu_hour", "usd_per_gpu_hour = -1 must be ≥ 0"));
         let err = lookup("ai_lottery").unwrap_err().to_string();
         assert!(err.contains("ai_lottery") && err.contains("bitcoin_fpps, ai_contract"), "{err}");
+        for r in REVENUE_MODELS {
+            let m = r.build(terms(r.example_terms)).unwrap_or_else(|e| panic!("{}: example terms: {e}", r.info));
+            assert_eq!(m.info(), r.info);
+        }
+    }
+
+    /// A registration's example terms with every number `x` replaced by
+    /// `u × 2 × max(|x|, 0.5)` for the next `u` of `us` (in `[0, 1)`): a fraction such
+    /// as `pool_fee` stays under 1, a price or threshold ranges around its example.
+    fn varied_terms(r: &Registration, us: &[f64]) -> toml::Table {
+        let mut t: toml::Table = toml::from_str(r.example_terms).unwrap();
+        for ((_, v), u) in t.iter_mut().zip(us.iter().cycle()) {
+            if let Some(x) = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                *v = toml::Value::Float(u * 2.0 * x.abs().max(0.5));
+            }
+        }
+        t
     }
 
     fn arb_sums() -> impl Strategy<Value = Sums> {
@@ -398,20 +421,17 @@ mod tests {
         #[test]
         fn revenue_is_never_negative(
             sums in proptest::collection::vec(arb_sums(), 0..5), start in 0i64..2000, len in 1i64..3000,
-            btc in -1e5f64..1e6, diff in -1e10f64..1e15, fee in 0.0f64..1.0,
+            btc in -1e5f64..1e6, diff in -1e10f64..1e15, us in proptest::collection::vec(0.0f64..1.0, 1..4),
         ) {
             let devices: Vec<DeviceSums> = sums.into_iter().map(|sums| DeviceSums { id: "d".into(), sums }).collect();
             let market = Market { time_ns: 0, btc_usd: btc, difficulty: diff, block_subsidy_btc: 3.125, fees_btc_per_block: 0.1 };
             let input = RevenueInput { devices: &devices, window: Window::new(start * S, (start + len) * S), market: Some(&market) };
-            let models: [&dyn RevenueModel; 4] = [
-                &bitcoin_fpps::BitcoinFpps { pool_fee: fee },
-                &ai_contract::AiContract { usd_per_gpu_hour: 2.0 },
-                &ai_on_demand::AiOnDemand { usd_per_gpu_hour: 2.0, util_threshold_pct: 50.0 },
-                &ai_tokens::AiTokens { usd_per_mtok_prompt: 0.5, usd_per_mtok_generation: 1.5 },
-            ];
-            for model in models {
+            // Every registered model, with its example terms varied.
+            for reg in REVENUE_MODELS {
+                let terms = varied_terms(reg, &us);
+                let model = reg.build(terms.clone()).map_err(|e| TestCaseError::fail(format!("{}: {terms}: {e}", reg.info)))?;
                 let r = model.revenue(&input).unwrap();
-                prop_assert!(r.revenue_usd >= 0.0, "{}: {r:?}", model.info());
+                prop_assert!(r.revenue_usd >= 0.0, "{}: {terms}: {r:?}", reg.info);
             }
         }
     }

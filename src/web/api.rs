@@ -5,8 +5,18 @@
 //!   to now and `from` to the start of the window 24 hours before `to`, so every
 //!   window but the current one is whole and served from the store. A range
 //!   longer than 400 days or outside 1678..2262 is a 400.
+//! - `GET /api/workloads.csv?from=&to=`: the same comparison as CSV, one row per
+//!   workload in rank order, columns [`CSV_COLUMNS`] (units in the names; an empty
+//!   cell where the JSON has `null`), then an `(unassigned)` row with its energy
+//!   when devices are in no workload.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
-//! - `GET /api/fleet`: every device seen recently, with its status.
+//! - `GET /api/fleet`: every device seen recently, with its status and latest
+//!   readings, and the thresholds of the GPU `idle` flag.
+//! - `GET /api/devices/history?device=&from=&to=`: one device's power, efficiency
+//!   and (where its workload's model earns per device) revenue, in at most 500
+//!   buckets over at most 31 days (see [`crate::aggregate::device`]).
+//! - `GET /api/prices?from=&to=`: BTC price, hashprice and each site's tariff over
+//!   at most 31 days (see [`crate::aggregate::prices`]).
 //! - `GET /api/alerts`: firing and pending alerts, recent history, delivery
 //!   counters (`{"enabled": false, …}` when no alert engine runs).
 //! - `GET /api/health`: liveness and store reachability (no token needed, for
@@ -20,7 +30,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{url_pairs, AppState};
-use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, Windows};
+use crate::aggregate::{check_range, parse_rfc3339, rfc3339, AggregateError, TimeError, Windows};
 use crate::revenue::ModelInfo;
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -32,6 +42,9 @@ const SERVE: Windows = Windows::Stored { write_back: true };
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/workloads", get(workloads))
+        .route("/api/workloads.csv", get(workloads_csv))
+        .route("/api/devices/history", get(device_history))
+        .route("/api/prices", get(prices))
         .route("/api/workloads/{name}/windows", get(windows))
         .route("/api/fleet", get(fleet))
         .route("/api/models", get(models))
@@ -55,7 +68,9 @@ impl IntoResponse for ApiError {
 impl From<AggregateError> for ApiError {
     fn from(e: AggregateError) -> Self {
         match e {
-            AggregateError::UnknownWorkload(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            AggregateError::UnknownWorkload(_) | AggregateError::UnknownDevice(_) => {
+                ApiError(StatusCode::NOT_FOUND, e.to_string())
+            }
             AggregateError::Range(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
             AggregateError::Store(_) => {
                 tracing::warn!(error = %e, "API: store read failed");
@@ -70,7 +85,7 @@ impl From<AggregateError> for ApiError {
 fn range(state: &AppState, query: Option<&str>) -> Result<(i64, i64), ApiError> {
     let pairs = url_pairs(query.unwrap_or(""));
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let bad = |key: &str, e: String| ApiError(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
+    let bad = |key: &str, e: TimeError| ApiError(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
     let to = match get("to") {
         Some(v) => parse_rfc3339(v).map_err(|e| bad("to", e))?,
         None => state.aggregator.now_ns(),
@@ -125,6 +140,112 @@ async fn models() -> Json<serde_json::Value> {
 async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
     Ok(Json(state.aggregator.report(from, to, SERVE).await?).into_response())
+}
+
+/// The columns of `GET /api/workloads.csv`, named as the JSON fields are.
+pub const CSV_COLUMNS: &[&str] = &[
+    "rank",
+    "workload",
+    "model",
+    "from",
+    "to",
+    "energy_j",
+    "facility_energy_j",
+    "revenue_usd",
+    "energy_cost_usd",
+    "profit_usd",
+    "revenue_usd_per_kwh",
+    "profit_usd_per_kwh",
+    "break_even_usd_per_kwh",
+    "volatility_cv",
+    "coverage",
+    "j_per_th",
+    "tokens_per_j",
+    "ledger_share",
+];
+
+/// One CSV field, quoted (RFC 4180) when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The comparison as CSV: [`CSV_COLUMNS`], numbers in full precision.
+pub fn report_csv(report: &crate::aggregate::compare::Report) -> String {
+    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut out = CSV_COLUMNS.join(",") + "\r\n";
+    let mut line = |cells: Vec<String>| {
+        out += &cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+        out += "\r\n";
+    };
+    for (i, w) in report.workloads.iter().enumerate() {
+        line(vec![
+            (i + 1).to_string(),
+            w.workload.clone(),
+            w.revenue_model.name.to_string(),
+            report.from.clone(),
+            report.to.clone(),
+            num(Some(w.energy_j)),
+            num(Some(w.facility_energy_j)),
+            num(Some(w.revenue_usd)),
+            num(Some(w.energy_cost_usd)),
+            num(Some(w.profit_usd)),
+            num(w.revenue_usd_per_kwh),
+            num(w.profit_usd_per_kwh),
+            num(w.break_even_usd_per_kwh),
+            num(w.volatility_cv),
+            num(Some(w.coverage)),
+            num(w.j_per_th),
+            num(w.tokens_per_j),
+            num(w.ledger_share),
+        ]);
+    }
+    if let Some(u) = &report.unassigned {
+        let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+        cells[1] = "(unassigned)".into();
+        cells[3] = report.from.clone();
+        cells[4] = report.to.clone();
+        cells[5] = num(Some(u.energy_j));
+        line(cells);
+    }
+    out
+}
+
+async fn workloads_csv(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (from, to) = range(&state, q.as_deref())?;
+    let report = state.aggregator.report(from, to, SERVE).await?;
+    // A file name without colons, which some systems refuse.
+    let stamp = |t: &str| t.replace(':', "");
+    let disposition =
+        format!("attachment; filename=\"wattledger-workloads-{}-{}.csv\"", stamp(&report.from), stamp(&report.to));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        report_csv(&report),
+    )
+        .into_response())
+}
+
+async fn device_history(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let pairs = url_pairs(q.as_deref().unwrap_or(""));
+    let Some((_, device)) = pairs.iter().find(|(k, v)| k == "device" && !v.is_empty()) else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "`device` is missing: give a device id as GET /api/fleet names it".into(),
+        ));
+    };
+    let (from, to) = range(&state, q.as_deref())?;
+    Ok(Json(state.aggregator.device_history(device, from, to).await?).into_response())
+}
+
+async fn prices(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (from, to) = range(&state, q.as_deref())?;
+    Ok(Json(state.aggregator.prices(from, to).await?).into_response())
 }
 
 #[derive(Serialize)]
@@ -196,7 +317,7 @@ async fn windows(
 
 async fn fleet(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.aggregator.now_ns();
-    Ok(Json(state.aggregator.fleet(now).await?).into_response())
+    Ok(Json(state.aggregator.fleet(now, state.idle_rule).await?).into_response())
 }
 
 async fn alerts(State(state): State<AppState>) -> Response {

@@ -31,6 +31,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use crate::aggregate::fleet::{IdleRule, IDLE_GPU};
 use crate::aggregate::Aggregator;
 use crate::config::{ConfigError, Secret};
 use crate::ship::lineproto::Limits;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub alerts: Option<AlertsView>,
     /// Set by the demo: its replay progress (`GET /api/status`).
     pub status: Option<ReplayView>,
+    /// When `GET /api/fleet` flags a GPU idle: the alert engine's `gpu_idle_burn`
+    /// rule where the service runs one, else its defaults.
+    pub idle_rule: IdleRule,
 }
 
 impl AppState {
@@ -86,12 +90,19 @@ impl AppState {
             aggregator,
             alerts: None,
             status: None,
+            idle_rule: IDLE_GPU,
         })
     }
 
     /// The same state, serving these alerts.
     pub fn with_alerts(mut self, view: AlertsView) -> Self {
         self.alerts = Some(view);
+        self
+    }
+
+    /// The same state, flagging idle GPUs by `rule`.
+    pub fn with_idle_rule(mut self, rule: IdleRule) -> Self {
+        self.idle_rule = rule;
         self
     }
 

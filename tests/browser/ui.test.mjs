@@ -389,6 +389,188 @@ test('the demo shows its replay progress in the terminal and on the page', async
   await page.close();
 });
 
+// What the page itself received from an API path, so a check compares the table
+// with the very answer it was drawn from while the demo runs on.
+function answerOf(page, pathPrefix) {
+  return page.waitForResponse((r) => new URL(r.url()).pathname === pathPrefix && r.status() === 200, { timeout: 20e3 })
+    .then((r) => r.json());
+}
+
+const READINGS = ['hashrate_ths', 'temp_c', 'fan_rpm', 'util_gpu_pct', 'uptime_s'];
+
+test('the fleet table shows hashrate, temperature, fans, GPU utilisation and uptime, "—" where not reported, and flags idle GPUs', async () => {
+  const page = await context.newPage();
+  const fleetAnswer = answerOf(page, '/api/fleet');
+  await page.goto(pageUrl);
+  const fleet = await fleetAnswer;
+  await page.waitForSelector('#fleet tbody tr[data-device]');
+  // Show every device, then read the rows as drawn (a refresh in between redraws
+  // from a newer answer: read before the next one).
+  const all = page.locator('#fleet tbody button.primary');
+  if (await all.count()) await all.click();
+  const rows = await page.$$eval('#fleet tbody tr[data-device]', (trs) => trs.map((tr) => ({
+    device: tr.dataset.device, idle: tr.dataset.idle,
+    cells: Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map((td) => [td.dataset.field, { value: td.dataset.value, text: td.textContent.trim() }])),
+  })));
+  assert.equal(rows.length, fleet.devices.length, 'every device has a row');
+  const units = { hashrate_ths: 'TH/s', temp_c: '°C', fan_rpm: 'rpm', util_gpu_pct: '%', uptime_s: '' };
+  let miners = 0, gpus = 0;
+  for (const row of rows) {
+    const d = fleet.devices.find((x) => x.device === row.device);
+    assert.ok(d, `${row.device} is in GET /api/fleet`);
+    for (const f of READINGS) {
+      const c = row.cells[f];
+      if (d[f] === null || d[f] === undefined) {
+        assert.deepEqual(c, { value: '', text: '—' }, `${row.device}.${f}: not reported shows —, never 0`);
+      } else {
+        assert.equal(Number(c.value), d[f], `${row.device}.${f}`);
+        assert.ok(c.text.includes(units[f]) && /\d/.test(c.text), `${row.device}.${f}: "${c.text}"`);
+      }
+    }
+    if (d.kind === 'asic') {
+      miners++;
+      assert.notEqual(row.cells.hashrate_ths.value, '', `${row.device}: a miner reports hashrate`);
+      assert.equal(row.cells.util_gpu_pct.text, '—', 'a miner has no GPU utilisation');
+    }
+    if (d.kind === 'gpu') {
+      gpus++;
+      assert.notEqual(row.cells.util_gpu_pct.value, '', `${row.device}: a GPU reports utilisation`);
+      assert.notEqual(row.cells.temp_c.value, '', `${row.device}: a GPU reports its temperature`);
+      assert.equal(row.cells.hashrate_ths.text, '—', 'a GPU has no hashrate');
+      // The flag follows the rule the API states, on the reading shown.
+      const want = d.power_w > fleet.idle_rule.power_above_w && d.util_gpu_pct < fleet.idle_rule.util_below_pct;
+      assert.equal(d.idle, want, `${row.device}: idle ${d.idle} at ${d.power_w} W, ${d.util_gpu_pct} %`);
+      assert.equal(row.idle, String(want), `${row.device}: the row's idle flag`);
+      assert.equal(row.cells.util_gpu_pct.text.includes('idle'), want, `${row.device}: "${row.cells.util_gpu_pct.text}"`);
+    }
+  }
+  assert.ok(miners > 0 && gpus > 0, `${miners} miners, ${gpus} GPUs`);
+  // The demo's gpu_idle_burn rule says idle below 20 %: the page uses the same figures.
+  // GPUs and miners open a history; an inference server (its energy is its GPUs') does not.
+  const buttons = await page.$$eval('#fleet tbody tr[data-device]', (trs) => trs.map((tr) => [tr.dataset.device, !!tr.querySelector('button.linkish')]));
+  for (const [device, has] of buttons) {
+    const d = fleet.devices.find((x) => x.device === device);
+    assert.equal(has, d.kind === 'gpu' || d.kind === 'asic', `${device} (${d.kind})`);
+  }
+  assert.deepEqual(fleet.idle_rule, { power_above_w: 150, util_below_pct: 20 });
+  assert.match(await page.textContent('#idle-rule'), /over 150 W at under 20 % utilisation/);
+  const idleCount = fleet.devices.filter((d) => d.idle).length;
+  assert.equal(Number(await page.textContent('#fleet-counts .count.idle b')), idleCount);
+  console.log(`# ${idleCount} of ${gpus} GPUs idle when the page was read`);
+  await page.close();
+});
+
+test('clicking a device opens its power, efficiency and revenue over the page\'s range', async () => {
+  const { page, errors } = await openPage();
+  const range = await readTable(page);
+  const fleet = await api('/api/fleet');
+  const open = async (pick) => {
+    const d = fleet.devices.find(pick);
+    assert.ok(d, 'a device to open');
+    const answer = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/devices/history' && new URL(r.url()).searchParams.get('device') === d.device);
+    const sel = `#fleet tbody tr[data-device="${d.device}"] button.linkish`;
+    // Beyond the first rows: show all devices first.
+    if (!(await page.locator(sel).count())) await page.click('#fleet tbody button.primary');
+    await page.click(sel);
+    const res = await answer;
+    const url = new URL(res.url());
+    assert.equal(url.searchParams.get('from'), range.from, 'the page\'s range');
+    assert.equal(url.searchParams.get('to'), range.to);
+    const h = await res.json();
+    await page.waitForFunction(() => document.getElementById('drill').dataset.loaded === 'true');
+    assert.equal(await page.evaluate(() => document.getElementById('drill').open), true);
+    assert.ok(h.points.length > 0 && h.points.length <= 500, `${h.points.length} points`);
+    const drawn = async (id) => page.$$eval(`#${id} svg path[data-workload]`, (ps) => ps.map((p) => Number(p.dataset.points)));
+    const count = (f) => h.points.filter((p) => typeof p[f] === 'number').length;
+    assert.deepEqual(await drawn('drill-power'), [count('power_w')], 'one power line with every measured bucket');
+    return { d, h, drawn, count };
+  };
+
+  // A miner: J/TH, and its revenue from its own accepted work.
+  const miner = await open((d) => d.kind === 'asic' && d.workload && d.status === 'online');
+  assert.equal(miner.h.revenue, 'per_device');
+  assert.deepEqual(await miner.drawn('drill-eff'), [miner.count('j_per_th')]);
+  assert.deepEqual(await miner.drawn('drill-rev'), [miner.count('revenue_usd')]);
+  assert.ok(miner.count('revenue_usd') >= 2, 'revenue over the day');
+  assert.match(await page.textContent('#drill-eff-title'), /J\/TH/);
+  assert.match(await page.textContent('#drill-summary'), /earned \$/);
+  await page.click('#drill-close');
+  assert.equal(await page.evaluate(() => document.getElementById('drill').open), false);
+
+  // A GPU of the token-paid workload: no per-device revenue, and the page says why.
+  const models = (await api('/api/workloads')).workloads;
+  const tokenPaid = new Set(models.filter((w) => w.model === 'ai_tokens').map((w) => w.workload));
+  const gpu = await open((d) => d.kind === 'gpu' && tokenPaid.has(d.workload));
+  assert.equal(gpu.h.revenue, 'workload_only');
+  assert.deepEqual(await gpu.drawn('drill-rev'), []);
+  assert.match(await page.textContent('#drill-rev'), /No per-device revenue/);
+  assert.match(await page.textContent('#drill-notes'), /per workload only/);
+  assert.deepEqual(await gpu.drawn('drill-eff'), [gpu.count('w_per_util_pct')]);
+  await page.keyboard.press('Escape');
+  assert.equal(await page.evaluate(() => document.getElementById('drill').open), false, 'Escape closes it');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('BTC price, hashprice and tariff overlay the revenue chart on a right-hand axis', async () => {
+  const page = await context.newPage();
+  const pricesAnswer = answerOf(page, '/api/prices');
+  await page.goto(pageUrl);
+  const prices = await pricesAnswer;
+  await page.waitForSelector('#rev-chart svg path[data-workload]');
+  const range = await readTable(page);
+  assert.deepEqual([prices.from, prices.to], [range.from, range.to], 'prices over the page\'s range');
+  assert.ok(prices.market.length >= 2, `${prices.market.length} market snapshots`);
+  assert.equal(await page.locator('#rev-chart path[data-overlay]').count(), 0, 'no overlay by default');
+  for (const [which, name, unit, at] of [['btc_usd', 'BTC price', '$/BTC', 0.5], ['hashprice', 'Hashprice', 'PH/s per day', 0.6], ['tariff', null, '$/kWh', 0.7]]) {
+    await page.selectOption('#overlay', which);
+    const paths = await page.$$eval('#rev-chart path[data-overlay]', (ps) => ps.map((p) => ({ name: p.dataset.overlay, steps: Number(p.dataset.steps), d: p.getAttribute('d') })));
+    if (which === 'tariff') {
+      assert.deepEqual(paths.map((p) => p.name), prices.tariffs.map((t) => 'tariff ' + t.site));
+      paths.forEach((p, i) => assert.equal(p.steps, prices.tariffs[i].steps.length));
+    } else {
+      assert.deepEqual(paths.map((p) => [p.name, p.steps]), [[name, prices.market.length]]);
+    }
+    assert.ok(paths.every((p) => /^M[\d.]+ [\d.]+L/.test(p.d)), 'drawn');
+    const ticks = await page.$$eval('#rev-chart .overlay-axis text', (ts) => ts.map((t) => t.textContent));
+    assert.ok(ticks.length >= 2 && ticks.every((t) => t.startsWith('$')), `right axis: ${ticks}`);
+    assert.ok((await page.textContent('#overlay-note')).includes(unit), await page.textContent('#overlay-note'));
+    // The tooltip reads the overlay too.
+    const chart = page.locator('#rev-chart svg');
+    await chart.scrollIntoViewIfNeeded();
+    const box = await chart.boundingBox();
+    await chart.hover({ position: { x: box.width * at, y: box.height / 2 } });
+    await page.waitForSelector('#rev-chart .tip .overlay-read');
+  }
+  assert.match(await page.textContent('#rev-chart .tip .overlay-read'), /\$[\d.]+\/kWh/);
+  await page.selectOption('#overlay', '');
+  assert.equal(await page.locator('#rev-chart path[data-overlay]').count(), 0);
+  await page.close();
+});
+
+test('the comparison downloads as CSV with the documented columns', async () => {
+  const { page } = await openPage();
+  const table = await readTable(page);
+  const href = await page.getAttribute('#csv-link', 'href');
+  assert.ok(href.startsWith('api/workloads.csv?') && !href.includes('token'), href);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#csv-link')]);
+  assert.match(download.suggestedFilename(), /^wattledger-workloads-.*\.csv$/);
+  const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\r\n').map((l) => l.split(','));
+  assert.deepEqual(csv[0], ['rank', 'workload', 'model', 'from', 'to', 'energy_j', 'facility_energy_j', 'revenue_usd',
+    'energy_cost_usd', 'profit_usd', 'revenue_usd_per_kwh', 'profit_usd_per_kwh', 'break_even_usd_per_kwh',
+    'volatility_cv', 'coverage', 'j_per_th', 'tokens_per_j', 'ledger_share']);
+  const rows = csv.slice(1).filter((r) => r[1] !== '(unassigned)');
+  assert.deepEqual(rows.map((r) => r[1]), table.rows.map((r) => r.workload), 'the table\'s workloads, in rank order');
+  for (const r of rows) {
+    const row = table.rows.find((t) => t.workload === r[1]);
+    assert.deepEqual([r[3], r[4]], [table.from, table.to], 'the table\'s range');
+    // Read a moment after the table while the demo runs on: the same to within 1 %.
+    const e = Number(r[5]), shown = Number(row.cells.energy_j.value);
+    assert.ok(Math.abs(e - shown) <= 0.01 * shown, `${r[1]}: CSV ${e} J, table ${shown} J`);
+  }
+  await page.close();
+});
+
 test('the token banner on the demo names the demo', async () => {
   const page = await context.newPage();
   await page.goto(baseUrl + '/');

@@ -30,6 +30,57 @@ pub(crate) fn deploy_aggregator_config_loads() {
     assert!(compose.contains("aggregator.toml"), "compose mounts deploy/aggregator.toml");
 }
 
+/// Both deploys keep the alert state where the aggregator can write it: the compose
+/// stack's root file system is read-only, and the unit sees /etc read-only
+/// (`ProtectSystem=strict`). Otherwise a restart forgets firing alerts.
+#[test]
+fn alert_state_file_is_writable_in_both_deploys() {
+    let state_file = |path: &str| -> PathBuf {
+        let v: toml::Value = toml::from_str(&read(&root().join(path))).unwrap();
+        let f = v["alerts"]["state_file"].as_str().unwrap_or_else(|| panic!("{path}: no [alerts] state_file"));
+        assert!(Path::new(f).is_absolute(), "{path}: {f}");
+        PathBuf::from(f)
+    };
+    // Compose: a writable mount, owned by the aggregator's user before it starts.
+    let file = state_file("deploy/aggregator.toml");
+    let doc = yaml_rust2::YamlLoader::load_from_str(&read(&root().join("deploy/compose.yaml"))).unwrap().remove(0);
+    let services = &doc["services"];
+    let agg = &services["aggregator"];
+    assert_eq!(agg["read_only"].as_bool(), Some(true));
+    let mounts: Vec<&str> = agg["volumes"].as_vec().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let mount = mounts
+        .iter()
+        .find(|m| !m.ends_with(":ro") && m.split(':').nth(1).is_some_and(|at| file.starts_with(at)))
+        .unwrap_or_else(|| panic!("no writable mount holds {} in {mounts:?}", file.display()));
+    let (volume, at) = mount.split_once(':').unwrap();
+    let user = agg["user"].as_str().unwrap();
+    let (init, _) = services
+        .as_hash()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| {
+            let cmd: Vec<&str> =
+                s["command"].as_vec().map_or(vec![], |c| c.iter().filter_map(|x| x.as_str()).collect());
+            cmd == ["chown", user, at]
+                && s["volumes"]
+                    .as_vec()
+                    .is_some_and(|v| v.iter().any(|m| m.as_str() == Some(&format!("{volume}:{at}"))))
+        })
+        .unwrap_or_else(|| panic!("no service chowns {volume} to {user}"));
+    let init = init.as_str().unwrap();
+    assert_eq!(agg["depends_on"][init]["condition"].as_str(), Some("service_completed_successfully"));
+    // The unit: its StateDirectory.
+    let file = state_file("deploy/aggregator-host.toml");
+    let unit = read(&root().join("deploy/wattledger-aggregator.service"));
+    assert!(unit.contains("ProtectSystem=strict"), "{unit}");
+    let dir = unit.lines().find_map(|l| l.strip_prefix("StateDirectory=")).unwrap();
+    assert!(
+        file.starts_with(Path::new("/var/lib").join(dir)),
+        "{} outside the unit's StateDirectory {dir}",
+        file.display()
+    );
+}
+
 pub(crate) fn ansible_playbook() -> PathBuf {
     let bin = std::env::var_os("WATTLEDGER_TEST_ANSIBLE_PLAYBOOK")
         .map(PathBuf::from)

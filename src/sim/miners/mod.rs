@@ -128,6 +128,9 @@ pub enum Fault {
     PowerOff,
     /// Power rises by this fraction per hour at unchanged hashrate (efficiency degrading).
     Degrade { per_hour: f64 },
+    /// This fraction of the hashrate is gone, and the power it drew with it (a
+    /// hashboard down): J/TH unchanged, accepted difficulty growing at the rate left.
+    HashDrop { fraction: f64 },
 }
 
 /// What to start.
@@ -186,10 +189,10 @@ pub fn parse_mix(s: &str) -> Result<Vec<(SimMake, u32)>, SimError> {
         .collect()
 }
 
-/// Parses `--faults slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9`.
+/// Parses `--faults slow=2s@3,hang@4,close@5,garbage@6,reboot=60s@7,off@8,degrade=5%@9,hashdrop=33%@10`.
 pub fn parse_faults(s: &str) -> Result<Vec<(usize, Fault)>, SimError> {
     let bad = |p: &str, why: &str| {
-        SimError::Spec(format!("bad fault `{p}`: {why} (KIND[=ARG]@INDEX, KIND one of slow=DUR, hang, close, garbage, reboot=DUR, off, degrade=PCT%)"))
+        SimError::Spec(format!("bad fault `{p}`: {why} (KIND[=ARG]@INDEX, KIND one of slow=DUR, hang, close, garbage, reboot=DUR, off, degrade=PCT%, hashdrop=PCT%)"))
     };
     s.split(',')
         .filter(|p| !p.trim().is_empty())
@@ -198,6 +201,9 @@ pub fn parse_faults(s: &str) -> Result<Vec<(usize, Fault)>, SimError> {
             let idx: usize = idx.parse().map_err(|_| bad(p, "bad index"))?;
             let (k, arg) = kind.split_once('=').unwrap_or((kind, ""));
             let dur = |a: &str| crate::config::parse_duration(a).map_err(|_| bad(p, "bad duration"));
+            let pct = |a: &str| {
+                a.trim_end_matches('%').parse::<f64>().map(|n| n / 100.0).map_err(|_| bad(p, "bad percentage"))
+            };
             let f = match k {
                 "slow" => Fault::Slow(dur(arg)?),
                 "hang" => Fault::Hang,
@@ -205,8 +211,10 @@ pub fn parse_faults(s: &str) -> Result<Vec<(usize, Fault)>, SimError> {
                 "garbage" => Fault::Garbage,
                 "reboot" => Fault::RebootEvery(dur(arg)?),
                 "off" => Fault::PowerOff,
-                "degrade" => Fault::Degrade {
-                    per_hour: arg.trim_end_matches('%').parse::<f64>().map_err(|_| bad(p, "bad percentage"))? / 100.0,
+                "degrade" => Fault::Degrade { per_hour: pct(arg)? },
+                "hashdrop" => match pct(arg)? {
+                    f if (0.0..=1.0).contains(&f) => Fault::HashDrop { fraction: f },
+                    _ => return Err(bad(p, "hashdrop is between 0% and 100%")),
                 },
                 _ => return Err(bad(p, "unknown kind")),
             };
@@ -298,7 +306,7 @@ impl SimFleet {
                 data,
                 hash_factor: hf,
                 power_factor: pf,
-                state: Mutex::new(MinerState { fault, fault_since_ns: now, boot_ns: now, rebooted: false }),
+                state: Mutex::new(MinerState::new(fault, now)),
                 wake: Notify::new(),
             });
             let listener = if fault == Some(Fault::PowerOff) { None } else { Some(bind(addr)?) };
@@ -324,19 +332,13 @@ impl SimFleet {
     /// Sets or clears miner `i`'s fault.
     pub fn set_fault(&self, i: usize, fault: Option<Fault>) {
         let m = &self.miners[i];
-        {
-            let mut st = m.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.fault = fault;
-            st.fault_since_ns = self.clock.now_ns();
-        }
+        m.state.lock().unwrap_or_else(|e| e.into_inner()).set_fault(fault, self.clock.now_ns());
         m.wake.notify_one();
     }
 
     /// Reboots miner `i` now: counters and uptime restart from zero.
     pub fn reboot(&self, i: usize) {
-        let mut st = self.miners[i].state.lock().unwrap_or_else(|e| e.into_inner());
-        st.boot_ns = self.clock.now_ns();
-        st.rebooted = true;
+        self.miners[i].state.lock().unwrap_or_else(|e| e.into_inner()).reboot(self.clock.now_ns());
     }
 
     /// Stops every miner and waits for them.
@@ -380,6 +382,8 @@ mod tests {
         assert_eq!(f[0], (3, Fault::Slow(Duration::from_secs(2))));
         assert_eq!(f[1], (4, Fault::Hang));
         assert_eq!(f[2], (9, Fault::Degrade { per_hour: 0.05 }));
+        assert_eq!(parse_faults("hashdrop=25%@2").unwrap(), vec![(2, Fault::HashDrop { fraction: 0.25 })]);
+        assert!(parse_faults("hashdrop=150%@2").is_err());
         assert!(parse_faults("hang").is_err());
         assert!(parse_faults("melt@1").is_err());
     }

@@ -99,6 +99,42 @@ pub(super) struct MinerState {
     /// Time counters count from. Before the first reboot the capture's values are the base.
     pub(super) boot_ns: i64,
     pub(super) rebooted: bool,
+    /// Full-rate hashing seconds since `boot_ns` lost to `HashDrop` faults that have
+    /// ended, so the difficulty counter keeps growing at the rate the miner hashed.
+    pub(super) lost_hash_s: f64,
+}
+
+impl MinerState {
+    pub(super) fn new(fault: Option<Fault>, now_ns: i64) -> MinerState {
+        MinerState { fault, fault_since_ns: now_ns, boot_ns: now_ns, rebooted: false, lost_hash_s: 0.0 }
+    }
+
+    /// The hashrate left by the current fault (1: all of it), and the full-rate
+    /// hashing seconds lost since the counters' boot at `boot_ns`, as of `now_ns`.
+    fn hash_scale(&self, boot_ns: i64, now_ns: i64) -> (f64, f64) {
+        let ended = if boot_ns == self.boot_ns { self.lost_hash_s } else { 0.0 };
+        match self.fault {
+            Some(Fault::HashDrop { fraction }) => {
+                let since_ns = (now_ns - self.fault_since_ns.max(boot_ns)).max(0);
+                (1.0 - fraction, ended + fraction * since_ns as f64 / 1e9)
+            }
+            _ => (1.0, ended),
+        }
+    }
+
+    /// Changes the fault at `now_ns`, keeping what an ending `HashDrop` cost.
+    pub(super) fn set_fault(&mut self, fault: Option<Fault>, now_ns: i64) {
+        self.lost_hash_s = self.hash_scale(self.boot_ns, now_ns).1;
+        self.fault = fault;
+        self.fault_since_ns = now_ns;
+    }
+
+    /// Counters and uptime restart from zero at `now_ns`.
+    pub(super) fn reboot(&mut self, now_ns: i64) {
+        self.boot_ns = now_ns;
+        self.rebooted = true;
+        self.lost_hash_s = 0.0;
+    }
 }
 
 pub(super) struct Miner {
@@ -131,11 +167,12 @@ impl Miner {
             Some(Fault::Degrade { per_hour }) => 1.0 + per_hour * ((now_ns - st.fault_since_ns).max(0) as f64 / 3.6e12),
             _ => 1.0,
         };
+        let (hash_scale, lost_s) = st.hash_scale(boot, now_ns);
         drop(st);
         let dt_s = ((now_ns - boot).max(0)) as f64 / 1e9;
         // Accepted difficulty grows at hashrate / 2^32 per second.
         let ths = d.base_ths * self.hash_factor;
-        let diff = ths * 1e12 * dt_s / 4_294_967_296.0;
+        let diff = ths * 1e12 * (dt_s - lost_s).max(0.0) / 4_294_967_296.0;
         let diff_acc = diff * (1.0 - REJECT_FRACTION);
         let diff_rej = diff * REJECT_FRACTION;
         for pt in d.patches.iter().filter(|p| p.cmd == cmd) {
@@ -143,14 +180,14 @@ impl Miner {
             if let Some(key) = pt.bracket {
                 if let Value::String(s) = slot {
                     if let Some(base) = mj::bracket_nums(s, key).first().and_then(|g| g.first().copied()) {
-                        let new = self.moved(pt.q, base, rebooted, dt_s, diff_acc, diff_rej, degrade);
+                        let new = self.moved(pt.q, base, rebooted, dt_s, diff_acc, diff_rej, (hash_scale, degrade));
                         *s = replace_bracket(s, key, &format_num(new, pt.q));
                     }
                 }
                 continue;
             }
             let Some(base) = mj::num(slot) else { continue };
-            let new = self.moved(pt.q, base, rebooted, dt_s, diff_acc, diff_rej, degrade);
+            let new = self.moved(pt.q, base, rebooted, dt_s, diff_acc, diff_rej, (hash_scale, degrade));
             if new == base {
                 continue; // keep the capture's own formatting and precision
             }
@@ -163,12 +200,22 @@ impl Miner {
         v
     }
 
+    /// `scale`: the share of hashrate (and of its power) left, and the power's degradation.
     #[allow(clippy::too_many_arguments)]
-    fn moved(&self, q: Q, base: f64, rebooted: bool, dt_s: f64, diff_acc: f64, diff_rej: f64, degrade: f64) -> f64 {
+    fn moved(
+        &self,
+        q: Q,
+        base: f64,
+        rebooted: bool,
+        dt_s: f64,
+        diff_acc: f64,
+        diff_rej: f64,
+        (hash_scale, degrade): (f64, f64),
+    ) -> f64 {
         let b = if rebooted { 0.0 } else { base };
         match q {
-            Q::Hash => base * self.hash_factor,
-            Q::Power => base * self.power_factor * degrade,
+            Q::Hash => base * self.hash_factor * hash_scale,
+            Q::Power => base * self.power_factor * hash_scale * degrade,
             Q::Elapsed => b + dt_s.floor(),
             Q::DiffAccepted => b + diff_acc.floor(),
             Q::DiffRejected => b + diff_rej.floor(),

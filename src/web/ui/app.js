@@ -220,19 +220,22 @@
       }
       const cmp = await fetchComparison();
       const workloads = cmp.workloads || [];
-      const [windows, fleet] = await Promise.all([
+      const [windows, fleet, prices] = await Promise.all([
         Promise.all(workloads.map((w) =>
           api('api/workloads/' + encodeURIComponent(w.workload) + '/windows?' + q(cmp.from, cmp.to))
             .catch((e) => ({ workload: w.workload, error: e })))),
         api('api/fleet').catch((e) => ({ error: e })),
+        api('api/prices?' + q(cmp.from, cmp.to)).catch((e) => ({ error: e })),
       ]);
       renderAlerts(await api('api/alerts').catch((e) => ({ error: e })));
       if (seq !== state.seq) return;
       hideBanner();
+      state.prices = prices;
       assignColors(workloads);
       renderRange(cmp);
       renderKpis(cmp);
       renderComparison(cmp);
+      renderCsvLink(cmp);
       state.lastCharts = [cmp, windows];
       renderCharts(cmp, windows);
       renderShares(workloads);
@@ -445,7 +448,7 @@
     $('rev-desc').textContent = profit
       ? 'Revenue minus the cost of the facility energy, per kWh of IT energy, per window. Below zero the workload loses money at that hour\'s energy price.'
       : 'Per window, per workload. A volatile line means the same joule earns a different amount from hour to hour.';
-    lineChart($('rev-chart'), rev, from, to, { log, zeroLine: profit, fmt: (v) => fmtUsdPerKwh(v) + '/kWh',
+    lineChart($('rev-chart'), rev, from, to, { log, zeroLine: profit, fmt: (v) => fmtUsdPerKwh(v) + '/kWh', overlay: renderOverlay(cmp),
       tick: (v, step) => (v < 0 ? '−$' : '$') + fixed(Math.abs(v), log ? decimalsFor(v) : decimalsFor(step)),
       title: what + ' per kWh over time' + (log ? ' (logarithmic scale)' : '') });
     lineChart($('pow-chart'), pow, from, to, { unit: 'kW', fmt: (v) => fixed(v, v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' kW', tick: (v, step) => fixed(v, decimalsFor(step)) + ' kW', title: 'Average power over time', zeroBase: true });
@@ -483,7 +486,8 @@
     fig.replaceChildren();
     const W = Math.max(280, fig.clientWidth || 600), H = Math.max(160, fig.clientHeight || 280);
     const narrow = W < 480;
-    const m = { l: narrow ? 52 : 64, r: 12, t: 10, b: 26 };
+    const overlays = (opt.overlay && opt.overlay.series || []).filter((o) => o.pts.some((p) => isNum(p[2])));
+    const m = { l: narrow ? 52 : 64, r: overlays.length ? (narrow ? 52 : 64) : 12, t: 10, b: 26 };
     const iw = W - m.l - m.r, ih = H - m.t - m.b;
     const vals = [];
     for (const s of series) for (const p of s.pts) if (isNum(p[2])) vals.push(p[2]);
@@ -562,6 +566,7 @@
       }
     }
     root.append(g);
+    const overlayAt = overlays.length ? drawOverlay(root, overlays, opt.overlay, x, m, W, ih, from, to, narrow) : () => [];
 
     // Crosshair + tooltip.
     const times = [...new Set(series.flatMap((s) => s.pts.filter((p) => ok(p[2])).map(mid)))].sort((a, b) => a - b);
@@ -585,6 +590,7 @@
         dots.append(svg('circle', { cx: x(t), cy: y(p[2]), r: 4.5, fill: s.color, stroke: 'white', 'stroke-width': 1.5 }));
         tip.append(el('div', {}, el('span', {}, swatch(s.color), s.name), el('span', { text: opt.fmt(p[2]) })));
       }
+      for (const [o, v] of overlayAt(t)) tip.append(el('div', { class: 'overlay-read' }, el('span', {}, swatch(o.color), o.name), el('span', { text: opt.overlay.fmt(v) })));
       tip.hidden = false;
       const px = (x(t) / W) * fig.clientWidth;
       const left = px + 14 + tip.offsetWidth > fig.clientWidth ? px - 14 - tip.offsetWidth : px + 14;
@@ -614,6 +620,34 @@
       else return;
       ev.preventDefault();
     });
+  }
+
+  // A price drawn over a chart as a dashed step line on its own right-hand axis:
+  // each point holds from its start to its end (a market snapshot until the next).
+  // Returns a reader of the values in effect at a time, for the tooltip.
+  function drawOverlay(root, overlays, ov, x, m, W, ih, from, to, narrow) {
+    const vals = overlays.flatMap((o) => o.pts.map((p) => p[2]).filter(isNum));
+    let lo = Math.min(...vals), hi = Math.max(...vals);
+    if (hi === lo) { hi += (Math.abs(hi) || 1) * 0.1; lo -= (Math.abs(lo) || 1) * 0.1; }
+    const pad = (hi - lo) * 0.08;
+    lo = Math.max(0, lo - pad); hi += pad;
+    const step = niceStep(hi - lo, narrow ? 4 : 5);
+    lo = Math.floor(lo / step) * step; hi = Math.ceil(hi / step) * step;
+    const y = (v) => m.t + ih - ((v - lo) / (hi - lo)) * ih;
+    const cx = (t) => x(Math.min(to, Math.max(from, t))).toFixed(1);
+    const axis = svg('g', { class: 'axis overlay-axis' });
+    for (let v = lo; v <= hi + step / 2; v += step) axis.append(svg('text', { x: W - m.r + 8, y: +y(v).toFixed(1) + 4, 'text-anchor': 'start', text: ov.tick(v, step) }));
+    const g = svg('g', { class: 'overlay' });
+    for (const o of overlays) {
+      let d = '';
+      for (const p of o.pts) {
+        if (!isNum(p[2]) || p[1] <= from || p[0] >= to) continue;
+        d += (d ? 'L' : 'M') + cx(p[0]) + ' ' + y(p[2]).toFixed(1) + 'L' + cx(p[1]) + ' ' + y(p[2]).toFixed(1);
+      }
+      if (d) g.append(svg('path', { d, stroke: o.color, 'data-overlay': o.name, 'data-steps': String(o.pts.length) }));
+    }
+    root.append(axis, g);
+    return (t) => overlays.map((o) => [o, (o.pts.find((p) => p[0] <= t && t < p[1]) || [])[2]]).filter(([, v]) => isNum(v));
   }
 
   // Shares, not absolutes, so the two lists compare at a glance: a workload that
@@ -679,7 +713,7 @@
     counts.replaceChildren();
     body.replaceChildren();
     if (!fleet || fleet.error) {
-      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty', text: 'Fleet status unavailable: ' + (fleet && fleet.error ? fleet.error.message : 'no answer') })));
+      body.append(el('tr', {}, el('td', { colspan: String(FLEET_COLS), class: 'empty', text: 'Fleet status unavailable: ' + (fleet && fleet.error ? fleet.error.message : 'no answer') })));
       return;
     }
     const devs = (fleet.devices || []).slice();
@@ -700,6 +734,9 @@
       count('lost', n.lost, 'lost'),
     );
     if (n.offline) counts.append(count('offline', n.offline, 'offline'));
+    const idle = devs.filter((d) => d.idle === true).length;
+    if (devs.some((d) => d.idle !== null && d.idle !== undefined)) counts.append(count('idle', idle, 'idle GPUs (power but no work)'));
+    renderIdleRule(fleet.idle_rule);
     if (rated > 0) counts.append(count('below', below, 'of ' + rated + ' rated miners below nominal J/TH'));
     // Miners whose model has no nominal figure are neither below nor at nominal: say so.
     if (rated > 0 && miners > rated) counts.append(count('unrated', miners - rated, 'unrated (no nominal J/TH for the model)'));
@@ -707,7 +744,7 @@
     // The nominal column only when some device has a nominal value.
     $('fleet').classList.toggle('no-nominal', rated === 0);
     if (!devs.length) {
-      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty', text: 'No device has reported yet.' })));
+      body.append(el('tr', {}, el('td', { colspan: String(FLEET_COLS), class: 'empty', text: 'No device has reported yet.' })));
       return;
     }
     devs.sort((a, b) => (STATUS_ORDER[a.status] ?? 9) - (STATUS_ORDER[b.status] ?? 9)
@@ -723,24 +760,69 @@
           d.below_nominal ? el('span', { class: 'sr-only', text: ' (below nominal efficiency)' }) : null)
         : null;
       const seen = d.last_seen ? new Date(d.last_seen) : null;
-      body.append(el('tr', { 'data-status': d.status },
+      // GPUs and miners have a history; an inference server's energy is its GPUs'.
+      const drillable = d.kind === 'gpu' || d.kind === 'asic';
+      const open = drillable
+        ? el('button', { type: 'button', class: 'linkish id', title: 'History of ' + d.device, text: shortDevice(d) })
+        : el('span', { class: 'id', text: shortDevice(d) });
+      if (drillable) open.addEventListener('click', () => openDevice(d));
+      const row = el('tr', { 'data-status': d.status, class: drillable ? 'clickable' : null },
         el('td', {}, el('span', { class: 'pill ' + d.status, text: d.status })),
-        el('th', { scope: 'row', class: 'dev', title: String(d.device) }, el('span', { class: 'id', text: shortDevice(d) }),
+        el('th', { scope: 'row', class: 'dev', title: String(d.device) }, open,
           el('small', { text: (d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind === 'inference' ? 'inference server' : d.kind) + (d.host ? ' · ' + d.host : '') })),
         el('td', {}, swatch(colorOf(d.workload)), ' ', d.workload || ''),
         el('td', { text: d.model || '' }),
         numCellPlain(isNum(d.power_w) ? fixed(d.power_w, 0) + ' W' : null),
         numCellPlain(eff),
         numCellPlain(isNum(d.nominal_j_per_th) ? fixed(d.nominal_j_per_th, 1) + ' J/TH' : null, 'nominal'),
+        ...readingCells(d, fleet.idle_rule),
         el('td', { text: seen ? fmtDateTime(seen) + ':' + String(seen.getSeconds()).padStart(2, '0') : '—' }),
-      ));
+      );
+      row.dataset.device = d.device;
+      if (d.idle !== null && d.idle !== undefined) row.dataset.idle = String(d.idle);
+      if (drillable) row.addEventListener('click', (ev) => { if (!ev.target.closest('button')) openDevice(d); });
+      body.append(row);
     }
     if (devs.length > FLEET_ROWS) {
       const btn = el('button', { type: 'button', class: 'primary', text: state.fleetAll ? 'Show problems and first ' + FLEET_ROWS : 'Show all ' + devs.length + ' devices' });
       btn.addEventListener('click', () => { state.fleetAll = !state.fleetAll; renderFleet(state.lastFleet); });
-      body.append(el('tr', {}, el('td', { colspan: '8', class: 'empty' }, btn)));
+      body.append(el('tr', {}, el('td', { colspan: String(FLEET_COLS), class: 'empty' }, btn)));
     }
   }
+  // The fleet table's latest readings: hashrate, temperature, fans, GPU utilisation
+  // (with the idle flag) and uptime; "—" where the device does not report one.
+  const FLEET_COLS = 13;
+  function fmtUptime(s) {
+    if (s >= 86400) return fixed(s / 86400, s >= 864000 ? 0 : 1) + ' d';
+    if (s >= 3600) return fixed(s / 3600, 1) + ' h';
+    return Math.round(s / 60) + ' min';
+  }
+  function readingCells(d, rule) {
+    const cell = (field, text, content) => {
+      const td = el('td', { class: 'num', 'data-field': field, 'data-value': isNum(d[field]) ? String(d[field]) : '' });
+      td.append(isNum(d[field]) ? content || text : na('not reported'));
+      return td;
+    };
+    const util = isNum(d.util_gpu_pct) ? el('span', {}, fixed(d.util_gpu_pct, 0) + ' %',
+      d.idle ? el('span', { class: 'flag idle', title: rule ? 'over ' + fixed(rule.power_above_w, 0) + ' W at under ' + fixed(rule.util_below_pct, 0) + ' % utilisation' : 'idle', text: ' idle' }) : null) : null;
+    return [
+      cell('hashrate_ths', isNum(d.hashrate_ths) ? fixed(d.hashrate_ths, d.hashrate_ths >= 100 ? 0 : 1) + ' TH/s' : null),
+      cell('temp_c', isNum(d.temp_c) ? fixed(d.temp_c, 0) + ' °C' : null),
+      cell('fan_rpm', isNum(d.fan_rpm) ? fixed(d.fan_rpm, 0) + ' rpm' : null),
+      cell('util_gpu_pct', null, util),
+      cell('uptime_s', isNum(d.uptime_s) ? fmtUptime(d.uptime_s) : null),
+    ];
+  }
+  function renderIdleRule(rule) {
+    $('idle-rule').textContent = rule
+      ? 'A GPU is flagged idle when it draws over ' + fixed(rule.power_above_w, 0) + ' W at under ' + fixed(rule.util_below_pct, 0)
+        + ' % utilisation in its latest reading (the gpu_idle_burn alert\'s thresholds). Click a device for its history.'
+      : '';
+  }
+  function renderCsvLink(cmp) {
+    $('csv-link').setAttribute('href', 'api/workloads.csv?' + q(cmp.from, cmp.to));
+  }
+
   // Device ids carry their host (`host/id`), shown on the line below; GPU UUIDs are
   // long, so the middle is elided (the full id is in the title).
   function shortDevice(d) {
@@ -753,6 +835,134 @@
     const td = el('td', { class: 'num' + (cls ? ' ' + cls : '') });
     td.append(content === null ? na() : content);
     return td;
+  }
+
+  // ---- price overlay on the revenue chart -------------------------------------------
+  // From GET api/prices: the market snapshots the revenue used and each site's tariff.
+  const OVERLAYS = {
+    btc_usd: { label: 'BTC price', fmt: (v) => '$' + fixed(v, 0) + '/BTC',
+      tick: (v) => '$' + (v >= 1000 ? fixed(v / 1000, v >= 1e5 ? 0 : 1) + 'k' : fixed(v, 0)) },
+    hashprice: { label: 'Hashprice', fmt: (v) => '$' + fixed(v, 2) + '/PH/s/day', tick: (v, step) => '$' + fixed(v, decimalsFor(step)) },
+    tariff: { label: 'Tariff', fmt: (v) => '$' + fixed(v, 3) + '/kWh', tick: (v, step) => '$' + fixed(v, decimalsFor(step) + 1) },
+  };
+  const OVERLAY_COLORS = ['#495057', '#868e96', '#343a40'];
+  function overlaySeries(prices, which) {
+    const end = Date.parse(prices.to);
+    if (which === 'tariff') {
+      return prices.tariffs.map((t, i) => ({ name: 'tariff ' + t.site, color: OVERLAY_COLORS[i % OVERLAY_COLORS.length],
+        pts: t.steps.map((st) => [Date.parse(st.start), Date.parse(st.end), st.usd_per_kwh]) }));
+    }
+    const field = which === 'btc_usd' ? 'btc_usd' : 'hashprice_usd_per_phs_day';
+    const m = prices.market;
+    return [{ name: OVERLAYS[which].label, color: OVERLAY_COLORS[0],
+      pts: m.map((p, i) => [Date.parse(p.time), i + 1 < m.length ? Date.parse(m[i + 1].time) : end, p[field]]) }];
+  }
+  // The chosen overlay for lineChart (or null), and a line under the chart saying
+  // where its figures come from.
+  function renderOverlay() {
+    const which = $('overlay').value;
+    const note = $('overlay-note');
+    const prices = state.prices;
+    note.textContent = '';
+    if (!which) return null;
+    if (!prices || prices.error) {
+      note.textContent = 'Prices unavailable: ' + (prices && prices.error ? prices.error.message : 'no answer');
+      return null;
+    }
+    const o = OVERLAYS[which];
+    const series = overlaySeries(prices, which);
+    if (which === 'tariff') {
+      const warn = prices.tariffs.filter((t) => t.warning).map((t) => t.site + ': ' + t.warning);
+      const avg = prices.tariffs.some((t) => t.averaged) ? ' Many price changes: each step is a time-weighted mean.' : '';
+      note.textContent = 'Dashed: each site\'s energy tariff, right-hand axis in $/kWh.' + avg + (warn.length ? ' ' + warn.join('; ') : '');
+    } else if (prices.market_source === 'none') {
+      note.textContent = 'No workload here uses market data, so there is no ' + o.label.toLowerCase() + ' to draw.';
+    } else {
+      const src = prices.market_source === 'static' ? 'the configured [market] values' : prices.market.length + ' stored market snapshots';
+      note.textContent = 'Dashed: ' + o.label.toLowerCase() + ' from ' + src + ', right-hand axis'
+        + (which === 'btc_usd' ? ' in $/BTC.' : ' in $ per PH/s per day.');
+    }
+    return { series, fmt: o.fmt, tick: o.tick };
+  }
+
+  // ---- device drill-down ------------------------------------------------------------
+  // GET api/devices/history over the page's range: power, efficiency and revenue.
+  async function openDevice(d) {
+    const dlg = $('drill');
+    const cmp = state.lastCharts && state.lastCharts[0];
+    if (!cmp) return;
+    $('drill-title').textContent = shortDevice(d);
+    $('drill-sub').textContent = [d.kind === 'asic' ? 'miner' : d.kind === 'gpu' ? 'GPU' : d.kind, d.host, d.workload, d.model].filter(Boolean).join(' · ');
+    $('drill-summary').textContent = 'Loading…';
+    $('drill-notes').replaceChildren();
+    for (const id of ['drill-power', 'drill-eff', 'drill-rev']) $(id).replaceChildren();
+    dlg.dataset.device = d.device;
+    dlg.dataset.loaded = 'false';
+    if (!dlg.open) dlg.showModal();
+    let h;
+    try {
+      h = await api('api/devices/history?device=' + encodeURIComponent(d.device) + '&' + q(cmp.from, cmp.to));
+    } catch (e) {
+      $('drill-summary').textContent = e.message;
+      dlg.dataset.loaded = 'error';
+      return;
+    }
+    if (dlg.dataset.device !== d.device) return;
+    renderDevice(h);
+    dlg.dataset.loaded = 'true';
+  }
+  function renderDevice(h) {
+    const from = Date.parse(h.from), to = Date.parse(h.to);
+    const pts = (field, scale) => h.points.map((p) => [Date.parse(p.start), Date.parse(p.end), isNum(p[field]) ? p[field] * (scale || 1) : null]);
+    const color = colorOf(h.workload);
+    const one = (name, field, scale) => [{ name, color, pts: pts(field, scale) }];
+    const energy = h.points.reduce((a, p) => a + (isNum(p.energy_j) ? p.energy_j : 0), 0);
+    const revenue = h.points.reduce((a, p) => a + (isNum(p.revenue_usd) ? p.revenue_usd : 0), 0);
+    const bucket = fmtDuration(h.bucket_s * 1000);
+    $('drill-summary').textContent = fmtDuration(to - from) + ' in ' + bucket + ' buckets · '
+      + (h.revenue === 'no_workload' ? 'power measured' : fmtEnergy(energy) + ' measured')
+      + (h.revenue === 'per_device' ? ' · earned ' + fmtUsd(revenue) : '')
+      + (h.power_basis ? ' · power: ' + h.power_basis : '');
+    $('drill-notes').replaceChildren(...h.notes.map((n) => el('li', { text: n })));
+    lineChart($('drill-power'), one('power', 'power_w', 1), from, to, { fmt: fmtPower, tick: (v, step) => fixed(v, decimalsFor(step)) + ' W',
+      title: 'Power of ' + h.device, zeroBase: true });
+    const asic = h.kind === 'asic';
+    $('drill-eff-title').textContent = asic ? 'Efficiency (J/TH, lower is better)' : 'Power per utilisation point (W per %)';
+    lineChart($('drill-eff'), one(asic ? 'J/TH' : 'W per %', asic ? 'j_per_th' : 'w_per_util_pct'), from, to, {
+      fmt: (v) => fixed(v, 1) + (asic ? ' J/TH' : ' W/%'), tick: (v, step) => fixed(v, decimalsFor(step)),
+      title: (asic ? 'J/TH' : 'Watts per utilisation point') + ' of ' + h.device });
+    const revBox = $('drill-rev');
+    if (h.revenue === 'per_device') {
+      lineChart(revBox, one('revenue', 'revenue_usd'), from, to, { fmt: (v) => fmtUsd(v) + ' per ' + bucket,
+        tick: (v, step) => '$' + fixed(v, decimalsFor(step)), title: 'Revenue of ' + h.device + ' per ' + bucket, zeroBase: true });
+    } else {
+      revBox.replaceChildren(el('p', { class: 'muted nodata-text', text: h.revenue === 'workload_only'
+        ? 'No per-device revenue: this workload is paid on counters no single device measures (see the note above). Energy and efficiency are measured.'
+        : 'No revenue: the device is in no configured workload.' }));
+    }
+  }
+
+  // ---- CSV export --------------------------------------------------------------------
+  // The API needs the token in a header, which a plain link cannot send: fetch the
+  // file and hand it to the browser as a download.
+  async function downloadCsv(ev) {
+    ev.preventDefault();
+    const t = $('comparison').dataset;
+    const url = 'api/workloads.csv' + (t.from ? '?' + q(t.from, t.to) : '');
+    try {
+      const headers = token ? { Authorization: 'Bearer ' + token } : {};
+      const res = await fetch(url, { headers, cache: 'no-store' });
+      if (!res.ok) throw new Error('api/workloads.csv answered HTTP ' + res.status + ': ' + (await res.text()).slice(0, 300));
+      const name = (/filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') || '') || [])[1] || 'wattledger-workloads.csv';
+      const href = URL.createObjectURL(await res.blob());
+      const a = el('a', { href, download: name, hidden: 'hidden' });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60e3);
+    } catch (e) {
+      showBanner(e.message);
+    }
   }
 
   // ---- range selector --------------------------------------------------------------
@@ -806,6 +1016,9 @@
       load();
     });
     $('refresh').addEventListener('click', () => load());
+    $('csv-link').addEventListener('click', downloadCsv);
+    $('overlay').addEventListener('change', () => { if (state.lastCharts) renderCharts(...state.lastCharts); });
+    $('drill-close').addEventListener('click', () => $('drill').close());
     for (const b of document.querySelectorAll('[data-scale]')) {
       b.addEventListener('click', () => { state.scale = b.dataset.scale; if (state.lastCharts) renderCharts(...state.lastCharts); });
     }
