@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use wattledger::model::{FieldValue, Point};
 use wattledger::store::embedded::EmbeddedStore;
-use wattledger::store::{RowVisitor, SeriesQuery, Store, StoreError};
+use wattledger::store::{Aggregate, GroupedQuery, RowVisitor, SeriesQuery, Store, StoreError};
 
 const T0: i64 = 1_700_000_000_000_000_000;
 const S: i64 = 1_000_000_000;
@@ -347,4 +347,187 @@ async fn influxdb_store_streams_reads() {
     let db = common::TestDb::create().await;
     let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
     streaming_read_folds_every_row(store.as_ref()).await;
+}
+
+/// One bucket of a grouped read: its start and its aggregates.
+type Bucket = (i64, Vec<Option<f64>>);
+
+/// Collects a grouped read: per series tags, its buckets in order of arrival.
+#[derive(Default)]
+struct Buckets {
+    tags: Vec<BTreeMap<String, String>>,
+    rows: BTreeMap<usize, Vec<Bucket>>,
+}
+
+impl RowVisitor for Buckets {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.tags.len() <= series {
+            self.tags.resize(series + 1, BTreeMap::new());
+        }
+        self.tags[series] = tags.clone();
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let v = values.iter().map(|v| v.as_ref().and_then(FieldValue::as_f64)).collect();
+        self.rows.entry(series).or_default().push((time_ns, v));
+    }
+}
+
+impl Buckets {
+    fn by_tags(self) -> BTreeMap<BTreeMap<String, String>, Vec<Bucket>> {
+        let Buckets { tags, rows } = self;
+        rows.into_iter().map(|(i, r)| (tags[i].clone(), r)).collect()
+    }
+}
+
+/// The ledger's shape: per series and 1 h bucket, sums of a float and an integer
+/// field, a max, counts, and min/max of another field, with the tag filter and
+/// range applied, buckets without rows left out and a field absent from a
+/// bucket reading as none.
+async fn grouped_reads_sum_per_series_and_bucket(store: &dyn Store) {
+    const H: i64 = 3600 * S;
+    let t0 = T0 - T0.rem_euclid(H);
+    let mut pts = Vec::new();
+    // Host a: a point every 10 min for 3 h; host b: only in the first hour;
+    // host c: another workload.
+    for (host, wl, hours) in [("a", "x", 3), ("b", "x", 1), ("c", "y", 3)] {
+        for i in 0..hours * 6 {
+            let mut p = Point::new("grouped", t0 + i * 600 * S)
+                .tag("host", host)
+                .tag("wl", wl)
+                .field("e", 1.5 * (i + 1) as f64)
+                .field("n", i)
+                .field("gap", if i == 7 { 30.0 } else { 90.0 });
+            if i % 2 == 0 {
+                p = p.field("busy", 60.0);
+            }
+            pts.push(p);
+        }
+    }
+    store.write(&pts).await.unwrap();
+    let q = GroupedQuery {
+        measurement: "grouped".into(),
+        tag_filters: vec![("wl".into(), "x".into())],
+        // The range starts after the first point: it is not counted.
+        start_ns: t0 + 1,
+        end_ns: t0 + 3 * H,
+        bucket_ns: H,
+        aggregates: vec![
+            (Aggregate::Sum, "e".into()),
+            (Aggregate::Sum, "n".into()),
+            (Aggregate::Max, "e".into()),
+            (Aggregate::Count, "busy".into()),
+            (Aggregate::Min, "gap".into()),
+            (Aggregate::Max, "gap".into()),
+            (Aggregate::Count, "absent".into()),
+        ],
+    };
+    let mut got = Buckets::default();
+    store.read_grouped(&q, &mut got).await.unwrap();
+    let got = got.by_tags();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let a = &got[&tags(&[("host", "a"), ("wl", "x")])];
+    // Hour 0 holds points 1..=5 (point 0 is before the range), hour 1 points
+    // 6..=11, hour 2 points 12..=17.
+    let e = |r: std::ops::RangeInclusive<i64>| r.map(|i| 1.5 * (i + 1) as f64).sum::<f64>();
+    let n = |r: std::ops::RangeInclusive<i64>| r.sum::<i64>() as f64;
+    assert_eq!(
+        a.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![t0, t0 + H, t0 + 2 * H],
+        "buckets are stamped at their start, in order"
+    );
+    assert_eq!(a[0].1[..4], [Some(e(1..=5)), Some(n(1..=5)), Some(9.0), Some(2.0)]);
+    assert_eq!(a[1].1[..6], [Some(e(6..=11)), Some(n(6..=11)), Some(18.0), Some(3.0), Some(30.0), Some(90.0)]);
+    assert_eq!(a[2].1[4..], [Some(90.0), Some(90.0), None]);
+    let b = &got[&tags(&[("host", "b"), ("wl", "x")])];
+    assert_eq!(b.len(), 1, "empty buckets are left out: {b:?}");
+}
+
+/// `series_keys` names every series with a row in the range (a superset is
+/// allowed, so only what must be there and what must not is checked: a series of
+/// another workload, or with rows only far outside the range).
+async fn series_keys_find_the_series_of_a_range(store: &dyn Store) {
+    const D: i64 = 86_400 * S;
+    let t0 = T0 - T0.rem_euclid(D);
+    let pts = vec![
+        Point::new("keys", t0 + 10 * S).tag("host", "a").tag("wl", "x").field("v", 1.0),
+        Point::new("keys", t0 + 20 * S).tag("host", "b").tag("wl", "x").field("v", 1.0),
+        Point::new("keys", t0 + 20 * S).tag("host", "c").tag("wl", "y").field("v", 1.0),
+        // Sixty days later: in another InfluxDB shard and another hour.
+        Point::new("keys", t0 + 60 * D).tag("host", "late").tag("wl", "x").field("v", 1.0),
+    ];
+    store.write(&pts).await.unwrap();
+    let got = store.series_keys(&q("keys", &["v"], &[("wl", "x")], t0, t0 + 60 * S)).await.unwrap();
+    assert_eq!(got, vec![tags(&[("host", "a"), ("wl", "x")]), tags(&[("host", "b"), ("wl", "x")])]);
+    let late = store.series_keys(&q("keys", &["v"], &[], t0 + 60 * D, t0 + 60 * D + S)).await.unwrap();
+    assert_eq!(late, vec![tags(&[("host", "late"), ("wl", "x")])]);
+    assert!(store.series_keys(&q("nothing", &["v"], &[], t0, t0 + D)).await.unwrap().is_empty());
+}
+
+/// `read_each_any` reads only the series matching one of the alternatives.
+async fn read_each_any_selects_alternatives(store: &dyn Store) {
+    let pts: Vec<Point> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .flat_map(|(k, h)| {
+            (0..3).map(move |i| {
+                Point::new("any", T0 + i * S).tag("host", *h).tag("gpu", k.to_string()).tag("wl", "x").field("v", i)
+            })
+        })
+        .collect();
+    store.write(&pts).await.unwrap();
+    let alternatives = vec![
+        vec![("host".to_string(), "a".to_string())],
+        vec![("host".to_string(), "c".to_string()), ("gpu".to_string(), "2".to_string())],
+        // Matches nothing: host d is gpu 3.
+        vec![("host".to_string(), "d".to_string()), ("gpu".to_string(), "0".to_string())],
+    ];
+    let mut folded = Folded::default();
+    store.read_each_any(&q("any", &["v"], &[("wl", "x")], T0, T0 + 10 * S), &alternatives, &mut folded).await.unwrap();
+    folded.series.sort_by(|a, b| a.0.cmp(&b.0));
+    let hosts: Vec<(&str, usize)> = folded.series.iter().map(|s| (s.0["host"].as_str(), s.1)).collect();
+    assert_eq!(hosts, vec![("a", 3), ("c", 3)]);
+    let mut none = Folded::default();
+    store.read_each_any(&q("any", &["v"], &[], T0, T0 + 10 * S), &[], &mut none).await.unwrap();
+    assert!(none.series.is_empty());
+}
+
+async fn read_side_contract(store: &dyn Store) {
+    grouped_reads_sum_per_series_and_bucket(store).await;
+    series_keys_find_the_series_of_a_range(store).await;
+    read_each_any_selects_alternatives(store).await;
+}
+
+#[tokio::test]
+async fn embedded_store_groups_finds_and_selects_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db")).unwrap();
+    read_side_contract(&store).await;
+}
+
+#[tokio::test]
+async fn influxdb_store_groups_finds_and_selects_series() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    read_side_contract(store.as_ref()).await;
+}
+
+/// A store written by a version without the series-per-hour index gains it on
+/// open, from the points it has.
+#[tokio::test]
+async fn embedded_store_indexes_an_older_file_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store.write(&[Point::new("old", T0).tag("host", "a").field("v", 1.0)]).await.unwrap();
+    }
+    {
+        // Back to the version 2 layout: no index rows, version 2.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DELETE FROM series_hours; PRAGMA user_version = 2;").unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    let got = store.series_keys(&q("old", &["v"], &[], T0, T0 + S)).await.unwrap();
+    assert_eq!(got, vec![tags(&[("host", "a")])]);
 }

@@ -214,7 +214,8 @@ pub struct WindowsConfig {
     pub interval: Duration,
     #[serde(default = "default_fleet_lookback", with = "crate::config::duration")]
     pub fleet_lookback: Duration,
-    /// Windows are read from the store in chunks of at most this much time.
+    /// No longer used (raw reads stream, see docs/aggregator.md); accepted so that
+    /// older configs still load.
     #[serde(default = "default_read_chunk", with = "crate::config::duration")]
     pub read_chunk: Duration,
     /// InfluxDB (`api = "v1"`): the retention policy the windows are written to
@@ -422,9 +423,6 @@ impl AggregatorConfig {
         let w = &self.aggregator;
         if w.window.as_secs_f64() < 1.0 || w.short_window.as_secs_f64() < 1.0 {
             return Err(KeyError::new("aggregator.window", "window and short_window must be at least 1s"));
-        }
-        if w.read_chunk.as_secs_f64() < 1.0 {
-            return Err(KeyError::new("aggregator.read_chunk", "read_chunk must be at least 1s"));
         }
         if w.max_gap.is_zero() {
             return Err(KeyError::new("aggregator.max_gap", "max_gap must be positive"));

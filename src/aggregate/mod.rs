@@ -15,6 +15,7 @@ pub mod config;
 pub mod device;
 pub mod energy;
 pub mod fleet;
+pub mod ledger_sums;
 pub mod market;
 pub mod metered;
 pub mod prices;
@@ -36,14 +37,13 @@ use self::config::{AggregatorConfig, MarketSourceKind};
 use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
 use self::tariff::Tariff;
 use self::windows::{
-    aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, WindowStamp,
-    WorkloadPlan,
+    aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, LedgerCache,
+    WindowStamp, WorkloadPlan,
 };
 use crate::ledger::EnergyFrom;
 use crate::model::schema::{self, energy_price};
 use crate::model::{Clock, FieldValue};
 use crate::revenue::{Market, ModelInfo};
-use crate::signal::Window;
 use crate::store::influx::InfluxStore;
 use crate::store::{SeriesQuery, Store, StoreConfig, StoreError, StoreKind, WriteApi};
 
@@ -343,9 +343,17 @@ impl Aggregator {
                 Windows::Recompute => BTreeMap::new(),
             };
             let hash = config_hash(plan);
-            for win in aligned_windows(from_ns, to_ns, len_ns) {
+            // A complete window stored by the current config is served as it is.
+            let served = |win: &crate::signal::Window| {
                 let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
-                if let Some(w) = stored.get(&win.start_ns).filter(|w| complete && w.stamp.config_hash == hash) {
+                stored.get(&win.start_ns).filter(|w| complete && w.stamp.config_hash == hash)
+            };
+            let windows = aligned_windows(from_ns, to_ns, len_ns);
+            let mut ledger =
+                LedgerCache::new(len_ns, windows.iter().filter(|w| served(w).is_none()).copied().collect());
+            for win in windows {
+                let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
+                if let Some(w) = served(&win) {
                     results.push((w.result.clone(), None));
                     continue;
                 }
@@ -356,7 +364,8 @@ impl Aggregator {
                     market = Some(self.market_history(from_ns, to_ns).await?);
                 }
                 let tariff = self.tariff_for(plan, from_ns, to_ns, &mut measured).await?;
-                let w = self.compute_one(plan, tariff, win, market.as_ref().expect("loaded above")).await?;
+                let market = market.as_ref().expect("loaded above");
+                let w = compute_window(&self.store, plan, tariff, win, market, self.energy_from, &mut ledger).await?;
                 // An empty window is left to the scheduled run, which knows whether
                 // it precedes the workload's first data (then nothing is written).
                 let stamp = source_values
@@ -409,17 +418,6 @@ impl Aggregator {
             measured.insert(plan.site.clone(), Tariff::Measured { prices });
         }
         Ok(&measured[&plan.site])
-    }
-
-    async fn compute_one(
-        &self,
-        plan: &WorkloadPlan,
-        tariff: &Tariff,
-        win: Window,
-        market: &MarketHistory,
-    ) -> Result<WindowResult, AggregateError> {
-        let read_chunk_ns = self.cfg.aggregator.read_chunk.as_nanos() as i64;
-        Ok(compute_window(&self.store, plan, tariff, win, market, read_chunk_ns, self.energy_from).await?)
     }
 
     /// The comparison over `[from_ns, to_ns)`, from the energy ledger and raw
@@ -534,7 +532,10 @@ impl Aggregator {
                 if len == long && self.had_data_before(plan, from).await? {
                     data_from.insert(&plan.name, i64::MIN);
                 }
-                for win in aligned_windows(from, to, len) {
+                let windows = aligned_windows(from, to, len);
+                // The windows of the pass that need it share grouped ledger reads.
+                let mut ledger = LedgerCache::new(len, windows.clone());
+                for win in windows {
                     let source_values = source_values(self.store.as_ref(), plan, win).await?;
                     let stamp = WindowStamp { config_hash: hash.clone(), source_values };
                     if let Some(w) = stored.get(&win.start_ns).filter(|w| w.stamp == stamp) {
@@ -546,7 +547,9 @@ impl Aggregator {
                         market = Some(self.market_history(range_from, now_ns).await?);
                     }
                     let tariff = self.tariff_for(plan, range_from, now_ns, &mut measured).await?;
-                    let w = self.compute_one(plan, tariff, win, market.as_ref().expect("loaded above")).await?;
+                    let market = market.as_ref().expect("loaded above");
+                    let w =
+                        compute_window(&self.store, plan, tariff, win, market, self.energy_from, &mut ledger).await?;
                     if w.devices > 0 && len == long {
                         data_from.entry(&plan.name).or_insert(win.start_ns);
                     }

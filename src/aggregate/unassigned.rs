@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::windows::devices_from_series;
-use crate::ledger::accumulator::{sums_over, Rules, Sample};
+use super::windows::{read_devices, RawTarget, WantedDevices};
+use crate::ledger::accumulator::{Cuts, DeviceAccumulator, Rules, Sample, Sums};
+use crate::ledger::series_device_id;
 use crate::model::schema::{self, asic, gpu};
 use crate::signal::Window;
 use crate::store::{SeriesQuery, Store, StoreError};
@@ -60,8 +61,9 @@ impl Unassigned {
     }
 }
 
-/// Reads every GPU and miner over `win` and sums the energy of those whose
-/// `workload` tag is not in `configured`; `None` when there are none.
+/// Finds the GPUs and miners over `win` whose `workload` tag is not in
+/// `configured` (from the store's series, without reading rows) and sums their
+/// energy, streaming only their rows; `None` when there are none.
 pub async fn unassigned(
     store: &dyn Store,
     configured: &BTreeSet<&str>,
@@ -79,21 +81,20 @@ pub async fn unassigned(
             start_ns: win.start_ns - max_gap_ns,
             end_ns: win.end_ns + max_gap_ns,
         };
-        let series: Vec<_> = store
-            .read(&q)
-            .await?
-            .into_iter()
-            .filter(|s| s.tags.get(schema::TAG_WORKLOAD).is_none_or(|w| !configured.contains(w.as_str())))
-            .collect();
-        for dev in devices_from_series(measurement, series) {
-            let samples = energy_samples(&dev.tracks);
-            let in_range = samples.iter().any(|s| s.time_ns >= win.start_ns && s.time_ns < win.end_ns);
+        let outside =
+            Outside { configured, win, rules: Rules { max_gap_ns, util_thresholds_pct: vec![] }, devices: vec![] };
+        let mut wanted = WantedDevices::new();
+        for tags in store.series_keys(&q).await?.into_iter().filter(|t| outside.accepts(t)) {
+            // All of the series' tags: its identity tags would also select the
+            // device's series in configured workloads.
+            let all = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            wanted.entry(series_device_id(measurement, &tags)).or_insert_with(|| (all, 0)).1 += 1;
+        }
+        let outside = read_devices(store, &q, measurement, wanted, outside).await?;
+        for (tag, sums, in_range) in outside.devices {
             if !in_range {
                 continue;
             }
-            let rules = Rules { max_gap_ns, util_thresholds_pct: vec![] };
-            let e = sums_over(&samples, &rules, win.start_ns, win.end_ns);
-            let tag = dev.tags.get(schema::TAG_WORKLOAD).cloned().unwrap_or_default();
             let entry = by_tag.entry(tag.clone()).or_insert_with(|| UnassignedTag {
                 close: crate::config::near_misses(&tag, configured.iter().copied())
                     .into_iter()
@@ -104,7 +105,7 @@ pub async fn unassigned(
                 energy_j: 0.0,
             });
             entry.devices += 1;
-            entry.energy_j += e.energy_j;
+            entry.energy_j += sums.energy_j;
         }
     }
     if by_tag.is_empty() {
@@ -118,18 +119,36 @@ pub async fn unassigned(
     }))
 }
 
-/// A device's power and energy readings as the accumulator's samples, in time
-/// order: the same integration rules as every workload's energy.
-fn energy_samples(dev: &crate::revenue::DeviceTracks) -> Vec<Sample> {
-    let mut by_time: BTreeMap<i64, Sample> = BTreeMap::new();
-    // `asic` names its power field as `gpu` does.
-    for &(t, v) in dev.track(gpu::POWER_W) {
-        by_time.entry(t).or_insert_with(|| Sample { time_ns: t, healthy: true, ..Default::default() }).power_w =
-            Some(v);
+/// Devices outside the configured workloads, folded by the same rules as every
+/// workload's energy: per device its `workload` tag, sums over the window, and
+/// whether it had a sample inside it.
+struct Outside<'a> {
+    configured: &'a BTreeSet<&'a str>,
+    win: Window,
+    rules: Rules,
+    devices: Vec<(String, Sums, bool)>,
+}
+
+impl RawTarget for Outside<'_> {
+    fn accepts(&self, tags: &BTreeMap<String, String>) -> bool {
+        tags.get(schema::TAG_WORKLOAD).is_none_or(|w| !self.configured.contains(w.as_str()))
     }
-    for &(t, v) in dev.track(gpu::ENERGY_J) {
-        by_time.entry(t).or_insert_with(|| Sample { time_ns: t, healthy: true, ..Default::default() }).energy_j =
-            Some(v);
+
+    fn open(&mut self, _id: &str, tags: &BTreeMap<String, String>) -> (usize, Cuts) {
+        let tag = tags.get(schema::TAG_WORKLOAD).cloned().unwrap_or_default();
+        self.devices.push((tag, Sums::default(), false));
+        (self.devices.len() - 1, Cuts { grid_ns: 0, list: vec![self.win.start_ns, self.win.end_ns] })
     }
-    by_time.into_values().collect()
+
+    fn sample(&mut self, slot: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample) {
+        let (start, end) = (self.win.start_ns, self.win.end_ns);
+        let (_, sums, in_range) = &mut self.devices[slot];
+        *in_range |= sample.time_ns >= start && sample.time_ns < end;
+        // The parts [`crate::ledger::accumulator::sums_over`] keeps.
+        acc.push(sample, &self.rules, cuts, |a, b, part| {
+            if a >= start && (b < end || (b == end && a < b)) {
+                sums.add_part(a, b, part);
+            }
+        });
+    }
 }

@@ -2,31 +2,34 @@
 //!
 //! Windows are aligned to wall-clock boundaries (multiples of the window length
 //! since the Unix epoch, so 1 h windows start on the hour UTC). Each window of each
-//! workload is computed from one read of its devices' series, `[start − max_gap,
-//! end + max_gap)`, so that the intervals crossing the edges are seen and memory
-//! holds one window of samples at a time, however long the range. The results
-//! are written back as `workload_efficiency`, one point per workload, window
+//! workload is summed from the ledger's grouped sums ([`LedgerCache`]), the ledger
+//! rows of devices whose buckets are not usable, and the raw samples of only the
+//! devices and time the ledger leaves uncovered (± `max_gap`, so that the
+//! intervals crossing the edges are seen), streamed into per-device accumulators;
+//! see [`compute_window`] and `docs/aggregator.md`. The results are written back as `workload_efficiency`, one point per workload, window
 //! length and window start: recomputing a window overwrites it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::basis::{normalise, Basis, BasisEnergy, Span, Target};
 use super::compare::WindowResult;
 use super::energy::facility_energy_j;
+use super::ledger_sums::{read_ledger_sums, LedgerSums};
 use super::market::{MarketAt, MarketHistory};
 use super::metered::{self, TAG_GROUP};
 use super::reconcile::{decode_groups, encode_groups, FacilityBasis};
 use super::tariff::Tariff;
-use crate::ledger::point::{ledger_fields, LedgerColumns};
+use crate::ledger::point::{ledger_fields, LedgerColumns, LedgerRow};
 use crate::ledger::{
-    raw_fields, series_device_id, Columns, Cuts, DeviceAccumulator, DeviceSums, EnergyFrom, Part, Rules, Sums,
+    identity_filter, raw_fields, series_device_id, Columns, Cuts, DeviceAccumulator, DeviceSums, EnergyFrom, Part,
+    Rules, Sample, Sums,
 };
 use crate::model::schema::{self, asic, energy_ledger as el, gpu, meter, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
 use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
 use crate::signal::Window;
-use crate::store::{Series, SeriesQuery, Store, StoreError};
+use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
 
 /// A workload ready to compute: its model with terms, site, PUE and tariff (a
 /// measured tariff's prices are loaded per range and passed beside the plan).
@@ -172,9 +175,234 @@ fn meter_query(plan: &WorkloadPlan, win: Window) -> Option<SeriesQuery> {
     })
 }
 
-/// What one chunk's reads return: the ledger's series (unless reading raw only),
-/// each raw measurement's series (unless reading the ledger only), the site's
-/// meter channels, and the GPUs (of every workload) of hosts a meter covers.
+/// Ledger buckets one grouped read holds at most (devices × buckets, a few
+/// hundred bytes each), so memory stays bounded however long the range.
+const MAX_CELLS: usize = 250_000;
+/// Window edges and tariff changes are rounded down to this for the bucket
+/// length, so that an odd start sends one short span, not the whole window, to
+/// the detail path.
+const BUCKET_GRAIN_NS: i64 = 60_000_000_000;
+/// Detail reads name each device up to this many; past it they read the
+/// workload's series and drop the others here.
+const NAMED_DEVICES: usize = 64;
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a.rem_euclid(b));
+    }
+    a.abs()
+}
+
+/// The bucket length of a window's grouped ledger read: the longest that divides
+/// the window length and puts the window's edges and its tariff changes (rounded
+/// down to whole minutes) on bucket edges. A bucket is then inside one window and
+/// one tariff segment unless an edge falls inside a minute; such a bucket is
+/// not usable and goes to the detail path.
+pub fn bucket_len(win: Window, len_ns: i64, tariff: &Tariff) -> i64 {
+    let mut edges = vec![win.start_ns, win.end_ns];
+    if let Ok(segments) = tariff.segments(win) {
+        edges.extend(segments.iter().map(|(w, _)| w.start_ns));
+    }
+    edges.into_iter().fold(len_ns.max(1), |b, e| gcd(b, (e - e.rem_euclid(BUCKET_GRAIN_NS)).rem_euclid(b)))
+}
+
+/// One workload's ledger sums over the windows it computes, read a piece at a
+/// time: consecutive windows with the same bucket length share one grouped
+/// read, as many as [`MAX_CELLS`] allows for the devices seen.
+#[derive(Debug)]
+pub struct LedgerCache {
+    len_ns: i64,
+    /// The windows to be computed, in time order.
+    windows: Vec<Window>,
+    piece: Option<LedgerSums>,
+    devices_hint: Option<usize>,
+}
+
+impl LedgerCache {
+    /// For the windows of `len_ns` that are going to be computed, in time order.
+    pub fn new(len_ns: i64, windows: Vec<Window>) -> Self {
+        LedgerCache { len_ns, windows, piece: None, devices_hint: None }
+    }
+
+    async fn sums_for(
+        &mut self,
+        store: &dyn Store,
+        plan: &WorkloadPlan,
+        tariff: &Tariff,
+        win: Window,
+    ) -> Result<&LedgerSums, StoreError> {
+        let b = bucket_len(win, self.len_ns, tariff);
+        let hit = self
+            .piece
+            .as_ref()
+            .is_some_and(|p| p.bucket_ns == b && p.start_ns <= win.start_ns && win.end_ns <= p.end_ns);
+        if !hit {
+            let next = self.windows.partition_point(|w| w.start_ns <= win.start_ns);
+            let devices = match self.devices_hint {
+                Some(d) => d,
+                None => {
+                    let end = self.windows.last().map_or(win.end_ns, |w| w.end_ns.max(win.end_ns));
+                    let q = SeriesQuery { start_ns: win.start_ns, end_ns: end, ..ledger_query(plan, win) };
+                    store.series_keys(&q).await?.len()
+                }
+            };
+            let per_window = (win.len_ns().max(1) / b).max(1) as usize;
+            let max_windows = (MAX_CELLS / devices.max(1).saturating_mul(per_window)).max(1);
+            let mut end = win.end_ns;
+            for (n, w) in self.windows[next..].iter().enumerate() {
+                if n + 1 >= max_windows || w.start_ns != end || bucket_len(*w, self.len_ns, tariff) != b {
+                    break;
+                }
+                end = w.end_ns;
+            }
+            let piece = read_ledger_sums(store, plan, win.start_ns, end, b).await?;
+            self.devices_hint = Some(piece.devices.len());
+            self.piece = Some(piece);
+        }
+        Ok(self.piece.as_ref().expect("read above"))
+    }
+}
+
+/// Computes one workload's window from the store.
+///
+/// 1. Unless reading raw only, the ledger's usable buckets ([`LedgerCache`], one
+///    grouped read for many windows): their sums stand for whole buckets.
+/// 2. Devices with other ledger points in the window: those rows, each usable
+///    point (inside the window and one tariff segment, written with the workload's
+///    `max_gap` and busy-time thresholds) for its interval.
+/// 3. Unless reading the ledger only, raw samples of every device whose time is not
+///    all covered by 1–2: the devices come from [`Store::series_keys`], their rows
+///    from one streaming read per measurement, folded per device through the same
+///    [`DeviceAccumulator`] the agent uses and cut at the ledger's spans, so no
+///    interval counts twice. A device fully covered by the ledger is not read.
+pub async fn compute_window(
+    store: &Arc<dyn Store>,
+    plan: &WorkloadPlan,
+    tariff: &Tariff,
+    win: Window,
+    market: &MarketHistory,
+    from: EnergyFrom,
+    ledger: &mut LedgerCache,
+) -> Result<WindowResult, StoreError> {
+    let store = store.as_ref();
+    let meters = read_meters(store, plan, win).await?;
+    let mut acc = WindowAcc::new(plan, tariff, win, meters, from != EnergyFrom::Ledger);
+    if from != EnergyFrom::Raw {
+        let sums = ledger.sums_for(store, plan, tariff, win).await?;
+        let mut detail = Vec::new();
+        for ((source, id), dev) in &sums.devices {
+            acc.note(source, id, &dev.tags);
+            let mut whole = true;
+            for (&start, s) in dev.usable.range(win.start_ns..win.end_ns) {
+                whole &= acc.add_span(source, id, start, start + sums.bucket_ns, s);
+            }
+            let partial = dev.partial.iter().any(|&p| p < win.end_ns && p + sums.bucket_ns > win.start_ns);
+            if partial || !whole {
+                detail.push(dev.filter.clone());
+            }
+        }
+        if !detail.is_empty() {
+            // Past a few devices, every ledger row of the window is read; the spans
+            // already taken refuse the rows they hold.
+            let q = ledger_query(plan, win);
+            let cols = LedgerColumns::new(&q.fields, &acc.rules.util_thresholds_pct);
+            let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
+            if detail.len() <= NAMED_DEVICES {
+                store.read_each_any(&q, &detail, &mut rows).await?;
+            } else {
+                store.read_each(&q, &mut rows).await?;
+            }
+        }
+    }
+    acc.ledger_done();
+    if from != EnergyFrom::Ledger {
+        for m in raw_measurements(plan) {
+            let mut q = raw_query(plan, m, win);
+            let mut wanted = WantedDevices::new();
+            let mut hull: Option<(i64, i64)> = None;
+            for tags in store.series_keys(&q).await? {
+                let id = series_device_id(m, &tags);
+                if let Some((a, b)) = acc.uncovered(m, &id) {
+                    hull = Some(hull.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    wanted.entry(id).or_insert_with(|| (identity_filter(m, &tags), 0)).1 += 1;
+                }
+            }
+            // Only the uncovered time (± max_gap, so its edge intervals are seen)
+            // is read: the current window's last minutes, an odd window start.
+            if let Some((a, b)) = hull {
+                q.start_ns = q.start_ns.max(a - plan.max_gap_ns);
+                q.end_ns = q.end_ns.min(b + plan.max_gap_ns);
+            }
+            read_devices(store, &q, m, wanted, WindowRaw { acc: &mut acc, measurement: m }).await?;
+        }
+    }
+    let mut out = acc.finish(&market.at(win.end_ns));
+    // The ids were needed only for the no-power count; a long range holds many windows.
+    out.powered = BTreeSet::new();
+    Ok(out)
+}
+
+/// The site's `meter` channels over a window and, for a GPU workload, the GPUs
+/// (of every workload) of the hosts a meter covers, which weigh a host meter's
+/// split. Meters have no ledger points: they are read raw whatever
+/// [`EnergyFrom`] says.
+async fn read_meters(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<ChunkData, StoreError> {
+    let mut out = ChunkData::default();
+    let Some(q) = meter_query(plan, win) else { return Ok(out) };
+    out.meters = store.read(&q).await?;
+    if plan.revenue_model.info().inputs.energy_measurement != gpu::MEASUREMENT {
+        return Ok(out);
+    }
+    let hosts: BTreeSet<String> = out
+        .meters
+        .iter()
+        .filter_map(|s| Target::of_channel(&s.tags))
+        .filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None })
+        .collect();
+    for host in hosts {
+        let hq = SeriesQuery {
+            measurement: gpu::MEASUREMENT.to_string(),
+            fields: raw_fields(gpu::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+            tag_filters: vec![(schema::TAG_SITE.to_string(), plan.site.clone()), (schema::TAG_HOST.to_string(), host)],
+            start_ns: q.start_ns,
+            end_ns: q.end_ns,
+        };
+        out.host_gpus.extend(store.read(&hq).await?);
+    }
+    Ok(out)
+}
+
+/// The devices to read raw: id -> (the tags that select its series, how many
+/// series it has).
+pub type WantedDevices = BTreeMap<String, (Vec<(String, String)>, usize)>;
+
+/// Streams the raw rows of the `wanted` devices of `q` into `target`, naming each
+/// device up to [`NAMED_DEVICES`], else reading all of `q` and dropping the others
+/// as they arrive.
+pub async fn read_devices<T: RawTarget + Send>(
+    store: &dyn Store,
+    q: &SeriesQuery,
+    measurement: &'static str,
+    wanted: WantedDevices,
+    target: T,
+) -> Result<T, StoreError> {
+    if wanted.is_empty() {
+        return Ok(target);
+    }
+    let filters: Vec<Vec<(String, String)>> =
+        if wanted.len() <= NAMED_DEVICES { wanted.values().map(|w| w.0.clone()).collect() } else { Vec::new() };
+    let several = wanted.into_iter().map(|(id, w)| (id, w.1 > 1)).collect();
+    let mut fold = RawFold::new(target, measurement, &q.fields, several);
+    if filters.is_empty() {
+        store.read_each(q, &mut fold).await?;
+    } else {
+        store.read_each_any(q, &filters, &mut fold).await?;
+    }
+    Ok(fold.finish())
+}
+
+/// Series already read for one window: the ledger's, each raw measurement's, the
+/// site's meter channels and the GPUs (of every workload) of hosts a meter covers.
 #[derive(Debug, Default)]
 pub struct ChunkData {
     pub ledger: Vec<Series>,
@@ -183,114 +411,69 @@ pub struct ChunkData {
     pub host_gpus: Vec<Series>,
 }
 
-type ChunkRead = tokio::task::JoinHandle<Result<ChunkData, StoreError>>;
-
-/// Starts reading one chunk on its own task, so the next chunk loads while this
-/// one is computed.
-fn start_read(store: &Arc<dyn Store>, plan: &WorkloadPlan, chunk: Window, from: EnergyFrom) -> ChunkRead {
-    let store = store.clone();
-    let ledger_q = (from != EnergyFrom::Raw).then(|| ledger_query(plan, chunk));
-    let raw_q: Vec<(&'static str, SeriesQuery)> = if from == EnergyFrom::Ledger {
-        Vec::new()
-    } else {
-        raw_measurements(plan).into_iter().map(|m| (m, raw_query(plan, m, chunk))).collect()
-    };
-    let meter_q = meter_query(plan, chunk);
-    let gpu_energy = plan.revenue_model.info().inputs.energy_measurement == gpu::MEASUREMENT;
-    tokio::spawn(async move {
-        let mut out = ChunkData::default();
-        if let Some(q) = ledger_q {
-            out.ledger = store.read(&q).await?;
-        }
-        for (m, q) in raw_q {
-            out.raw.push((m, store.read(&q).await?));
-        }
-        if let Some(q) = meter_q {
-            out.meters = store.read(&q).await?;
-            // A host meter is split over all the host's GPUs, whatever their workload.
-            let hosts: BTreeSet<String> = out
-                .meters
-                .iter()
-                .filter_map(|s| Target::of_channel(&s.tags))
-                .filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None })
-                .collect();
-            for host in hosts.into_iter().filter(|_| gpu_energy) {
-                let hq = SeriesQuery {
-                    measurement: gpu::MEASUREMENT.to_string(),
-                    fields: raw_fields(gpu::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
-                    tag_filters: vec![
-                        (schema::TAG_SITE.to_string(), q.tag_filters[0].1.clone()),
-                        (schema::TAG_HOST.to_string(), host),
-                    ],
-                    start_ns: q.start_ns,
-                    end_ns: q.end_ns,
-                };
-                out.host_gpus.extend(store.read(&hq).await?);
-            }
-        }
-        Ok(out)
-    })
-}
-
-/// Computes one workload's window from the store, reading it in chunks of at
-/// most `read_chunk_ns` so that memory holds a bounded slice of samples (two
-/// chunks: the one computed and the one loading) however large the fleet; every
-/// quantity is additive over time, so the chunks sum to the window.
-pub async fn compute_window(
-    store: &Arc<dyn Store>,
+/// A window from series already read (the device drill-down reads one device's
+/// series once for many buckets), through the same accumulation as
+/// [`compute_window`]: each usable ledger point for its interval, raw samples for
+/// every other time. The energy devices seen are added to `seen`.
+pub fn compute_chunk(
     plan: &WorkloadPlan,
     tariff: &Tariff,
     win: Window,
-    market: &MarketHistory,
-    read_chunk_ns: i64,
-    from: EnergyFrom,
-) -> Result<WindowResult, StoreError> {
-    let market_at = market.at(win.end_ns);
-    let mut seen = BTreeSet::new();
-    let mut out: Option<WindowResult> = None;
-    let chunks = aligned_windows(win.start_ns, win.end_ns, read_chunk_ns.max(1));
-    let mut next = chunks.first().map(|&c| start_read(store, plan, c, from));
-    for (i, &chunk) in chunks.iter().enumerate() {
-        let read = next.take().expect("a read is started for every chunk");
-        let data = read.await.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))??;
-        next = chunks.get(i + 1).map(|&c| start_read(store, plan, c, from));
-        let part = compute_chunk(plan, tariff, chunk, data, &market_at, &mut seen);
-        match &mut out {
-            None => out = Some(part),
-            Some(acc) => acc.absorb(part),
+    data: ChunkData,
+    market_at: &MarketAt,
+    seen: &mut BTreeSet<String>,
+) -> WindowResult {
+    let energy_m = plan.revenue_model.info().inputs.energy_measurement;
+    let own_from_raw = data.raw.iter().any(|(m, _)| *m == energy_m);
+    let meters = ChunkData { meters: data.meters, host_gpus: data.host_gpus, ..Default::default() };
+    let mut acc = WindowAcc::new(plan, tariff, win, meters, own_from_raw);
+    for (i, s) in data.ledger.iter().enumerate() {
+        let cols = LedgerColumns::new(&s.fields, &acc.rules.util_thresholds_pct);
+        let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
+        rows.series(i, &s.tags);
+        for (&t, row) in s.times_ns.iter().zip(&s.values) {
+            rows.row(i, t, row);
         }
     }
-    let mut out = out.unwrap_or_else(|| compute_chunk(plan, tariff, win, ChunkData::default(), &market_at, &mut seen));
-    out.window = win;
-    out.devices = seen.len();
-    out.no_power_devices = seen.len().saturating_sub(out.powered.len());
-    // The ids were needed only for that count; a long range holds many windows.
-    out.powered = BTreeSet::new();
-    Ok(out)
+    acc.ledger_done();
+    for (m, series) in &data.raw {
+        let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
+        for s in series {
+            let id = series_device_id(m, &s.tags);
+            if acc.uncovered(m, &id).is_some() {
+                wanted.entry(id).and_modify(|several| *several = true).or_insert(false);
+            }
+        }
+        let fields = series.first().map(|s| s.fields.clone()).unwrap_or_default();
+        let mut fold = RawFold::new(WindowRaw { acc: &mut acc, measurement: m }, m, &fields, wanted);
+        for (i, s) in series.iter().enumerate() {
+            fold.series(i, &s.tags);
+            for (&t, row) in s.times_ns.iter().zip(&s.values) {
+                fold.row(i, t, row);
+            }
+        }
+        fold.finish();
+    }
+    for ((m, id), dev) in &acc.devices {
+        if *m == acc.energy_m && dev.sums.seen() {
+            seen.insert(id.clone());
+        }
+    }
+    acc.finish(market_at)
 }
 
-/// One device in one chunk: its sums from both paths, and the spans its ledger
-/// points cover (sorted), which the raw path leaves out. A device a meter channel
-/// covers keeps its own energy as spans until the meter is applied.
+/// One device in one window: its sums from both paths, and the spans its ledger
+/// points cover (sorted), which the raw path leaves out. An energy device a meter
+/// channel covers keeps its own energy as spans until the meter is applied.
 #[derive(Debug, Default)]
-struct ChunkDevice {
+struct WindowDevice {
     sums: Sums,
     spans: Vec<(i64, i64)>,
     noted: bool,
+    basis: Option<Basis>,
     target: Option<Target>,
     group: Option<String>,
     own_j: Vec<Span>,
-}
-
-impl ChunkDevice {
-    /// Remembers, from the device's first series, the meter target covering it and its group.
-    fn note(&mut self, measurement: &str, tags: &BTreeMap<String, String>, meters: &metered::ChunkMeters) {
-        if !self.noted {
-            self.noted = true;
-            self.target = Target::of_device(measurement, tags, meters.devices.keys());
-            self.group = tags.get(TAG_GROUP).cloned();
-        }
-    }
 }
 
 /// A device's own basis: the ledger's `basis` tag, else what its raw tags say;
@@ -302,338 +485,540 @@ fn own_basis(measurement: &str, tags: &BTreeMap<String, String>) -> Option<Basis
         .or_else(|| (measurement == asic::MEASUREMENT).then_some(Basis::Reported))
 }
 
-impl ChunkDevice {
+impl WindowDevice {
     fn in_ledger(&self, t: i64) -> bool {
         let i = self.spans.partition_point(|s| s.0 <= t);
         i > 0 && t < self.spans[i - 1].1
     }
 }
 
-/// Where a chunk's energy came from.
+/// Where a window's energy came from.
 #[derive(Debug, Default, Clone, Copy)]
 struct Provenance {
     ledger_energy_j: f64,
     ledger_covered_ns: i64,
 }
 
-/// The pure part of [`compute_window`]: energy, coverage, cost and revenue of one
-/// chunk from what was read. Per device and ledger interval: the ledger point when
-/// there is a usable one (inside the chunk and one tariff segment, written with the
-/// workload's `max_gap` and busy-time threshold), else the raw samples of that
-/// time, folded through the same [`DeviceAccumulator`] the agent uses; never both.
-pub fn compute_chunk(
-    plan: &WorkloadPlan,
-    tariff: &Tariff,
+fn segment_of(segments: &[(Window, f64)], t: i64) -> usize {
+    segments.partition_point(|(w, _)| w.end_ns <= t).min(segments.len() - 1)
+}
+
+/// A window being summed: per device, per tariff segment, and where it came from.
+struct WindowAcc<'p> {
+    plan: &'p WorkloadPlan,
     win: Window,
-    data: ChunkData,
-    market_at: &MarketAt,
-    seen: &mut BTreeSet<String>,
-) -> WindowResult {
-    let mut warnings = Vec::new();
-    let mut segments = tariff.segments(win).unwrap_or_else(|e| {
-        warnings.push(format!("site {}: {e}", plan.site));
-        vec![(win, 0.0)]
-    });
-    if segments.is_empty() {
-        segments.push((win, 0.0));
-    }
-    let mut edges: Vec<i64> = segments.iter().map(|(w, _)| w.start_ns).collect();
-    edges.push(win.end_ns);
-    edges.push(win.start_ns);
-    edges.sort_unstable();
-    edges.dedup();
-    let segment_of = |t: i64| segments.partition_point(|(w, _)| w.end_ns <= t).min(segments.len() - 1);
-    let rules = plan.rules();
-    let inputs = &plan.revenue_model.info().inputs;
-    let (energy_m, revenue_m) = (inputs.energy_measurement, inputs.revenue_measurement);
-    let mut devices: BTreeMap<(&str, String), ChunkDevice> = BTreeMap::new();
-    let mut seg_energy_j = vec![0.0; segments.len()];
-    let mut prov = Provenance::default();
-    let meters = metered::chunk_meters(&data.meters, &rules, &Cuts { grid_ns: 0, list: edges.clone() }, win);
-    let raw_read = data.raw.iter().any(|(m, _)| *m == energy_m);
-    let mut by_basis = BasisEnergy::default();
+    rules: Rules,
+    energy_m: &'static str,
+    revenue_m: &'static str,
+    segments: Vec<(Window, f64)>,
+    /// Segment and window edges: where raw intervals are cut.
+    edges: Vec<i64>,
+    /// measurement -> device id -> position in `devices`.
+    index: HashMap<&'static str, HashMap<String, usize>>,
+    devices: Vec<((&'static str, String), WindowDevice)>,
+    seg_energy_j: Vec<f64>,
+    prov: Provenance,
+    warnings: Vec<String>,
+    mismatched_gap: Option<i64>,
+    /// The site's meter channels, and the GPUs of the hosts they cover.
+    meters: metered::ChunkMeters,
+    host_gpus: Vec<Series>,
+    /// Whether a metered device's own energy comes from its raw samples (read
+    /// for the whole window) rather than its ledger intervals.
+    own_from_raw: bool,
+    by_basis: BasisEnergy,
+}
 
-    // 1. Ledger points.
-    let mut mismatched_gap = None;
-    for s in &data.ledger {
-        let Some(source) = s.tags.get(el::TAG_SOURCE).map(String::as_str) else { continue };
-        let source = match source {
-            m if m == energy_m => energy_m,
-            m if m == revenue_m => revenue_m,
-            _ => continue,
-        };
-        let id = series_device_id(source, &s.tags);
-        let basis = own_basis(source, &s.tags);
-        let cols = LedgerColumns::new(&s.fields, &rules.util_thresholds_pct);
-        for (&t, row) in s.times_ns.iter().zip(&s.values) {
-            let Some(r) = cols.row(t, row) else { continue };
-            let end = r.start_ns + r.expected_ns;
-            if r.expected_ns <= 0 || r.start_ns < win.start_ns || end > win.end_ns || !r.busy_known {
-                continue;
+impl<'p> WindowAcc<'p> {
+    fn new(plan: &'p WorkloadPlan, tariff: &Tariff, win: Window, meters: ChunkData, own_from_raw: bool) -> Self {
+        let mut warnings = Vec::new();
+        let mut segments = tariff.segments(win).unwrap_or_else(|e| {
+            warnings.push(format!("site {}: {e}", plan.site));
+            vec![(win, 0.0)]
+        });
+        if segments.is_empty() {
+            segments.push((win, 0.0));
+        }
+        let mut edges: Vec<i64> = segments.iter().map(|(w, _)| w.start_ns).collect();
+        edges.extend([win.start_ns, win.end_ns]);
+        edges.sort_unstable();
+        edges.dedup();
+        let inputs = &plan.revenue_model.info().inputs;
+        let rules = plan.rules();
+        let meter_cuts = Cuts { grid_ns: 0, list: edges.clone() };
+        WindowAcc {
+            meters: metered::chunk_meters(&meters.meters, &rules, &meter_cuts, win),
+            host_gpus: meters.host_gpus,
+            own_from_raw,
+            by_basis: BasisEnergy::default(),
+            plan,
+            win,
+            rules,
+            energy_m: inputs.energy_measurement,
+            revenue_m: inputs.revenue_measurement,
+            seg_energy_j: vec![0.0; segments.len()],
+            segments,
+            edges,
+            index: HashMap::new(),
+            devices: Vec::new(),
+            prov: Provenance::default(),
+            warnings,
+            mismatched_gap: None,
+        }
+    }
+
+    /// The measurement a ledger `source` tag names, when the workload reads it.
+    fn source(&self, source: &str) -> Option<&'static str> {
+        [self.energy_m, self.revenue_m].into_iter().find(|m| *m == source)
+    }
+
+    fn device(&mut self, m: &'static str, id: &str) -> usize {
+        if let Some(&i) = self.index.get(m).and_then(|ids| ids.get(id)) {
+            return i;
+        }
+        let i = self.devices.len();
+        self.devices.push(((m, id.to_string()), WindowDevice::default()));
+        self.index.entry(m).or_default().insert(id.to_string(), i);
+        i
+    }
+
+    /// The device's slot; from its first series' tags, an energy device's own
+    /// basis, the meter target covering it and its group.
+    fn note(&mut self, m: &'static str, id: &str, tags: &BTreeMap<String, String>) -> usize {
+        let i = self.device(m, id);
+        let dev = &mut self.devices[i].1;
+        if !dev.noted && m == self.energy_m {
+            dev.noted = true;
+            dev.basis = own_basis(m, tags);
+            dev.target = Target::of_device(m, tags, self.meters.devices.keys());
+            dev.group = tags.get(TAG_GROUP).cloned();
+        }
+        i
+    }
+
+    /// The time of the window the ledger does not cover for this device, from its
+    /// first uncovered instant to its last; `None` when the ledger covers it all.
+    /// A metered device's own energy is read raw over the whole window when raw
+    /// samples are read at all (see [`Self::add_span`]).
+    fn uncovered(&self, m: &'static str, id: &str) -> Option<(i64, i64)> {
+        let dev = self.index.get(m).and_then(|ids| ids.get(id)).map(|&i| &self.devices[i].1);
+        if dev.is_some_and(|d| d.target.is_some() && self.own_from_raw) {
+            return Some((self.win.start_ns, self.win.end_ns));
+        }
+        let spans = dev.map_or(&[][..], |d| d.spans.as_slice());
+        // Spans are sorted and do not overlap.
+        let mut a = self.win.start_ns;
+        for sp in spans {
+            if sp.0 > a {
+                break;
             }
-            if r.max_gap_ns != Some(rules.max_gap_ns) {
-                mismatched_gap = r.max_gap_ns;
-                continue;
+            a = a.max(sp.1);
+        }
+        let mut b = self.win.end_ns;
+        for sp in spans.iter().rev() {
+            if sp.1 < b {
+                break;
             }
-            let k = segment_of(r.start_ns);
-            if end > segments[k].0.end_ns {
-                continue;
-            }
-            let dev = devices.entry((source, id.clone())).or_default();
-            if dev.in_ledger(r.start_ns) || dev.in_ledger(end - 1) {
-                continue; // the same interval from another series of the device
-            }
-            let at = dev.spans.partition_point(|sp| sp.0 < r.start_ns);
-            dev.spans.insert(at, (r.start_ns, end));
-            dev.sums.absorb(&r.sums);
-            if source == energy_m {
-                dev.note(source, &s.tags, &meters);
-                // The interval came from the ledger (revenue inputs, and the device's
-                // own energy where no meter covers it).
-                prov.ledger_covered_ns += r.sums.covered_ns;
-                if dev.target.is_some() {
-                    // A metered device's own energy is taken from its raw samples when
-                    // they are read (exact where the meter is not); from the ledger's
-                    // intervals (constant power inside each) only when they are not.
-                    if let (Some(b), false) = (basis, raw_read) {
-                        let covered_ns = r.sums.covered_ns;
-                        dev.own_j.push(Span { a: r.start_ns, b: end, joules: r.sums.energy_j, covered_ns, basis: b });
-                    }
-                } else {
-                    seg_energy_j[k] += r.sums.energy_j;
-                    prov.ledger_energy_j += r.sums.energy_j;
+            b = b.min(sp.0);
+        }
+        (a < b).then_some((a, b))
+    }
+
+    /// Takes a device's ledger sums for `[start, end)`, unless the span leaves the
+    /// window or a tariff segment or overlaps what the device already has.
+    fn add_span(&mut self, m: &'static str, id: &str, start: i64, end: i64, sums: &Sums) -> bool {
+        if end <= start || start < self.win.start_ns || end > self.win.end_ns {
+            return false;
+        }
+        let k = segment_of(&self.segments, start);
+        if end > self.segments[k].0.end_ns {
+            return false;
+        }
+        let i = self.device(m, id);
+        let dev = &mut self.devices[i].1;
+        let at = dev.spans.partition_point(|sp| sp.0 < start);
+        let overlaps = dev.in_ledger(start) || dev.spans.get(at).is_some_and(|sp| sp.0 < end);
+        if overlaps {
+            return false; // the same interval from another series of the device
+        }
+        dev.spans.insert(at, (start, end));
+        dev.sums.absorb(sums);
+        if m == self.energy_m {
+            // The interval came from the ledger (revenue inputs, and the device's
+            // own energy where no meter covers it).
+            self.prov.ledger_covered_ns += sums.covered_ns;
+            match (&dev.target, dev.basis) {
+                // A metered device's own energy is taken from its raw samples when
+                // they are read (exact where the meter is not); from the ledger's
+                // intervals (constant power inside each) only when they are not.
+                (Some(_), Some(basis)) if !self.own_from_raw => {
+                    let (joules, covered_ns) = (sums.energy_j, sums.covered_ns);
+                    dev.own_j.push(Span { a: start, b: end, joules, covered_ns, basis });
+                }
+                (Some(_), _) => {}
+                (None, basis) => {
+                    self.seg_energy_j[k] += sums.energy_j;
+                    self.prov.ledger_energy_j += sums.energy_j;
                     if let Some(b) = basis {
-                        by_basis.add(b, r.sums.energy_j);
+                        self.by_basis.add(b, sums.energy_j);
                     }
                 }
             }
         }
-    }
-    if let Some(g) = mismatched_gap {
-        warnings.push(format!(
-            "workload {}: ledger points written with max_gap {}s, the workload uses {}s; those intervals come from raw samples (set [ledger] max_gap on the agents to match)",
-            plan.name,
-            g as f64 / 1e9,
-            rules.max_gap_ns as f64 / 1e9
-        ));
+        true
     }
 
-    // 2. Raw samples, for every device and time without a ledger point.
-    for (measurement, series) in &data.raw {
-        let mut by_id: BTreeMap<String, Vec<&Series>> = BTreeMap::new();
-        for s in series {
-            by_id.entry(series_device_id(measurement, &s.tags)).or_default().push(s);
+    /// One ledger point read in detail: taken for its interval when usable.
+    fn add_ledger_row(&mut self, m: &'static str, id: &str, r: &LedgerRow) {
+        if r.expected_ns <= 0 || !r.busy_known {
+            return;
         }
-        for (id, parts) in by_id {
-            let dev = devices.entry((*measurement, id)).or_default();
-            if *measurement == energy_m {
-                dev.note(measurement, &parts[0].tags, &meters);
+        if r.max_gap_ns != Some(self.rules.max_gap_ns) {
+            self.mismatched_gap = r.max_gap_ns;
+            return;
+        }
+        self.add_span(m, id, r.start_ns, r.start_ns + r.expected_ns, &r.sums);
+    }
+
+    /// After the ledger's part: says when points were left out for their `max_gap`.
+    fn ledger_done(&mut self) {
+        if let Some(g) = self.mismatched_gap.take() {
+            self.warnings.push(format!(
+                "workload {}: ledger points written with max_gap {}s, the workload uses {}s; those intervals come from raw samples (set [ledger] max_gap on the agents to match)",
+                self.plan.name,
+                g as f64 / 1e9,
+                self.rules.max_gap_ns as f64 / 1e9
+            ));
+        }
+    }
+
+    /// Folds one raw sample of device `i` (its accumulator and cuts beside it).
+    fn fold(&mut self, i: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample) {
+        let WindowAcc { win, rules, segments, devices, seg_energy_j, energy_m, by_basis, .. } = self;
+        let ((m, _), dev) = &mut devices[i];
+        let is_energy = *m == *energy_m;
+        acc.push(sample, rules, cuts, |a, b, part| {
+            let inside =
+                if a == b { a >= win.start_ns && a < win.end_ns } else { a >= win.start_ns && b <= win.end_ns };
+            if !inside {
+                return;
             }
-            let mut list = edges.clone();
-            list.extend(dev.spans.iter().flat_map(|&(a, b)| [a, b]));
-            list.sort_unstable();
-            list.dedup();
-            let cuts = Cuts { grid_ns: 0, list };
-            let mut acc = DeviceAccumulator::default();
-            let is_energy = *measurement == energy_m;
-            let mut fold = |t: i64,
-                            cols: &Columns,
-                            basis: Option<Basis>,
-                            row: &[Option<FieldValue>],
-                            dev: &mut ChunkDevice| {
-                let Some(sample) = cols.row_sample(t, row) else { return };
-                acc.push(&sample, &rules, &cuts, |a, b, part| {
-                    let inside =
-                        if a == b { a >= win.start_ns && a < win.end_ns } else { a >= win.start_ns && b <= win.end_ns };
-                    if !inside {
-                        return;
-                    }
-                    if let (Part::Energy { joules, .. }, true, Some(_)) = (part, is_energy, &dev.target) {
-                        // Also inside ledger intervals: see the ledger loop above.
-                        if let Some(basis) = basis {
-                            dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
-                        }
-                        if !dev.in_ledger(a) {
-                            dev.sums.add_part(a, b, part);
-                        }
-                        return;
-                    }
-                    if dev.in_ledger(a) {
-                        return;
-                    }
-                    if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
-                        match (&dev.target, basis) {
-                            (Some(_), _) => {}
-                            (None, basis) => {
-                                seg_energy_j[segment_of(a)] += joules;
-                                if let Some(basis) = basis {
-                                    by_basis.add(basis, joules);
-                                }
-                            }
-                        }
-                    }
+            if let (Part::Energy { joules, .. }, true, Some(_)) = (part, is_energy, &dev.target) {
+                // Also inside ledger intervals: see `add_span`.
+                if let Some(basis) = dev.basis {
+                    dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
+                }
+                if !dev.in_ledger(a) {
                     dev.sums.add_part(a, b, part);
-                });
-            };
-            if let [s] = parts.as_slice() {
-                let cols = Columns::new(measurement, &s.fields);
-                let basis = own_basis(measurement, &s.tags);
-                for (&t, row) in s.times_ns.iter().zip(&s.values) {
-                    fold(t, &cols, basis, row, dev);
                 }
-            } else {
-                // Several series of one device (its tags changed): merge in time order.
-                let cols: Vec<Columns> = parts.iter().map(|s| Columns::new(measurement, &s.fields)).collect();
-                let bases: Vec<Option<Basis>> = parts.iter().map(|s| own_basis(measurement, &s.tags)).collect();
-                let mut rows: Vec<(i64, usize, usize)> = parts
+                return;
+            }
+            if dev.in_ledger(a) {
+                return;
+            }
+            if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
+                seg_energy_j[segment_of(segments, a)] += joules;
+                if let Some(basis) = dev.basis {
+                    by_basis.add(basis, joules);
+                }
+            }
+            dev.sums.add_part(a, b, part);
+        });
+    }
+
+    /// Applies [`super::basis::resolve`] to every metered target of the
+    /// workload's energy devices: the meter's energy where it has some, their own
+    /// elsewhere, setting the devices' energy and covered time.
+    fn apply_meters(&mut self) {
+        let mut by_target: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
+        for (i, ((m, _), dev)) in self.devices.iter().enumerate() {
+            if let (true, Some(t)) = (*m == self.energy_m, &dev.target) {
+                by_target.entry(t.clone()).or_default().push(i);
+            }
+        }
+        if by_target.is_empty() {
+            return;
+        }
+        let cuts = Cuts { grid_ns: 0, list: self.edges.clone() };
+        let boards = metered::energy_spans(gpu::MEASUREMENT, &self.host_gpus, &self.rules, &cuts, self.win, |_| {
+            Some(Basis::Board)
+        });
+        for (target, slots) in by_target {
+            let Some(channels) = self.meters.devices.get(&target) else { continue };
+            let mine: Vec<(String, Vec<Span>)> = slots
+                .iter()
+                .map(|&i| {
+                    let ((_, id), dev) = &mut self.devices[i];
+                    let mut own = std::mem::take(&mut dev.own_j);
+                    normalise(&mut own);
+                    (id.clone(), own)
+                })
+                .collect();
+            let host: BTreeMap<String, Vec<Span>> = match &target {
+                Target::GpuHost(h) => boards
                     .iter()
-                    .enumerate()
-                    .flat_map(|(k, s)| s.times_ns.iter().enumerate().map(move |(i, &t)| (t, k, i)))
-                    .collect();
-                rows.sort_unstable();
-                for (t, k, i) in rows {
-                    fold(t, &cols[k], bases[k], &parts[k].values[i], dev);
+                    .filter(|(_, (tags, _))| tags.get(schema::TAG_HOST) == Some(h))
+                    .map(|(id, (_, spans))| (id.clone(), spans.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            let members = metered::members(&target, mine, &host);
+            let resolved = super::basis::resolve(channels, &members, self.win.start_ns, self.win.end_ns);
+            for (&i, r) in slots.iter().zip(resolved) {
+                let Some(r) = r else { continue };
+                let dev = &mut self.devices[i].1;
+                dev.sums.energy_j = r.pieces.iter().map(|p| p.joules).sum();
+                dev.sums.covered_ns = r.covered_ns;
+                dev.sums.counter_ns = dev.sums.counter_ns.min(r.covered_ns);
+                for p in &r.pieces {
+                    self.seg_energy_j[segment_of(&self.segments, p.a)] += p.joules;
+                    self.by_basis.add(p.basis, p.joules);
                 }
             }
         }
     }
 
-    // 3. Devices a meter channel covers: the meter's energy where it has some,
-    // their own elsewhere (`basis`).
-    apply_meters(&mut devices, energy_m, &meters, &data.host_gpus, &rules, &edges, win, |a, p| {
-        seg_energy_j[segment_of(a)] += p.joules;
-        by_basis.add(p.basis, p.joules);
-    });
-
-    // 4. Totals: energy, coverage and cost from the energy devices, revenue from
-    // the revenue devices.
-    let mut covered_ns = 0;
-    let mut revenue_devices = Vec::new();
-    let mut powered = BTreeSet::new();
-    let mut unpowered_work_th = 0.0;
-    let mut group_energy_j: BTreeMap<String, f64> = BTreeMap::new();
-    for ((m, id), dev) in devices {
-        if m == energy_m {
-            covered_ns += dev.sums.covered_ns;
-            if dev.sums.seen() {
-                seen.insert(id.clone());
+    /// Energy, coverage and cost from the energy devices (a meter's where one
+    /// covers them), revenue from the revenue devices.
+    fn finish(mut self, market_at: &MarketAt) -> WindowResult {
+        self.apply_meters();
+        let WindowAcc {
+            plan,
+            win,
+            energy_m,
+            revenue_m,
+            segments,
+            devices,
+            seg_energy_j,
+            prov,
+            mut warnings,
+            meters,
+            by_basis,
+            ..
+        } = self;
+        let mut covered_ns = 0;
+        let mut seen = 0;
+        let mut revenue_devices = Vec::new();
+        let mut powered = BTreeSet::new();
+        let mut unpowered_work_th = 0.0;
+        let mut group_energy_j: BTreeMap<String, f64> = BTreeMap::new();
+        for ((m, id), dev) in devices {
+            if m == energy_m {
+                covered_ns += dev.sums.covered_ns;
+                seen += usize::from(dev.sums.seen());
+                if dev.sums.covered_ns > 0 {
+                    powered.insert(id.clone());
+                } else {
+                    unpowered_work_th += dev.sums.work_th;
+                }
+                // Every device is in its site's group, and in its own when it has one.
+                for g in std::iter::once(&plan.site).chain(dev.group.as_ref().filter(|g| **g != plan.site)) {
+                    *group_energy_j.entry(g.clone()).or_default() += dev.sums.energy_j;
+                }
             }
-            if dev.sums.covered_ns > 0 {
-                powered.insert(id.clone());
-            } else {
-                unpowered_work_th += dev.sums.work_th;
-            }
-            // Every device is in its site's group, and in its own when it has one.
-            for g in std::iter::once(&plan.site).chain(dev.group.as_ref().filter(|g| **g != plan.site)) {
-                *group_energy_j.entry(g.clone()).or_default() += dev.sums.energy_j;
+            if m == revenue_m {
+                revenue_devices.push(DeviceSums { id, sums: dev.sums });
             }
         }
-        if m == revenue_m {
-            revenue_devices.push(DeviceSums { id, sums: dev.sums });
+        revenue_devices.sort_by(|a, b| a.id.cmp(&b.id));
+        let energy_j: f64 = seg_energy_j.iter().sum();
+        let energy_cost_usd: f64 = segments
+            .iter()
+            .zip(&seg_energy_j)
+            .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
+            .sum();
+        if plan.revenue_model.info().inputs.market {
+            if let Some(w) = &market_at.warning {
+                warnings.push(w.clone());
+            }
         }
-    }
-    let energy_j: f64 = seg_energy_j.iter().sum();
-    let energy_cost_usd: f64 = segments
-        .iter()
-        .zip(&seg_energy_j)
-        .map(|((_, usd_per_kwh), &e)| facility_energy_j(e, plan.pue) / schema::J_PER_KWH * usd_per_kwh)
-        .sum();
-    let at = market_at;
-    if plan.revenue_model.info().inputs.market {
-        if let Some(w) = &at.warning {
-            warnings.push(w.clone());
+        let input = RevenueInput { devices: &revenue_devices, window: win, market: market_at.market.as_ref() };
+        let revenue = match plan.revenue_model.revenue(&input) {
+            Ok(r) => r,
+            Err(e) => {
+                warnings.push(format!("workload {}: {e}", plan.name));
+                Default::default()
+            }
+        };
+        WindowResult {
+            workload: plan.name.clone(),
+            site: plan.site.clone(),
+            revenue_model: plan.revenue_model.info(),
+            window: win,
+            energy_j,
+            facility_energy_j: facility_energy_j(energy_j, plan.pue),
+            revenue_usd: revenue.revenue_usd,
+            energy_cost_usd,
+            covered_ns,
+            devices: seen,
+            work_th: revenue.work_th,
+            tokens: revenue.tokens,
+            ledger_energy_j: prov.ledger_energy_j,
+            ledger_covered_ns: prov.ledger_covered_ns,
+            basis: by_basis,
+            no_power_devices: seen.saturating_sub(powered.len()),
+            powered,
+            unpowered_work_th,
+            group_energy_j,
+            group_meter: meters.groups,
+            facility_basis: FacilityBasis::Pue,
+            warnings,
         }
-    }
-    let input = RevenueInput { devices: &revenue_devices, window: win, market: at.market.as_ref() };
-    let revenue = match plan.revenue_model.revenue(&input) {
-        Ok(r) => r,
-        Err(e) => {
-            warnings.push(format!("workload {}: {e}", plan.name));
-            Default::default()
-        }
-    };
-    WindowResult {
-        workload: plan.name.clone(),
-        site: plan.site.clone(),
-        revenue_model: plan.revenue_model.info(),
-        window: win,
-        energy_j,
-        facility_energy_j: facility_energy_j(energy_j, plan.pue),
-        revenue_usd: revenue.revenue_usd,
-        energy_cost_usd,
-        covered_ns,
-        devices: seen.len(),
-        work_th: revenue.work_th,
-        tokens: revenue.tokens,
-        ledger_energy_j: prov.ledger_energy_j,
-        ledger_covered_ns: prov.ledger_covered_ns,
-        basis: by_basis,
-        no_power_devices: 0,
-        powered,
-        unpowered_work_th,
-        group_energy_j,
-        group_meter: meters.groups,
-        facility_basis: FacilityBasis::Pue,
-        warnings,
     }
 }
 
-/// Applies [`super::basis::resolve`] to every metered target of the workload's
-/// energy devices, handing each energy piece (and the tariff-segment time it
-/// starts at) to `add`, and setting the devices' energy and covered time.
-#[allow(clippy::too_many_arguments)]
-fn apply_meters<'m>(
-    devices: &mut BTreeMap<(&'m str, String), ChunkDevice>,
-    energy_m: &'m str,
-    meters: &metered::ChunkMeters,
-    host_gpus: &[Series],
-    rules: &Rules,
-    edges: &[i64],
-    win: Window,
-    mut add: impl FnMut(i64, &Span),
-) {
-    let mut by_target: BTreeMap<Target, Vec<String>> = BTreeMap::new();
-    for ((m, id), dev) in devices.iter() {
-        if let (true, Some(t)) = (*m == energy_m, &dev.target) {
-            by_target.entry(t.clone()).or_default().push(id.clone());
+/// Hands ledger rows read in detail to a [`WindowAcc`].
+struct LedgerRows<'a, 'p> {
+    acc: &'a mut WindowAcc<'p>,
+    cols: LedgerColumns,
+    /// Series number -> its source measurement and device.
+    series: Vec<Option<(&'static str, String)>>,
+}
+
+impl RowVisitor for LedgerRows<'_, '_> {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.series.len() <= series {
+            self.series.resize(series + 1, None);
+        }
+        self.series[series] =
+            tags.get(el::TAG_SOURCE).and_then(|s| self.acc.source(s)).map(|m| (m, series_device_id(m, tags)));
+        if let Some(Some((m, id))) = self.series.get(series) {
+            let (m, id) = (*m, id.clone());
+            self.acc.note(m, &id, tags);
         }
     }
-    if by_target.is_empty() {
-        return;
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let Some(Some((m, id))) = self.series.get(series) else { return };
+        if let Some(r) = self.cols.row(time_ns, values) {
+            let (m, id) = (*m, id.clone());
+            self.acc.add_ledger_row(m, &id, &r);
+        }
     }
-    let cuts = Cuts { grid_ns: 0, list: edges.to_vec() };
-    let boards = metered::energy_spans(gpu::MEASUREMENT, host_gpus, rules, &cuts, win, |_| Some(Basis::Board));
-    for (target, ids) in by_target {
-        let Some(channels) = meters.devices.get(&target) else { continue };
-        let mine: Vec<(String, Vec<Span>)> = ids
-            .iter()
-            .map(|id| {
-                let dev = devices.get_mut(&(energy_m, id.clone())).expect("listed above");
-                let mut own = std::mem::take(&mut dev.own_j);
-                normalise(&mut own);
-                (id.clone(), own)
-            })
-            .collect();
-        let host: BTreeMap<String, Vec<Span>> = match &target {
-            Target::GpuHost(h) => boards
-                .iter()
-                .filter(|(_, (tags, _))| tags.get(schema::TAG_HOST) == Some(h))
-                .map(|(id, (_, spans))| (id.clone(), spans.clone()))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
-        let members = metered::members(&target, mine, &host);
-        let resolved = super::basis::resolve(channels, &members, win.start_ns, win.end_ns);
-        for (id, r) in ids.iter().zip(resolved) {
-            let Some(r) = r else { continue };
-            let dev = devices.get_mut(&(energy_m, id.clone())).expect("listed above");
-            dev.sums.energy_j = r.pieces.iter().map(|p| p.joules).sum();
-            dev.sums.covered_ns = r.covered_ns;
-            dev.sums.counter_ns = dev.sums.counter_ns.min(r.covered_ns);
-            for p in &r.pieces {
-                add(p.a, p);
+}
+
+/// Where a streaming raw read's samples go, device by device.
+pub trait RawTarget {
+    /// Whether the rows of a series are wanted at all (beyond its device).
+    fn accepts(&self, _tags: &BTreeMap<String, String>) -> bool {
+        true
+    }
+    /// The slot of a device, opened on its first series, and where its
+    /// intervals are cut.
+    fn open(&mut self, id: &str, tags: &BTreeMap<String, String>) -> (usize, Cuts);
+    /// One sample of the device in `slot`, in time order, with its accumulator.
+    fn sample(&mut self, slot: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample);
+}
+
+/// One device's raw fold: its accumulator, where its intervals are cut, and its
+/// samples held back when its rows come in several series that a store may hand
+/// over one after the other (they are sorted and folded at the end).
+struct RawDevice {
+    slot: usize,
+    acc: DeviceAccumulator,
+    cuts: Cuts,
+    held: Option<Vec<Sample>>,
+}
+
+/// Folds a streaming raw read into a [`RawTarget`], device by device, keeping
+/// only the devices asked for: no row is kept unless its device's series are
+/// several (then that device's samples are, until the read ends).
+pub struct RawFold<T> {
+    pub target: T,
+    measurement: &'static str,
+    cols: Columns,
+    /// Device id -> whether it has several series.
+    wanted: BTreeMap<String, bool>,
+    by_id: HashMap<String, usize>,
+    series: Vec<Option<usize>>,
+    raw: Vec<RawDevice>,
+}
+
+impl<T: RawTarget> RawFold<T> {
+    /// For rows of `measurement` read with `fields`; `wanted` maps each device id
+    /// to read to whether its rows come in several series.
+    pub fn new(target: T, measurement: &'static str, fields: &[String], wanted: BTreeMap<String, bool>) -> Self {
+        RawFold {
+            target,
+            measurement,
+            cols: Columns::new(measurement, fields),
+            wanted,
+            by_id: HashMap::new(),
+            series: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Folds the held samples; hands the target back.
+    pub fn finish(mut self) -> T {
+        for r in &mut self.raw {
+            if let Some(mut held) = r.held.take() {
+                held.sort_by_key(|s| s.time_ns);
+                for s in &held {
+                    self.target.sample(r.slot, &mut r.acc, &r.cuts, s);
+                }
             }
         }
+        self.target
+    }
+}
+
+impl<T: RawTarget + Send> RowVisitor for RawFold<T> {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.series.len() <= series {
+            self.series.resize(series + 1, None);
+        }
+        let id = series_device_id(self.measurement, tags);
+        let Some(&several) = self.wanted.get(&id) else { return };
+        if !self.target.accepts(tags) {
+            return;
+        }
+        let k = match self.by_id.get(&id) {
+            Some(&k) => k,
+            None => {
+                let (slot, cuts) = self.target.open(&id, tags);
+                self.raw.push(RawDevice {
+                    slot,
+                    acc: DeviceAccumulator::default(),
+                    cuts,
+                    held: several.then(Vec::new),
+                });
+                self.by_id.insert(id, self.raw.len() - 1);
+                self.raw.len() - 1
+            }
+        };
+        self.series[series] = Some(k);
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let Some(&Some(k)) = self.series.get(series) else { return };
+        let Some(sample) = self.cols.row_sample(time_ns, values) else { return };
+        let r = &mut self.raw[k];
+        match &mut r.held {
+            Some(held) => held.push(sample),
+            None => self.target.sample(r.slot, &mut r.acc, &r.cuts, &sample),
+        }
+    }
+}
+
+/// A window's raw samples of one measurement, cut at the ledger's spans.
+struct WindowRaw<'a, 'p> {
+    acc: &'a mut WindowAcc<'p>,
+    measurement: &'static str,
+}
+
+impl RawTarget for WindowRaw<'_, '_> {
+    fn open(&mut self, id: &str, tags: &BTreeMap<String, String>) -> (usize, Cuts) {
+        let slot = self.acc.note(self.measurement, id, tags);
+        let mut list = self.acc.edges.clone();
+        list.extend(self.acc.devices[slot].1.spans.iter().flat_map(|&(a, b)| [a, b]));
+        list.sort_unstable();
+        list.dedup();
+        (slot, Cuts { grid_ns: 0, list })
+    }
+
+    fn sample(&mut self, slot: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample) {
+        self.acc.fold(slot, acc, cuts, sample);
     }
 }
 
@@ -904,14 +1289,9 @@ mod tests {
             max_gap_ns: 90 * S,
         };
         let data = ChunkData { raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])], ..Default::default() };
-        let w = compute_chunk(
-            &plan,
-            &plan.tariff,
-            Window::new(0, H),
-            data,
-            &MarketHistory::none().at(H),
-            &mut BTreeSet::new(),
-        );
+        let mut seen = BTreeSet::new();
+        let w = compute_chunk(&plan, &plan.tariff, Window::new(0, H), data, &MarketHistory::none().at(H), &mut seen);
+        assert_eq!(seen.len(), 1);
         assert!((w.energy_j - 2.52e6).abs() < 1e-6, "{w:?}");
         assert!((w.energy_cost_usd - 0.042).abs() < 1e-12);
         assert!((w.revenue_usd - 2.0).abs() < 1e-12);

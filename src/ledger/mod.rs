@@ -174,6 +174,22 @@ pub fn device_id<'a>(measurement: &str, tags: impl Fn(&str) -> Option<&'a str>) 
     parts.join("/")
 }
 
+/// The tag values that select one device's series in `measurement` (and its
+/// ledger series): the identity tags present in `tags`, or all of them when none is.
+pub fn identity_filter(measurement: &str, tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let has_uuid = tags.contains_key(gpu::TAG_UUID);
+    let filter: Vec<(String, String)> = identity_tags(measurement)
+        .iter()
+        .filter(|k| !(**k == gpu::TAG_GPU && has_uuid))
+        .filter_map(|k| tags.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    if filter.is_empty() {
+        tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    } else {
+        filter
+    }
+}
+
 /// [`device_id`] of a series' tags; without any identity tag, all tags joined.
 pub fn series_device_id(measurement: &str, tags: &BTreeMap<String, String>) -> String {
     let id = device_id(measurement, |k| tags.get(k).map(String::as_str));

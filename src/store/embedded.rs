@@ -14,6 +14,13 @@
 //!   for numbers, 1 for bools, varint length + UTF-8 for strings). A row per field
 //!   would be several times larger and slower.
 //!
+//! * `series_hours(measurement_id, hour_ns, series_id)`: which series have rows in
+//!   which UTC hour, one row per series and hour (written once per series and hour,
+//!   remembered in memory). It answers [`Store::series_keys`] without scanning
+//!   points: the points are keyed by time, so finding the series of a range would
+//!   otherwise read every row of it. A version 2 file gains it on first open, filled
+//!   from its points in one pass.
+//!
 //! The key puts time before series on purpose. Collectors write every series' newest
 //! point at about the same time, so with time first a batch appends to the end of a
 //! measurement's range and touches few pages; with series first it touched one page
@@ -47,7 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreError};
+use super::{tags_match, Aggregate, GroupedQuery, RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreError};
 use crate::model::{FieldValue, Point};
 use crate::ship::lineproto;
 
@@ -56,7 +63,10 @@ const READ_RANGE_SQL: &str = "SELECT time_ns, series_id, fields FROM points
      WHERE measurement_id = ?1 AND time_ns >= ?2 AND time_ns < ?3
      ORDER BY time_ns, series_id";
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// The granule of `series_hours`.
+const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// A [`Store`] in one SQLite file.
 #[derive(Clone)]
@@ -81,7 +91,14 @@ struct Inner {
     /// field name -> id. Mirrors the `field_names` table.
     field_ids: HashMap<String, u32>,
     field_names: HashMap<u32, String>,
+    /// series id -> the latest hour recorded for it in `series_hours`, so a write
+    /// adds a row there only when a series enters a new hour.
+    hours: HashMap<i64, i64>,
 }
+
+/// The series a read matched, sorted, with their measurement's id: `None` when
+/// nothing matches.
+type Matching<'a> = Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)>;
 
 /// One stored point as read: time and its fields by name id.
 type Row = (i64, Vec<(u32, FieldValue)>);
@@ -166,9 +183,26 @@ impl EmbeddedStore {
                  series_id INTEGER NOT NULL,
                  fields BLOB NOT NULL,
                  PRIMARY KEY (measurement_id, time_ns, series_id)) WITHOUT ROWID;
-             PRAGMA user_version = 2;",
+             CREATE TABLE IF NOT EXISTS series_hours (
+                 measurement_id INTEGER NOT NULL,
+                 hour_ns INTEGER NOT NULL,
+                 series_id INTEGER NOT NULL,
+                 PRIMARY KEY (measurement_id, hour_ns, series_id)) WITHOUT ROWID;",
         )
         .map_err(|e| StoreError::Embedded(format!("cannot set up {description}: {e}")))?;
+        if version < SCHEMA_VERSION {
+            // A new file (version 0) has no points, so this is instant; a version 2
+            // file is indexed in one pass over its points.
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 INSERT OR IGNORE INTO series_hours (measurement_id, hour_ns, series_id)
+                     SELECT DISTINCT measurement_id, time_ns - (((time_ns % {HOUR_NS}) + {HOUR_NS}) % {HOUR_NS}), series_id
+                     FROM points;
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))
+            .map_err(|e| StoreError::Embedded(format!("cannot index the series of {description} by hour: {e}")))?;
+        }
         let mut inner = Inner {
             conn,
             max_series: DEFAULT_MAX_SERIES,
@@ -176,6 +210,7 @@ impl EmbeddedStore {
             series: HashMap::new(),
             field_ids: HashMap::new(),
             field_names: HashMap::new(),
+            hours: HashMap::new(),
         };
         inner.load_caches()?;
         Ok(EmbeddedStore { inner: Arc::new(Mutex::new(inner)), description })
@@ -216,24 +251,49 @@ impl EmbeddedStore {
 
     /// Streams on the calling thread: hands batches of [`Scanned`] to `send`
     /// (which returns false when the reader has gone away).
-    fn scan_batches(&self, q: &SeriesQuery, mut send: impl FnMut(Vec<Scanned>) -> bool) -> Result<(), StoreError> {
+    fn scan_batches(
+        &self,
+        q: &SeriesQuery,
+        any_of: Option<&[Vec<(String, String)>]>,
+        send: &mut dyn FnMut(Vec<Scanned>) -> bool,
+    ) -> Result<(), StoreError> {
         let inner = self.lock();
-        let Some((measurement_id, matching)) = inner.matching(q) else {
+        let Some((measurement_id, matching)) = inner.matching_any(q, any_of) else {
             return Ok(());
         };
-        let mut batch = Vec::with_capacity(STREAM_BATCH);
-        let mut open = true;
-        inner.scan(q, measurement_id, &matching, |event| {
-            batch.push(event);
-            if batch.len() >= STREAM_BATCH {
-                open = send(std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)));
-            }
-            open
-        })?;
-        if open && !batch.is_empty() {
-            send(batch);
+        in_batches(send, |each| inner.scan(q, measurement_id, &matching, each))
+    }
+
+    /// See [`Store::series_keys`]: from `series_hours`, so a series counts when it
+    /// has rows in an hour the range touches.
+    pub fn series_keys_blocking(&self, q: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        let inner = self.lock();
+        let Some((measurement_id, matching)) = inner.matching(q) else {
+            return Ok(Vec::new());
+        };
+        if q.end_ns <= q.start_ns {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let slots = SeriesSlots::new(&matching);
+        let mut stmt = inner
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT series_id FROM series_hours
+                 WHERE measurement_id = ?1 AND hour_ns >= ?2 AND hour_ns < ?3",
+            )
+            .map_err(sql_err("preparing a series lookup"))?;
+        let first_hour = q.start_ns - q.start_ns.rem_euclid(HOUR_NS);
+        let ids = stmt
+            .query_map(params![measurement_id, first_hour, q.end_ns], |r| r.get::<_, i64>(0))
+            .map_err(sql_err("looking up series"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(i) = slots.get(id.map_err(sql_err("looking up series"))?) {
+                out.push(matching[i].0.iter().cloned().collect());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// See [`Store::tag_values`].
@@ -249,6 +309,45 @@ impl EmbeddedStore {
         values.sort();
         values.dedup();
         Ok(values)
+    }
+
+    /// [`Store::read_each`] of the series that also match one of `any_of`.
+    async fn stream(
+        &self,
+        query: &SeriesQuery,
+        any_of: Option<Vec<Vec<(String, String)>>>,
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
+        if query.fields.is_empty() {
+            return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
+        }
+        let query = query.clone();
+        self.visit(visitor, move |s, send| s.scan_batches(&query, any_of.as_deref(), send)).await
+    }
+
+    /// Runs `read` on the blocking pool and hands what it sends to `visitor`.
+    /// SQLite blocks, so the rows are read there and come here in batches
+    /// through a bounded channel: the reading thread waits while the visitor is
+    /// behind.
+    async fn visit(
+        &self,
+        visitor: &mut dyn RowVisitor,
+        read: impl FnOnce(&EmbeddedStore, &mut dyn FnMut(Vec<Scanned>) -> bool) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Scanned>>(STREAM_DEPTH);
+        let reader = self.blocking(move |s| read(&s, &mut |batch| tx.blocking_send(batch).is_ok()));
+        let consume = async {
+            while let Some(batch) = rx.recv().await {
+                for event in batch {
+                    match event {
+                        Scanned::Series(i, tags) => visitor.series(i, &tags),
+                        Scanned::Row(i, t, values) => visitor.row(i, t, &values),
+                    }
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(reader, consume);
+        result
     }
 
     async fn blocking<T: Send + 'static>(
@@ -290,6 +389,7 @@ impl Inner {
         self.series.clear();
         self.field_ids.clear();
         self.field_names.clear();
+        self.hours.clear();
         let mut names: HashMap<i64, String> = HashMap::new();
         let mut stmt =
             self.conn.prepare("SELECT id, name FROM measurements").map_err(sql_err("reading measurements"))?;
@@ -332,7 +432,7 @@ impl Inner {
     }
 
     fn write(&mut self, points: &[Point]) -> Result<(), StoreError> {
-        let Inner { conn, series, field_ids, field_names, series_count, .. } = self;
+        let Inner { conn, series, field_ids, field_names, series_count, hours, .. } = self;
         let tx = conn.transaction().map_err(sql_err("starting a write"))?;
         {
             let mut insert = tx
@@ -353,6 +453,15 @@ impl Inner {
                     insert.execute(params![key.0, p.time_ns, key.1, &blob]).map_err(sql_err("writing a point"))?;
                 if inserted == 0 {
                     merge_into_existing(&tx, key, p.time_ns, &blob)?;
+                }
+                let hour = p.time_ns - p.time_ns.rem_euclid(HOUR_NS);
+                if hours.get(&key.1) != Some(&hour) {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO series_hours (measurement_id, hour_ns, series_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![key.0, hour, key.1]))
+                    .map_err(sql_err("indexing a series by hour"))?;
+                    hours.insert(key.1, hour);
                 }
             }
         }
@@ -418,14 +527,101 @@ impl Inner {
         Ok(())
     }
 
+    /// [`Store::read_grouped`] on the reading thread: each row's blob is walked
+    /// once and its numbers folded straight into its series' open bucket, so no
+    /// row is decoded into values or sent anywhere; finished buckets go to `each`
+    /// (which returns false to stop).
+    fn grouped(&self, q: &GroupedQuery, mut each: impl FnMut(Scanned) -> bool) -> Result<(), StoreError> {
+        let rows = q.rows_query();
+        let Some((measurement_id, matching)) = self.matching(&rows) else {
+            return Ok(());
+        };
+        // Field name id -> the aggregates that read it.
+        let mut by_field: HashMap<u32, Vec<(usize, Aggregate)>> = HashMap::new();
+        for (k, (agg, f)) in q.aggregates.iter().enumerate() {
+            if let Some(&id) = self.field_ids.get(f) {
+                by_field.entry(id).or_default().push((k, *agg));
+            }
+        }
+        let bucket_ns = q.bucket_ns.max(1);
+        let slots = SeriesSlots::new(&matching);
+        let mut open: Vec<Option<(i64, Vec<Option<f64>>)>> = vec![None; matching.len()];
+        let mut announced = vec![false; matching.len()];
+        let flush = |i: usize, bucket: (i64, Vec<Option<f64>>), each: &mut dyn FnMut(Scanned) -> bool| {
+            let values = bucket.1.into_iter().map(|v| v.map(FieldValue::Float)).collect();
+            each(Scanned::Row(i, bucket.0, values))
+        };
+        let mut stmt = self.conn.prepare_cached(READ_RANGE_SQL).map_err(sql_err("preparing a read"))?;
+        let mut iter =
+            stmt.query(params![measurement_id, rows.start_ns, rows.end_ns]).map_err(sql_err("reading points"))?;
+        while let Some(row) = iter.next().map_err(sql_err("reading points"))? {
+            let sid: i64 = row.get(1).map_err(sql_err("reading points"))?;
+            let Some(i) = slots.get(sid) else { continue };
+            let t: i64 = row.get(0).map_err(sql_err("reading points"))?;
+            let blob = row.get_ref(2).map_err(sql_err("reading points"))?;
+            let blob = blob.as_blob().map_err(|e| StoreError::Embedded(format!("corrupt row: {e}")))?;
+            let start = t - t.rem_euclid(bucket_ns);
+            if open[i].as_ref().is_some_and(|b| b.0 != start) {
+                let done = open[i].take().expect("checked above");
+                if !flush(i, done, &mut each) {
+                    return Ok(());
+                }
+            }
+            let mut pos = 0;
+            while pos < blob.len() {
+                let (id, raw) = next_field(blob, &mut pos)?;
+                let Some(aggs) = by_field.get(&id) else { continue };
+                let number = match raw {
+                    RawField::Float(x) => Some(f64::from_le_bytes(x)),
+                    RawField::Int(x) => Some(i64::from_le_bytes(x) as f64),
+                    RawField::UInt(x) => Some(u64::from_le_bytes(x) as f64),
+                    RawField::Bool(_) | RawField::Str(_) => None,
+                };
+                if !announced[i] {
+                    announced[i] = true;
+                    if !each(Scanned::Series(i, matching[i].0.iter().cloned().collect())) {
+                        return Ok(());
+                    }
+                }
+                let acc = &mut open[i].get_or_insert_with(|| (start, vec![None; q.aggregates.len()])).1;
+                for &(k, agg) in aggs {
+                    let v = match (agg, number) {
+                        (Aggregate::Count, _) => 1.0,
+                        (_, Some(v)) if v.is_finite() => v,
+                        _ => continue,
+                    };
+                    acc[k] = Some(acc[k].map_or(v, |a| agg.combine(a, v)));
+                }
+            }
+        }
+        for (i, bucket) in open.into_iter().enumerate() {
+            if let Some(b) = bucket {
+                if !flush(i, b, &mut each) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The series of `q.measurement` whose tags match every filter, sorted, with
     /// the measurement's id; `None` when nothing matches.
-    fn matching<'a>(&'a self, q: &SeriesQuery) -> Option<(i64, Vec<(&'a Vec<(String, String)>, i64)>)> {
+    fn matching<'a>(&'a self, q: &SeriesQuery) -> Matching<'a> {
+        self.matching_any(q, None)
+    }
+
+    /// [`Self::matching`], keeping only series that also match one of `any_of`
+    /// when it is given ([`Store::read_each_any`]).
+    fn matching_any<'a>(&'a self, q: &SeriesQuery, any_of: Option<&[Vec<(String, String)>]>) -> Matching<'a> {
         let m = self.series.get(&q.measurement)?;
+        let has = |tags: &'a Vec<(String, String)>| {
+            move |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        };
         let mut matching: Vec<(&Vec<(String, String)>, i64)> = m
             .series
             .iter()
-            .filter(|(tags, _)| q.tag_filters.iter().all(|(fk, fv)| tags.iter().any(|(k, v)| k == fk && v == fv)))
+            .filter(|(tags, _)| tags_match(has(tags), &q.tag_filters))
+            .filter(|(tags, _)| any_of.is_none_or(|any| any.iter().any(|f| tags_match(has(tags), f))))
             .map(|(tags, id)| (tags, *id))
             .collect();
         matching.sort();
@@ -488,6 +684,27 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// Runs `produce`, handing what it makes to `send` in batches of [`STREAM_BATCH`]
+/// (`send` returns false when the reader has gone away; producing then stops).
+fn in_batches(
+    mut send: impl FnMut(Vec<Scanned>) -> bool,
+    produce: impl FnOnce(&mut dyn FnMut(Scanned) -> bool) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut batch = Vec::with_capacity(STREAM_BATCH);
+    let mut open = true;
+    produce(&mut |event| {
+        batch.push(event);
+        if batch.len() >= STREAM_BATCH {
+            open = send(std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)));
+        }
+        open
+    })?;
+    if open && !batch.is_empty() {
+        send(batch);
+    }
+    Ok(())
 }
 
 /// What [`Inner::scan`] hands on: a series' first appearance, or one row.
@@ -787,27 +1004,33 @@ impl Store for EmbeddedStore {
     }
 
     async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
-        if query.fields.is_empty() {
-            return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
+        self.stream(query, None, visitor).await
+    }
+
+    async fn read_each_any(
+        &self,
+        query: &SeriesQuery,
+        any_of: &[Vec<(String, String)>],
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
+        if any_of.is_empty() {
+            return Ok(());
         }
-        // SQLite blocks, so the rows are read on the blocking pool and come here
-        // in batches through a bounded channel: the reading thread waits while
-        // the visitor is behind.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Scanned>>(STREAM_DEPTH);
+        self.stream(query, Some(any_of.to_vec()), visitor).await
+    }
+
+    async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
         let query = query.clone();
-        let reader = self.blocking(move |s| s.scan_batches(&query, |batch| tx.blocking_send(batch).is_ok()));
-        let consume = async {
-            while let Some(batch) = rx.recv().await {
-                for event in batch {
-                    match event {
-                        Scanned::Series(i, tags) => visitor.series(i, &tags),
-                        Scanned::Row(i, t, values) => visitor.row(i, t, &values),
-                    }
-                }
-            }
-        };
-        let (result, ()) = tokio::join!(reader, consume);
-        result
+        self.blocking(move |s| s.series_keys_blocking(&query)).await
+    }
+
+    async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        let query = query.clone();
+        self.visit(visitor, move |s, send| {
+            let inner = s.lock();
+            in_batches(send, |each| inner.grouped(&query, each))
+        })
+        .await
     }
 
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {

@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
+use super::{GroupedQuery, RowVisitor, Series, SeriesCollector, SeriesQuery, Store, StoreConfig, StoreError, WriteApi};
 use crate::config::ConfigError;
 use crate::model::{FieldValue, Point};
 use crate::ship::influx::{base_url, error_chain, server_message, Auth};
@@ -362,10 +362,15 @@ impl InfluxQlReader {
         types
     }
 
-    /// `SELECT` of the query's fields, tag filters and range, grouped by series.
-    fn select(&self, query: &SeriesQuery) -> String {
+    /// `SELECT` of the query's fields, tag filters, range and an extra condition,
+    /// grouped by series.
+    fn select(&self, query: &SeriesQuery, condition: Option<&str>) -> String {
         let cols: Vec<String> = query.fields.iter().map(|f| quote_ident(f)).collect();
-        self.select_cols(&cols.join(","), query) + " GROUP BY *"
+        let mut q = self.select_cols(&cols.join(","), query);
+        if let Some(c) = condition {
+            q.push_str(&format!(" AND ({c})"));
+        }
+        q + " GROUP BY *"
     }
 
     /// `SELECT cols FROM m WHERE <range and tag filters>`.
@@ -403,10 +408,20 @@ impl InfluxQlReader {
     /// one chunked request, and each chunk's rows are decoded and handed to
     /// `visitor` before the next chunk is read.
     pub async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        self.stream(query, None, visitor).await
+    }
+
+    /// [`Self::read_each`] with an extra InfluxQL condition (already quoted).
+    async fn stream(
+        &self,
+        query: &SeriesQuery,
+        condition: Option<&str>,
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
         if query.fields.is_empty() {
             return Err(StoreError::Query("a streaming read must name the fields it reads".into()));
         }
-        let q = format!("SHOW FIELD KEYS FROM {}; {}", self.from(&query.measurement), self.select(query));
+        let q = format!("SHOW FIELD KEYS FROM {}; {}", self.from(&query.measurement), self.select(query, condition));
         let mut types: HashMap<String, Vec<FieldType>> = HashMap::new();
         let mut ids: HashMap<BTreeMap<String, String>, usize> = HashMap::new();
         self.query_docs(&q, usize::MAX, |doc| {
@@ -463,6 +478,116 @@ impl InfluxQlReader {
         Ok(total)
     }
 
+    /// See [`Store::read_grouped`]: `SELECT sum("f") AS "a0", … GROUP BY
+    /// time(<bucket>), * fill(none)`, aggregated by the server and streamed.
+    pub async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        if query.aggregates.is_empty() || query.bucket_ns <= 0 {
+            return Err(StoreError::Query("a grouped read needs aggregates and a positive bucket".into()));
+        }
+        let cols: Vec<String> = query
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(k, (agg, f))| format!("{}({}) AS \"a{k}\"", agg.influxql(), quote_ident(f)))
+            .collect();
+        let names: Vec<String> = (0..query.aggregates.len()).map(|k| format!("a{k}")).collect();
+        let rows = query.rows_query();
+        let q =
+            self.select_cols(&cols.join(","), &rows) + &format!(" GROUP BY time({}ns), * fill(none)", query.bucket_ns);
+        let mut ids: HashMap<BTreeMap<String, String>, usize> = HashMap::new();
+        let types = HashMap::new();
+        self.query_docs(&q, usize::MAX, |doc| {
+            if let Some(e) = doc.error {
+                return Err(StoreError::Query(format!("{e} (query: {q})")));
+            }
+            for r in doc.results {
+                if let Some(e) = &r.error {
+                    return Err(self.statement_error(e, &q));
+                }
+                for mut raw in r.series {
+                    raw.tags.retain(|_, v| !v.is_empty());
+                    let next = ids.len();
+                    let i = *ids.entry(raw.tags.clone()).or_insert_with(|| {
+                        visitor.series(next, &raw.tags);
+                        next
+                    });
+                    // Every aggregate is a number; counts and integer sums read as floats.
+                    decode_rows(&raw, &names, &types, |t, values| {
+                        let values: Vec<Option<FieldValue>> =
+                            values.into_iter().map(|v| v.and_then(|v| v.as_f64()).map(FieldValue::Float)).collect();
+                        visitor.row(i, t, &values);
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`Store::series_keys`]: `SHOW SERIES … WHERE time …`, which InfluxDB
+    /// 1.x answers per shard (a superset of the series with rows in the range).
+    pub async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        let mut q = format!(
+            "SHOW SERIES FROM {} WHERE time >= {} AND time < {}",
+            self.from(&query.measurement),
+            query.start_ns,
+            query.end_ns
+        );
+        for (k, v) in &query.tag_filters {
+            q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
+        }
+        let mut out = Vec::new();
+        for r in self.query(&q).await? {
+            for s in r.series {
+                for row in s.values {
+                    let Some(key) = row.first().and_then(|v| v.as_str()) else { continue };
+                    let tags = parse_series_key(key).ok_or_else(|| {
+                        StoreError::Query(format!("unexpected series key {key:?} in the answer to `{q}`"))
+                    })?;
+                    out.push(tags);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// See [`Store::read_each_any`]: the alternatives go into the `WHERE` clause,
+    /// a few hundred per request.
+    pub async fn read_each_any(
+        &self,
+        query: &SeriesQuery,
+        any_of: &[Vec<(String, String)>],
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
+        /// Alternatives per request: keeps a statement far below any URL or
+        /// parser limit.
+        const PER_REQUEST: usize = 200;
+        let mut base = 0;
+        for group in any_of.chunks(PER_REQUEST) {
+            let alternatives: Vec<String> = group
+                .iter()
+                .filter(|f| !f.is_empty())
+                .map(|f| {
+                    let all: Vec<String> =
+                        f.iter().map(|(k, v)| format!("{} = {}", quote_ident(k), quote_literal(v))).collect();
+                    format!("({})", all.join(" AND "))
+                })
+                .collect();
+            if alternatives.len() < group.len() {
+                // An empty alternative matches every series.
+                return self.read_each(query, visitor).await;
+            }
+            let condition = alternatives.join(" OR ");
+            // Series numbers stay distinct across requests.
+            let mut shifted = Shifted { base, seen: 0, out: visitor };
+            self.stream(query, Some(&condition), &mut shifted).await?;
+            base += shifted.seen;
+        }
+        Ok(())
+    }
+
     pub async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
         let q = format!("SHOW TAG VALUES FROM {} WITH KEY = {}", self.from(measurement), quote_ident(tag));
         let mut values: Vec<String> = self
@@ -477,6 +602,76 @@ impl InfluxQlReader {
         values.dedup();
         Ok(values)
     }
+}
+
+/// Renumbers the series of one of several requests of a read.
+struct Shifted<'v> {
+    base: usize,
+    seen: usize,
+    out: &'v mut dyn RowVisitor,
+}
+
+impl RowVisitor for Shifted<'_> {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        self.seen = self.seen.max(series + 1);
+        self.out.series(self.base + series, tags);
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        self.out.row(self.base + series, time_ns, values);
+    }
+}
+
+/// The tags of a series key as `SHOW SERIES` prints it (`m,k=v,k2=v\,2`, escaped
+/// as in line protocol).
+fn parse_series_key(key: &str) -> Option<BTreeMap<String, String>> {
+    let raw: Vec<&str> = split_unescaped(key, ',');
+    raw.iter()
+        .skip(1)
+        .map(|kv| {
+            let at = unescaped_position(kv, '=')?;
+            Some((unescape(&kv[..at]), unescape(&kv[at + 1..])))
+        })
+        .collect()
+}
+
+fn unescaped_position(s: &str, sep: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == sep => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = unescaped_position(rest, sep) {
+        out.push(&rest[..i]);
+        rest = &rest[i + sep.len_utf8()..];
+    }
+    out.push(rest);
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Decodes the rows of one answer series into `each(time, values)`, `values[j]`
@@ -648,6 +843,23 @@ impl Store for InfluxStore {
         self.reader.count(query).await
     }
 
+    async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        self.reader.read_grouped(query, visitor).await
+    }
+
+    async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        self.reader.series_keys(query).await
+    }
+
+    async fn read_each_any(
+        &self,
+        query: &SeriesQuery,
+        any_of: &[Vec<(String, String)>],
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
+        self.reader.read_each_any(query, any_of, visitor).await
+    }
+
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
         self.reader.tag_values(measurement, tag).await
     }
@@ -661,6 +873,15 @@ impl Store for InfluxStore {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn series_keys_parse_with_escapes() {
+        let t = parse_series_key(r"gpu,host=rig\,1,model=A\ 100,uuid=G\=1").unwrap();
+        assert_eq!(t.get("host").map(String::as_str), Some("rig,1"));
+        assert_eq!(t.get("model").map(String::as_str), Some("A 100"));
+        assert_eq!(t.get("uuid").map(String::as_str), Some("G=1"));
+        assert_eq!(parse_series_key("gpu,broken"), None);
+    }
 
     #[test]
     fn quoting() {

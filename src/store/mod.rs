@@ -94,6 +94,136 @@ impl RowVisitor for SeriesCollector {
     }
 }
 
+/// How [`Store::read_grouped`] combines a field's values in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Min,
+    Max,
+    /// Rows in the bucket that carry the field.
+    Count,
+}
+
+impl Aggregate {
+    /// Folds `v` into the aggregate so far (`a`): for a count, `v` is 1.
+    pub fn combine(self, a: f64, v: f64) -> f64 {
+        match self {
+            Aggregate::Sum | Aggregate::Count => a + v,
+            Aggregate::Min => a.min(v),
+            Aggregate::Max => a.max(v),
+        }
+    }
+
+    /// The InfluxQL function.
+    pub fn influxql(self) -> &'static str {
+        match self {
+            Aggregate::Sum => "sum",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Count => "count",
+        }
+    }
+}
+
+/// What to aggregate: per series of `measurement` whose tags match every filter,
+/// per bucket of `bucket_ns` (aligned to multiples of it since the Unix epoch) in
+/// `start_ns <= time < end_ns`, each `(aggregate, field)` over the rows of the
+/// bucket that carry the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupedQuery {
+    pub measurement: String,
+    pub tag_filters: Vec<(String, String)>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub bucket_ns: i64,
+    pub aggregates: Vec<(Aggregate, String)>,
+}
+
+impl GroupedQuery {
+    /// The distinct fields the aggregates read, as a row query over the same range.
+    pub fn rows_query(&self) -> SeriesQuery {
+        let mut fields: Vec<String> = Vec::new();
+        for (_, f) in &self.aggregates {
+            if !fields.contains(f) {
+                fields.push(f.clone());
+            }
+        }
+        SeriesQuery {
+            measurement: self.measurement.clone(),
+            fields,
+            tag_filters: self.tag_filters.clone(),
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+        }
+    }
+}
+
+/// Folds rows (in time order per series) into [`GroupedQuery`] buckets and hands
+/// each finished bucket on as a row: for stores that cannot aggregate themselves.
+pub struct Grouper<'a> {
+    bucket_ns: i64,
+    /// Per aggregate, the column of its field among `rows_query().fields`.
+    plan: Vec<(Aggregate, usize)>,
+    /// Per series: the bucket being filled and its values.
+    open: Vec<Option<(i64, Vec<Option<f64>>)>>,
+    out: &'a mut dyn RowVisitor,
+}
+
+impl<'a> Grouper<'a> {
+    pub fn new(q: &GroupedQuery, out: &'a mut dyn RowVisitor) -> Self {
+        let fields = q.rows_query().fields;
+        let plan = q
+            .aggregates
+            .iter()
+            .map(|(a, f)| (*a, fields.iter().position(|x| x == f).expect("rows_query names every field")))
+            .collect();
+        Grouper { bucket_ns: q.bucket_ns.max(1), plan, open: Vec::new(), out }
+    }
+
+    fn flush(&mut self, series: usize) {
+        if let Some((start, values)) = self.open.get_mut(series).and_then(Option::take) {
+            let row: Vec<Option<FieldValue>> = values.into_iter().map(|v| v.map(FieldValue::Float)).collect();
+            self.out.row(series, start, &row);
+        }
+    }
+
+    /// Hands on every bucket still open.
+    pub fn finish(mut self) {
+        for i in 0..self.open.len() {
+            self.flush(i);
+        }
+    }
+}
+
+impl RowVisitor for Grouper<'_> {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.open.len() <= series {
+            self.open.resize_with(series + 1, || None);
+        }
+        self.out.series(series, tags);
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let start = time_ns.div_euclid(self.bucket_ns) * self.bucket_ns;
+        if self.open.get(series).and_then(Option::as_ref).is_some_and(|(b, _)| *b != start) {
+            self.flush(series);
+        }
+        let Some(slot) = self.open.get_mut(series) else { return };
+        let (_, acc) = slot.get_or_insert_with(|| (start, vec![None; self.plan.len()]));
+        for (k, &(agg, col)) in self.plan.iter().enumerate() {
+            let Some(v) = values.get(col).and_then(Option::as_ref) else { continue };
+            let v = match agg {
+                Aggregate::Count => 1.0,
+                _ => match v.as_f64() {
+                    Some(v) if v.is_finite() => v,
+                    _ => continue,
+                },
+            };
+            acc[k] = Some(acc[k].map_or(v, |a| agg.combine(a, v)));
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes points; a point with the same series and timestamp overwrites the old
@@ -126,11 +256,92 @@ pub trait Store: Send + Sync {
         Ok(n.0)
     }
 
+    /// Aggregates rows per series and bucket (see [`GroupedQuery`]) and hands each
+    /// bucket to `visitor` as one row stamped at the bucket's start: `values[k]` is
+    /// aggregate `k` as a float, `None` when no row of the bucket carries its field.
+    /// Buckets without any such row are left out. The buckets of one series arrive
+    /// in time order. InfluxDB aggregates on the server; by default the rows are
+    /// streamed and folded here.
+    async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        let mut grouper = Grouper::new(query, visitor);
+        self.read_each(&query.rows_query(), &mut grouper).await?;
+        grouper.finish();
+        Ok(())
+    }
+
+    /// The tag sets of the series of `query.measurement` matching the filters that
+    /// may have rows in the range: every series with a row in it, and possibly
+    /// others near it (a store that keeps a coarser index answers from it: the
+    /// embedded store per hour, InfluxDB per shard). `query.fields` is not used.
+    /// By default a streaming read that keeps only the series.
+    async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
+        #[derive(Default)]
+        struct Keys(Vec<BTreeMap<String, String>>);
+        impl RowVisitor for Keys {
+            fn series(&mut self, _: usize, tags: &BTreeMap<String, String>) {
+                self.0.push(tags.clone());
+            }
+            fn row(&mut self, _: usize, _: i64, _: &[Option<FieldValue>]) {}
+        }
+        let mut keys = Keys::default();
+        self.read_each(query, &mut keys).await?;
+        keys.0.sort();
+        Ok(keys.0)
+    }
+
+    /// [`Store::read_each`] of the series that match, besides `query.tag_filters`,
+    /// at least one of `any_of` (each a list of tag values that must all match); an
+    /// empty `any_of` matches nothing. By default the rows of other series are
+    /// read and dropped here; a store that can filter on its side does.
+    async fn read_each_any(
+        &self,
+        query: &SeriesQuery,
+        any_of: &[Vec<(String, String)>],
+        visitor: &mut dyn RowVisitor,
+    ) -> Result<(), StoreError> {
+        if any_of.is_empty() {
+            return Ok(());
+        }
+        let mut only = AnyOf { any_of, keep: Vec::new(), out: visitor };
+        self.read_each(query, &mut only).await
+    }
+
     /// Distinct values of one tag in one measurement, sorted.
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError>;
 
     /// Checks that the store answers and the credentials work.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Whether `tags` carry every `(key, value)` of `filter`.
+pub fn tags_match<'a>(mut tags: impl FnMut(&str) -> Option<&'a str>, filter: &[(String, String)]) -> bool {
+    filter.iter().all(|(k, v)| tags(k) == Some(v.as_str()))
+}
+
+/// Passes on the series that match one of `any_of` ([`Store::read_each_any`]).
+struct AnyOf<'a, 'v> {
+    any_of: &'a [Vec<(String, String)>],
+    keep: Vec<bool>,
+    out: &'v mut dyn RowVisitor,
+}
+
+impl RowVisitor for AnyOf<'_, '_> {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.keep.len() <= series {
+            self.keep.resize(series + 1, false);
+        }
+        let keep = self.any_of.iter().any(|f| tags_match(|k| tags.get(k).map(String::as_str), f));
+        self.keep[series] = keep;
+        if keep {
+            self.out.series(series, tags);
+        }
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        if self.keep.get(series).copied().unwrap_or(false) {
+            self.out.row(series, time_ns, values);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
