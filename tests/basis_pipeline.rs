@@ -243,7 +243,6 @@ usd_per_gpu_hour = 2.0
 [aggregator]
 window = "10m"
 max_gap = "90s"
-read_chunk = "3m"
 "#;
 
 async fn site_store() -> Arc<EmbeddedStore> {

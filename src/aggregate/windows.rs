@@ -5,9 +5,12 @@
 //! workload is summed from the ledger's grouped sums ([`LedgerCache`]), the ledger
 //! rows of devices whose buckets are not usable, and the raw samples of only the
 //! devices and time the ledger leaves uncovered (± `max_gap`, so that the
-//! intervals crossing the edges are seen), streamed into per-device accumulators;
-//! see [`compute_window`] and `docs/aggregator.md`. The results are written back as `workload_efficiency`, one point per workload, window
-//! length and window start: recomputing a window overwrites it.
+//! intervals crossing the edges are seen), streamed into per-device accumulators.
+//! The site's meter channels are read raw per window and replace the energy of the
+//! devices they cover ([`super::basis`]); such a device is read raw over the whole
+//! window. See [`compute_window`] and `docs/aggregator.md`. The results are written
+//! back as `workload_efficiency`, one point per workload, window length and window
+//! start: recomputing a window overwrites it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -274,7 +277,11 @@ impl LedgerCache {
 ///    all covered by 1–2: the devices come from [`Store::series_keys`], their rows
 ///    from one streaming read per measurement, folded per device through the same
 ///    [`DeviceAccumulator`] the agent uses and cut at the ledger's spans, so no
-///    interval counts twice. A device fully covered by the ledger is not read.
+///    interval counts twice. A device fully covered by the ledger is not read,
+///    unless a meter channel covers it: its own energy (where the meter has none)
+///    then comes from its raw samples over the whole window, as with `raw`.
+/// 4. The site's meter channels ([`read_meters`]), applied per interval to the
+///    devices they cover when the window is finished.
 pub async fn compute_window(
     store: &Arc<dyn Store>,
     plan: &WorkloadPlan,
