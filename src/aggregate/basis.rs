@@ -222,6 +222,12 @@ impl Span {
         let f = (y - x) as f64 / len;
         (self.joules * f, (self.covered_ns as f64 * f).round() as i64)
     }
+
+    /// The share of the span backed by measurements: 1 for a span between two raw
+    /// samples, less for a ledger interval with missed polls.
+    fn covered_share(&self) -> f64 {
+        (self.covered_ns as f64 / (self.b - self.a).max(1) as f64).clamp(0.0, 1.0)
+    }
 }
 
 /// The span of `spans` (sorted by start, not overlapping) that holds `[x, y)`.
@@ -287,14 +293,21 @@ pub fn resolve(channels: &[Vec<Span>], members: &[Member], from_ns: i64, to_ns: 
             channels.iter().map(|c| holding(c, x, y).map(|s| s.part(x, y))).collect();
         let metered = metered.filter(|parts| !channels.is_empty() && parts.iter().all(|p| p.1 > 0));
         // A meter's energy at a time none of its devices has energy data of its own
-        // (before an agent's first readings, say) is left out: the devices' coverage
-        // shows that hole, as without a meter.
-        let present = members.iter().any(|m| holding(&m.own, x, y).or_else(|| holding(&m.weight, x, y)).is_some());
-        let metered = metered.filter(|_| present);
+        // (before an agent's first readings, a miner's missed polls) is left out: the
+        // devices' coverage shows that hole, as without a meter. Inside a ledger
+        // interval with missed polls it is not known when the device had data, so
+        // the meter counts for the interval's covered share: the same energy as raw
+        // samples give when the meter's power is steady.
+        let present = members
+            .iter()
+            .filter_map(|m| holding(&m.own, x, y).or_else(|| holding(&m.weight, x, y)))
+            .map(Span::covered_share)
+            .fold(0.0, f64::max);
+        let metered = metered.filter(|_| present > 0.0);
         match metered {
             Some(parts) => {
-                let joules: f64 = parts.iter().map(|p| p.0).sum();
-                let covered = parts.iter().map(|p| p.1).min().unwrap_or(0);
+                let joules: f64 = parts.iter().map(|p| p.0).sum::<f64>() * present;
+                let covered = (parts.iter().map(|p| p.1).min().unwrap_or(0) as f64 * present).round() as i64;
                 let weights: Vec<f64> =
                     members.iter().map(|m| holding(&m.weight, x, y).map_or(0.0, |s| s.part(x, y).0.max(0.0))).collect();
                 let total: f64 = weights.iter().sum();
@@ -386,6 +399,22 @@ mod tests {
         let meter: f64 = a.pieces.iter().filter(|p| p.basis == Basis::Meter).map(|p| p.joules).sum();
         let board: f64 = a.pieces.iter().filter(|p| p.basis == Basis::Board).map(|p| p.joules).sum();
         assert!((meter - 7500.0).abs() < 1e-9 && (board - 3000.0).abs() < 1e-9, "{a:?}");
+    }
+
+    #[test]
+    fn a_meter_counts_for_the_covered_share_of_a_ledger_interval_with_missed_polls() {
+        // A 60 s ledger interval of a miner that answered for 40 s of it (3250 W
+        // estimated), under an outlet reading 3400 W throughout: the outlet counts
+        // for 40 s, as raw samples with a 20 s hole give.
+        let own = vec![Span { a: 0, b: 60 * S, joules: 3250.0 * 40.0, covered_ns: 40 * S, basis: Basis::Estimated }];
+        let channels = vec![vec![span(0, 60, 3400.0 * 60.0, Basis::Meter)]];
+        let members = vec![Member { weight: own.clone(), own, mine: true }];
+        let r = resolve(&channels, &members, 0, 60 * S);
+        let r = r[0].as_ref().unwrap();
+        let joules: f64 = r.pieces.iter().map(|p| p.joules).sum();
+        assert!((joules - 3400.0 * 40.0).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.covered_ns, 40 * S);
+        assert!(r.pieces.iter().all(|p| p.basis == Basis::Meter));
     }
 
     #[test]
