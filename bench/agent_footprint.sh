@@ -4,21 +4,26 @@
 # the Python loop an operator would otherwise write (nvidia-ml-py + pyasic +
 # influxdb-client, bench/agent_footprint_py.py) doing the same reads and writes to
 # the same server. Prints CPU % of one core and peak RSS side by side.
+# The agent runs twice at the same time, against the same fake GPUs and simulated
+# miners: with the energy ledger (the default) and with `[ledger] enabled = false`,
+# so the machine's other load falls on both alike.
 # Not part of the default tests. Figures: docs/benchmarks.md, `## Agent footprint`.
 #
 #   bash bench/agent_footprint.sh            # BENCH_SECONDS=120 per side by default
+#   BENCH_SKIP_PY=1 bash bench/agent_footprint.sh   # the two agents only
+#   BENCH_NO_BUILD=1 ...                     # use the release build already in target/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${BENCH_SECONDS:-120}
 miners=${BENCH_MINERS:-1000}
 venv=target/bench-venv
 
-if ! $venv/bin/python -c 'import pyasic, pynvml, influxdb_client, sniffio' 2>/dev/null; then
+if [[ -z ${BENCH_SKIP_PY:-} ]] && ! $venv/bin/python -c 'import pyasic, pynvml, influxdb_client, sniffio' 2>/dev/null; then
   python3 -m venv $venv
   # sniffio: without it httpcore's failed import on every request skews pyasic's CPU.
   $venv/bin/pip install -q pyasic nvidia-ml-py influxdb-client sniffio
 fi
-cargo build --release --workspace --quiet
+[[ -n ${BENCH_NO_BUILD:-} ]] || cargo build --release --workspace --quiet
 bin=target/release/wattledger
 
 t=$(mktemp -d /tmp/wattledger-footprint.XXXXXX)
@@ -51,10 +56,13 @@ grep -q ready "$t/sim.log" || { cat "$t/sim.log"; echo "simulated miners did not
 python3 -c 'import ipaddress,sys; b=ipaddress.ip_address("127.55.0.1"); [print(f"{b+i}:4028") for i in range(int(sys.argv[1]))]' "$miners" > "$t/ips"
 
 targets=$(sed 's/.*/"&"/' "$t/ips" | paste -sd, -)
-cat > "$t/agent.toml" <<TOML
+# One config per agent: its own site tag (their series stay apart in the server),
+# spool and ledger setting.
+agent_config() { # name, ledger enabled (true/false)
+cat > "$t/agent-$1.toml" <<TOML
 [agent]
-site = "bench"
-spool_dir = "$t/spool"
+site = "bench-$1"
+spool_dir = "$t/spool-$1"
 [store]
 kind = "influxdb"
 api = "v2"
@@ -68,7 +76,12 @@ interval = "1s"
 [miners]
 targets = [$targets]
 interval = "30s"
+[ledger]
+enabled = $2
 TOML
+}
+agent_config ledger-on true
+agent_config ledger-off false
 
 # CPU seconds (user+system) of a running process.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
@@ -93,18 +106,42 @@ show() { # name, "cpu_pct peak_mb cpu_s wall_s"
   printf '%-50s %6s %% of one core  %6s MB peak RSS (anon %s MB, file-backed %s MB)  %s CPU s in %s s\n' "$1" "$2" "$3" "$6" "$7" "$4" "$5"
 }
 
-echo "agent footprint: 8 fake GPUs at 1 s + $miners simulated miners at 30 s, ${seconds} s per side, writing to $vm"
-"$bin" agent --config "$t/agent.toml" 2> "$t/agent.log" &
+echo "agent footprint: 8 fake GPUs at 1 s + $miners simulated miners at 30 s, ${seconds} s per side, writing to $vm (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+"$bin" agent --config "$t/agent-ledger-on.toml" 2> "$t/agent-ledger-on.log" &
 apid=$!; pids+=($apid)
-agent=$(measure "$apid")
-kill -TERM "$apid"; wait "$apid" || true
+"$bin" agent --config "$t/agent-ledger-off.toml" 2> "$t/agent-ledger-off.log" &
+opid=$!; pids+=($opid)
+measure "$apid" > "$t/m-on" &
+m1=$!
+measure "$opid" > "$t/m-off" &
+m2=$!
+wait "$m1" "$m2"
+agent=$(cat "$t/m-on"); agent_off=$(cat "$t/m-off")
+kill -TERM "$apid" "$opid"; wait "$apid" "$opid" || true
+# What each agent wrote: energy_ledger points in the server (none without the
+# ledger; the first is written about 2.5 minutes after the start, see
+# src/ledger/writer.rs, so runs shorter than that write none).
+curl -s "$vm/internal/force_flush" > /dev/null || true
+for side in ledger-on ledger-off; do
+  n=$(curl -s "$vm/api/v1/export" --data-urlencode "match[]={__name__=\"energy_ledger_energy_j\",site=\"bench-$side\"}" \
+    | python3 -c 'import json,sys; print(sum(len(json.loads(l)["values"]) for l in sys.stdin if l.strip()))')
+  echo "$side: $n energy_ledger points in VictoriaMetrics"
+done
+
+show "wattledger agent, ledger on" "$agent"
+show "wattledger agent, ledger off" "$agent_off"
+awk -v a="${agent%% *}" -v o="${agent_off%% *}" 'BEGIN { if (o > 0) printf "agent CPU, ledger on vs off: %+.1f %%\n", 100*(a/o-1) }'
+for side in ledger-on ledger-off; do
+  echo "agent $side log: $(grep -c ERROR "$t/agent-$side.log" || true) error lines, $(grep -c WARN "$t/agent-$side.log" || true) warnings"
+done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -n ${BENCH_SKIP_PY:-} ]] && exit 0
 
 $venv/bin/python bench/agent_footprint_py.py "$t/nvml/libnvidia_ml.so" "$t/ips" "$vm" "$((seconds + 30))" 2> "$t/py.log" &
 ppid=$!; pids+=($ppid)
 py=$(measure "$ppid")
 kill "$ppid" 2>/dev/null || true
 
-show "wattledger agent" "$agent"
 show "python (pyasic + nvidia-ml-py + influxdb-client)" "$py"
 awk -v a="${agent%% *}" -v p="${py%% *}" 'BEGIN { if (a > 0) printf "CPU ratio python/agent: %.1fx\n", p/a }'
-echo "agent log: $(grep -c ERROR "$t/agent.log" || true) error lines, $(grep -c WARN "$t/agent.log" || true) warnings; python log: $(wc -l < "$t/py.log") lines"
+echo "python log: $(wc -l < "$t/py.log") lines"
