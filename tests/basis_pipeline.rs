@@ -16,7 +16,6 @@
 //! tags and fields `collect::meters` writes (the protocols themselves are tested in
 //! `tests/meters_*.rs`).
 
-#[allow(dead_code)]
 mod common;
 
 use std::sync::{Arc, Mutex};
