@@ -98,9 +98,11 @@ fn grafana_rules_and_engine_defaults_agree() {
         }
     }
     // Every kind has a Grafana counterpart but market_stale: the age of the latest
-    // point cannot be told from a query that returns no rows (`noDataState: OK`).
+    // point cannot be told from a query that returns no rows (`noDataState: OK`);
+    // and meter_gap, which has none yet (dashboards/README.md says so).
     for d in DEFAULTS {
-        assert_eq!(covered.contains_key(&d.kind), d.kind != Kind::MarketStale, "{}: Grafana rule", d.kind);
+        let expected = !matches!(d.kind, Kind::MarketStale | Kind::MeterGap);
+        assert_eq!(covered.contains_key(&d.kind), expected, "{}: Grafana rule", d.kind);
     }
 }
 

@@ -108,12 +108,18 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
     assert!(mining["j_per_th"].as_f64().is_some_and(|j| (10.0..60.0).contains(&j)), "J/TH {mining}");
     assert!(inference["tokens_per_j"].as_f64().is_some_and(|t| t > 0.0), "tokens/J {inference}");
     assert!(contract["j_per_th"].is_null() && contract["tokens_per_j"].is_null());
+    // The stock Antminers are measured at their PDU outlets, the contract node at its BMC.
+    for w in [&mining, &contract] {
+        assert!(w["energy_basis"].as_str().is_some_and(|b| b.contains("% meter")), "basis {w}");
+        assert!(w["energy_by_basis"]["meter_j"].as_f64().is_some_and(|j| j > 0.0), "basis {w}");
+    }
 
     // The terminal shows the comparison too.
     wait_for("the terminal table", Duration::from_secs(30), &out, || {
         let text = out.lock().unwrap().clone();
         (text.contains("revenue $/kWh")
             && text.contains("from ledger")
+            && text.contains("measured by")
             && text.contains("energy ledger")
             && text.lines().any(|l| l.starts_with("btc-fleet") && l.contains("J/TH")))
         .then_some(())
@@ -214,11 +220,16 @@ fn demo_starts_serves_and_stops_on_sigint_with_its_data_intact() {
             assert!(same(a, r), "auto vs raw: {a:?} {r:?}");
             *full.entry(a.window.start_ns).or_insert(true) &= a.ledger_share() == Some(1.0);
         }
+        let mut metered_full = 0;
         for (l, r) in only.iter().zip(&raw) {
             if full[&r.window.start_ns] {
                 assert!(same(l, r), "ledger vs raw: {l:?} {r:?}");
+                metered_full += usize::from(r.basis.meter_j > 0.0);
             }
         }
+        // The demo's meters cover miners: those windows are among the ones compared.
+        let metered = raw.iter().filter(|r| r.basis.meter_j > 0.0).count();
+        assert!(metered > 0 && metered_full > 0, "metered windows {metered}, of them with full ledger {metered_full}");
         let hours = full.values().filter(|f| **f).count();
         assert!(hours >= 12, "only {hours} of {} hours come wholly from the ledger", full.len());
     });

@@ -50,6 +50,10 @@ pub struct AgentSection {
     pub site: String,
     /// Tag `host` on every point; the machine's hostname when absent.
     pub host: Option<String>,
+    /// Tag `group` on every point: the rack, container or feeder this agent's
+    /// devices are in, which a `group` meter channel of that name is reconciled
+    /// against. Absent: the devices are only in their site's group.
+    pub group: Option<String>,
     #[serde(default = "default_spool_dir")]
     pub spool_dir: PathBuf,
     /// Bound of the spool on disk; past it the oldest unconfirmed points are dropped.

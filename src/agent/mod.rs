@@ -120,7 +120,12 @@ impl Agent {
                     Mutex::new(crate::ledger::writer::LedgerWriter::new(&self.cfg.ledger, self.clock.now_ns()))
                 }),
                 stats: self.stats.clone(),
-                stamp: Stamp { site: a.site.clone(), host: self.cfg.host(), workloads: self.workloads },
+                stamp: Stamp {
+                    site: a.site.clone(),
+                    host: self.cfg.host(),
+                    group: a.group.clone().filter(|g| !g.is_empty()),
+                    workloads: self.workloads,
+                },
                 clock: self.clock.clone(),
                 ship_now: tokio::sync::Notify::new(),
                 batch_size: a.batch_size as u64,

@@ -60,6 +60,8 @@ pub struct ScheduledSource {
 pub(crate) struct Stamp {
     pub site: String,
     pub host: String,
+    /// The agent's `group` (rack, container, feeder), when set.
+    pub group: Option<String>,
     pub workloads: WorkloadMap,
 }
 
@@ -75,6 +77,9 @@ impl Stamp {
         }
         p.set_tag(schema::TAG_SITE, self.site.as_str());
         p.set_tag(schema::TAG_HOST, self.host.as_str());
+        if let Some(g) = &self.group {
+            p.set_tag(schema::TAG_GROUP, g.as_str());
+        }
         // A meter channel's configured workload stands; everything else is mapped here.
         if p.tag_value(schema::TAG_WORKLOAD).is_none() {
             if let Some(w) = self.workloads.workload_for(p) {
@@ -538,8 +543,12 @@ default = "tokens"
     #[test]
     fn stamp_adds_tags_and_writes_unsigned_as_signed() {
         let cfg = config(std::path::Path::new("/nonexistent"), "");
-        let stamp =
-            Stamp { site: "lab".into(), host: "rig1".into(), workloads: WorkloadMap::new(&cfg.workloads).unwrap() };
+        let stamp = Stamp {
+            site: "lab".into(),
+            host: "rig1".into(),
+            group: None,
+            workloads: WorkloadMap::new(&cfg.workloads).unwrap(),
+        };
         let mut p =
             Point::new("asic", 1).tag("miner", "10.0.0.1:4028").field("shares_accepted", 7u64).field("big", u64::MAX);
         stamp.apply(&mut p);

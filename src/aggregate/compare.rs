@@ -6,8 +6,12 @@
 //! day's revenue ÷ the day's IT energy. A ratio whose denominator is zero is
 //! `null`, not 0 or infinity.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
+use super::basis::BasisEnergy;
+use super::reconcile::FacilityBasis;
 use crate::model::schema::J_PER_KWH;
 use crate::revenue::{Efficiency, ModelInfo};
 use crate::signal::Window;
@@ -32,6 +36,20 @@ pub struct WindowResult {
     /// the rest came from raw samples.
     pub ledger_energy_j: f64,
     pub ledger_covered_ns: i64,
+    /// `energy_j` by what measured it (see [`super::basis`]).
+    pub basis: BasisEnergy,
+    /// Devices seen in the window without any energy (no power reading).
+    pub no_power_devices: usize,
+    /// Devices with energy, while the window is computed (not stored).
+    pub powered: BTreeSet<String>,
+    /// Work (TH) of miners without a power reading, left out of J/TH.
+    pub unpowered_work_th: f64,
+    /// IT energy of the workload's devices per group (the site's group holds all).
+    pub group_energy_j: BTreeMap<String, f64>,
+    /// The site's group meter channels: energy and time covered, per group.
+    pub group_meter: BTreeMap<String, (f64, i64)>,
+    /// Whether `facility_energy_j` is measured by a site meter or IT × PUE.
+    pub facility_basis: FacilityBasis,
     /// Why a number may be incomplete (stale market data, missing prices).
     pub warnings: Vec<String>,
 }
@@ -76,6 +94,17 @@ impl WindowResult {
         self.covered_ns += part.covered_ns;
         self.ledger_energy_j += part.ledger_energy_j;
         self.ledger_covered_ns += part.ledger_covered_ns;
+        self.basis.absorb(&part.basis);
+        self.powered.extend(part.powered);
+        self.unpowered_work_th += part.unpowered_work_th;
+        for (g, e) in part.group_energy_j {
+            *self.group_energy_j.entry(g).or_default() += e;
+        }
+        for (g, (e, c)) in part.group_meter {
+            let m = self.group_meter.entry(g).or_default();
+            m.0 += e;
+            m.1 += c;
+        }
         add(&mut self.work_th, part.work_th);
         add(&mut self.tokens, part.tokens);
         for w in part.warnings {
@@ -125,6 +154,19 @@ pub struct WorkloadSummary {
     pub ledger_energy_j: f64,
     pub raw_energy_j: f64,
     pub ledger_share: Option<f64>,
+    /// `energy_j` by basis (`meter_j`, `reported_j`, `board_j`, `estimated_j`),
+    /// and as text: `62 % meter, 38 % estimated`, or `no power reading`.
+    pub energy_by_basis: BasisEnergy,
+    pub energy_basis: String,
+    /// What the efficiency figure rests on: `measured`, `nominal` (all of the
+    /// energy estimated from nominal J/TH), `partly nominal`; `null` without energy.
+    pub efficiency_basis: Option<&'static str>,
+    /// The most devices seen without any power reading in one window (their time
+    /// counts against coverage; their work is left out of J/TH).
+    pub no_power_devices: usize,
+    /// `meter` when a site meter measured all of `facility_energy_j`, `pue` when
+    /// none of it, `meter and pue` for a mix of windows.
+    pub facility_basis: &'static str,
 }
 
 /// Folds a workload's windows, one at a time, into its summary.
@@ -143,6 +185,10 @@ pub struct Summarizer {
     work_th: Option<f64>,
     tokens: Option<f64>,
     per_kwh: Vec<f64>,
+    basis: BasisEnergy,
+    no_power_devices: usize,
+    unpowered_work_th: f64,
+    facility: (bool, bool),
     pub warnings: Vec<String>,
 }
 
@@ -162,6 +208,10 @@ impl Summarizer {
             work_th: None,
             tokens: None,
             per_kwh: Vec::new(),
+            basis: BasisEnergy::default(),
+            no_power_devices: 0,
+            unpowered_work_th: 0.0,
+            facility: (false, false),
             warnings: Vec::new(),
         }
     }
@@ -184,6 +234,15 @@ impl Summarizer {
         if let Some(v) = w.revenue_usd_per_kwh() {
             self.per_kwh.push(v);
         }
+        self.basis.absorb(&w.basis);
+        self.no_power_devices = self.no_power_devices.max(w.no_power_devices);
+        self.unpowered_work_th += w.unpowered_work_th;
+        if w.energy_j > 0.0 {
+            match w.facility_basis {
+                FacilityBasis::Meter => self.facility.0 = true,
+                FacilityBasis::Pue => self.facility.1 = true,
+            }
+        }
         for msg in &w.warnings {
             if !self.warnings.contains(msg) {
                 self.warnings.push(msg.clone());
@@ -201,9 +260,11 @@ impl Summarizer {
             profit_usd_per_kwh: per_kwh(profit_usd, self.energy_j),
             break_even_usd_per_kwh: per_kwh(self.revenue_usd, self.facility_energy_j),
             volatility_cv: coefficient_of_variation(&self.per_kwh),
+            // Over the miners with a power reading: no energy is no J/TH, never 0.
             j_per_th: self
                 .work_th
-                .filter(|&th| shows(Efficiency::JoulesPerTh) && th > 0.0)
+                .map(|th| th - self.unpowered_work_th)
+                .filter(|&th| shows(Efficiency::JoulesPerTh) && th > 0.0 && self.energy_j > 0.0)
                 .map(|th| self.energy_j / th),
             tokens_per_j: self
                 .tokens
@@ -220,6 +281,15 @@ impl Summarizer {
             ledger_energy_j: self.ledger_energy_j,
             raw_energy_j: self.energy_j - self.ledger_energy_j,
             ledger_share: (self.covered_ns > 0.0).then(|| self.ledger_covered_ns / self.covered_ns),
+            energy_by_basis: self.basis,
+            energy_basis: self.basis.label(),
+            efficiency_basis: self.basis.efficiency_label(),
+            no_power_devices: self.no_power_devices,
+            facility_basis: match self.facility {
+                (true, false) => "meter",
+                (true, true) => "meter and pue",
+                _ => "pue",
+            },
         }
     }
 }
@@ -261,6 +331,10 @@ pub struct Report {
     /// when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unassigned: Option<super::unassigned::Unassigned>,
+    /// Group meters against the devices they feed, per site and group over the
+    /// range; absent where no group meter reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reconciliation: Vec<super::reconcile::GapSummary>,
     pub warnings: Vec<String>,
 }
 
@@ -286,6 +360,13 @@ mod tests {
             tokens: None,
             ledger_energy_j: energy_j / 2.0,
             ledger_covered_ns: H / 2,
+            basis: BasisEnergy { reported_j: energy_j, ..Default::default() },
+            no_power_devices: 0,
+            powered: BTreeSet::new(),
+            unpowered_work_th: 0.0,
+            group_energy_j: BTreeMap::new(),
+            group_meter: BTreeMap::new(),
+            facility_basis: FacilityBasis::Pue,
             warnings: vec![],
         }
     }

@@ -312,6 +312,7 @@ impl Aggregator {
         let data = ChunkData {
             ledger: slice(ledger, win.start_ns, win.end_ns),
             raw: vec![(measurement, slice(raw, win.start_ns - plan.max_gap_ns, win.end_ns + plan.max_gap_ns))],
+            ..Default::default()
         };
         let mut seen = BTreeSet::new();
         let mut w = compute_chunk(plan, tariff, win, data, &market.at(win.end_ns), &mut seen);

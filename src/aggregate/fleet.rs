@@ -207,14 +207,61 @@ impl EfficiencySums {
     }
 }
 
+/// J/TH per miner (keyed by device id) from the meter channels covering miners
+/// (`covers_kind = miner`): the channel's mean power over the miner's mean hashrate,
+/// for the miners a channel covers. This is how a stock miner, whose own power is
+/// an estimate, gets a measured efficiency.
+pub fn metered_j_per_th(
+    asic_series: &[crate::store::Series],
+    meter_series: &[crate::store::Series],
+) -> BTreeMap<String, EfficiencySums> {
+    use super::basis::Target;
+    let num = |s: &crate::store::Series, name: &str| -> Vec<f64> {
+        let Some(j) = s.fields.iter().position(|f| f == name) else { return Vec::new() };
+        s.values
+            .iter()
+            .filter_map(|row| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64))
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .collect()
+    };
+    // Per target: Σ power and samples over every channel covering it.
+    let mut power: BTreeMap<Target, (f64, usize)> = BTreeMap::new();
+    for s in meter_series {
+        if let Some(t @ Target::Miner(_)) = Target::of_channel(&s.tags) {
+            let p = power.entry(t).or_default();
+            for v in num(s, schema::meter::POWER_W) {
+                p.0 += v;
+                p.1 += 1;
+            }
+        }
+    }
+    let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
+    for s in asic_series {
+        let Some(t) = Target::of_device(asic::MEASUREMENT, &s.tags, power.keys()) else { continue };
+        let (sum_w, n_w) = power[&t];
+        let hashes = num(s, asic::HASHRATE_THS);
+        if n_w == 0 || hashes.is_empty() {
+            continue;
+        }
+        let sums = out.entry(windows::device_id(asic::MEASUREMENT, &s.tags)).or_default();
+        // Mean meter power × the hashrate samples, so that Σ power ÷ Σ hashrate is
+        // the mean power over the mean hashrate.
+        sums.power_w += sum_w / n_w as f64 * hashes.len() as f64;
+        sums.hashrate_ths += hashes.iter().sum::<f64>();
+        sums.samples += hashes.len();
+    }
+    out
+}
+
 /// Measured J/TH per miner (keyed by device id) over the `asic` series read, counting
 /// only series whose `power_source` is `reported` or `meter`: an `estimated` power is
 /// hashrate × nominal J/TH, so comparing it with the nominal figure would be circular.
 pub fn measured_j_per_th(series: &[crate::store::Series]) -> BTreeMap<String, EfficiencySums> {
     let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
     for s in series {
-        let measured_power =
-            matches!(s.tags.get(asic::TAG_POWER_SOURCE).map(String::as_str), Some("reported" | "meter"));
+        // Measured: anything but the nominal estimate (see `basis`).
+        let measured_power = super::basis::Basis::of_device(asic::MEASUREMENT, &s.tags)
+            .is_some_and(|b| b != super::basis::Basis::Estimated);
         let col = |name: &str| s.fields.iter().position(|f| f == name);
         let (Some(p), Some(h)) = (col(asic::POWER_W), col(asic::HASHRATE_THS)) else { continue };
         if !measured_power {

@@ -115,6 +115,8 @@ impl Bucket {
 pub struct LedgerDevice {
     /// Tags that select the device's series (its identity tags).
     pub filter: Vec<(String, String)>,
+    /// The tags of its first series (its basis, group and the meter covering it).
+    pub tags: BTreeMap<String, String>,
     /// Usable buckets by start: their sums stand for the whole bucket.
     pub usable: BTreeMap<i64, Sums>,
     /// Starts of buckets with ledger points that are not usable.
@@ -185,6 +187,7 @@ impl RowVisitor for Fold {
         let dev = self.out.devices.entry(key.clone()).or_default();
         if dev.filter.is_empty() {
             dev.filter = identity_filter(source, tags);
+            dev.tags = tags.clone();
         }
         self.series.insert(series, key);
     }

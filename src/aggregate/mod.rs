@@ -9,6 +9,7 @@
 //! and `aggregator` commands, the HTTP API and the demo; time always comes from a
 //! [`Clock`] so the demo can run simulated time.
 
+pub mod basis;
 pub mod compare;
 pub mod config;
 pub mod device;
@@ -16,7 +17,9 @@ pub mod energy;
 pub mod fleet;
 pub mod ledger_sums;
 pub mod market;
+pub mod metered;
 pub mod prices;
+pub mod reconcile;
 pub mod tariff;
 pub mod unassigned;
 pub mod windows;
@@ -296,12 +299,30 @@ impl Aggregator {
         mode: Windows,
         mut sink: impl FnMut(WindowResult),
     ) -> Result<(), AggregateError> {
+        self.compute_reconciled(from_ns, to_ns, len_ns, only, mode, &mut sink).await.map(drop)
+    }
+
+    /// [`Self::compute`], returning the group meters' reconciliations of the
+    /// windows computed. A site meter's facility energy needs every workload of the
+    /// site, so with `only` the other workloads of its site are computed too (and
+    /// not handed to `sink`).
+    pub async fn compute_reconciled(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        len_ns: i64,
+        only: Option<&str>,
+        mode: Windows,
+        mut sink: impl FnMut(WindowResult),
+    ) -> Result<Vec<reconcile::Reconciliation>, AggregateError> {
         check_range(from_ns, to_ns)?;
-        if let Some(name) = only {
-            if !self.plans.iter().any(|p| p.name == name) {
-                return Err(AggregateError::UnknownWorkload(name.to_string()));
-            }
-        }
+        let only_site = match only {
+            Some(name) => match self.plans.iter().find(|p| p.name == name) {
+                Some(p) => Some(p.site.as_str()),
+                None => return Err(AggregateError::UnknownWorkload(name.to_string())),
+            },
+            None => None,
+        };
         // Stored windows are computed with `auto`: reading only one path (an audit
         // of the other) computes every window and writes none.
         let mode = if self.energy_from == EnergyFrom::Auto { mode } else { Windows::Recompute };
@@ -309,8 +330,10 @@ impl Aggregator {
         let mut market = None;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
         let mut points = Vec::new();
+        // Every window with the stamp to write it back with, if any.
+        let mut results: Vec<(WindowResult, Option<WindowStamp>)> = Vec::new();
         for plan in &self.plans {
-            if only.is_some_and(|n| n != plan.name) {
+            if only_site.is_some_and(|s| s != plan.site) {
                 continue;
             }
             let stored = match mode {
@@ -331,7 +354,7 @@ impl Aggregator {
             for win in windows {
                 let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
                 if let Some(w) = served(&win) {
-                    sink(w.result.clone());
+                    results.push((w.result.clone(), None));
                     continue;
                 }
                 let write = complete && matches!(mode, Windows::Stored { write_back: true });
@@ -345,19 +368,37 @@ impl Aggregator {
                 let w = compute_window(&self.store, plan, tariff, win, market, self.energy_from, &mut ledger).await?;
                 // An empty window is left to the scheduled run, which knows whether
                 // it precedes the workload's first data (then nothing is written).
-                if let Some(source_values) = source_values.filter(|_| w.devices > 0) {
-                    let stamp = WindowStamp { config_hash: hash.clone(), source_values };
-                    points.push(efficiency_point(&w, len_ns, &stamp));
-                }
-                sink(w);
+                let stamp = source_values
+                    .filter(|_| w.devices > 0)
+                    .map(|source_values| WindowStamp { config_hash: hash.clone(), source_values });
+                results.push((w, stamp));
                 // A long range never holds a runtime thread between windows.
                 tokio::task::yield_now().await;
             }
         }
+        let (mut windows, stamps): (Vec<WindowResult>, Vec<Option<WindowStamp>>) = results.into_iter().unzip();
+        let reconciled = reconcile::reconcile_all(&mut windows);
+        let label = windows::window_label(len_ns);
+        let mut written = std::collections::BTreeSet::new();
+        for (w, stamp) in windows.into_iter().zip(stamps) {
+            if let Some(stamp) = stamp {
+                written.insert((w.site.clone(), w.window.start_ns));
+                points.push(efficiency_point(&w, len_ns, &stamp));
+            }
+            if only.is_none_or(|n| n == w.workload) {
+                sink(w);
+            }
+        }
+        points.extend(
+            reconciled
+                .iter()
+                .filter(|r| written.contains(&(r.site.clone(), r.window.start_ns)))
+                .map(|r| r.point(&label)),
+        );
         if !points.is_empty() {
             self.windows_store.write(&points).await?;
         }
-        Ok(())
+        Ok(reconciled)
     }
 
     /// The tariff to charge `plan` with over a range: its own, or for a measured
@@ -385,12 +426,13 @@ impl Aggregator {
     pub async fn report(&self, from_ns: i64, to_ns: i64, mode: Windows) -> Result<Report, AggregateError> {
         let mut sums: BTreeMap<String, Summarizer> =
             self.plans.iter().map(|p| (p.name.clone(), Summarizer::new(&p.name, p.revenue_model.info()))).collect();
-        self.compute(from_ns, to_ns, self.window_ns(), None, mode, |w| {
-            if let Some(s) = sums.get_mut(&w.workload) {
-                s.add(&w);
-            }
-        })
-        .await?;
+        let reconciled = self
+            .compute_reconciled(from_ns, to_ns, self.window_ns(), None, mode, |w| {
+                if let Some(s) = sums.get_mut(&w.workload) {
+                    s.add(&w);
+                }
+            })
+            .await?;
         let mut warnings = Vec::new();
         let mut rows = Vec::new();
         for (_, s) in sums {
@@ -413,6 +455,7 @@ impl Aggregator {
             energy_from: self.energy_from,
             workloads: rows,
             unassigned,
+            reconciliation: reconcile::summarise(&reconciled),
             warnings,
         })
     }
@@ -481,6 +524,8 @@ impl Aggregator {
             let to = now_ns.div_euclid(len) * len;
             let from = (to - back).div_euclid(len) * len;
             let mut points = Vec::new();
+            // Every window of the pass, with its stamp when it is to be written.
+            let mut results: Vec<(WindowResult, Option<WindowStamp>)> = Vec::new();
             for plan in &self.plans {
                 let hash = config_hash(plan);
                 let stored = stored_windows(self.windows_store.as_ref(), plan, from, to, len).await?;
@@ -493,7 +538,9 @@ impl Aggregator {
                 for win in windows {
                     let source_values = source_values(self.store.as_ref(), plan, win).await?;
                     let stamp = WindowStamp { config_hash: hash.clone(), source_values };
-                    if stored.get(&win.start_ns).is_some_and(|w| w.stamp == stamp) {
+                    if let Some(w) = stored.get(&win.start_ns).filter(|w| w.stamp == stamp) {
+                        // Up to date; still part of its site's reconciliation.
+                        results.push((w.result.clone(), None));
                         continue;
                     }
                     if market.is_none() {
@@ -515,11 +562,28 @@ impl Aggregator {
                             stats.warnings.push(warning.clone());
                         }
                     }
-                    points.push(efficiency_point(&w, len, &stamp));
+                    results.push((w, Some(stamp)));
                 }
             }
+            let (mut windows, stamps): (Vec<WindowResult>, Vec<Option<WindowStamp>>) = results.into_iter().unzip();
+            let reconciled = reconcile::reconcile_all(&mut windows);
+            let mut written = std::collections::BTreeSet::new();
+            for (w, stamp) in windows.iter().zip(stamps) {
+                if let Some(stamp) = stamp {
+                    written.insert((w.site.clone(), w.window.start_ns));
+                    points.push(efficiency_point(w, len, &stamp));
+                }
+            }
+            let windows_written = points.len();
+            let label = windows::window_label(len);
+            points.extend(
+                reconciled
+                    .iter()
+                    .filter(|r| written.contains(&(r.site.clone(), r.window.start_ns)))
+                    .map(|r| r.point(&label)),
+            );
             self.windows_store.write(&points).await?;
-            stats.windows_written += points.len();
+            stats.windows_written += windows_written;
         }
         Ok(stats)
     }

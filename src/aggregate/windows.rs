@@ -5,24 +5,30 @@
 //! workload is summed from the ledger's grouped sums ([`LedgerCache`]), the ledger
 //! rows of devices whose buckets are not usable, and the raw samples of only the
 //! devices and time the ledger leaves uncovered (± `max_gap`, so that the
-//! intervals crossing the edges are seen), streamed into per-device accumulators;
-//! see [`compute_window`] and `docs/aggregator.md`. The results are written back as `workload_efficiency`, one point per workload, window
-//! length and window start: recomputing a window overwrites it.
+//! intervals crossing the edges are seen), streamed into per-device accumulators.
+//! The site's meter channels are read raw per window and replace the energy of the
+//! devices they cover ([`super::basis`]); such a device is read raw over the whole
+//! window. See [`compute_window`] and `docs/aggregator.md`. The results are written
+//! back as `workload_efficiency`, one point per workload, window length and window
+//! start: recomputing a window overwrites it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::basis::{normalise, Basis, BasisEnergy, Span, Target};
 use super::compare::WindowResult;
 use super::energy::facility_energy_j;
 use super::ledger_sums::{read_ledger_sums, LedgerSums};
 use super::market::{MarketAt, MarketHistory};
+use super::metered::{self, TAG_GROUP};
+use super::reconcile::{decode_groups, encode_groups, FacilityBasis};
 use super::tariff::Tariff;
 use crate::ledger::point::{ledger_fields, LedgerColumns, LedgerRow};
 use crate::ledger::{
     identity_filter, raw_fields, series_device_id, Columns, Cuts, DeviceAccumulator, DeviceSums, EnergyFrom, Part,
     Rules, Sample, Sums,
 };
-use crate::model::schema::{self, energy_ledger as el, gpu, workload_efficiency as we};
+use crate::model::schema::{self, asic, energy_ledger as el, gpu, meter, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
 use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
 use crate::signal::Window;
@@ -159,6 +165,19 @@ fn ledger_query(plan: &WorkloadPlan, win: Window) -> SeriesQuery {
     }
 }
 
+/// The site's `meter` points, read raw whatever [`EnergyFrom`] says (meters have
+/// no ledger points), when the workload's energy is a miner's or a GPU's.
+fn meter_query(plan: &WorkloadPlan, win: Window) -> Option<SeriesQuery> {
+    let energy_m = plan.revenue_model.info().inputs.energy_measurement;
+    (energy_m == gpu::MEASUREMENT || energy_m == asic::MEASUREMENT).then(|| SeriesQuery {
+        measurement: meter::MEASUREMENT.to_string(),
+        fields: raw_fields(meter::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+        tag_filters: vec![(schema::TAG_SITE.to_string(), plan.site.clone())],
+        start_ns: win.start_ns - plan.max_gap_ns,
+        end_ns: win.end_ns + plan.max_gap_ns,
+    })
+}
+
 /// Ledger buckets one grouped read holds at most (devices × buckets, a few
 /// hundred bytes each), so memory stays bounded however long the range.
 const MAX_CELLS: usize = 250_000;
@@ -258,7 +277,11 @@ impl LedgerCache {
 ///    all covered by 1–2: the devices come from [`Store::series_keys`], their rows
 ///    from one streaming read per measurement, folded per device through the same
 ///    [`DeviceAccumulator`] the agent uses and cut at the ledger's spans, so no
-///    interval counts twice. A device fully covered by the ledger is not read.
+///    interval counts twice. A device fully covered by the ledger is not read,
+///    unless a meter channel covers it: its own energy (where the meter has none)
+///    then comes from its raw samples over the whole window, as with `raw`.
+/// 4. The site's meter channels ([`read_meters`]), applied per interval to the
+///    devices they cover when the window is finished.
 pub async fn compute_window(
     store: &Arc<dyn Store>,
     plan: &WorkloadPlan,
@@ -269,11 +292,13 @@ pub async fn compute_window(
     ledger: &mut LedgerCache,
 ) -> Result<WindowResult, StoreError> {
     let store = store.as_ref();
-    let mut acc = WindowAcc::new(plan, tariff, win);
+    let meters = read_meters(store, plan, win).await?;
+    let mut acc = WindowAcc::new(plan, tariff, win, meters, from != EnergyFrom::Ledger);
     if from != EnergyFrom::Raw {
         let sums = ledger.sums_for(store, plan, tariff, win).await?;
         let mut detail = Vec::new();
         for ((source, id), dev) in &sums.devices {
+            acc.note(source, id, &dev.tags);
             let mut whole = true;
             for (&start, s) in dev.usable.range(win.start_ns..win.end_ns) {
                 whole &= acc.add_span(source, id, start, start + sums.bucket_ns, s);
@@ -318,7 +343,40 @@ pub async fn compute_window(
             read_devices(store, &q, m, wanted, WindowRaw { acc: &mut acc, measurement: m }).await?;
         }
     }
-    Ok(acc.finish(&market.at(win.end_ns)))
+    let mut out = acc.finish(&market.at(win.end_ns));
+    // The ids were needed only for the no-power count; a long range holds many windows.
+    out.powered = BTreeSet::new();
+    Ok(out)
+}
+
+/// The site's `meter` channels over a window and, for a GPU workload, the GPUs
+/// (of every workload) of the hosts a meter covers, which weigh a host meter's
+/// split. Meters have no ledger points: they are read raw whatever
+/// [`EnergyFrom`] says.
+async fn read_meters(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<ChunkData, StoreError> {
+    let mut out = ChunkData::default();
+    let Some(q) = meter_query(plan, win) else { return Ok(out) };
+    out.meters = store.read(&q).await?;
+    if plan.revenue_model.info().inputs.energy_measurement != gpu::MEASUREMENT {
+        return Ok(out);
+    }
+    let hosts: BTreeSet<String> = out
+        .meters
+        .iter()
+        .filter_map(|s| Target::of_channel(&s.tags))
+        .filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None })
+        .collect();
+    for host in hosts {
+        let hq = SeriesQuery {
+            measurement: gpu::MEASUREMENT.to_string(),
+            fields: raw_fields(gpu::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+            tag_filters: vec![(schema::TAG_SITE.to_string(), plan.site.clone()), (schema::TAG_HOST.to_string(), host)],
+            start_ns: q.start_ns,
+            end_ns: q.end_ns,
+        };
+        out.host_gpus.extend(store.read(&hq).await?);
+    }
+    Ok(out)
 }
 
 /// The devices to read raw: id -> (the tags that select its series, how many
@@ -350,11 +408,14 @@ pub async fn read_devices<T: RawTarget + Send>(
     Ok(fold.finish())
 }
 
-/// Series already read for one window: the ledger's and each raw measurement's.
+/// Series already read for one window: the ledger's, each raw measurement's, the
+/// site's meter channels and the GPUs (of every workload) of hosts a meter covers.
 #[derive(Debug, Default)]
 pub struct ChunkData {
     pub ledger: Vec<Series>,
     pub raw: Vec<(&'static str, Vec<Series>)>,
+    pub meters: Vec<Series>,
+    pub host_gpus: Vec<Series>,
 }
 
 /// A window from series already read (the device drill-down reads one device's
@@ -369,7 +430,10 @@ pub fn compute_chunk(
     market_at: &MarketAt,
     seen: &mut BTreeSet<String>,
 ) -> WindowResult {
-    let mut acc = WindowAcc::new(plan, tariff, win);
+    let energy_m = plan.revenue_model.info().inputs.energy_measurement;
+    let own_from_raw = data.raw.iter().any(|(m, _)| *m == energy_m);
+    let meters = ChunkData { meters: data.meters, host_gpus: data.host_gpus, ..Default::default() };
+    let mut acc = WindowAcc::new(plan, tariff, win, meters, own_from_raw);
     for (i, s) in data.ledger.iter().enumerate() {
         let cols = LedgerColumns::new(&s.fields, &acc.rules.util_thresholds_pct);
         let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
@@ -406,11 +470,26 @@ pub fn compute_chunk(
 }
 
 /// One device in one window: its sums from both paths, and the spans its ledger
-/// points cover (sorted), which the raw path leaves out.
+/// points cover (sorted), which the raw path leaves out. An energy device a meter
+/// channel covers keeps its own energy as spans until the meter is applied.
 #[derive(Debug, Default)]
 struct WindowDevice {
     sums: Sums,
     spans: Vec<(i64, i64)>,
+    noted: bool,
+    basis: Option<Basis>,
+    target: Option<Target>,
+    group: Option<String>,
+    own_j: Vec<Span>,
+}
+
+/// A device's own basis: the ledger's `basis` tag, else what its raw tags say;
+/// a miner with power but no `power_source` (older agents) reported it.
+fn own_basis(measurement: &str, tags: &BTreeMap<String, String>) -> Option<Basis> {
+    tags.get(el::TAG_BASIS)
+        .and_then(|b| Basis::parse(b))
+        .or_else(|| Basis::of_device(measurement, tags))
+        .or_else(|| (measurement == asic::MEASUREMENT).then_some(Basis::Reported))
 }
 
 impl WindowDevice {
@@ -448,10 +527,17 @@ struct WindowAcc<'p> {
     prov: Provenance,
     warnings: Vec<String>,
     mismatched_gap: Option<i64>,
+    /// The site's meter channels, and the GPUs of the hosts they cover.
+    meters: metered::ChunkMeters,
+    host_gpus: Vec<Series>,
+    /// Whether a metered device's own energy comes from its raw samples (read
+    /// for the whole window) rather than its ledger intervals.
+    own_from_raw: bool,
+    by_basis: BasisEnergy,
 }
 
 impl<'p> WindowAcc<'p> {
-    fn new(plan: &'p WorkloadPlan, tariff: &Tariff, win: Window) -> Self {
+    fn new(plan: &'p WorkloadPlan, tariff: &Tariff, win: Window, meters: ChunkData, own_from_raw: bool) -> Self {
         let mut warnings = Vec::new();
         let mut segments = tariff.segments(win).unwrap_or_else(|e| {
             warnings.push(format!("site {}: {e}", plan.site));
@@ -465,10 +551,16 @@ impl<'p> WindowAcc<'p> {
         edges.sort_unstable();
         edges.dedup();
         let inputs = &plan.revenue_model.info().inputs;
+        let rules = plan.rules();
+        let meter_cuts = Cuts { grid_ns: 0, list: edges.clone() };
         WindowAcc {
+            meters: metered::chunk_meters(&meters.meters, &rules, &meter_cuts, win),
+            host_gpus: meters.host_gpus,
+            own_from_raw,
+            by_basis: BasisEnergy::default(),
             plan,
             win,
-            rules: plan.rules(),
+            rules,
             energy_m: inputs.energy_measurement,
             revenue_m: inputs.revenue_measurement,
             seg_energy_j: vec![0.0; segments.len()],
@@ -497,13 +589,30 @@ impl<'p> WindowAcc<'p> {
         i
     }
 
+    /// The device's slot; from its first series' tags, an energy device's own
+    /// basis, the meter target covering it and its group.
+    fn note(&mut self, m: &'static str, id: &str, tags: &BTreeMap<String, String>) -> usize {
+        let i = self.device(m, id);
+        let dev = &mut self.devices[i].1;
+        if !dev.noted && m == self.energy_m {
+            dev.noted = true;
+            dev.basis = own_basis(m, tags);
+            dev.target = Target::of_device(m, tags, self.meters.devices.keys());
+            dev.group = tags.get(TAG_GROUP).cloned();
+        }
+        i
+    }
+
     /// The time of the window the ledger does not cover for this device, from its
     /// first uncovered instant to its last; `None` when the ledger covers it all.
+    /// A metered device's own energy is read raw over the whole window when raw
+    /// samples are read at all (see [`Self::add_span`]).
     fn uncovered(&self, m: &'static str, id: &str) -> Option<(i64, i64)> {
-        let spans = match self.index.get(m).and_then(|ids| ids.get(id)) {
-            Some(&i) => self.devices[i].1.spans.as_slice(),
-            None => &[],
-        };
+        let dev = self.index.get(m).and_then(|ids| ids.get(id)).map(|&i| &self.devices[i].1);
+        if dev.is_some_and(|d| d.target.is_some() && self.own_from_raw) {
+            return Some((self.win.start_ns, self.win.end_ns));
+        }
+        let spans = dev.map_or(&[][..], |d| d.spans.as_slice());
         // Spans are sorted and do not overlap.
         let mut a = self.win.start_ns;
         for sp in spans {
@@ -542,9 +651,26 @@ impl<'p> WindowAcc<'p> {
         dev.spans.insert(at, (start, end));
         dev.sums.absorb(sums);
         if m == self.energy_m {
-            self.seg_energy_j[k] += sums.energy_j;
-            self.prov.ledger_energy_j += sums.energy_j;
+            // The interval came from the ledger (revenue inputs, and the device's
+            // own energy where no meter covers it).
             self.prov.ledger_covered_ns += sums.covered_ns;
+            match (&dev.target, dev.basis) {
+                // A metered device's own energy is taken from its raw samples when
+                // they are read (exact where the meter is not); from the ledger's
+                // intervals (constant power inside each) only when they are not.
+                (Some(_), Some(basis)) if !self.own_from_raw => {
+                    let (joules, covered_ns) = (sums.energy_j, sums.covered_ns);
+                    dev.own_j.push(Span { a: start, b: end, joules, covered_ns, basis });
+                }
+                (Some(_), _) => {}
+                (None, basis) => {
+                    self.seg_energy_j[k] += sums.energy_j;
+                    self.prov.ledger_energy_j += sums.energy_j;
+                    if let Some(b) = basis {
+                        self.by_basis.add(b, sums.energy_j);
+                    }
+                }
+            }
         }
         true
     }
@@ -575,34 +701,127 @@ impl<'p> WindowAcc<'p> {
 
     /// Folds one raw sample of device `i` (its accumulator and cuts beside it).
     fn fold(&mut self, i: usize, acc: &mut DeviceAccumulator, cuts: &Cuts, sample: &Sample) {
-        let WindowAcc { win, rules, segments, devices, seg_energy_j, energy_m, .. } = self;
+        let WindowAcc { win, rules, segments, devices, seg_energy_j, energy_m, by_basis, .. } = self;
         let ((m, _), dev) = &mut devices[i];
         let is_energy = *m == *energy_m;
         acc.push(sample, rules, cuts, |a, b, part| {
             let inside =
                 if a == b { a >= win.start_ns && a < win.end_ns } else { a >= win.start_ns && b <= win.end_ns };
-            if !inside || dev.in_ledger(a) {
+            if !inside {
+                return;
+            }
+            if let (Part::Energy { joules, .. }, true, Some(_)) = (part, is_energy, &dev.target) {
+                // Also inside ledger intervals: see `add_span`.
+                if let Some(basis) = dev.basis {
+                    dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
+                }
+                if !dev.in_ledger(a) {
+                    dev.sums.add_part(a, b, part);
+                }
+                return;
+            }
+            if dev.in_ledger(a) {
                 return;
             }
             if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
                 seg_energy_j[segment_of(segments, a)] += joules;
+                if let Some(basis) = dev.basis {
+                    by_basis.add(basis, joules);
+                }
             }
             dev.sums.add_part(a, b, part);
         });
     }
 
-    /// Energy, coverage and cost from the energy devices, revenue from the
-    /// revenue devices.
-    fn finish(self, market_at: &MarketAt) -> WindowResult {
-        let WindowAcc { plan, win, energy_m, revenue_m, segments, devices, seg_energy_j, prov, mut warnings, .. } =
-            self;
+    /// Applies [`super::basis::resolve`] to every metered target of the
+    /// workload's energy devices: the meter's energy where it has some, their own
+    /// elsewhere, setting the devices' energy and covered time.
+    fn apply_meters(&mut self) {
+        let mut by_target: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
+        for (i, ((m, _), dev)) in self.devices.iter().enumerate() {
+            if let (true, Some(t)) = (*m == self.energy_m, &dev.target) {
+                by_target.entry(t.clone()).or_default().push(i);
+            }
+        }
+        if by_target.is_empty() {
+            return;
+        }
+        let cuts = Cuts { grid_ns: 0, list: self.edges.clone() };
+        let boards = metered::energy_spans(gpu::MEASUREMENT, &self.host_gpus, &self.rules, &cuts, self.win, |_| {
+            Some(Basis::Board)
+        });
+        for (target, slots) in by_target {
+            let Some(channels) = self.meters.devices.get(&target) else { continue };
+            let mine: Vec<(String, Vec<Span>)> = slots
+                .iter()
+                .map(|&i| {
+                    let ((_, id), dev) = &mut self.devices[i];
+                    let mut own = std::mem::take(&mut dev.own_j);
+                    normalise(&mut own);
+                    (id.clone(), own)
+                })
+                .collect();
+            let host: BTreeMap<String, Vec<Span>> = match &target {
+                Target::GpuHost(h) => boards
+                    .iter()
+                    .filter(|(_, (tags, _))| tags.get(schema::TAG_HOST) == Some(h))
+                    .map(|(id, (_, spans))| (id.clone(), spans.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            let members = metered::members(&target, mine, &host);
+            let resolved = super::basis::resolve(channels, &members, self.win.start_ns, self.win.end_ns);
+            for (&i, r) in slots.iter().zip(resolved) {
+                let Some(r) = r else { continue };
+                let dev = &mut self.devices[i].1;
+                dev.sums.energy_j = r.pieces.iter().map(|p| p.joules).sum();
+                dev.sums.covered_ns = r.covered_ns;
+                dev.sums.counter_ns = dev.sums.counter_ns.min(r.covered_ns);
+                for p in &r.pieces {
+                    self.seg_energy_j[segment_of(&self.segments, p.a)] += p.joules;
+                    self.by_basis.add(p.basis, p.joules);
+                }
+            }
+        }
+    }
+
+    /// Energy, coverage and cost from the energy devices (a meter's where one
+    /// covers them), revenue from the revenue devices.
+    fn finish(mut self, market_at: &MarketAt) -> WindowResult {
+        self.apply_meters();
+        let WindowAcc {
+            plan,
+            win,
+            energy_m,
+            revenue_m,
+            segments,
+            devices,
+            seg_energy_j,
+            prov,
+            mut warnings,
+            meters,
+            by_basis,
+            ..
+        } = self;
         let mut covered_ns = 0;
         let mut seen = 0;
         let mut revenue_devices = Vec::new();
+        let mut powered = BTreeSet::new();
+        let mut unpowered_work_th = 0.0;
+        let mut group_energy_j: BTreeMap<String, f64> = BTreeMap::new();
         for ((m, id), dev) in devices {
             if m == energy_m {
                 covered_ns += dev.sums.covered_ns;
                 seen += usize::from(dev.sums.seen());
+                if dev.sums.covered_ns > 0 {
+                    powered.insert(id.clone());
+                } else {
+                    unpowered_work_th += dev.sums.work_th;
+                }
+                // Every device is in its site's group, and in its own when it has one.
+                for g in std::iter::once(&plan.site).chain(dev.group.as_ref().filter(|g| **g != plan.site)) {
+                    *group_energy_j.entry(g.clone()).or_default() += dev.sums.energy_j;
+                }
             }
             if m == revenue_m {
                 revenue_devices.push(DeviceSums { id, sums: dev.sums });
@@ -643,6 +862,13 @@ impl<'p> WindowAcc<'p> {
             tokens: revenue.tokens,
             ledger_energy_j: prov.ledger_energy_j,
             ledger_covered_ns: prov.ledger_covered_ns,
+            basis: by_basis,
+            no_power_devices: seen.saturating_sub(powered.len()),
+            powered,
+            unpowered_work_th,
+            group_energy_j,
+            group_meter: meters.groups,
+            facility_basis: FacilityBasis::Pue,
             warnings,
         }
     }
@@ -663,6 +889,10 @@ impl RowVisitor for LedgerRows<'_, '_> {
         }
         self.series[series] =
             tags.get(el::TAG_SOURCE).and_then(|s| self.acc.source(s)).map(|m| (m, series_device_id(m, tags)));
+        if let Some(Some((m, id))) = self.series.get(series) {
+            let (m, id) = (*m, id.clone());
+            self.acc.note(m, &id, tags);
+        }
     }
 
     fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
@@ -785,8 +1015,8 @@ struct WindowRaw<'a, 'p> {
 }
 
 impl RawTarget for WindowRaw<'_, '_> {
-    fn open(&mut self, id: &str, _tags: &BTreeMap<String, String>) -> (usize, Cuts) {
-        let slot = self.acc.device(self.measurement, id);
+    fn open(&mut self, id: &str, tags: &BTreeMap<String, String>) -> (usize, Cuts) {
+        let slot = self.acc.note(self.measurement, id, tags);
         let mut list = self.acc.edges.clone();
         list.extend(self.acc.devices[slot].1.spans.iter().flat_map(|&(a, b)| [a, b]));
         list.sort_unstable();
@@ -842,6 +1072,10 @@ pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) 
     if inputs.revenue_measurement != energy_m {
         n += store.count(&raw_query(plan, inputs.revenue_measurement, win)).await?;
     }
+    // The site's meter channels replace device energy (none: no change to the count).
+    if let Some(q) = meter_query(plan, win) {
+        n += store.count(&q).await?;
+    }
     Ok(n)
 }
 
@@ -878,6 +1112,20 @@ pub fn window_point(w: &WindowResult, len_ns: i64) -> Point {
         .field(we::LEDGER_ENERGY_J, w.ledger_energy_j)
         .field_opt(we::LEDGER_SHARE, w.ledger_share())
         .field(we::COVERED_S, w.covered_ns as f64 / 1e9)
+        .field(we::ENERGY_METER_J, w.basis.meter_j)
+        .field(we::ENERGY_REPORTED_J, w.basis.reported_j)
+        .field(we::ENERGY_BOARD_J, w.basis.board_j)
+        .field(we::ENERGY_ESTIMATED_J, w.basis.estimated_j)
+        .field(we::ENERGY_BASIS, w.basis.label())
+        .field(we::NO_POWER_DEVICES, w.no_power_devices as i64)
+        .field(we::UNPOWERED_WORK_TH, w.unpowered_work_th)
+        .field(we::FACILITY_BASIS, w.facility_basis.as_str())
+        .field_opt(we::GROUP_ENERGY_J, encode_groups(&w.group_energy_j))
+        .field_opt(we::GROUP_METER_J, encode_groups(&w.group_meter.iter().map(|(g, m)| (g.clone(), m.0)).collect()))
+        .field_opt(
+            we::GROUP_METER_S,
+            encode_groups(&w.group_meter.iter().map(|(g, m)| (g.clone(), m.1 as f64 / 1e9)).collect()),
+        )
         .field_opt(we::WARNINGS, warnings)
 }
 
@@ -918,6 +1166,8 @@ pub async fn stored_windows(
     // The ledger's part (rows stored before it existed read as none from it).
     fields.push(we::LEDGER_ENERGY_J.into());
     fields.push(we::LEDGER_SHARE.into());
+    // The basis and reconciliation figures (likewise absent from older rows).
+    fields.extend(BASIS_FIELDS.iter().map(|f| f.to_string()));
     let q = SeriesQuery {
         measurement: we::MEASUREMENT.into(),
         fields,
@@ -935,6 +1185,21 @@ pub async fn stored_windows(
     }
     Ok(out)
 }
+
+/// The basis and reconciliation fields a stored window is rebuilt from, read
+/// after [`STORED_FIELDS`], the source values and the ledger's two.
+const BASIS_FIELDS: [&str; 10] = [
+    we::ENERGY_METER_J,
+    we::ENERGY_REPORTED_J,
+    we::ENERGY_BOARD_J,
+    we::ENERGY_ESTIMATED_J,
+    we::NO_POWER_DEVICES,
+    we::UNPOWERED_WORK_TH,
+    we::FACILITY_BASIS,
+    we::GROUP_ENERGY_J,
+    we::GROUP_METER_J,
+    we::GROUP_METER_S,
+];
 
 fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>]) -> Option<StoredWindow> {
     let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64);
@@ -955,6 +1220,24 @@ fn stored_window(plan: &WorkloadPlan, start_ns: i64, row: &[Option<FieldValue>])
         ledger_energy_j: num(12).unwrap_or(0.0),
         ledger_covered_ns: (num(13).unwrap_or(0.0) * num(8)? * 1e9).round() as i64,
         covered_ns: (num(8)? * 1e9).round() as i64,
+        basis: BasisEnergy {
+            meter_j: num(14).unwrap_or(0.0),
+            reported_j: num(15).unwrap_or(0.0),
+            board_j: num(16).unwrap_or(0.0),
+            estimated_j: num(17).unwrap_or(0.0),
+        },
+        no_power_devices: num(18).unwrap_or(0.0) as usize,
+        powered: BTreeSet::new(),
+        unpowered_work_th: num(19).unwrap_or(0.0),
+        facility_basis: text(20).map_or(FacilityBasis::Pue, FacilityBasis::parse),
+        group_energy_j: text(21).map(decode_groups).unwrap_or_default(),
+        group_meter: {
+            let (j, s) =
+                (text(22).map(decode_groups).unwrap_or_default(), text(23).map(decode_groups).unwrap_or_default());
+            j.into_iter()
+                .map(|(g, e)| (g.clone(), (e, (s.get(&g).copied().unwrap_or(0.0) * 1e9).round() as i64)))
+                .collect()
+        },
         warnings: text(9).map(|w| w.lines().map(String::from).collect()).unwrap_or_default(),
     };
     let stamp = WindowStamp { config_hash: text(10)?.to_string(), source_values: num(11)? as u64 };
@@ -1012,7 +1295,7 @@ mod tests {
             tariff: Tariff::Flat { usd_per_kwh: 0.05 },
             max_gap_ns: 90 * S,
         };
-        let data = ChunkData { ledger: vec![], raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])] };
+        let data = ChunkData { raw: vec![("gpu", vec![gpu_series("GPU-1", &rows)])], ..Default::default() };
         let mut seen = BTreeSet::new();
         let w = compute_chunk(&plan, &plan.tariff, Window::new(0, H), data, &MarketHistory::none().at(H), &mut seen);
         assert_eq!(seen.len(), 1);

@@ -28,6 +28,7 @@ pub enum Kind {
     AgentSilent,
     LowCoverage,
     MarketStale,
+    MeterGap,
 }
 
 impl Kind {
@@ -40,6 +41,7 @@ impl Kind {
         Kind::AgentSilent,
         Kind::LowCoverage,
         Kind::MarketStale,
+        Kind::MeterGap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::AgentSilent => "agent_silent",
             Kind::LowCoverage => "low_coverage",
             Kind::MarketStale => "market_stale",
+            Kind::MeterGap => "meter_gap",
         }
     }
 
@@ -238,6 +241,21 @@ pub const DEFAULTS: &[RuleDefault] = &[
         unit: "s",
         for_s: 600,
         window_s: 7 * 86_400,
+        ..RuleDefault::BASE
+    },
+    // A group meter (site, feeder, container) and the devices it feeds disagree by
+    // more than 15 % of the meter's energy, either way, over a window the meter
+    // covered. A site meter also sees cooling and losses: set the threshold of a
+    // `site`-scoped rule above the site's overhead. Resolves under 10 %.
+    RuleDefault {
+        kind: Kind::MeterGap,
+        severity: "warning",
+        threshold: 15.0,
+        clear: 10.0,
+        direction: Direction::Above,
+        unit: "% of the meter's energy",
+        for_s: 1800,
+        window_s: 3600,
         ..RuleDefault::BASE
     },
 ];

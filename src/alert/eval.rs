@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::config::{Expected, Kind, Rule};
 use super::state::{fmt_num, Missing, Observation};
 use crate::aggregate::config::MarketSourceKind;
-use crate::aggregate::fleet::{measured_j_per_th, nominal_spec};
+use crate::aggregate::fleet::{measured_j_per_th, metered_j_per_th, nominal_spec, EfficiencySums};
 use crate::aggregate::windows::{device_id, devices_from_series, window_label};
 use crate::aggregate::{rfc3339, AggregateError, Aggregator};
 use crate::ledger::Columns;
@@ -210,8 +210,21 @@ pub async fn evaluate(
             // `expected` says; the worse counts.
             let (before, recent) =
                 window_and_baseline(agg, &[asic::POWER_W, asic::HASHRATE_THS], now_ns, window_ns).await?;
-            let measured = measured_j_per_th(&recent);
-            let baseline = measured_j_per_th(&before);
+            // A miner's own measured power, else a meter channel covering it (a stock
+            // miner behind a PDU outlet), which comes first; never its estimate.
+            let split_ns = now_ns - window_ns;
+            let meters =
+                read(agg, schema::meter::MEASUREMENT, &[schema::meter::POWER_W], split_ns - BASELINE_NS, now_ns + 1)
+                    .await?;
+            let (meters_before, meters_recent): (Vec<Series>, Vec<Series>) =
+                meters.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            let with_meters = |own: BTreeMap<String, EfficiencySums>, metered: BTreeMap<String, EfficiencySums>| {
+                let mut all = own;
+                all.extend(metered.into_iter().filter(|(_, e)| e.samples > 0));
+                all
+            };
+            let measured = with_meters(measured_j_per_th(&recent), metered_j_per_th(&recent, &meters_recent));
+            let baseline = with_meters(measured_j_per_th(&before), metered_j_per_th(&before, &meters_before));
             let mut estimated = Vec::new();
             found.observations = per_miner(rule, &recent, window_ns, |id, tag| {
                 let Some(j) = measured.get(id).and_then(|m| m.j_per_th()) else {
@@ -374,6 +387,30 @@ pub async fn evaluate(
                     window: format!("last {}", window_label(window_ns)),
                     what,
                 });
+            }
+        }
+        Kind::MeterGap => {
+            // The last complete window of the rule's length, as for `unprofitable`,
+            // over every workload: a group meter feeds several.
+            let settle_ns = cfg.aggregator.max_gap.as_nanos() as i64;
+            let to = (now_ns - settle_ns).div_euclid(window_ns) * window_ns;
+            let mode = crate::aggregate::Windows::Stored { write_back: false };
+            let gaps = agg.compute_reconciled(to - window_ns, to, window_ns, None, mode, |_| {}).await?;
+            for r in gaps {
+                let Some(pct) = r.gap_pct else { continue };
+                if !rule.admits(Some(&r.site), None, None, None) {
+                    continue;
+                }
+                let what = format!(
+                    "group meter {} at site {} read {} kWh, its devices {} kWh; gap (% of the meter, either way)",
+                    r.group,
+                    r.site,
+                    fmt_num(r.meter_energy_j / schema::J_PER_KWH),
+                    fmt_num(r.devices_energy_j / schema::J_PER_KWH)
+                );
+                let l = labels(&[("site", Some(&r.site)), ("group", Some(&r.group))]);
+                let window = format!("{} window ending {}", window_label(window_ns), rfc3339(r.window.end_ns));
+                found.observations.push(Observation { labels: l, value: pct.abs(), window, what });
             }
         }
         Kind::MarketStale => {

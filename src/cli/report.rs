@@ -120,7 +120,7 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
     }
 }
 
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 21] = [
     "workload",
     "model",
     "energy_j",
@@ -138,6 +138,10 @@ const COLUMNS: [&str; 17] = [
     "ledger_energy_j",
     "raw_energy_j",
     "ledger_share",
+    "energy_basis",
+    "efficiency_basis",
+    "no_power_devices",
+    "facility_basis",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -174,6 +178,10 @@ pub fn csv(report: &Report) -> String {
             w.ledger_energy_j.to_string(),
             w.raw_energy_j.to_string(),
             opt(w.ledger_share),
+            csv_field(&w.energy_basis),
+            w.efficiency_basis.unwrap_or_default().to_string(),
+            w.no_power_devices.to_string(),
+            w.facility_basis.to_string(),
         ];
         out += &cells.join(",");
         out.push('\n');

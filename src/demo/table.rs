@@ -30,6 +30,14 @@ pub struct WorkloadRow {
     /// The energy ledger's share of the covered device-time (the rest came from raw samples).
     #[serde(default)]
     pub ledger_share: Option<f64>,
+    /// Shares of the energy by what measured it: `62 % meter, 38 % estimated`.
+    #[serde(default)]
+    pub energy_basis: Option<String>,
+    /// `measured`, `nominal` or `partly nominal`.
+    #[serde(default)]
+    pub efficiency_basis: Option<String>,
+    #[serde(default)]
+    pub no_power_devices: usize,
 }
 
 /// `$1.50`, `-$0.01`; an amount that rounds to zero is `$0.00`, never `-$0.00`.
@@ -61,15 +69,22 @@ pub fn render(c: &Comparison) -> String {
         "coverage",
         "energy kWh",
         "revenue $",
+        "measured by",
         "from ledger",
     ];
-    let rows: Vec<[String; 11]> = c
+    let rows: Vec<[String; 12]> = c
         .workloads
         .iter()
         .map(|w| {
+            // An efficiency from estimated power is the spec sheet's, not a measurement.
+            let nominal = match w.efficiency_basis.as_deref() {
+                Some(b @ ("nominal" | "partly nominal")) => format!(" ({b})"),
+                _ => String::new(),
+            };
             let efficiency = match (w.j_per_th, w.tokens_per_j) {
-                (Some(j), _) => format!("{j:.1} J/TH"),
+                (Some(j), _) => format!("{j:.1} J/TH{nominal}"),
                 (None, Some(t)) => format!("{t:.2} tok/J"),
+                _ if w.no_power_devices > 0 && w.energy_j.unwrap_or(0.0) <= 0.0 => "no power reading".into(),
                 _ => "-".into(),
             };
             [
@@ -83,6 +98,7 @@ pub fn render(c: &Comparison) -> String {
                 opt(w.coverage, |v| format!("{:.0} %", v * 100.0)),
                 opt(w.energy_j, |v| format!("{:.1}", v / 3.6e6)),
                 usd(w.revenue_usd, 2),
+                w.energy_basis.clone().unwrap_or_else(|| "-".into()),
                 opt(w.ledger_share, |v| format!("{:.0} %", v * 100.0)),
             ]
         })

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub use self::accumulator::{Cuts, DeviceAccumulator, DeviceSums, Part, Rules, Sample, Sums};
-use crate::model::schema::{self, asic, gpu, inference};
+use crate::model::schema::{self, asic, gpu, inference, meter};
 use crate::model::{FieldValue, Point};
 
 /// Where the aggregator takes energy and revenue inputs from.
@@ -58,6 +58,9 @@ pub fn raw_fields(measurement: &str) -> &'static [&'static str] {
         m if m == gpu::MEASUREMENT => &[gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS, gpu::UTIL_GPU_PCT],
         m if m == asic::MEASUREMENT => &[asic::POWER_W, asic::ONLINE, asic::HASHRATE_THS, asic::DIFF_ACCEPTED],
         m if m == inference::MEASUREMENT => &[inference::PROMPT_TOKENS, inference::GENERATION_TOKENS],
+        // Meter channels are read by the aggregator only (the ledger writer folds
+        // [`RAW_MEASUREMENTS`]); a channel is healthy while `online`.
+        m if m == meter::MEASUREMENT => &[meter::POWER_W, meter::ENERGY_J, meter::ONLINE],
         _ => &[],
     }
 }
@@ -151,6 +154,7 @@ fn identity_tags(measurement: &str) -> &'static [&'static str] {
         m if m == gpu::MEASUREMENT => &[schema::TAG_HOST, gpu::TAG_UUID, gpu::TAG_GPU],
         m if m == asic::MEASUREMENT => &[schema::TAG_HOST, asic::TAG_MINER],
         m if m == inference::MEASUREMENT => &[schema::TAG_HOST, inference::TAG_SERVER],
+        m if m == meter::MEASUREMENT => &[schema::TAG_HOST, meter::TAG_METER, meter::TAG_CHANNEL],
         _ => &[schema::TAG_HOST],
     }
 }

@@ -8,6 +8,10 @@
 pub const TAG_SITE: &str = "site";
 pub const TAG_HOST: &str = "host";
 pub const TAG_WORKLOAD: &str = "workload";
+/// The rack, container or feeder a device is in (the agent's `group` setting);
+/// absent when the agent sets none. A `group` meter channel is reconciled against
+/// the devices carrying its name (see `docs/metrics.md`, basis).
+pub const TAG_GROUP: &str = "group";
 
 /// GPU telemetry read through NVML, one point per GPU per poll.
 pub mod gpu {
@@ -157,6 +161,42 @@ pub mod workload_efficiency {
     pub const LEDGER_ENERGY_J: &str = "ledger_energy_j";
     /// Covered device-time from the ledger ÷ all covered device-time.
     pub const LEDGER_SHARE: &str = "ledger_share";
+    /// `energy_j` by basis: measured at the wall, reported by miner firmware,
+    /// NVML board power, estimated from nominal J/TH.
+    pub const ENERGY_METER_J: &str = "energy_meter_j";
+    pub const ENERGY_REPORTED_J: &str = "energy_reported_j";
+    pub const ENERGY_BOARD_J: &str = "energy_board_j";
+    pub const ENERGY_ESTIMATED_J: &str = "energy_estimated_j";
+    /// The shares as text: `62 % meter, 38 % estimated`, or `no power reading`.
+    pub const ENERGY_BASIS: &str = "energy_basis";
+    /// Devices seen without any energy in the window.
+    pub const NO_POWER_DEVICES: &str = "no_power_devices";
+    /// Work (TH) of miners without a power reading (left out of J/TH).
+    pub const UNPOWERED_WORK_TH: &str = "unpowered_work_th";
+    /// `meter` when a site meter measured `facility_energy_j`, else `pue`.
+    pub const FACILITY_BASIS: &str = "facility_basis";
+    /// The workload's IT energy per group, `group=J;…`, and the site's group
+    /// meters as read, `group=J;…` and `group=covered_s;…` (for reconciliation).
+    pub const GROUP_ENERGY_J: &str = "group_energy_j";
+    pub const GROUP_METER_J: &str = "group_meter_j";
+    pub const GROUP_METER_S: &str = "group_meter_s";
+}
+
+/// A group meter (site, feeder, container) against the devices it feeds, one
+/// point per site, group and window (see `aggregate::reconcile`).
+pub mod meter_reconciliation {
+    pub const MEASUREMENT: &str = "meter_reconciliation";
+    pub const TAG_SITE: &str = "site";
+    pub const TAG_GROUP: &str = "group";
+    pub const TAG_WINDOW: &str = "window";
+    pub const METER_ENERGY_J: &str = "meter_energy_j";
+    /// Time the group's meter channels had energy ÷ the window.
+    pub const METER_COVERAGE: &str = "meter_coverage";
+    pub const DEVICES_ENERGY_J: &str = "devices_energy_j";
+    /// Meter − devices.
+    pub const GAP_KWH: &str = "gap_kwh";
+    /// Gap ÷ meter × 100; absent when the meter covered under 95 % of the window.
+    pub const GAP_PCT: &str = "gap_pct";
 }
 
 /// The energy ledger: one point per device per clock-aligned `ledger_interval`,

@@ -265,6 +265,13 @@ struct WindowRow {
     /// device-time (the rest came from raw samples).
     ledger_energy_j: f64,
     ledger_share: Option<f64>,
+    /// `energy_j` by basis, and as text (`62 % meter, 38 % estimated`).
+    energy_by_basis: crate::aggregate::basis::BasisEnergy,
+    energy_basis: String,
+    efficiency_basis: Option<&'static str>,
+    no_power_devices: usize,
+    /// `meter` when a site meter measured the facility energy, else `pue`.
+    facility_basis: crate::aggregate::reconcile::FacilityBasis,
 }
 
 #[derive(Serialize)]
@@ -298,6 +305,11 @@ async fn windows(
             avg_power_w: w.avg_power_w(),
             ledger_energy_j: w.ledger_energy_j,
             ledger_share: w.ledger_share(),
+            energy_by_basis: w.basis,
+            energy_basis: w.basis.label(),
+            efficiency_basis: w.basis.efficiency_label(),
+            no_power_devices: w.no_power_devices,
+            facility_basis: w.facility_basis,
         })
         .collect();
     Ok(Json(WindowsAnswer { workload: name, revenue_model: model, windows }).into_response())

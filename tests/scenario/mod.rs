@@ -227,7 +227,11 @@ pub fn assert_report(json: &serde_json::Value) {
         if exp.energy_j > 0.0 {
             assert_eq!(row["ledger_share"].as_f64(), Some(0.0), "{}", exp.workload);
         }
+        // Every joule has its basis; no site meter here, so facility energy is IT × PUE.
+        let by_basis: f64 = row["energy_by_basis"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        assert!(close(by_basis, exp.energy_j), "{}: energy by basis {by_basis}", exp.workload);
+        assert_eq!(row["facility_basis"], "pue", "{}", exp.workload);
         let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 17, "exactly the report's fields: {keys:?}");
+        assert_eq!(keys.len(), 22, "exactly the report's fields: {keys:?}");
     }
 }

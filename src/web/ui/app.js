@@ -90,9 +90,18 @@
   }
   function fmtEfficiency(w) {
     const v = efficiencyOf(w);
-    if (v === null) return null;
+    if (v === null) return noPowerText(w);
     const unit = modelOf(w).efficiency_unit;
-    return fixed(v, v >= 10 || unit === 'J/TH' ? 1 : 2) + ' ' + unit;
+    return fixed(v, v >= 10 || unit === 'J/TH' ? 1 : 2) + ' ' + unit + nominalText(w);
+  }
+  // An efficiency from estimated power is the spec sheet's figure, not a measurement.
+  function nominalText(w) {
+    return w.efficiency_basis === 'nominal' || w.efficiency_basis === 'partly nominal'
+      ? ' (' + w.efficiency_basis + ')' : '';
+  }
+  // Devices without any power reading: never shown as an efficiency of 0.
+  function noPowerText(w) {
+    return modelOf(w).efficiency_field && w.no_power_devices > 0 && !(w.energy_j > 0) ? 'no power reading' : null;
   }
   const dateFmt = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric' });
   const timeFmt = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
@@ -336,10 +345,25 @@
       : '';
   }
 
+  // What measured each workload's energy ("62 % meter, 38 % estimated"), and the
+  // group meters against the devices they feed (as GET /api/workloads reports them).
+  function renderBasis(cmp) {
+    const ws = cmp.workloads || [];
+    const parts = ws.filter((w) => w.energy_basis && w.energy_j > 0).map((w) =>
+      w.workload + ': ' + w.energy_basis + (w.facility_basis !== 'pue' ? ' (facility energy by site meter)' : '')
+      + (w.no_power_devices > 0 ? ', ' + w.no_power_devices + ' device(s) with no power reading' : ''));
+    $('cmp-basis').textContent = parts.length ? 'Energy measured by: ' + parts.join('; ') + '.' : '';
+    const gaps = (cmp.reconciliation || []).map((r) => 'meter ' + r.group + ' at ' + r.site + ' '
+      + fmtKwh(r.meter_energy_j / 3.6e6) + ' kWh vs devices ' + fmtKwh(r.devices_energy_j / 3.6e6) + ' kWh, gap '
+      + fmtKwh(r.gap_kwh) + ' kWh' + (isNum(r.gap_pct) ? ' (' + fixed(r.gap_pct, 1) + ' %)' : ' (meter not covering the range)'));
+    $('cmp-gap').textContent = gaps.length ? 'Reconciliation: ' + gaps.join('; ') + '.' : '';
+  }
+
   function renderComparison(cmp) {
     const body = $('comparison').tBodies[0];
     const ws = cmp.workloads || [];
     renderSource(ws);
+    renderBasis(cmp);
     body.replaceChildren();
     if (!ws.length) {
       body.append(el('tr', {}, el('td', { colspan: '11', class: 'empty',
