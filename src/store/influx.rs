@@ -375,8 +375,14 @@ impl InfluxQlReader {
 
     /// `SELECT cols FROM m WHERE <range and tag filters>`.
     fn select_cols(&self, cols: &str, query: &SeriesQuery) -> String {
+        format!("SELECT {cols} {}", self.from_where(query))
+    }
+
+    /// `FROM m WHERE <range and tag filters>`, shared by every statement that reads
+    /// one query's rows or series.
+    fn from_where(&self, query: &SeriesQuery) -> String {
         let mut q = format!(
-            "SELECT {cols} FROM {} WHERE time >= {} AND time < {}",
+            "FROM {} WHERE time >= {} AND time < {}",
             self.from(&query.measurement),
             query.start_ns,
             query.end_ns
@@ -527,15 +533,7 @@ impl InfluxQlReader {
     /// See [`Store::series_keys`]: `SHOW SERIES … WHERE time …`, which InfluxDB
     /// 1.x answers per shard (a superset of the series with rows in the range).
     pub async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
-        let mut q = format!(
-            "SHOW SERIES FROM {} WHERE time >= {} AND time < {}",
-            self.from(&query.measurement),
-            query.start_ns,
-            query.end_ns
-        );
-        for (k, v) in &query.tag_filters {
-            q.push_str(&format!(" AND {} = {}", quote_ident(k), quote_literal(v)));
-        }
+        let q = format!("SHOW SERIES {}", self.from_where(query));
         let mut out = Vec::new();
         for r in self.query(&q).await? {
             for s in r.series {
