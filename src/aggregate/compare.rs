@@ -338,6 +338,16 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// One CSV field, quoted (RFC 4180) when it holds a comma, quote or line break: the
+/// quoting of `report --format csv` and `GET /api/workloads.csv`.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::aggregate::compare::{Report, WorkloadSummary};
+use crate::aggregate::compare::{csv_field, Report, WorkloadSummary};
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::{parse_rfc3339, Aggregator, Windows};
 use crate::ledger::EnergyFrom;
@@ -146,14 +146,6 @@ const COLUMNS: [&str; 21] = [
 
 fn opt(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// CSV with the JSON's keys as header; empty cells where JSON has null.

@@ -164,21 +164,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "ledger_share",
 ];
 
-/// One CSV field, quoted (RFC 4180) when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// The comparison as CSV: [`CSV_COLUMNS`], numbers in full precision.
 pub fn report_csv(report: &crate::aggregate::compare::Report) -> String {
     let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     let mut out = CSV_COLUMNS.join(",") + "\r\n";
     let mut line = |cells: Vec<String>| {
-        out += &cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+        out += &cells.iter().map(|c| crate::aggregate::compare::csv_field(c)).collect::<Vec<_>>().join(",");
         out += "\r\n";
     };
     for (i, w) in report.workloads.iter().enumerate() {
