@@ -17,7 +17,7 @@ mod ledger_site;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ledger_site::{run_site, S, T0_NS};
+use ledger_site::{report, run_site, site_batches, S, T0_NS};
 use wattledger::aggregate::compare::WindowResult;
 use wattledger::aggregate::config::AggregatorConfig;
 use wattledger::aggregate::{Aggregator, Windows};
@@ -152,29 +152,6 @@ async fn raw_and_ledger_agree_on_the_agents_data() {
         assert!(share > 0.8 && share < 1.0, "{}: ledger share {share}", w.workload);
         assert!(close(w.ledger_energy_j + w.raw_energy_j, w.energy_j), "{w:?}");
     }
-}
-
-/// The site's batches, from a runtime of its own with paused time (the test's
-/// runtime talks to a real server, whose answers must not race virtual time).
-fn site_batches() -> Vec<String> {
-    std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-        rt.block_on(run_site())
-    })
-    .join()
-    .unwrap()
-}
-
-fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
-    let at = |s: i64| wattledger::aggregate::rfc3339(T0_NS + s * S);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
-        .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
-        .arg(config)
-        .args(["--from", &at(from_s), "--to", &at(to_s)])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn assert_reports_agree(a: &serde_json::Value, b: &serde_json::Value) {

@@ -120,19 +120,6 @@ async fn documented_retention_policies_work_on_influxd() {
     assert!(err.to_string().contains("windows_retention_policy"), "{err}");
 }
 
-/// The report of `config` over `[from_s, to_s)` seconds after the ledger site's start.
-fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
-    let at = |s: i64| wattledger::aggregate::rfc3339(ledger_site::T0_NS + s * S);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
-        .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
-        .arg(config)
-        .args(["--from", &at(from_s), "--to", &at(to_s)])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// "Keeping the ledger forever": an agent sink with `retention_policies = {
 /// energy_ledger = "forever" }` sends the ledger there and its raw samples to the
 /// 14-day default; an aggregator whose `[store]` names the same route reads the
@@ -149,12 +136,7 @@ async fn the_ledger_is_routed_to_the_policy_without_expiry() {
     let writer = sink.build().unwrap();
     assert!(writer.describe().contains("energy_ledger to influxdb v1"), "{}", writer.describe());
     // The real agent pipeline's batches (virtual time, a runtime of its own).
-    let batches = std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-        rt.block_on(ledger_site::run_site())
-    })
-    .join()
-    .unwrap();
+    let batches = ledger_site::site_batches();
     for b in &batches {
         writer.write_lines(b).await.unwrap();
     }
@@ -169,9 +151,9 @@ async fn the_ledger_is_routed_to_the_policy_without_expiry() {
     let unrouted = dir.path().join("unrouted.toml");
     std::fs::write(&unrouted, ledger_site::aggregator_config(&db.store_toml())).unwrap();
     // Over a range the ledger covers completely, it gives the raw samples' energy.
-    let raw = report(&routed, 540, 1380, "raw");
-    let ledger = report(&routed, 540, 1380, "ledger");
-    let missed = report(&unrouted, 540, 1380, "ledger");
+    let raw = ledger_site::report(&routed, 540, 1380, "raw");
+    let ledger = ledger_site::report(&routed, 540, 1380, "ledger");
+    let missed = ledger_site::report(&unrouted, 540, 1380, "ledger");
     let (raw, ledger, missed) = (&raw["workloads"], &ledger["workloads"], &missed["workloads"]);
     for i in 0..raw.as_array().unwrap().len() {
         let (r, l) = (raw[i]["energy_j"].as_f64().unwrap(), ledger[i]["energy_j"].as_f64().unwrap());

@@ -272,3 +272,28 @@ max_gap = "90s"
 "#
     )
 }
+
+/// The site's batches, from a runtime of its own with paused time (the test's
+/// runtime talks to a real server, whose answers must not race virtual time).
+pub fn site_batches() -> Vec<String> {
+    std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(run_site())
+    })
+    .join()
+    .unwrap()
+}
+
+/// `wattledger report --format json` of `config` over `[from_s, to_s)` seconds after
+/// the site's start.
+pub fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
+    let at = |s: i64| wattledger::aggregate::rfc3339(T0_NS + s * S);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
+        .arg(config)
+        .args(["--from", &at(from_s), "--to", &at(to_s)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
