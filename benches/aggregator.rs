@@ -29,7 +29,8 @@
 //! Ends with one table: case, target, figure, peer, met or missed.
 //!
 //! Run: `bash bench/issue12.sh`, or `cargo bench --bench aggregator` (needs
-//! `WATTLEDGER_TEST_INFLUXD_BIN` or `/work/ci-packages/root/usr/bin/influxd`).
+//! `WATTLEDGER_TEST_INFLUXD_BIN`, or the influxd `.ci/servers.sh` unpacks into
+//! `target/ci-packages`).
 //! Knobs: `WL_BENCH_MINERS` (2000), `WL_BENCH_GPUS` (512), `WL_BENCH_HOURS` (24),
 //! `WL_BENCH_GPU_INTERVAL_S` (1), `WL_BENCH_MINER_INTERVAL_S` (30),
 //! `WL_BENCH_CASES` (`day,api,site`: which parts run), `WL_BENCH_SKIP_INFLUX=1`
@@ -390,7 +391,7 @@ fn start_influxd(dir: &Path) -> Result<Influxd, String> {
     let bin = std::env::var("WATTLEDGER_TEST_INFLUXD_BIN")
         .ok()
         .or_else(|| {
-            let ci = "/work/ci-packages/root/usr/bin/influxd";
+            let ci = concat!(env!("CARGO_MANIFEST_DIR"), "/target/ci-packages/root/usr/bin/influxd");
             Path::new(ci).exists().then(|| ci.to_string())
         })
         .ok_or("no influxd: set WATTLEDGER_TEST_INFLUXD_BIN (see .ci/servers.sh) or WL_BENCH_SKIP_INFLUX=1")?;
