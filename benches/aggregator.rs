@@ -623,11 +623,14 @@ fn store_configs(dir: &Path, name: &str, influx: Option<&Influxd>, hours: i64) -
     let mut out = vec![("embedded", emb)];
     if let Some(s) = influx {
         let cfg = dir.join(format!("{name}-influx.toml"));
-        std::fs::write(
-            &cfg,
-            config(&format!("kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"{name}\"", s.url), hours),
-        )
-        .unwrap();
+        // influxd compacts the tens of millions of rows just loaded for minutes
+        // after, and a late-data count can wait longer than the default 10 s for
+        // its first byte then (seen: the second scheduled pass failed with it).
+        let store = format!(
+            "kind = \"influxdb\"\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"{name}\"\ntimeout = \"120s\"",
+            s.url
+        );
+        std::fs::write(&cfg, config(&store, hours)).unwrap();
         out.push(("influxd", cfg));
     }
     out

@@ -1,7 +1,8 @@
 //! Mutation fuzzer for every parser that reads outside input, on stable Rust (no
 //! nightly for cargo-fuzz here): line protocol (the ingest), miner replies (JSON
-//! and HTTP framing), Prometheus/OpenMetrics text (inference scrapes), market JSON
-//! and the config files. Not part of `cargo test`; run it with `fuzz/run.sh`.
+//! and HTTP framing), Prometheus/OpenMetrics text (inference scrapes), market JSON,
+//! meter replies (SNMP BER, Modbus registers and register maps, Redfish, Shelly and
+//! Tasmota JSON) and the config files. Not part of `cargo test`; run it with `fuzz/run.sh`.
 //!
 //! Each target starts from a corpus of real inputs (the captured replies under
 //! `tests/data`, the example configs, lines the encoder writes) and applies random
@@ -24,6 +25,9 @@ use rand::{Rng, SeedableRng};
 use wattledger::agent::config::AgentConfig;
 use wattledger::aggregate::config::AggregatorConfig;
 use wattledger::collect::inference::{extract, scan_samples, MetricNames, ServerKind};
+use wattledger::collect::meters::modbus::{decode, RegisterMap, BUILTIN_MAPS};
+use wattledger::collect::meters::snmp::number_from_value;
+use wattledger::collect::meters::{redfish, shelly, tasmota, ChannelReading};
 use wattledger::collect::miners::identify::{
     identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
 };
@@ -108,6 +112,37 @@ fn market(b: &[u8]) {
     let _ = parse_mempool(b, &h, &r);
     let _ = parse_mempool(&p, b, &r);
     let _ = parse_mempool(&p, &h, b);
+}
+
+/// One input as every meter reply: an SNMP message (BER, decoded by `snmp2`) whose
+/// varbind values are read as numbers; Modbus registers (the bytes as big-endian
+/// words) decoded by every register of every built-in map; a register map file;
+/// and a JSON document read as a Redfish resource, a Shelly `Switch.GetStatus`
+/// and a Tasmota `Status 8` answer.
+fn meter(b: &[u8]) {
+    if let Ok(pdu) = snmp2::Pdu::from_bytes(b) {
+        for (_, value) in pdu.varbinds {
+            let _ = number_from_value(&value);
+        }
+    }
+    let words: Vec<u16> = b.chunks(2).map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])).collect();
+    for (name, text) in BUILTIN_MAPS {
+        let map = RegisterMap::from_toml(text, name).expect("a built-in map loads");
+        for ch in &map.channels {
+            for reg in [ch.power, ch.energy].into_iter().flatten() {
+                let _ = decode(&words, &reg);
+            }
+        }
+    }
+    let _ = RegisterMap::from_toml(&String::from_utf8_lossy(b), "fuzz.toml");
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(b) {
+        let _ = redfish::members(&v, "/redfish/v1/Chassis");
+        let mut r = ChannelReading::new("1U");
+        redfish::environment_metrics(&v, "/redfish/v1/Chassis/1U/EnvironmentMetrics", &mut r);
+        redfish::deprecated_power(&v, "/redfish/v1/Chassis/1U/Power", &mut r);
+        let _ = shelly::parse_switch_status(&v, 0);
+        let _ = tasmota::parse_status8(&v);
+    }
 }
 
 fn config(b: &[u8]) {
@@ -232,6 +267,20 @@ fn main() {
         },
         Target { name: "prometheus", seeds: seeds(&["tests/data/inference"], &["txt"], &[]), run: prometheus },
         Target { name: "market", seeds: seeds(&["tests/data/market"], &["json"], &[]), run: market },
+        Target {
+            name: "meter",
+            seeds: seeds(
+                &["tests/data/meters"],
+                &["json", "ber", "toml"],
+                &[
+                    // The shapes of a Shelly Gen2 `Switch.GetStatus` and a Tasmota
+                    // `Status 8` answer, as their RPC and command documentation gives them.
+                    r#"{"id":0,"source":"init","output":true,"apower":812.5,"voltage":230.1,"current":3.53,"aenergy":{"total":15234.125,"by_minute":[13.5,13.4,13.6],"minute_ts":1795132800},"temperature":{"tC":41.2,"tF":106.2}}"#,
+                    r#"{"StatusSNS":{"Time":"2026-11-20T00:00:00","ENERGY":{"TotalStartTime":"2026-11-01T00:00:00","Total":15.234,"Yesterday":1.2,"Today":0.4,"Power":812,"ApparentPower":830,"ReactivePower":170,"Factor":0.98,"Voltage":230,"Current":3.53}}}"#,
+                ],
+            ),
+            run: meter,
+        },
         Target {
             name: "config",
             seeds: seeds(&["docs/examples", "agents/examples", "deploy"], &["toml"], &[]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (line protocol, miner replies, Prometheus text, market
-# JSON, config) for MINUTES each and prints inputs tried and crashes found;
+# JSON, meter replies, config) for MINUTES each and prints inputs tried and crashes found;
 # crashing inputs go to target/fuzz-crashes/. Not part of the default tests.
 #   fuzz/run.sh [MINUTES] [TARGET...]
 set -euo pipefail

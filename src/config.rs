@@ -24,6 +24,21 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A config value that is wrong, with the path of its key:
+/// `workloads[2].usd_per_gpu_hour`, `sites.a.pue`, `market.difficulty`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct KeyError {
+    pub at: String,
+    pub problem: String,
+}
+
+impl KeyError {
+    pub fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
+        KeyError { at: at.into(), problem: problem.into() }
+    }
+}
+
 /// Reads a TOML file into `T`, expanding `${VAR}` references from the environment
 /// first. Error messages name the file, the line and the offending key.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {

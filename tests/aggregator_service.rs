@@ -565,7 +565,7 @@ async fn device_history_prices_csv_and_fleet_readings() {
     let mut lines = scenario::line_protocol();
     lines += &format!("gpu,site=s1,host=rig9,gpu=0,uuid=GPU-9,model=H100,workload=h100 power_w=300,util_gpu_pct=3,temp_c=61,status=\"ok\" {end_s}\n");
     lines += &format!("gpu,site=s1,host=rig9,gpu=1,uuid=GPU-8,model=H100,workload=h100 power_w=300,util_gpu_pct=80,status=\"ok\" {end_s}\n");
-    lines += &format!("asic,site=s1,host=rig8,miner=m8,model=S9,workload=btc power_w=1400,hashrate_ths=14,temp_c_max=71.5,fan_rpm_avg=5400,uptime_s=86400i,online=true {end_s}\n");
+    lines += &format!("asic,site=s1,host=rig8,miner=m8,model=S9,workload=btc power_w=1400,hashrate_ths=14,temp_c_max=71.5,fan_rpm_avg=5400,uptime_s=86400i,pool_url=\"stratum+tcp://pool.example:3333\",pool_user=\"acct.m8\",pool_alive=false,online=true {end_s}\n");
     let r = http
         .post(format!("{}/api/v2/write?precision=s", run.base))
         .header(auth.0, auth.1)
@@ -730,4 +730,12 @@ async fn device_history_prices_csv_and_fleet_readings() {
     assert!(m8["idle"].is_null() && m8["util_gpu_pct"].is_null());
     assert_eq!(m1["hashrate_ths"], 200.0);
     assert!(m1["temp_c"].is_null() && m1["fan_rpm"].is_null() && m1["uptime_s"].is_null(), "{m1}");
+    // The pool (string fields, so read beside the numeric tracks), null where not sent.
+    assert_eq!(
+        (&m8["pool_url"], &m8["pool_user"], &m8["pool_alive"]),
+        (&"stratum+tcp://pool.example:3333".into(), &"acct.m8".into(), &false.into()),
+        "{m8}"
+    );
+    assert!(m1["pool_url"].is_null() && m1["pool_user"].is_null() && m1["pool_alive"].is_null(), "{m1}");
+    assert!(idle["pool_url"].is_null(), "{idle}");
 }

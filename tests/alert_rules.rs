@@ -92,16 +92,25 @@ fn grafana_rules_and_engine_defaults_agree() {
                 let baseline_s = (BASELINE_NS / 1_000_000_000) as u64;
                 assert_eq!(range("B"), (d.window_s + baseline_s, d.window_s), "{uid}: the baseline before the window");
             }
+            // The |gap %| of the latest 1h window of `meter_reconciliation`, which is
+            // what the engine compares (its default window is the hour).
+            Kind::MeterGap => {
+                assert_eq!(thresholds(&r), vec![d.threshold], "{uid}: threshold of {kind}");
+                assert_eq!(seconds(r["for"].as_str().unwrap()), d.for_s, "{uid}: for of {kind}");
+                let query = r["data"][0]["model"]["query"].as_str().unwrap();
+                assert!(query.contains("abs(\"gap_pct\")"), "{uid}: the gap counts either way: {query}");
+                assert_eq!(d.window_s, 3600, "{uid}: the rule reads 1h windows");
+                assert!(query.contains("\"window\" = '1h'"), "{uid}: {query}");
+            }
             // Measured in other units in InfluxQL (absolute J/TH, readings per
             // minute): the kind and severity must agree.
             _ => {}
         }
     }
     // Every kind has a Grafana counterpart but market_stale: the age of the latest
-    // point cannot be told from a query that returns no rows (`noDataState: OK`);
-    // and meter_gap, which has none yet (dashboards/README.md says so).
+    // point cannot be told from a query that returns no rows (`noDataState: OK`).
     for d in DEFAULTS {
-        let expected = !matches!(d.kind, Kind::MarketStale | Kind::MeterGap);
+        let expected = !matches!(d.kind, Kind::MarketStale);
         assert_eq!(covered.contains_key(&d.kind), expected, "{}: Grafana rule", d.kind);
     }
 }

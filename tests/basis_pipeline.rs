@@ -18,10 +18,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::{Batches, VirtualClock};
 use wattledger::agent::config::AgentConfig;
 use wattledger::agent::pipeline::ScheduledSource;
 use wattledger::agent::Agent;
@@ -34,7 +35,6 @@ use wattledger::collect::{Source, SourceError};
 use wattledger::ledger::EnergyFrom;
 use wattledger::model::{Clock, Point, SystemClock};
 use wattledger::ship::lineproto::{parse, Precision};
-use wattledger::ship::{WriteError, Writer};
 use wattledger::store::embedded::EmbeddedStore;
 use wattledger::store::{SeriesQuery, Store};
 
@@ -42,30 +42,6 @@ use wattledger::store::{SeriesQuery, Store};
 const T0_NS: i64 = 1_795_132_800_000_000_000;
 const S: i64 = 1_000_000_000;
 const END_S: f64 = 1260.0;
-
-struct VirtualClock {
-    start: tokio::time::Instant,
-}
-
-impl Clock for VirtualClock {
-    fn now_ns(&self) -> i64 {
-        T0_NS + self.start.elapsed().as_nanos() as i64
-    }
-}
-
-#[derive(Default)]
-struct Batches(Mutex<Vec<String>>);
-
-#[async_trait]
-impl Writer for Batches {
-    async fn write_lines(&self, body: &str) -> Result<(), WriteError> {
-        self.0.lock().unwrap().push(body.to_string());
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "test batches".into()
-    }
-}
 
 fn secs(time_ns: i64) -> f64 {
     (time_ns - T0_NS) as f64 / 1e9
@@ -196,7 +172,7 @@ miners = {{ "192.0.2.0/24" = "btc" }}
 
 async fn run_site() -> Vec<String> {
     let spool = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(VirtualClock { start: tokio::time::Instant::now() });
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::starting_at(T0_NS));
     let writer = Arc::new(Batches::default());
     let sources = vec![
         ScheduledSource { source: Box::new(Miners), interval: Duration::from_secs(10) },
@@ -277,7 +253,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 #[tokio::test(start_paused = true)]
 async fn meters_replace_device_energy_by_basis_and_reconcile_the_site() {
     let store = site_store().await;
-    // The agent wrote ledger points for the devices, none for the meters.
+    // The agent wrote ledger points for the devices and for each meter channel.
     let q = |m: &str| SeriesQuery {
         measurement: m.into(),
         fields: vec!["energy_j".into()],
@@ -287,7 +263,12 @@ async fn meters_replace_device_energy_by_basis_and_reconcile_the_site() {
     };
     let ledger = store.read(&q("energy_ledger")).await.unwrap();
     assert!(ledger.iter().any(|s| s.tags.get("basis").map(String::as_str) == Some("estimated")));
-    assert!(ledger.iter().all(|s| s.tags.get("source").map(String::as_str) != Some("meter")));
+    let meter_ledger: std::collections::BTreeSet<&str> = ledger
+        .iter()
+        .filter(|s| s.tags.get("source").map(String::as_str) == Some("meter"))
+        .map(|s| s.tags["meter"].as_str())
+        .collect();
+    assert_eq!(meter_ledger, ["bmc-rig1", "pdu-1", "row", "site"].into_iter().collect());
     let meters = store.read(&q("meter")).await.unwrap();
     assert!(meters.iter().all(|s| s.tags.get("group").map(String::as_str) == Some("row-1")), "{meters:?}");
 
@@ -414,4 +395,128 @@ async fn meters_replace_device_energy_by_basis_and_reconcile_the_site() {
     let obs = found.observations.iter().find(|o| o.labels["device"].ends_with("192.0.2.10:4028")).unwrap();
     assert!(close(obs.value, (3400.0 / 110.0 / (3250.0 / 110.0) - 1.0) * 100.0, 1e-6), "{}", obs.value);
     assert!(found.notes.iter().all(|n| !n.contains("192.0.2.10")), "{:?}", found.notes);
+}
+
+/// The drill-down takes the meter channels covering a device as the windows do:
+/// each bucket's energy is the outlet's (or the BMC's share) where they answered,
+/// the device's own elsewhere, and says its basis; the buckets add up to the
+/// workload's windows.
+#[tokio::test(start_paused = true)]
+async fn the_drill_down_applies_meters_and_says_each_buckets_basis() {
+    let store = site_store().await;
+    let agg = aggregator(&store, EnergyFrom::Auto);
+    let ws = windows(&agg).await;
+    let (from, to) = (T0_NS, T0_NS + 1200 * S);
+
+    // The stock miner: one-minute buckets.
+    let h = agg.device_history("rig1/192.0.2.10:4028", from, to).await.unwrap();
+    assert_eq!((h.bucket_s, h.points.len()), (60, 20));
+    assert_eq!(h.power_basis.as_deref(), Some("estimated"));
+    assert!(h.notes.iter().any(|n| n.contains("pdu-1")), "{:?}", h.notes);
+    for p in &h.points[10..] {
+        assert_eq!(p.energy_basis.as_deref(), Some("100 % meter"), "{p:?}");
+        assert!(close(p.power_w.unwrap(), 3400.0, 1e-9), "{p:?}");
+        assert_eq!(p.efficiency_basis, Some("measured"));
+        assert!(close(p.j_per_th.unwrap(), 3400.0 / 110.0, 1e-9), "{p:?}");
+    }
+    // In the outlet's outage (its readings 290 s and 420 s apart) the miner's own
+    // estimate counts: J/TH there is the nominal figure.
+    let outage = &h.points[6];
+    assert_eq!(outage.energy_basis.as_deref(), Some("100 % estimated"), "{outage:?}");
+    assert_eq!(outage.efficiency_basis, Some("nominal"));
+    assert!(close(outage.power_w.unwrap(), 3250.0, 1e-9), "{outage:?}");
+    // The buckets sum to the btc windows' energy and bases (the other miner has no
+    // power of its own).
+    let mut by_basis = wattledger::aggregate::basis::BasisEnergy::default();
+    for p in h.points.iter().filter_map(|p| p.energy_by_basis.as_ref()) {
+        by_basis.absorb(p);
+    }
+    let btc: Vec<&WindowResult> = ws.iter().filter(|w| w.workload == "btc").collect();
+    let want_meter: f64 = btc.iter().map(|w| w.basis.meter_j).sum();
+    let want_est: f64 = btc.iter().map(|w| w.basis.estimated_j).sum();
+    assert!(close(by_basis.meter_j, want_meter, 1e-6), "{} vs {want_meter}", by_basis.meter_j);
+    assert!(close(by_basis.estimated_j, want_est, 1e-6), "{} vs {want_est}", by_basis.estimated_j);
+    let energy: f64 = h.points.iter().filter_map(|p| p.energy_j).sum();
+    assert!(close(energy, btc.iter().map(|w| w.energy_j).sum(), 1e-6), "{energy}");
+
+    // GPU-a: the BMC's 1000 W split 600 : 200 by board energy with GPU-b of the
+    // other workload.
+    let h = agg.device_history("rig1/GPU-a", from, to).await.unwrap();
+    assert!(h.notes.iter().any(|n| n.contains("bmc-rig1") && n.contains("board energy")), "{:?}", h.notes);
+    for p in &h.points[1..] {
+        assert_eq!(p.energy_basis.as_deref(), Some("100 % meter"), "{p:?}");
+        assert!(close(p.power_w.unwrap(), 750.0, 1e-9), "{p:?}");
+    }
+    let energy: f64 = h.points.iter().filter_map(|p| p.energy_j).sum();
+    let train: f64 = ws.iter().filter(|w| w.workload == "train").map(|w| w.energy_j).sum();
+    assert!(close(energy, train, 1e-6), "{energy} vs {train}");
+}
+
+/// Late data at one workload moves the site meter's facility factor of every
+/// workload at the site, so the next scheduled pass writes the site's other stored
+/// windows again, though none of their own values changed: the stored rows'
+/// facility energy (what Grafana reads) adds up to the site meter's again.
+#[tokio::test(start_paused = true)]
+async fn late_data_at_one_workload_rewrites_the_sites_other_stored_windows() {
+    use wattledger::model::schema::workload_efficiency as we;
+    let store = site_store().await;
+    let agg = aggregator(&store, EnergyFrom::Auto);
+    let now = T0_NS + 1250 * S;
+    agg.run_once(now).await.unwrap();
+    let second = T0_NS + 600 * S;
+    // The stored row of each workload's second window: (facility J, cost USD).
+    let stored = || async {
+        let q = SeriesQuery {
+            measurement: we::MEASUREMENT.into(),
+            fields: vec![we::FACILITY_ENERGY_J.into(), we::ENERGY_COST_USD.into()],
+            tag_filters: vec![(we::TAG_WINDOW.into(), "10m".into())],
+            start_ns: second,
+            end_ns: second + 1,
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for s in store.read(&q).await.unwrap() {
+            let v = |i: usize| s.values[0][i].as_ref().and_then(|v| v.as_f64()).unwrap();
+            out.insert(s.tags[we::TAG_WORKLOAD].clone(), (v(0), v(1)));
+        }
+        assert_eq!(out.len(), 3, "{out:?}");
+        out
+    };
+    let site_j = 4900.0 * 600.0;
+    let before = stored().await;
+    let facility: f64 = before.values().map(|v| v.0).sum();
+    assert!(close(facility, site_j, 1e-9), "{facility} vs {site_j}");
+
+    // A GPU of `infer` on another host of the site, written late: 100 W over the
+    // second window.
+    let late: Vec<Point> = (600..1200)
+        .step_by(5)
+        .map(|t| {
+            Point::new("gpu", T0_NS + t * S)
+                .tag("site", "s1")
+                .tag("host", "rig2")
+                .tag("group", "row-1")
+                .tag("workload", "infer")
+                .tag("gpu", "0")
+                .tag("uuid", "GPU-z")
+                .tag("model", "H100")
+                .field("power_w", 100.0)
+                .field("energy_j", 2e6 + 100.0 * t as f64)
+                .field("util_gpu_pct", 90.0)
+                .field("status", "ok")
+        })
+        .collect();
+    store.write_blocking(&late).unwrap();
+    let stats = agg.run_once(now).await.unwrap();
+    let after = stored().await;
+    let facility: f64 = after.values().map(|v| v.0).sum();
+    assert!(close(facility, site_j, 1e-9), "{facility} vs {site_j}: {before:?} → {after:?}");
+    for name in ["btc", "train"] {
+        let ((f0, c0), (f1, c1)) = (before[name], after[name]);
+        assert!(f1 < f0, "{name}: {f0} → {f1}");
+        assert!(close(c1 / c0, f1 / f0, 1e-9), "{name}: the cost follows the facility energy");
+    }
+    assert!(stats.windows_written >= 3, "infer computed again, btc and train written again: {stats:?}");
+
+    // Nothing changed since: nothing is written.
+    assert_eq!(agg.run_once(now).await.unwrap().windows_written, 0);
 }

@@ -127,3 +127,17 @@ async fn a_profile_the_agent_does_not_serve_says_so() {
     let e = read(&cfg).await.unwrap_err();
     assert!(e.contains("no rows") && e.contains("generic"), "{e}");
 }
+
+/// The fuzzer's hand-encoded SNMP seed (`tests/data/meters/snmp/`) is a message
+/// `snmp2` decodes, with the numbers a meter reads from it, so the `meter` fuzz
+/// target starts from replies that reach the value parsing.
+#[test]
+fn the_fuzzers_snmp_seed_decodes_to_its_numbers() {
+    use wattledger::collect::meters::snmp::number_from_value;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/meters/snmp/apc-rpdu2-outlets.ber");
+    let bytes = std::fs::read(path).unwrap();
+    let pdu = snmp2::Pdu::from_bytes(&bytes).unwrap();
+    let values: Vec<Result<f64, String>> =
+        pdu.varbinds.map(|(_, v)| number_from_value(&v).map(|n| n.as_f64())).collect();
+    assert_eq!(values, vec![Ok(374.0), Ok(123456.0), Ok(212.0)]);
+}

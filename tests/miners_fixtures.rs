@@ -383,3 +383,83 @@ fn raw_wire_quirks_nul_brace_strings_and_garbage() {
     let e = parse_lenient(br#"{"version":[{"STATUS":[{"STATUS":"E","Msg":"Access denied"}]}]}"#).unwrap();
     assert_eq!(wattledger::collect::miners::split_multi(e.clone(), &["version"]), Err("version: Access denied".into()));
 }
+
+#[test]
+fn pool_in_use_follows_a_failover() {
+    let lux = || {
+        doc(&[
+            ("version", "luxos/version.json"),
+            ("summary", "luxos/summary.json"),
+            ("stats", "luxos/stats.json"),
+            ("pools", "luxos/pools.json"),
+        ])
+    };
+    // POOLS[0] (priority 0) and POOLS[2] (priority 2, group 1) are both `Stratum Active`: the first by priority.
+    let r = read_cg(&lux());
+    assert_eq!(r.pool_url.as_deref(), Some("stratum+tcp://ca.stratum.braiins.com:3333"));
+    assert_eq!((r.pool_user.as_deref(), r.pool_alive), (Some("asic-rs.user1"), Some(true)));
+    // POOLS[0] goes down: the miner mines on POOLS[2].
+    let mut d = lux();
+    d["pools"]["POOLS"][0]["Status"] = "Dead".into();
+    d["pools"]["POOLS"][0]["Stratum Active"] = false.into();
+    let r = read_cg(&d);
+    assert_eq!((r.pool_user.as_deref(), r.pool_alive), (Some("asic-rs.user2"), Some(true)));
+    // Every pool down: the first by priority, reported down (not dropped).
+    for p in d["pools"]["POOLS"].as_array_mut().unwrap() {
+        p["Status"] = "Dead".into();
+        p["Stratum Active"] = false.into();
+    }
+    let r = read_cg(&d);
+    assert_eq!(r.pool_url.as_deref(), Some("stratum+tcp://ca.stratum.braiins.com:3333"));
+    assert_eq!((r.pool_user.as_deref(), r.pool_alive), (Some("asic-rs.user1"), Some(false)));
+    // No `pools` reply (a cgminer refusing it): no pool, the rest of the reading stands.
+    let mut d = lux();
+    d.as_object_mut().unwrap().remove("pools");
+    let r = read_cg(&d);
+    assert_eq!((r.pool_url, r.pool_user, r.pool_alive), (None, None, None));
+    assert!(r.online && r.hashrate_ths.is_some());
+
+    // AxeOS on its fallback pool (`isUsingFallbackStratum` 1): the fallback's keys.
+    let mut d = doc(&[("system_info", "bitaxe-axeos/system_info.json")]);
+    let r = finish("10.0.0.4", 80, &identify_axeos(&d), &d);
+    assert_eq!((r.pool_url.as_deref(), r.pool_alive), (Some("btc.example.pool:3333"), None));
+    d["system_info"]["isUsingFallbackStratum"] = 1.into();
+    let r = finish("10.0.0.4", 80, &identify_axeos(&d), &d);
+    assert_eq!(r.pool_url.as_deref(), Some("btc2.example.pool:3333")); // fallbackStratumURL + Port
+    assert_eq!(r.pool_user.as_deref(), Some("asic-rs.test"));
+
+    // ePIC's connection in use; `IsPoolConnected` false = down.
+    let mut d = doc(&[("summary", "epic-powerplay/summary.json")]);
+    d["summary"]["Stratum"]["IsPoolConnected"] = false.into();
+    let r = finish("10.0.0.5", 4028, &identify_epic(&d), &d);
+    assert_eq!((r.pool_url.as_deref(), r.pool_alive), (Some("mine.ocean.xyz:3334"), Some(false)));
+}
+
+#[test]
+fn no_pool_password_is_shipped() {
+    let mut d = doc(&[
+        ("version", "antminer-stock/version.json"),
+        ("summary", "antminer-stock/summary.json"),
+        ("stats", "antminer-stock/stats.json"),
+        ("pools", "antminer-stock/pools.json"),
+    ]);
+    // Credentials where firmwares let an operator put them: in the URL's user part, its
+    // query, and after a `:` in the worker.
+    d["pools"]["POOLS"][0]["URL"] = "stratum+tcp://acct:s3cret@btc.global.luxor.tech:700/?password=s3cret".into();
+    d["pools"]["POOLS"][0]["User"] = "satokierepair.H04YK:s3cret".into();
+    let r = read_cg(&d);
+    assert_eq!(r.pool_url.as_deref(), Some("stratum+tcp://btc.global.luxor.tech:700"));
+    assert_eq!(r.pool_user.as_deref(), Some("satokierepair.H04YK"));
+    let point = r.to_point(1);
+    let shipped = format!("{point:?} {}", serde_json::to_string(&r).unwrap());
+    assert!(!shipped.contains("s3cret"), "{shipped}");
+    // Pool URL and worker are fields, never tags: a failover must not start a new series.
+    assert!(point.tag_value("pool_url").is_none() && point.tag_value("pool_user").is_none());
+    assert!(point.fields.iter().any(|(k, _)| k == "pool_url"));
+    // ePIC keeps `password` in `StratumConfigs`; only `Stratum` is read.
+    let d = doc(&[("summary", "epic-powerplay/summary.json")]);
+    assert_eq!(first_str(&d, "summary/StratumConfigs/0/password"), Some("password"));
+    let r = finish("10.0.0.5", 4028, &identify_epic(&d), &d);
+    assert!(!serde_json::to_string(&r).unwrap().to_lowercase().contains("password"));
+    assert_eq!(r.pool_user.as_deref(), Some("randomuser.randomworker-0x81x19"));
+}

@@ -114,6 +114,46 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
     fleet.stop().await;
 }
 
+/// The pool in use per simulated make, from its capture: (url, worker, alive).
+fn expected_pool(id: &str) -> Option<(&'static str, &'static str, Option<bool>)> {
+    Some(match id {
+        // cgminer `POOLS`: the `Stratum Active` entry, Status "Alive".
+        "antminer-stock" => ("stratum+tcp://btc.global.luxor.tech:700", "satokierepair.H04YK", Some(true)),
+        "luxos" => ("stratum+tcp://ca.stratum.braiins.com:3333", "asic-rs.user1", Some(true)),
+        "avalon" => ("stratum+tcp://pool.example.com:4444", "worker1", Some(true)),
+        "whatsminer-v1" | "whatsminer-v2" | "whatsminer-v3" => {
+            ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", Some(true))
+        }
+        // AxeOS `stratumURL` + `stratumPort`; AxeOS says nothing about the connection.
+        "bitaxe-axeos" => ("btc.example.pool:3333", "asic-rs.test", None),
+        // ePIC `Stratum`: `Current Pool`, `Current User`, `IsPoolConnected`.
+        "epic-powerplay" => ("mine.ocean.xyz:3334", "randomuser.randomworker-0x81x19", Some(true)),
+        "proto" => ("stratum+tcp://pool-a.example.com:3333", "worker-a", None),
+        "braiins-os-graphql" => ("stratum+tcp://btc1.example.pool:3333", "asic-rs.test", Some(true)),
+        "braiins-os-rest" => ("stratum+tcp://example.pool.com:3333", "asic_rs.test", Some(true)),
+        _ => return None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_simulated_make_serves_its_pool_and_no_password_is_read() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fleet = SimFleet::start(spec(block(7), &SimMake::ALL), clock.clone()).await.unwrap();
+    for (m, addr) in SimMake::ALL.iter().zip(fleet.addrs()) {
+        let r = miners::probe(&addr.ip().to_string(), addr.port(), &ro(3000)).await.unwrap();
+        let got = r.pool_url.as_deref().map(|u| (u, r.pool_user.as_deref().unwrap_or(""), r.pool_alive));
+        assert_eq!(got, expected_pool(m.name()), "{}", m.name());
+        // Avalon's `pools` carries `"Password": "x"`, ePIC's `StratumConfigs` `"password": "password"`:
+        // neither reaches the reading or its point.
+        let json = serde_json::to_string(&r).unwrap();
+        let point = format!("{:?}", r.to_point(T0));
+        for shipped in [&json, &point] {
+            assert!(!shipped.to_lowercase().contains("password"), "{}: {shipped}", m.name());
+        }
+    }
+    fleet.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_power_off_degrade_hashdrop_and_hostile_replies() {
     let clock = Arc::new(ManualClock::new(T0));
@@ -258,6 +298,9 @@ async fn probe_binary_json_for_several_makes_and_clear_errors() {
         "temp_c_max",
         "fan_rpm_avg",
         "uptime_s",
+        "pool_url",
+        "pool_user",
+        "pool_alive",
         "online",
         "error",
     ];

@@ -13,7 +13,7 @@ use crate::agent::spool::FsyncPolicy;
 use crate::collect::inference::InferenceServerConfig;
 pub use crate::collect::meters::MetersConfig;
 pub use crate::collect::miners::fleet::MinersConfig;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, KeyError};
 pub use crate::ledger::writer::LedgerConfig;
 use crate::ship::SinkConfig;
 use crate::store::{StoreConfig, StoreKind};
@@ -145,82 +145,106 @@ impl AgentConfig {
     pub fn from_toml(raw: &str) -> Result<AgentConfig, ConfigError> {
         let origin = Path::new("<agent config>");
         let cfg: AgentConfig = crate::config::from_str(raw, origin)?;
-        cfg.validate().map_err(ConfigError::Invalid)?;
+        cfg.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(cfg)
     }
 
-    /// Checks what serde cannot: values in range, names unique, ranges parse.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot: values in range, names unique, ranges parse. The
+    /// error names the key path (`agent.batch_size`, `sinks[1].name`).
+    pub fn validate(&self) -> Result<(), KeyError> {
         let a = &self.agent;
         if a.site.trim().is_empty() {
-            return Err("[agent] site must not be empty".into());
+            return Err(KeyError::new("agent.site", "must not be empty"));
         }
         if a.batch_size == 0 {
-            return Err("[agent] batch_size must be at least 1".into());
+            return Err(KeyError::new("agent.batch_size", "must be at least 1"));
         }
         if a.spool_max_bytes < 64 * 1024 {
-            return Err(format!("[agent] spool_max_bytes = {} is too small; use at least 65536", a.spool_max_bytes));
+            return Err(KeyError::new(
+                "agent.spool_max_bytes",
+                format!("{} is too small; use at least 65536", a.spool_max_bytes),
+            ));
         }
         for (key, d) in [("batch_interval", a.batch_interval), ("self_telemetry_interval", a.self_telemetry_interval)] {
             if d.is_zero() {
-                return Err(format!("[agent] {key} must be longer than 0s"));
+                return Err(KeyError::new(format!("agent.{key}"), "must be longer than 0s"));
             }
         }
         match (&self.store, self.sinks.is_empty()) {
             (Some(_), false) => {
-                return Err("both [store] and [[sinks]] are set; move the [store] output into [[sinks]]".into())
+                return Err(KeyError::new(
+                    "store",
+                    "both [store] and [[sinks]] are set; move the [store] output into [[sinks]]",
+                ))
             }
             (None, true) => {
-                return Err("no sinks: add a [[sinks]] section, e.g. type = \"influxdb_v2\" with url and bucket".into())
+                return Err(KeyError::new(
+                    "sinks",
+                    "no sinks: add a [[sinks]] section, e.g. type = \"influxdb_v2\" with url and bucket",
+                ))
             }
             (Some(store), true) => {
                 if store.kind == StoreKind::Influxdb && store.url.as_deref().unwrap_or("").is_empty() {
-                    return Err("[store] url is required, e.g. url = \"http://127.0.0.1:8086\"".into());
+                    return Err(KeyError::new("store.url", "is required, e.g. url = \"http://127.0.0.1:8086\""));
                 }
             }
             (None, false) => {}
         }
         let mut sink_names = std::collections::BTreeSet::new();
-        for s in &self.sinks {
+        for (i, s) in self.sinks.iter().enumerate() {
             let name = s.name();
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(format!("[[sinks]] name `{name}` may hold only letters, digits, `_` and `-` (it names the sink's spool cursor file)"));
+                return Err(KeyError::new(
+                    format!("sinks[{i}].name"),
+                    format!(
+                        "`{name}` may hold only letters, digits, `_` and `-` (it names the sink's spool cursor file)"
+                    ),
+                ));
             }
             if !sink_names.insert(name) {
-                return Err(format!("[[sinks]] name `{name}` is used twice; give each sink its own `name`"));
+                return Err(KeyError::new(
+                    format!("sinks[{i}].name"),
+                    format!("`{name}` is used twice; give each sink its own `name`"),
+                ));
             }
-            s.validate()?;
+            s.validate().map_err(|p| KeyError::new(format!("sinks[{i}]"), p))?;
         }
         if let Some(g) = &self.gpus {
             if g.interval.is_zero() {
-                return Err("[gpus] interval must be longer than 0s".into());
+                return Err(KeyError::new("gpus.interval", "must be longer than 0s"));
             }
         }
         if let Some(m) = &self.miners {
             if m.targets.is_empty() {
-                return Err("[miners] targets is empty; list HOST[:PORT] or CIDR ranges, or remove [miners]".into());
+                return Err(KeyError::new(
+                    "miners.targets",
+                    "is empty; list HOST[:PORT] or CIDR ranges, or remove [miners]",
+                ));
             }
-            m.build().map_err(|e| e.to_string())?;
+            m.build().map_err(|e| KeyError::new("miners.targets", e.to_string()))?;
         }
         let mut names = std::collections::BTreeSet::new();
-        for s in &self.inference {
-            s.validate()?;
+        for (i, s) in self.inference.iter().enumerate() {
+            s.validate().map_err(|p| KeyError::new(format!("inference[{i}]"), p))?;
             if !names.insert(s.name.as_str()) {
-                return Err(format!("[[inference]] name `{}` is used twice; names must be unique", s.name));
+                return Err(KeyError::new(
+                    format!("inference[{i}].name"),
+                    format!("`{}` is used twice; names must be unique", s.name),
+                ));
             }
         }
         if let Some(m) = &self.meters {
-            m.validate()?;
+            m.validate().map_err(|p| KeyError::new("meters", p))?;
         }
         let gpus_on = self.gpus.as_ref().is_some_and(|g| g.enabled);
         if !gpus_on && self.miners.is_none() && self.inference.is_empty() && self.meters.is_none() {
-            return Err(
-                "no sources: enable [gpus], list [miners] targets, add an [[inference]] server or [[meters.devices]]"
-                    .into(),
-            );
+            return Err(KeyError::new(
+                "agent",
+                "no sources: enable [gpus], list [miners] targets, add an [[inference]] server or [[meters.devices]]",
+            ));
         }
-        crate::agent::workloads::WorkloadMap::new(&self.workloads)?;
-        self.ledger.validate()?;
+        crate::agent::workloads::WorkloadMap::new(&self.workloads).map_err(|p| KeyError::new("workloads", p))?;
+        self.ledger.validate().map_err(|p| KeyError::new("ledger", p))?;
         Ok(())
     }
 
@@ -302,6 +326,19 @@ bucket = "wattledger"
         assert!(err.to_string().contains("both [store] and [[sinks]]"), "{err}");
         let err = AgentConfig::from_toml("[agent]\nsite = \"lab\"\n[gpus]\n").unwrap_err();
         assert!(err.to_string().contains("no sinks"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let key = |raw: &str| {
+            let cfg: AgentConfig = crate::config::from_str(raw, Path::new("t")).unwrap();
+            cfg.validate().unwrap_err().at
+        };
+        assert_eq!(key(&SINKS.replace("name = \"influx\"", "name = \"influxdb_v2\"")), "sinks[1].name");
+        assert_eq!(key(&SINKS.replace("database = \"wattledger\"\n", "")), "sinks[0]");
+        assert_eq!(key(&MINIMAL.replace("[gpus]", "[gpus]\ninterval = \"0s\"")), "gpus.interval");
+        assert_eq!(key(&MINIMAL.replace("site = \"lab\"", "site = \"lab\"\nbatch_size = 0")), "agent.batch_size");
+        assert_eq!(key(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")), "ledger");
     }
 
     #[test]

@@ -649,7 +649,16 @@ default = "tokens"
         let sources = vec![inference_source(&server, 50).await];
         let agent = Agent::with_parts(config(dir.path(), ""), clock, sources, writer.clone()).unwrap();
         let stats = agent.stats();
-        agent.run(tokio::time::sleep(Duration::from_millis(600))).await.unwrap();
+        // Run until a few points went through (a busy machine can take longer than a
+        // fixed half second for the first scrapes), at most 10 s.
+        let watched = stats.clone();
+        let enough = async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while watched.shipped.load(Relaxed) <= 3 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        agent.run(enough).await.unwrap();
         let s = stats.snapshot();
         assert_eq!(s.spool_errors, 1, "{s:?}");
         assert!(s.dropped >= 1, "{s:?}");

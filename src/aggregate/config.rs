@@ -21,20 +21,7 @@ use crate::config::{ConfigError, Secret};
 use crate::revenue::{self, RevenueModel};
 use crate::store::StoreConfig;
 
-/// A config value that is wrong, with the path of its key:
-/// `workloads[2].usd_per_gpu_hour`, `sites.a.pue`, `market.difficulty`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{at}: {problem}")]
-pub struct KeyError {
-    pub at: String,
-    pub problem: String,
-}
-
-impl KeyError {
-    pub fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
-        KeyError { at: at.into(), problem: problem.into() }
-    }
-}
+pub use crate::config::KeyError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,14 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::basis::{BasisEnergy, Target};
 use super::windows::{compute_chunk, ChunkData, WorkloadPlan};
 use super::{check_range, rfc3339, AggregateError, Aggregator};
 use crate::ledger::point::ledger_fields;
-use crate::ledger::{raw_fields, series_device_id};
-use crate::model::schema::{self, asic, energy_ledger as el, gpu};
+use crate::ledger::{identity_filter, raw_fields, series_device_id};
+use crate::model::schema::{self, asic, energy_ledger as el, gpu, meter};
 use crate::model::FieldValue;
 use crate::signal::Window;
-use crate::store::{Series, SeriesQuery};
+use crate::store::{Series, SeriesCollector, SeriesQuery, Store, StoreError};
 
 const S: i64 = 1_000_000_000;
 /// The most buckets one answer holds.
@@ -62,6 +63,14 @@ pub struct HistoryPoint {
     pub util_gpu_pct: Option<f64>,
     pub w_per_util_pct: Option<f64>,
     pub samples: usize,
+    /// The bucket's energy by what measured it (a meter channel covering the
+    /// device, else its own basis), and as shares (`100 % meter`); `None` without
+    /// the workload's computation (a device in no workload).
+    pub energy_by_basis: Option<BasisEnergy>,
+    pub energy_basis: Option<String>,
+    /// How the bucket's J/TH is labelled: `measured`, `nominal` (from estimated
+    /// power) or `partly nominal`.
+    pub efficiency_basis: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,6 +166,43 @@ impl SampleSums {
     }
 }
 
+/// The longest stretch of a history read at once: the buckets are computed a
+/// piece of at most this long (or one bucket) at a time, so that what is held is
+/// one device's rows (and its meters', and its host's GPUs' where a host meter
+/// splits) over this time, however long the range.
+pub const CHUNK_NS: i64 = 6 * 3600 * S;
+
+/// What the drill-down reads of one device: its own series, the meter channels
+/// covering it, and the GPU host they cover (whose GPUs weigh a host meter's split).
+struct DeviceReads {
+    measurement: &'static str,
+    id: String,
+    /// Tag filters selecting the device's own series.
+    own: Vec<Vec<(String, String)>>,
+    /// Tag filters of the meter channels covering it.
+    meters: Vec<Vec<(String, String)>>,
+    /// The site and host whose GPUs are read for a host meter's split.
+    host_gpus: Option<Vec<(String, String)>>,
+}
+
+impl DeviceReads {
+    /// Rows of `filters` in `[start_ns, end_ns)`, one device's worth.
+    async fn read(
+        store: &dyn Store,
+        measurement: &str,
+        fields: Vec<String>,
+        base: Vec<(String, String)>,
+        filters: &[Vec<(String, String)>],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Series>, StoreError> {
+        let q = SeriesQuery { measurement: measurement.into(), fields, tag_filters: base, start_ns, end_ns };
+        let mut out = SeriesCollector::new(&q.fields);
+        store.read_each_any(&q, filters, &mut out).await?;
+        Ok(out.finish())
+    }
+}
+
 impl Aggregator {
     /// The history of device `id` (as `/api/fleet` names it) over `[from_ns, to_ns)`.
     pub async fn device_history(&self, id: &str, from_ns: i64, to_ns: i64) -> Result<DeviceHistory, AggregateError> {
@@ -168,6 +214,7 @@ impl Aggregator {
                 rfc3339(to_ns)
             )));
         }
+        let store = self.store.as_ref();
         let margin_ns = self
             .plans
             .iter()
@@ -175,8 +222,15 @@ impl Aggregator {
             .max()
             .unwrap_or(0)
             .max(self.cfg.aggregator.max_gap.as_nanos() as i64);
+        let unknown = || {
+            AggregateError::UnknownDevice(format!(
+                "no GPU or miner {id:?} reported between {} and {} (an inference server's energy is its GPUs')",
+                rfc3339(from_ns),
+                rfc3339(to_ns)
+            ))
+        };
         // Device ids start with the host (`rig-1/GPU-…`; agents tag every point with
-        // it): reading only that host's series keeps the read to one machine's devices.
+        // it): looking only at that host's series keeps the search to one machine's devices.
         let host_filter: Vec<(String, String)> =
             id.split_once('/').map(|(h, _)| (schema::TAG_HOST.to_string(), h.to_string())).into_iter().collect();
         let mut found = None;
@@ -188,21 +242,15 @@ impl Aggregator {
                 start_ns: from_ns - margin_ns,
                 end_ns: to_ns + margin_ns,
             };
-            let mut raw = self.store.read(&q).await?;
-            raw.retain(|s| series_device_id(measurement, &s.tags) == id);
-            if !raw.is_empty() {
-                found = Some((kind, measurement, raw));
+            let mut keys = store.series_keys(&q).await?;
+            keys.retain(|tags| series_device_id(measurement, tags) == id);
+            if !keys.is_empty() {
+                found = Some((kind, measurement, keys));
                 break;
             }
         }
-        let Some((kind, measurement, raw)) = found else {
-            return Err(AggregateError::UnknownDevice(format!(
-                "no GPU or miner {id:?} reported between {} and {} (an inference server's energy is its GPUs')",
-                rfc3339(from_ns),
-                rfc3339(to_ns)
-            )));
-        };
-        let tags = &raw[raw.len() - 1].tags;
+        let Some((kind, measurement, keys)) = found else { return Err(unknown()) };
+        let tags = &keys[keys.len() - 1];
         let host = tags.get(schema::TAG_HOST).map(String::as_str);
         let workload = tags.get(schema::TAG_WORKLOAD).cloned();
         let power_basis = match kind {
@@ -230,31 +278,59 @@ impl Aggregator {
                 RevenueBasis::WorkloadOnly
             }
         };
-        if power_basis.as_deref() == Some("estimated") {
-            notes.push(
-                "power is estimated from hashrate × the model's nominal J/TH, so J/TH here is the nominal figure"
-                    .into(),
-            );
-        }
-        let ledger = match plan {
-            Some(p) => {
-                let q = SeriesQuery {
-                    measurement: el::MEASUREMENT.into(),
-                    fields: ledger_fields(&p.rules().util_thresholds_pct),
-                    tag_filters: [(schema::TAG_WORKLOAD, p.name.as_str()), (el::TAG_SOURCE, measurement)]
-                        .into_iter()
-                        .chain(host.map(|h| (schema::TAG_HOST, h)))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    start_ns: from_ns,
-                    end_ns: to_ns,
-                };
-                let mut l = self.store.read(&q).await?;
-                l.retain(|s| series_device_id(measurement, &s.tags) == id);
-                l
-            }
-            None => Vec::new(),
+        let mut reads = DeviceReads {
+            measurement,
+            id: id.to_string(),
+            own: keys.iter().map(|t| identity_filter(measurement, t)).collect(),
+            meters: Vec::new(),
+            host_gpus: None,
         };
+        reads.own.dedup();
+        // The meter channels of the workload's site that cover this device: they
+        // replace its own energy where they answered, as in the workload's windows.
+        if let Some(p) = plan {
+            let q = SeriesQuery {
+                measurement: meter::MEASUREMENT.into(),
+                fields: raw_fields(meter::MEASUREMENT).iter().map(|f| f.to_string()).collect(),
+                tag_filters: vec![(schema::TAG_SITE.to_string(), p.site.clone())],
+                start_ns: from_ns - margin_ns,
+                end_ns: to_ns + margin_ns,
+            };
+            let channels: Vec<(Target, BTreeMap<String, String>)> = store
+                .series_keys(&q)
+                .await?
+                .into_iter()
+                .filter_map(|t| Target::of_channel(&t).map(|target| (target, t)))
+                .collect();
+            if let Some(target) = Target::of_device(measurement, tags, channels.iter().map(|c| &c.0)) {
+                let mut names = Vec::new();
+                for (_, t) in channels.iter().filter(|c| c.0 == target) {
+                    let f = identity_filter(meter::MEASUREMENT, t);
+                    if !reads.meters.contains(&f) {
+                        names.push(series_device_id(meter::MEASUREMENT, t));
+                        reads.meters.push(f);
+                    }
+                }
+                if let Target::GpuHost(h) = &target {
+                    reads.host_gpus = Some(vec![
+                        (schema::TAG_SITE.to_string(), p.site.clone()),
+                        (schema::TAG_HOST.to_string(), h.clone()),
+                    ]);
+                }
+                notes.push(format!(
+                    "measured at the wall by meter channel(s) {}{}: their energy replaces the device's own where they answered (each bucket's energy_basis says which)",
+                    names.join(", "),
+                    if reads.host_gpus.is_some() { ", split over the host's GPUs by board energy" } else { "" }
+                ));
+            }
+        }
+        if power_basis.as_deref() == Some("estimated") {
+            notes.push(if reads.meters.is_empty() {
+                "power is estimated from hashrate × the model's nominal J/TH, so J/TH here is the nominal figure".into()
+            } else {
+                "the miner's own power is estimated from hashrate × the model's nominal J/TH: J/TH is the nominal figure in buckets whose energy_basis is estimated".into()
+            });
+        }
         let market = match plan {
             Some(p) if p.revenue_model.info().inputs.market => self.market_history(from_ns, to_ns).await?,
             _ => super::market::MarketHistory::none(),
@@ -265,20 +341,31 @@ impl Aggregator {
             None => None,
         };
         let len_ns = bucket_ns(from_ns, to_ns);
+        let buckets = super::windows::aligned_windows(from_ns, to_ns, len_ns);
         let mut points = Vec::new();
-        for win in super::windows::aligned_windows(from_ns, to_ns, len_ns) {
-            let mut sums = SampleSums::default();
-            sums.add(&slice(&raw, win.start_ns, win.end_ns));
-            let computed = match (plan, &tariff) {
-                (Some(p), Some(t)) => Some(self.device_bucket(p, t, win, measurement, &raw, &ledger, &market)),
-                _ => None,
-            };
-            points.push(history_point(win, &sums, computed.as_ref(), revenue));
-            for w in computed.iter().flat_map(|c| &c.warnings) {
-                if !notes.contains(w) {
-                    notes.push(w.clone());
+        let mut any_rows = false;
+        for piece in buckets.chunks((CHUNK_NS / len_ns).max(1) as usize) {
+            let (a, b) = (piece[0].start_ns, piece[piece.len() - 1].end_ns);
+            let data = self.device_chunk(&reads, plan, host, a - margin_ns, b + margin_ns, (a, b)).await?;
+            let raw = data.raw.iter().find(|(m, _)| *m == measurement).map_or(&[][..], |(_, s)| s.as_slice());
+            any_rows |= !raw.is_empty();
+            for &win in piece {
+                let mut sums = SampleSums::default();
+                sums.add(&slice(raw, win.start_ns, win.end_ns));
+                let computed = match (plan, &tariff) {
+                    (Some(p), Some(t)) => Some(self.device_bucket(p, t, win, measurement, &data, &market)),
+                    _ => None,
+                };
+                points.push(history_point(win, &sums, computed.as_ref(), revenue));
+                for w in computed.iter().flat_map(|c| &c.warnings) {
+                    if !notes.contains(w) {
+                        notes.push(w.clone());
+                    }
                 }
             }
+        }
+        if !any_rows {
+            return Err(unknown());
         }
         Ok(DeviceHistory {
             device: id.to_string(),
@@ -295,30 +382,85 @@ impl Aggregator {
         })
     }
 
+    /// One piece of a device's history: its raw rows in `[start_ns, end_ns)` (the
+    /// piece ± the read margin), its ledger rows inside the piece `ledger_ns`, and
+    /// the meter channels and host GPUs over the raw range.
+    async fn device_chunk(
+        &self,
+        reads: &DeviceReads,
+        plan: Option<&WorkloadPlan>,
+        host: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+        ledger_ns: (i64, i64),
+    ) -> Result<ChunkData, AggregateError> {
+        let store = self.store.as_ref();
+        let m = reads.measurement;
+        let mut raw = DeviceReads::read(store, m, fields_of(m), vec![], &reads.own, start_ns, end_ns).await?;
+        raw.retain(|s| series_device_id(m, &s.tags) == reads.id);
+        let mut data = ChunkData::default();
+        if let Some(p) = plan {
+            let base: Vec<(String, String)> = [(schema::TAG_WORKLOAD, p.name.as_str()), (el::TAG_SOURCE, m)]
+                .into_iter()
+                .chain(host.map(|h| (schema::TAG_HOST, h)))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let fields = ledger_fields(&p.rules().util_thresholds_pct);
+            let (a, b) = ledger_ns;
+            let mut l = DeviceReads::read(store, el::MEASUREMENT, fields, base, &reads.own, a, b).await?;
+            l.retain(|s| series_device_id(m, &s.tags) == reads.id);
+            data.ledger = l;
+            if !reads.meters.is_empty() {
+                let mf = fields_of(meter::MEASUREMENT);
+                data.meters =
+                    DeviceReads::read(store, meter::MEASUREMENT, mf, vec![], &reads.meters, start_ns, end_ns).await?;
+            }
+            if let Some(h) = &reads.host_gpus {
+                let q = SeriesQuery {
+                    measurement: gpu::MEASUREMENT.into(),
+                    fields: fields_of(gpu::MEASUREMENT),
+                    tag_filters: h.clone(),
+                    start_ns,
+                    end_ns,
+                };
+                let mut out = SeriesCollector::new(&q.fields);
+                store.read_each(&q, &mut out).await?;
+                data.host_gpus = out.finish();
+            }
+        }
+        data.raw = vec![(m, raw)];
+        Ok(data)
+    }
+
     /// One bucket of one device through the workload's own computation.
-    #[allow(clippy::too_many_arguments)]
     fn device_bucket(
         &self,
         plan: &WorkloadPlan,
         tariff: &super::tariff::Tariff,
         win: Window,
         measurement: &'static str,
-        raw: &[Series],
-        ledger: &[Series],
+        data: &ChunkData,
         market: &super::market::MarketHistory,
     ) -> super::compare::WindowResult {
         // The same read margins as the workload's windows: raw samples `max_gap`
         // either side (they shape the intervals crossing the edges), ledger inside.
-        let data = ChunkData {
-            ledger: slice(ledger, win.start_ns, win.end_ns),
-            raw: vec![(measurement, slice(raw, win.start_ns - plan.max_gap_ns, win.end_ns + plan.max_gap_ns))],
-            ..Default::default()
+        let raw = data.raw.iter().find(|(m, _)| *m == measurement).map_or(&[][..], |(_, s)| s.as_slice());
+        let (a, b) = (win.start_ns - plan.max_gap_ns, win.end_ns + plan.max_gap_ns);
+        let chunk = ChunkData {
+            ledger: slice(&data.ledger, win.start_ns, win.end_ns),
+            raw: vec![(measurement, slice(raw, a, b))],
+            meters: slice(&data.meters, a, b),
+            host_gpus: slice(&data.host_gpus, a, b),
         };
         let mut seen = BTreeSet::new();
-        let mut w = compute_chunk(plan, tariff, win, data, &market.at(win.end_ns), &mut seen);
+        let mut w = compute_chunk(plan, tariff, win, chunk, &market.at(win.end_ns), &mut seen);
         w.devices = seen.len();
         w
     }
+}
+
+fn fields_of(measurement: &str) -> Vec<String> {
+    raw_fields(measurement).iter().map(|f| f.to_string()).collect()
 }
 
 fn history_point(
@@ -352,6 +494,9 @@ fn history_point(
             _ => None,
         },
         samples: sums.power_n.max(sums.util_n).max(sums.hashrate_n),
+        energy_by_basis: covered.map(|w| w.basis),
+        energy_basis: covered.map(|w| w.basis.label()),
+        efficiency_basis: covered.and_then(|w| w.basis.efficiency_label()),
     }
 }
 

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::windows::{self, devices_from_series};
+use super::windows;
 use super::{rfc3339, AggregateError, Aggregator};
 use crate::collect::miners::models;
+use crate::ledger::Columns;
 use crate::model::schema::{self, asic, gpu, inference};
 use crate::model::FieldValue;
-use crate::store::SeriesQuery;
+use crate::store::{fold_series, SeriesQuery};
 
 /// One device in the fleet view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,6 +35,11 @@ pub struct FleetDevice {
     pub fan_rpm: Option<f64>,
     pub uptime_s: Option<f64>,
     pub util_gpu_pct: Option<f64>,
+    /// Miners: the pool of the latest reading (URL without credentials, worker name) and
+    /// whether the miner says it is up; `None` where the firmware does not report it.
+    pub pool_url: Option<String>,
+    pub pool_user: Option<String>,
+    pub pool_alive: Option<bool>,
     /// GPUs: drawing more than [`IDLE_GPU`]'s power at less than its utilisation in
     /// the latest reading; `None` without both readings, and for other devices.
     pub idle: Option<bool>,
@@ -69,7 +75,8 @@ impl IdleRule {
 
 impl Aggregator {
     /// Every device seen in the last `fleet_lookback`, with its latest reading; GPUs
-    /// flagged `idle` by `idle_rule`.
+    /// flagged `idle` by `idle_rule`. The rows are streamed and folded per series
+    /// ([`latest_fold`]): what is held is one state per series, whatever the range.
     pub async fn fleet(&self, now_ns: i64, idle_rule: IdleRule) -> Result<Fleet, AggregateError> {
         let a = &self.cfg.aggregator;
         let max_gap_ns = a.max_gap.as_nanos() as i64;
@@ -93,11 +100,16 @@ impl Aggregator {
                 start_ns,
                 end_ns: now_ns + 1,
             };
-            let series = self.store.read(&q).await?;
-            let measured = if kind == "asic" { measured_j_per_th(&series) } else { BTreeMap::new() };
-            for dev in devices_from_series(measurement, series) {
-                let Some(&(last_ns, healthy)) = dev.tracks.healthy.last() else { continue };
-                let last = |f: &str| dev.tracks.track(f).last().filter(|(t, _)| *t == last_ns).map(|&(_, v)| v);
+            let series = fold_series(self.store.as_ref(), &q, latest_fold(measurement, &q.fields)).await?;
+            let measured = if kind == "asic" {
+                measured_j_per_th(series.iter().map(|(t, s)| (t, &s.efficiency)))
+            } else {
+                BTreeMap::new()
+            };
+            let pools = if kind == "asic" { self.latest_pools(start_ns, now_ns).await? } else { BTreeMap::new() };
+            for dev in latest_per_device(measurement, &series) {
+                let Some((last_ns, healthy)) = dev.latest.last else { continue };
+                let last = |f: &str| dev.latest.latest(fields, f, last_ns);
                 let power_w = last(gpu::POWER_W);
                 let age = now_ns - last_ns;
                 let status = if age > 10 * max_gap_ns {
@@ -126,13 +138,15 @@ impl Aggregator {
                 } else {
                     None
                 };
-                let below_nominal = match (nominal, measured.get(&dev.tracks.id)) {
+                let below_nominal = match (nominal, measured.get(&dev.id)) {
                     (Some(n), Some(m)) => m.j_per_th().map(|j| below_nominal(j, n)),
                     _ => None,
                 };
                 let gpu_field = |f: &str| if kind == "gpu" { last(f) } else { None };
                 let asic_field = |f: &str| if kind == "asic" { last(f) } else { None };
                 let util_gpu_pct = gpu_field(gpu::UTIL_GPU_PCT);
+                // The pool as of the latest reading only, like every other column.
+                let pool = pools.get(&dev.id).filter(|p| p.time_ns == last_ns);
                 let idle = match (power_w, util_gpu_pct) {
                     (Some(p), Some(u)) if kind == "gpu" => Some(idle_rule.is_idle(p, u)),
                     _ => None,
@@ -141,7 +155,7 @@ impl Aggregator {
                     kind,
                     workload: dev.tags.get(schema::TAG_WORKLOAD).cloned(),
                     host: dev.tags.get(schema::TAG_HOST).cloned(),
-                    device: dev.tracks.id.clone(),
+                    device: dev.id.clone(),
                     model: dev.tags.get(model_tag).cloned(),
                     status,
                     last_seen: rfc3339(last_ns),
@@ -154,12 +168,217 @@ impl Aggregator {
                     fan_rpm: asic_field(asic::FAN_RPM_AVG),
                     uptime_s: asic_field(asic::UPTIME_S),
                     util_gpu_pct,
+                    pool_url: pool.and_then(|p| p.url.clone()),
+                    pool_user: pool.and_then(|p| p.user.clone()),
+                    pool_alive: pool.and_then(|p| p.alive),
                     idle,
                 });
             }
         }
         Ok(Fleet { devices, idle_rule })
     }
+
+    /// Per miner (device id), its latest row with a pool. Strings are not kept by the
+    /// numeric fold, so they are read here, streamed, keeping one row per miner.
+    async fn latest_pools(&self, start_ns: i64, now_ns: i64) -> Result<BTreeMap<String, Pool>, AggregateError> {
+        let q = SeriesQuery {
+            measurement: asic::MEASUREMENT.into(),
+            fields: [asic::POOL_URL, asic::POOL_USER, asic::POOL_ALIVE].iter().map(|f| f.to_string()).collect(),
+            tag_filters: vec![],
+            start_ns,
+            end_ns: now_ns + 1,
+        };
+        let mut v = Pools::default();
+        self.store.read_each(&q, &mut v).await?;
+        Ok(v.latest)
+    }
+}
+
+/// A miner's pool as of one reading.
+#[derive(Debug, Clone, Default)]
+struct Pool {
+    time_ns: i64,
+    url: Option<String>,
+    user: Option<String>,
+    alive: Option<bool>,
+}
+
+/// Keeps each miner's latest row with a pool URL or worker.
+#[derive(Default)]
+struct Pools {
+    ids: Vec<String>,
+    latest: BTreeMap<String, Pool>,
+}
+
+impl crate::store::RowVisitor for Pools {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.ids.len() <= series {
+            self.ids.resize(series + 1, String::new());
+        }
+        self.ids[series] = windows::device_id(asic::MEASUREMENT, tags);
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        let text = |j: usize| values.get(j).and_then(Option::as_ref).and_then(FieldValue::as_str);
+        let (url, user) = (text(0), text(1));
+        if url.is_none() && user.is_none() {
+            return;
+        }
+        let Some(id) = self.ids.get(series) else { return };
+        // Strings are copied only for the row kept.
+        if self.latest.get(id).is_some_and(|p| p.time_ns > time_ns) {
+            return;
+        }
+        let alive = match values.get(2) {
+            Some(Some(FieldValue::Bool(b))) => Some(*b),
+            _ => None,
+        };
+        let (url, user) = (url.map(str::to_owned), user.map(str::to_owned));
+        self.latest.insert(id.clone(), Pool { time_ns, url, user, alive });
+    }
+}
+
+/// What one series' rows folded into ([`latest_fold`]): its last row and the
+/// last healthy one, each field's latest number and the sums of its numbers, and
+/// (for miners) the power and hashrate read together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latest {
+    /// The last row's time, and whether the device was healthy in it (GPU
+    /// `status == "ok"`, miner `online`, else any reading at all).
+    pub last: Option<(i64, bool)>,
+    /// The first row's time, and the last healthy row's.
+    pub first_ns: Option<i64>,
+    pub last_healthy_ns: Option<i64>,
+    /// Per field of the query, its latest finite number and when it was read.
+    pub values: Vec<Option<(i64, f64)>>,
+    /// Per field of the query, Σ and count of its finite numbers.
+    pub sums: Vec<(f64, usize)>,
+    /// Rows with a power reading (≥ 0) and a hashrate (> 0).
+    pub efficiency: EfficiencySums,
+}
+
+impl Latest {
+    /// The number of field `name` (of the query's `fields`) read at `at_ns`.
+    pub fn latest(&self, fields: &[&str], name: &str, at_ns: i64) -> Option<f64> {
+        let j = fields.iter().position(|f| *f == name)?;
+        self.values.get(j).copied().flatten().filter(|(t, _)| *t == at_ns).map(|(_, v)| v)
+    }
+
+    /// The mean of field `name`'s numbers.
+    pub fn mean(&self, fields: &[&str], name: &str) -> Option<f64> {
+        let j = fields.iter().position(|f| *f == name)?;
+        self.sums.get(j).filter(|s| s.1 > 0).map(|s| s.0 / s.1 as f64)
+    }
+
+    /// Adds a later series of the same device (series taken in tag order, as
+    /// their rows were merged in time order: on equal times the later series wins).
+    fn merge(&mut self, o: &Latest) {
+        let later = |a: Option<i64>, b: Option<i64>| a.max(b);
+        if o.last.is_some_and(|(t, _)| self.last.is_none_or(|(s, _)| t >= s)) {
+            self.last = o.last;
+        }
+        self.first_ns = match (self.first_ns, o.first_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_healthy_ns = later(self.last_healthy_ns, o.last_healthy_ns);
+        if self.values.len() < o.values.len() {
+            self.values.resize(o.values.len(), None);
+            self.sums.resize(o.sums.len(), (0.0, 0));
+        }
+        for (j, v) in o.values.iter().enumerate() {
+            if let Some((t, x)) = *v {
+                if self.values[j].is_none_or(|(s, _)| t >= s) {
+                    self.values[j] = Some((t, x));
+                }
+            }
+        }
+        for (j, s) in o.sums.iter().enumerate() {
+            self.sums[j].0 += s.0;
+            self.sums[j].1 += s.1;
+        }
+        self.efficiency.power_w += o.efficiency.power_w;
+        self.efficiency.hashrate_ths += o.efficiency.hashrate_ths;
+        self.efficiency.samples += o.efficiency.samples;
+    }
+}
+
+/// The per-row fold behind [`Latest`] for rows of `measurement` read with `fields`
+/// (for [`fold_series`]).
+pub fn latest_fold(
+    measurement: &str,
+    fields: &[String],
+) -> impl FnMut(&BTreeMap<String, String>, &mut Latest, i64, &[Option<FieldValue>]) + Send {
+    let cols = Columns::new(measurement, fields);
+    let status = fields.iter().position(|f| f == gpu::STATUS);
+    let mut efficiency = efficiency_fold(fields);
+    let n = fields.len();
+    move |tags, s: &mut Latest, t, row| {
+        if s.values.len() < n {
+            s.values.resize(n, None);
+            s.sums.resize(n, (0.0, 0));
+        }
+        // A row without the rules' fields (an inference server's `requests`) is
+        // healthy when it has anything at all.
+        let healthy = cols.row_sample(t, row).map_or_else(|| row.iter().any(Option::is_some), |x| x.healthy);
+        s.last = Some((t, healthy));
+        s.first_ns.get_or_insert(t);
+        if healthy {
+            s.last_healthy_ns = Some(t);
+        }
+        let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
+        for j in (0..n).filter(|&j| Some(j) != status) {
+            if let Some(v) = num(j) {
+                s.values[j] = Some((t, v));
+                s.sums[j].0 += v;
+                s.sums[j].1 += 1;
+            }
+        }
+        efficiency(tags, &mut s.efficiency, t, row);
+    }
+}
+
+/// Folds the rows with a power reading (finite, ≥ 0) and a hashrate (finite,
+/// > 0) into [`EfficiencySums`]; `fields` are the query's.
+pub fn efficiency_fold(
+    fields: &[String],
+) -> impl FnMut(&BTreeMap<String, String>, &mut EfficiencySums, i64, &[Option<FieldValue>]) + Send {
+    let col = |name: &str| fields.iter().position(|f| f == name);
+    let (power, hashrate) = (col(asic::POWER_W), col(asic::HASHRATE_THS));
+    move |_, s, _, row| {
+        let num = |j: usize| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite());
+        if let (Some(p), Some(h)) = (power.and_then(num), hashrate.and_then(num)) {
+            if p >= 0.0 && h > 0.0 {
+                s.power_w += p;
+                s.hashrate_ths += h;
+                s.samples += 1;
+            }
+        }
+    }
+}
+
+/// One device's [`Latest`], merged over the series that name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceLatest {
+    pub id: String,
+    /// The tags of its first series (in tag order).
+    pub tags: BTreeMap<String, String>,
+    pub latest: Latest,
+}
+
+/// Devices by id from folded series (sorted by tags, as [`fold_series`] gives them).
+/// A device's series (its tags changed, e.g. a firmware upgrade) are merged.
+pub fn latest_per_device(measurement: &str, series: &[(BTreeMap<String, String>, Latest)]) -> Vec<DeviceLatest> {
+    let mut by_id: BTreeMap<String, DeviceLatest> = BTreeMap::new();
+    for (tags, s) in series {
+        let id = windows::device_id(measurement, tags);
+        by_id.entry(id.clone()).and_modify(|d| d.latest.merge(s)).or_insert_with(|| DeviceLatest {
+            id,
+            tags: tags.clone(),
+            latest: s.clone(),
+        });
+    }
+    by_id.into_values().collect()
 }
 
 /// How much worse than its nominal J/TH a miner may measure before the fleet view
@@ -210,76 +429,74 @@ impl EfficiencySums {
 /// J/TH per miner (keyed by device id) from the meter channels covering miners
 /// (`covers_kind = miner`): the channel's mean power over the miner's mean hashrate,
 /// for the miners a channel covers. This is how a stock miner, whose own power is
-/// an estimate, gets a measured efficiency.
-pub fn metered_j_per_th(
-    asic_series: &[crate::store::Series],
-    meter_series: &[crate::store::Series],
+/// an estimate, gets a measured efficiency. Both inputs are folded series: the
+/// `asic` series' Σ and count of hashrate readings (≥ 0), the `meter` series' of
+/// power readings (≥ 0).
+pub fn metered_j_per_th<'a>(
+    asic_series: impl IntoIterator<Item = (&'a BTreeMap<String, String>, (f64, usize))>,
+    meter_series: impl IntoIterator<Item = (&'a BTreeMap<String, String>, (f64, usize))>,
 ) -> BTreeMap<String, EfficiencySums> {
     use super::basis::Target;
-    let num = |s: &crate::store::Series, name: &str| -> Vec<f64> {
-        let Some(j) = s.fields.iter().position(|f| f == name) else { return Vec::new() };
-        s.values
-            .iter()
-            .filter_map(|row| row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64))
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .collect()
-    };
     // Per target: Σ power and samples over every channel covering it.
     let mut power: BTreeMap<Target, (f64, usize)> = BTreeMap::new();
-    for s in meter_series {
-        if let Some(t @ Target::Miner(_)) = Target::of_channel(&s.tags) {
+    for (tags, (sum, n)) in meter_series {
+        if let Some(t @ Target::Miner(_)) = Target::of_channel(tags) {
             let p = power.entry(t).or_default();
-            for v in num(s, schema::meter::POWER_W) {
-                p.0 += v;
-                p.1 += 1;
-            }
+            p.0 += sum;
+            p.1 += n;
         }
     }
     let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
-    for s in asic_series {
-        let Some(t) = Target::of_device(asic::MEASUREMENT, &s.tags, power.keys()) else { continue };
+    for (tags, (hashes, n_h)) in asic_series {
+        let Some(t) = Target::of_device(asic::MEASUREMENT, tags, power.keys()) else { continue };
         let (sum_w, n_w) = power[&t];
-        let hashes = num(s, asic::HASHRATE_THS);
-        if n_w == 0 || hashes.is_empty() {
+        if n_w == 0 || n_h == 0 {
             continue;
         }
-        let sums = out.entry(windows::device_id(asic::MEASUREMENT, &s.tags)).or_default();
+        let sums = out.entry(windows::device_id(asic::MEASUREMENT, tags)).or_default();
         // Mean meter power × the hashrate samples, so that Σ power ÷ Σ hashrate is
         // the mean power over the mean hashrate.
-        sums.power_w += sum_w / n_w as f64 * hashes.len() as f64;
-        sums.hashrate_ths += hashes.iter().sum::<f64>();
-        sums.samples += hashes.len();
+        sums.power_w += sum_w / n_w as f64 * n_h as f64;
+        sums.hashrate_ths += hashes;
+        sums.samples += n_h;
     }
     out
 }
 
-/// Measured J/TH per miner (keyed by device id) over the `asic` series read, counting
+/// Folds one field's readings (finite, ≥ 0) into Σ and count, for
+/// [`metered_j_per_th`]: `field` is found among `fields`, the query's.
+pub fn sum_fold(
+    fields: &[String],
+    field: &str,
+) -> impl FnMut(&BTreeMap<String, String>, &mut (f64, usize), i64, &[Option<FieldValue>]) + Send {
+    let j = fields.iter().position(|f| f == field);
+    move |_, s, _, row| {
+        let v = j.and_then(|j| row.get(j)).and_then(Option::as_ref).and_then(FieldValue::as_f64);
+        if let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) {
+            s.0 += v;
+            s.1 += 1;
+        }
+    }
+}
+
+/// Measured J/TH per miner (keyed by device id) from folded `asic` series, counting
 /// only series whose `power_source` is `reported` or `meter`: an `estimated` power is
 /// hashrate × nominal J/TH, so comparing it with the nominal figure would be circular.
-pub fn measured_j_per_th(series: &[crate::store::Series]) -> BTreeMap<String, EfficiencySums> {
+pub fn measured_j_per_th<'a>(
+    series: impl IntoIterator<Item = (&'a BTreeMap<String, String>, &'a EfficiencySums)>,
+) -> BTreeMap<String, EfficiencySums> {
     let mut out: BTreeMap<String, EfficiencySums> = BTreeMap::new();
-    for s in series {
+    for (tags, e) in series {
         // Measured: anything but the nominal estimate (see `basis`).
-        let measured_power = super::basis::Basis::of_device(asic::MEASUREMENT, &s.tags)
+        let measured_power = super::basis::Basis::of_device(asic::MEASUREMENT, tags)
             .is_some_and(|b| b != super::basis::Basis::Estimated);
-        let col = |name: &str| s.fields.iter().position(|f| f == name);
-        let (Some(p), Some(h)) = (col(asic::POWER_W), col(asic::HASHRATE_THS)) else { continue };
         if !measured_power {
             continue;
         }
-        let num = |row: &[Option<FieldValue>], j: usize| {
-            row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
-        };
-        let sums = out.entry(windows::device_id(asic::MEASUREMENT, &s.tags)).or_default();
-        for row in &s.values {
-            if let (Some(power_w), Some(hashrate_ths)) = (num(row, p), num(row, h)) {
-                if power_w >= 0.0 && hashrate_ths > 0.0 {
-                    sums.power_w += power_w;
-                    sums.hashrate_ths += hashrate_ths;
-                    sums.samples += 1;
-                }
-            }
-        }
+        let sums = out.entry(windows::device_id(asic::MEASUREMENT, tags)).or_default();
+        sums.power_w += e.power_w;
+        sums.hashrate_ths += e.hashrate_ths;
+        sums.samples += e.samples;
     }
     out
 }

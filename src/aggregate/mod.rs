@@ -37,8 +37,8 @@ use self::config::{AggregatorConfig, MarketSourceKind};
 use self::market::{market_fields, market_point, markets_from_series, HttpMarket, MarketHistory};
 use self::tariff::Tariff;
 use self::windows::{
-    aligned_windows, compute_window, config_hash, efficiency_point, source_values, stored_windows, LedgerCache,
-    WindowStamp, WorkloadPlan,
+    aligned_windows, compute_window, config_hash, efficiency_point, empty_window, source_values, stored_windows,
+    values_in, LedgerCache, WindowStamp, WorkloadPlan,
 };
 use crate::ledger::EnergyFrom;
 use crate::model::schema::{self, energy_price};
@@ -55,6 +55,23 @@ const PRICE_LOOKBACK_NS: i64 = 7 * DAY_NS;
 /// workload's first data (nothing written before it) from an outage (empty
 /// windows written, so coverage shows the hole).
 const HISTORY_LOOKBACK_NS: i64 = 90 * DAY_NS;
+
+/// A span of time in which a workload is known to have none of the values its
+/// windows read ([`windows::values_in`] counted zero): complete windows inside it
+/// are answered empty without reading the store. Found by [`Aggregator::compute`]
+/// for the windows before a workload's first stored data, checked again by every
+/// scheduled pass (late or backfilled data drops it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietSpan {
+    pub from_ns: i64,
+    pub to_ns: i64,
+}
+
+impl QuietSpan {
+    fn holds(&self, win: &crate::signal::Window) -> bool {
+        self.from_ns <= win.start_ns && win.end_ns <= self.to_ns
+    }
+}
 
 /// Where [`Aggregator::compute`] takes complete windows from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +176,8 @@ pub struct Aggregator {
     last_market_fetch_ns: Mutex<Option<i64>>,
     /// Workloads known to have stored windows with data (see `had_data_before`).
     with_history: Mutex<std::collections::BTreeSet<String>>,
+    /// Per workload, the time known to hold none of its values (see [`QuietSpan`]).
+    quiet: std::sync::Mutex<BTreeMap<String, QuietSpan>>,
     energy_from: EnergyFrom,
 }
 
@@ -166,6 +185,61 @@ impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aggregator").field("workloads", &self.plans.len()).finish()
     }
+}
+
+/// How a window of a pass is written back once its site is reconciled.
+enum WriteBack {
+    /// Not written: a partial or quiet window, or write-back is off.
+    No,
+    /// Computed now: written with its stamp.
+    Computed(WindowStamp),
+    /// Served from the store: written again, with its stamp, only when reconciling
+    /// its site changed it. Late data or a new device at another workload of the
+    /// same site moves the site meter's facility factor, and with it this window's
+    /// facility energy and cost, though none of its own values changed.
+    Stored(WindowStamp),
+}
+
+/// Reconciles the windows of a pass per site (see [`reconcile::reconcile_all`]) and
+/// returns them with the reconciliations and the points to write back: every
+/// computed window, every stored window that reconciling changed, and the
+/// reconciliation of each site window with one of those.
+fn reconcile_for_write(mut windows: Vec<WindowResult>, write_back: Vec<WriteBack>, len_ns: i64) -> PassWrites {
+    let before: Vec<(f64, f64, reconcile::FacilityBasis)> =
+        windows.iter().map(|w| (w.facility_energy_j, w.energy_cost_usd, w.facility_basis)).collect();
+    let reconciled = reconcile::reconcile_all(&mut windows);
+    let moved = |a: f64, b: f64| (a - b).abs() > 1e-12 * a.abs().max(b.abs());
+    let mut points = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    for ((w, again), (facility_j, cost_usd, basis)) in windows.iter().zip(&write_back).zip(before) {
+        let stamp = match again {
+            WriteBack::Computed(stamp) => stamp,
+            WriteBack::Stored(stamp)
+                if moved(w.facility_energy_j, facility_j)
+                    || moved(w.energy_cost_usd, cost_usd)
+                    || w.facility_basis != basis =>
+            {
+                stamp
+            }
+            WriteBack::Stored(_) | WriteBack::No => continue,
+        };
+        written.insert((w.site.clone(), w.window.start_ns));
+        points.push(efficiency_point(w, len_ns, stamp));
+    }
+    let windows_written = points.len();
+    let label = windows::window_label(len_ns);
+    points.extend(
+        reconciled.iter().filter(|r| written.contains(&(r.site.clone(), r.window.start_ns))).map(|r| r.point(&label)),
+    );
+    PassWrites { windows, reconciled, points, windows_written }
+}
+
+/// What [`reconcile_for_write`] gives back.
+struct PassWrites {
+    windows: Vec<WindowResult>,
+    reconciled: Vec<reconcile::Reconciliation>,
+    points: Vec<crate::model::Point>,
+    windows_written: usize,
 }
 
 impl Aggregator {
@@ -200,6 +274,7 @@ impl Aggregator {
             http_market,
             last_market_fetch_ns: Mutex::new(None),
             with_history: Mutex::default(),
+            quiet: std::sync::Mutex::default(),
             energy_from: EnergyFrom::Auto,
         })
     }
@@ -289,7 +364,11 @@ impl Aggregator {
     /// from the store; every other window (the partial current one, windows never
     /// stored or stored by another config) is computed from the measurements, and
     /// complete ones with data are written back when `write_back` is set. With
-    /// [`Windows::Recompute`] every window is computed and nothing is written.
+    /// [`Windows::Stored`], complete windows before the first stored window with
+    /// data are not computed when the store holds none of the values they read
+    /// (one count per measurement over them, remembered as a [`QuietSpan`]): they
+    /// are answered empty, as computing them would. With [`Windows::Recompute`]
+    /// every window is computed and nothing is written.
     pub async fn compute(
         &self,
         from_ns: i64,
@@ -329,9 +408,8 @@ impl Aggregator {
         let now_ns = self.clock.now_ns();
         let mut market = None;
         let mut measured: BTreeMap<String, Tariff> = BTreeMap::new();
-        let mut points = Vec::new();
-        // Every window with the stamp to write it back with, if any.
-        let mut results: Vec<(WindowResult, Option<WindowStamp>)> = Vec::new();
+        // Every window, with how it is written back.
+        let mut results: Vec<(WindowResult, WriteBack)> = Vec::new();
         for plan in &self.plans {
             if only_site.is_some_and(|s| s != plan.site) {
                 continue;
@@ -349,20 +427,53 @@ impl Aggregator {
                 stored.get(&win.start_ns).filter(|w| complete && w.stamp.config_hash == hash)
             };
             let windows = aligned_windows(from_ns, to_ns, len_ns);
-            let mut ledger =
-                LedgerCache::new(len_ns, windows.iter().filter(|w| served(w).is_none()).copied().collect());
+            let quiet = match mode {
+                Windows::Stored { .. } => {
+                    // Complete windows not served, before the first stored data.
+                    let data_from = stored.values().filter(|w| w.result.devices > 0).map(|w| w.result.window.start_ns);
+                    let data_from = data_from.min().unwrap_or(i64::MAX);
+                    let before: Vec<_> = windows
+                        .iter()
+                        .filter(|w| w.len_ns() == len_ns && w.end_ns <= now_ns.min(data_from) && served(w).is_none())
+                        .collect();
+                    match (before.first(), before.last()) {
+                        (Some(a), Some(b)) => self.quiet_span(plan, a.start_ns, b.end_ns).await?,
+                        _ => None,
+                    }
+                }
+                Windows::Recompute => None,
+            };
+            let is_quiet = |win: &crate::signal::Window| {
+                let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
+                complete && served(win).is_none() && quiet.is_some_and(|q| q.holds(win))
+            };
+            let mut ledger = LedgerCache::new(
+                len_ns,
+                windows.iter().filter(|w| served(w).is_none() && !is_quiet(w)).copied().collect(),
+            );
             for win in windows {
                 let complete = win.len_ns() == len_ns && win.end_ns <= now_ns;
                 if let Some(w) = served(&win) {
-                    results.push((w.result.clone(), None));
+                    let again = if matches!(mode, Windows::Stored { write_back: true }) {
+                        WriteBack::Stored(w.stamp.clone())
+                    } else {
+                        WriteBack::No
+                    };
+                    results.push((w.result.clone(), again));
+                    continue;
+                }
+                if market.is_none() {
+                    market = Some(self.market_history(from_ns, to_ns).await?);
+                }
+                if is_quiet(&win) {
+                    let tariff = self.tariff_for(plan, from_ns, to_ns, &mut measured).await?;
+                    let market = market.as_ref().expect("loaded above");
+                    results.push((empty_window(plan, tariff, win, market), WriteBack::No));
                     continue;
                 }
                 let write = complete && matches!(mode, Windows::Stored { write_back: true });
                 let source_values =
                     if write { Some(source_values(self.store.as_ref(), plan, win).await?) } else { None };
-                if market.is_none() {
-                    market = Some(self.market_history(from_ns, to_ns).await?);
-                }
                 let tariff = self.tariff_for(plan, from_ns, to_ns, &mut measured).await?;
                 let market = market.as_ref().expect("loaded above");
                 let w = compute_window(&self.store, plan, tariff, win, market, self.energy_from, &mut ledger).await?;
@@ -371,30 +482,18 @@ impl Aggregator {
                 let stamp = source_values
                     .filter(|_| w.devices > 0)
                     .map(|source_values| WindowStamp { config_hash: hash.clone(), source_values });
-                results.push((w, stamp));
+                results.push((w, stamp.map_or(WriteBack::No, WriteBack::Computed)));
                 // A long range never holds a runtime thread between windows.
                 tokio::task::yield_now().await;
             }
         }
-        let (mut windows, stamps): (Vec<WindowResult>, Vec<Option<WindowStamp>>) = results.into_iter().unzip();
-        let reconciled = reconcile::reconcile_all(&mut windows);
-        let label = windows::window_label(len_ns);
-        let mut written = std::collections::BTreeSet::new();
-        for (w, stamp) in windows.into_iter().zip(stamps) {
-            if let Some(stamp) = stamp {
-                written.insert((w.site.clone(), w.window.start_ns));
-                points.push(efficiency_point(&w, len_ns, &stamp));
-            }
+        let (windows, write_back): (Vec<WindowResult>, Vec<WriteBack>) = results.into_iter().unzip();
+        let PassWrites { windows, reconciled, points, .. } = reconcile_for_write(windows, write_back, len_ns);
+        for w in windows {
             if only.is_none_or(|n| n == w.workload) {
                 sink(w);
             }
         }
-        points.extend(
-            reconciled
-                .iter()
-                .filter(|r| written.contains(&(r.site.clone(), r.window.start_ns)))
-                .map(|r| r.point(&label)),
-        );
         if !points.is_empty() {
             self.windows_store.write(&points).await?;
         }
@@ -502,6 +601,7 @@ impl Aggregator {
     /// workload's first data are not written (see [`Self::first_data_ns`]).
     pub async fn run_once(&self, now_ns: i64) -> Result<RunStats, AggregateError> {
         let mut stats = RunStats::default();
+        self.recheck_quiet().await?;
         match self.refresh_market(now_ns).await {
             Ok(fetched) => stats.market_fetched = fetched,
             Err(e) => {
@@ -523,9 +623,8 @@ impl Aggregator {
         for (len, back) in [(long, lookback), (short, long)] {
             let to = now_ns.div_euclid(len) * len;
             let from = (to - back).div_euclid(len) * len;
-            let mut points = Vec::new();
-            // Every window of the pass, with its stamp when it is to be written.
-            let mut results: Vec<(WindowResult, Option<WindowStamp>)> = Vec::new();
+            // Every window of the pass, with how it is written back.
+            let mut results: Vec<(WindowResult, WriteBack)> = Vec::new();
             for plan in &self.plans {
                 let hash = config_hash(plan);
                 let stored = stored_windows(self.windows_store.as_ref(), plan, from, to, len).await?;
@@ -540,7 +639,7 @@ impl Aggregator {
                     let stamp = WindowStamp { config_hash: hash.clone(), source_values };
                     if let Some(w) = stored.get(&win.start_ns).filter(|w| w.stamp == stamp) {
                         // Up to date; still part of its site's reconciliation.
-                        results.push((w.result.clone(), None));
+                        results.push((w.result.clone(), WriteBack::Stored(stamp)));
                         continue;
                     }
                     if market.is_none() {
@@ -562,30 +661,77 @@ impl Aggregator {
                             stats.warnings.push(warning.clone());
                         }
                     }
-                    results.push((w, Some(stamp)));
+                    results.push((w, WriteBack::Computed(stamp)));
                 }
             }
-            let (mut windows, stamps): (Vec<WindowResult>, Vec<Option<WindowStamp>>) = results.into_iter().unzip();
-            let reconciled = reconcile::reconcile_all(&mut windows);
-            let mut written = std::collections::BTreeSet::new();
-            for (w, stamp) in windows.iter().zip(stamps) {
-                if let Some(stamp) = stamp {
-                    written.insert((w.site.clone(), w.window.start_ns));
-                    points.push(efficiency_point(w, len, &stamp));
-                }
-            }
-            let windows_written = points.len();
-            let label = windows::window_label(len);
-            points.extend(
-                reconciled
-                    .iter()
-                    .filter(|r| written.contains(&(r.site.clone(), r.window.start_ns)))
-                    .map(|r| r.point(&label)),
-            );
-            self.windows_store.write(&points).await?;
-            stats.windows_written += windows_written;
+            let (windows, write_back): (Vec<WindowResult>, Vec<WriteBack>) = results.into_iter().unzip();
+            let pass = reconcile_for_write(windows, write_back, len);
+            self.windows_store.write(&pass.points).await?;
+            stats.windows_written += pass.windows_written;
         }
         Ok(stats)
+    }
+
+    /// A [`QuietSpan`] of `plan` holding `[from_ns, to_ns)`: the one remembered,
+    /// or, when that does not hold it, one found now by counting the values of
+    /// the whole span (joined with the remembered one where they touch); `None`
+    /// when the store has values there.
+    async fn quiet_span(
+        &self,
+        plan: &WorkloadPlan,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Option<QuietSpan>, AggregateError> {
+        let want = QuietSpan { from_ns, to_ns };
+        let known = self.quiet.lock().expect("quiet spans").get(&plan.name).copied();
+        if known.is_some_and(|k| k.from_ns <= from_ns && to_ns <= k.to_ns) {
+            return Ok(known);
+        }
+        let span = match known {
+            Some(k) if k.from_ns <= to_ns && from_ns <= k.to_ns => {
+                QuietSpan { from_ns: k.from_ns.min(from_ns), to_ns: k.to_ns.max(to_ns) }
+            }
+            _ => want,
+        };
+        let mut found = None;
+        if values_in(self.store.as_ref(), plan, span.from_ns, span.to_ns).await? == 0 {
+            found = Some(span);
+        } else if span != want && values_in(self.store.as_ref(), plan, from_ns, to_ns).await? == 0 {
+            // The values are in the remembered part (they arrived after it was
+            // counted): the wanted span replaces it.
+            found = Some(want);
+        } else if span == want {
+            // The remembered span lies apart from the values found; it stands.
+            return Ok(known);
+        }
+        let mut quiet = self.quiet.lock().expect("quiet spans");
+        match found {
+            Some(f) => quiet.insert(plan.name.clone(), f),
+            None => quiet.remove(&plan.name),
+        };
+        Ok(found)
+    }
+
+    /// Drops every remembered [`QuietSpan`] whose time now holds values (late
+    /// data, a backfill): one count per measurement and span, each scheduled pass.
+    async fn recheck_quiet(&self) -> Result<(), AggregateError> {
+        let spans: Vec<(String, QuietSpan)> =
+            self.quiet.lock().expect("quiet spans").iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (name, span) in spans {
+            let Some(plan) = self.plans.iter().find(|p| p.name == name) else { continue };
+            if values_in(self.store.as_ref(), plan, span.from_ns, span.to_ns).await? > 0 {
+                let mut quiet = self.quiet.lock().expect("quiet spans");
+                if quiet.get(&name) == Some(&span) {
+                    quiet.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The [`QuietSpan`] remembered for a workload, if any.
+    pub fn quiet_span_of(&self, workload: &str) -> Option<QuietSpan> {
+        self.quiet.lock().expect("quiet spans").get(workload).copied()
     }
 
     /// Whether `plan` has a stored window with data that starts before `before_ns`

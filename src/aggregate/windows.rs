@@ -6,11 +6,11 @@
 //! rows of devices whose buckets are not usable, and the raw samples of only the
 //! devices and time the ledger leaves uncovered (± `max_gap`, so that the
 //! intervals crossing the edges are seen), streamed into per-device accumulators.
-//! The site's meter channels are read raw per window and replace the energy of the
-//! devices they cover ([`super::basis`]); such a device is read raw over the whole
-//! window. See [`compute_window`] and `docs/aggregator.md`. The results are written
-//! back as `workload_efficiency`, one point per workload, window length and window
-//! start: recomputing a window overwrites it.
+//! The site's meter channels (their ledger points where those stand for their
+//! interval, raw samples elsewhere) replace the energy of the devices they cover
+//! ([`super::basis`]). See [`compute_window`] and `docs/aggregator.md`. The results
+//! are written back as `workload_efficiency`, one point per workload, window length
+//! and window start: recomputing a window overwrites it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use crate::ledger::{
 };
 use crate::model::schema::{self, asic, energy_ledger as el, gpu, meter, workload_efficiency as we};
 use crate::model::{FieldValue, Point};
-use crate::revenue::{DeviceTracks, RevenueInput, RevenueModel};
+use crate::revenue::{RevenueInput, RevenueModel};
 use crate::signal::Window;
 use crate::store::{RowVisitor, Series, SeriesQuery, Store, StoreError};
 
@@ -79,60 +79,6 @@ pub fn device_id(measurement: &str, tags: &BTreeMap<String, String>) -> String {
     series_device_id(measurement, tags)
 }
 
-/// Samples of one device, merged from every series that names it, as tracks (the
-/// fleet view's latest readings).
-#[derive(Debug, Default)]
-pub struct DeviceSamples {
-    pub tracks: DeviceTracks,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// Turns series into devices, column by column. A device's rows from several
-/// series (its tags changed, e.g. a firmware upgrade) are merged in time order.
-pub fn devices_from_series(measurement: &str, series: Vec<Series>) -> Vec<DeviceSamples> {
-    let mut by_id: BTreeMap<String, (DeviceSamples, usize)> = BTreeMap::new();
-    for s in series {
-        let id = device_id(measurement, &s.tags);
-        let (dev, parts) = by_id.entry(id.clone()).or_insert_with(|| {
-            let mut d = DeviceSamples { tags: s.tags.clone(), ..Default::default() };
-            d.tracks.id = id;
-            (d, 0)
-        });
-        *parts += 1;
-        let cols = Columns::new(measurement, &s.fields);
-        let status = s.fields.iter().position(|f| f == gpu::STATUS);
-        dev.tracks.healthy.reserve(s.times_ns.len());
-        for (&t, row) in s.times_ns.iter().zip(&s.values) {
-            // A row without the rules' fields (an inference server's `requests`) is
-            // healthy when it has anything at all.
-            let healthy = cols.row_sample(t, row).map_or_else(|| row.iter().any(Option::is_some), |s| s.healthy);
-            dev.tracks.healthy.push((t, healthy));
-        }
-        for (j, field) in s.fields.iter().enumerate() {
-            if Some(j) == status {
-                continue;
-            }
-            let num = |row: &[Option<FieldValue>]| {
-                row.get(j).and_then(Option::as_ref).and_then(FieldValue::as_f64).filter(|v| v.is_finite())
-            };
-            let values = s.times_ns.iter().zip(&s.values).filter_map(|(&t, row)| num(row).map(|v| (t, v)));
-            dev.tracks.tracks.entry(field.clone()).or_default().extend(values);
-        }
-    }
-    by_id
-        .into_values()
-        .map(|(mut dev, parts)| {
-            if parts > 1 {
-                dev.tracks.healthy.sort_by_key(|h| h.0);
-                for track in dev.tracks.tracks.values_mut() {
-                    track.sort_by_key(|v| v.0);
-                }
-            }
-            dev
-        })
-        .collect()
-}
-
 /// The raw measurements a workload reads: where its energy is measured, and
 /// where its revenue inputs are when that differs (inference servers).
 fn raw_measurements(plan: &WorkloadPlan) -> Vec<&'static str> {
@@ -165,8 +111,8 @@ fn ledger_query(plan: &WorkloadPlan, win: Window) -> SeriesQuery {
     }
 }
 
-/// The site's `meter` points, read raw whatever [`EnergyFrom`] says (meters have
-/// no ledger points), when the workload's energy is a miner's or a GPU's.
+/// The site's raw `meter` points, when the workload's energy is a miner's or a
+/// GPU's (the channels' ledger points are read by their own query).
 fn meter_query(plan: &WorkloadPlan, win: Window) -> Option<SeriesQuery> {
     let energy_m = plan.revenue_model.info().inputs.energy_measurement;
     (energy_m == gpu::MEASUREMENT || energy_m == asic::MEASUREMENT).then(|| SeriesQuery {
@@ -292,8 +238,10 @@ pub async fn compute_window(
     ledger: &mut LedgerCache,
 ) -> Result<WindowResult, StoreError> {
     let store = store.as_ref();
-    let meters = read_meters(store, plan, win).await?;
-    let mut acc = WindowAcc::new(plan, tariff, win, meters, from != EnergyFrom::Ledger);
+    let mut site = read_site_channels(store, plan, win, from).await?;
+    let host_gpus = std::mem::take(&mut site.host_gpus);
+    let mut acc = WindowAcc::new(plan, tariff, win, site.targets(), host_gpus, from != EnergyFrom::Ledger);
+    acc.set_meter_ledger(&site);
     if from != EnergyFrom::Raw {
         let sums = ledger.sums_for(store, plan, tariff, win).await?;
         let mut detail = Vec::new();
@@ -343,29 +291,79 @@ pub async fn compute_window(
             read_devices(store, &q, m, wanted, WindowRaw { acc: &mut acc, measurement: m }).await?;
         }
     }
+    acc.meters = site_meters(store, plan, &acc, site, from).await?;
     let mut out = acc.finish(&market.at(win.end_ns));
     // The ids were needed only for the no-power count; a long range holds many windows.
     out.powered = BTreeSet::new();
     Ok(out)
 }
 
-/// The site's `meter` channels over a window and, for a GPU workload, the GPUs
-/// (of every workload) of the hosts a meter covers, which weigh a host meter's
-/// split. Meters have no ledger points: they are read raw whatever
-/// [`EnergyFrom`] says.
-async fn read_meters(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Result<ChunkData, StoreError> {
-    let mut out = ChunkData::default();
+/// The site's meter channels over a window, before its devices are read: every
+/// channel (from its raw series and its ledger points), its ledger rows and, for a
+/// GPU workload, the GPUs (of every workload) of the hosts a channel covers, which
+/// weigh a host meter's split (read raw: their board energy per interval).
+#[derive(Debug, Default)]
+struct SiteChannels {
+    /// Channel id → its tags.
+    tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// Channel id → its `energy_ledger` rows in the window.
+    ledger: BTreeMap<String, Vec<LedgerRow>>,
+    host_gpus: Vec<Series>,
+}
+
+impl SiteChannels {
+    /// The device-level targets (miners, GPU hosts) the channels cover.
+    fn targets(&self) -> Vec<Target> {
+        let mut t: Vec<Target> =
+            self.tags.values().filter_map(Target::of_channel).filter(|t| !matches!(t, Target::Group(_))).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+}
+
+/// The ledger points of the site's meter channels in a window.
+fn meter_ledger_query(plan: &WorkloadPlan, win: Window) -> SeriesQuery {
+    SeriesQuery {
+        measurement: el::MEASUREMENT.to_string(),
+        fields: ledger_fields(&[]),
+        tag_filters: vec![
+            (schema::TAG_SITE.to_string(), plan.site.clone()),
+            (el::TAG_SOURCE.to_string(), meter::MEASUREMENT.to_string()),
+        ],
+        start_ns: win.start_ns,
+        end_ns: win.end_ns,
+    }
+}
+
+async fn read_site_channels(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    win: Window,
+    from: EnergyFrom,
+) -> Result<SiteChannels, StoreError> {
+    let mut out = SiteChannels::default();
     let Some(q) = meter_query(plan, win) else { return Ok(out) };
-    out.meters = store.read(&q).await?;
+    if from != EnergyFrom::Raw {
+        let lq = meter_ledger_query(plan, win);
+        let cols = LedgerColumns::new(&lq.fields, &[]);
+        for s in store.read(&lq).await? {
+            let id = series_device_id(meter::MEASUREMENT, &s.tags);
+            let rows = out.ledger.entry(id.clone()).or_default();
+            rows.extend(s.times_ns.iter().zip(&s.values).filter_map(|(&t, row)| cols.row(t, row)));
+            out.tags.entry(id).or_insert(s.tags);
+        }
+    }
+    if from != EnergyFrom::Ledger {
+        for tags in store.series_keys(&q).await? {
+            out.tags.entry(series_device_id(meter::MEASUREMENT, &tags)).or_insert(tags);
+        }
+    }
     if plan.revenue_model.info().inputs.energy_measurement != gpu::MEASUREMENT {
         return Ok(out);
     }
-    let hosts: BTreeSet<String> = out
-        .meters
-        .iter()
-        .filter_map(|s| Target::of_channel(&s.tags))
-        .filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None })
-        .collect();
+    let hosts: BTreeSet<String> =
+        out.targets().into_iter().filter_map(|t| if let Target::GpuHost(h) = t { Some(h) } else { None }).collect();
     for host in hosts {
         let hq = SeriesQuery {
             measurement: gpu::MEASUREMENT.to_string(),
@@ -377,6 +375,115 @@ async fn read_meters(store: &dyn Store, plan: &WorkloadPlan, win: Window) -> Res
         out.host_gpus.extend(store.read(&hq).await?);
     }
     Ok(out)
+}
+
+/// The first and last instant of `win` that `spans` (sorted, not overlapping)
+/// leave uncovered; `None` when they cover it all.
+fn uncovered_hull(spans: &[(i64, i64)], win: Window) -> Option<(i64, i64)> {
+    let mut a = win.start_ns;
+    for sp in spans {
+        if sp.0 > a {
+            break;
+        }
+        a = a.max(sp.1);
+    }
+    let mut b = win.end_ns;
+    for sp in spans.iter().rev() {
+        if sp.1 < b {
+            break;
+        }
+        b = b.min(sp.0);
+    }
+    (a < b).then_some((a, b))
+}
+
+/// Whether `spans` (sorted by start) hold all of `[a, b)`.
+fn holds(spans: &[(i64, i64)], a: i64, b: i64) -> bool {
+    let mut reach = a;
+    for &(x, y) in spans {
+        if x > reach {
+            break;
+        }
+        reach = reach.max(y);
+        if reach >= b {
+            return true;
+        }
+    }
+    false
+}
+
+/// The site's meter channels as energy spans, once the window's devices are
+/// read: each channel's ledger point where it stands for its interval
+/// ([`WindowAcc::meter_interval_stands`]), its raw samples everywhere else (read
+/// only over the time some channel's ledger leaves uncovered, ± `max_gap`; not
+/// with `--energy-from ledger`), cut at the ledger's intervals so that no interval
+/// counts twice.
+async fn site_meters(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    acc: &WindowAcc<'_>,
+    site: SiteChannels,
+    from: EnergyFrom,
+) -> Result<metered::ChunkMeters, StoreError> {
+    let win = acc.win;
+    let ledger = acc.standing_meter_ledger();
+    let mut raw = Vec::new();
+    if from != EnergyFrom::Ledger {
+        let mut hull: Option<(i64, i64)> = None;
+        let mut wanted = BTreeSet::new();
+        for id in site.tags.keys() {
+            let spans: Vec<(i64, i64)> =
+                ledger.get(id).map(|(_, s)| s.iter().map(|s| (s.a, s.b)).collect()).unwrap_or_default();
+            if let Some((a, b)) = uncovered_hull(&spans, win) {
+                hull = Some(hull.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                wanted.insert(id.clone());
+            }
+        }
+        if let (Some((a, b)), Some(mut q)) = (hull, meter_query(plan, win)) {
+            q.start_ns = q.start_ns.max(a - plan.max_gap_ns);
+            q.end_ns = q.end_ns.min(b + plan.max_gap_ns);
+            let mut collect = CollectSeries { fields: q.fields.clone(), wanted, out: Vec::new() };
+            if collect.wanted.len() <= NAMED_DEVICES {
+                let filters: Vec<Vec<(String, String)>> = collect
+                    .wanted
+                    .iter()
+                    .filter_map(|id| site.tags.get(id))
+                    .map(|tags| identity_filter(meter::MEASUREMENT, tags))
+                    .collect();
+                store.read_each_any(&q, &filters, &mut collect).await?;
+            } else {
+                store.read_each(&q, &mut collect).await?;
+            }
+            raw = collect.out.into_iter().flatten().collect();
+        }
+    }
+    Ok(metered::site_meters(ledger, &raw, &acc.rules, &acc.edges, win))
+}
+
+/// Collects a streaming read's series of the `wanted` devices (meter channels:
+/// few rows each).
+struct CollectSeries {
+    fields: Vec<String>,
+    wanted: BTreeSet<String>,
+    out: Vec<Option<Series>>,
+}
+
+impl RowVisitor for CollectSeries {
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.out.len() <= series {
+            self.out.resize(series + 1, None);
+        }
+        if self.wanted.contains(&series_device_id(meter::MEASUREMENT, tags)) {
+            self.out[series] = Some(Series { tags: tags.clone(), fields: self.fields.clone(), ..Default::default() });
+        }
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        if let Some(Some(s)) = self.out.get_mut(series) {
+            s.times_ns.push(time_ns);
+            s.values.push(values.to_vec());
+        }
+    }
 }
 
 /// The devices to read raw: id -> (the tags that select its series, how many
@@ -432,8 +539,9 @@ pub fn compute_chunk(
 ) -> WindowResult {
     let energy_m = plan.revenue_model.info().inputs.energy_measurement;
     let own_from_raw = data.raw.iter().any(|(m, _)| *m == energy_m);
-    let meters = ChunkData { meters: data.meters, host_gpus: data.host_gpus, ..Default::default() };
-    let mut acc = WindowAcc::new(plan, tariff, win, meters, own_from_raw);
+    let mut acc = WindowAcc::new(plan, tariff, win, Vec::new(), data.host_gpus, own_from_raw);
+    acc.meters = metered::chunk_meters(&data.meters, &acc.rules, &Cuts { grid_ns: 0, list: acc.edges.clone() }, win);
+    acc.targets = acc.meters.devices.keys().cloned().collect();
     for (i, s) in data.ledger.iter().enumerate() {
         let cols = LedgerColumns::new(&s.fields, &acc.rules.util_thresholds_pct);
         let mut rows = LedgerRows { acc: &mut acc, cols, series: Vec::new() };
@@ -527,8 +635,16 @@ struct WindowAcc<'p> {
     prov: Provenance,
     warnings: Vec<String>,
     mismatched_gap: Option<i64>,
-    /// The site's meter channels, and the GPUs of the hosts they cover.
+    /// The device-level targets of the site's meter channels (known before the
+    /// devices are read), the channels' spans (set once they are), and the GPUs of
+    /// the hosts they cover.
+    targets: Vec<Target>,
     meters: metered::ChunkMeters,
+    /// Per channel id, its meter ledger points that can stand for their interval,
+    /// and per miner or GPU host the time all its channels have one
+    /// ([`Self::set_meter_ledger`]).
+    meter_ledger: metered::LedgerChannels,
+    meter_standing: BTreeMap<Target, Vec<(i64, i64)>>,
     host_gpus: Vec<Series>,
     /// Whether a metered device's own energy comes from its raw samples (read
     /// for the whole window) rather than its ledger intervals.
@@ -537,7 +653,14 @@ struct WindowAcc<'p> {
 }
 
 impl<'p> WindowAcc<'p> {
-    fn new(plan: &'p WorkloadPlan, tariff: &Tariff, win: Window, meters: ChunkData, own_from_raw: bool) -> Self {
+    fn new(
+        plan: &'p WorkloadPlan,
+        tariff: &Tariff,
+        win: Window,
+        targets: Vec<Target>,
+        host_gpus: Vec<Series>,
+        own_from_raw: bool,
+    ) -> Self {
         let mut warnings = Vec::new();
         let mut segments = tariff.segments(win).unwrap_or_else(|e| {
             warnings.push(format!("site {}: {e}", plan.site));
@@ -552,10 +675,12 @@ impl<'p> WindowAcc<'p> {
         edges.dedup();
         let inputs = &plan.revenue_model.info().inputs;
         let rules = plan.rules();
-        let meter_cuts = Cuts { grid_ns: 0, list: edges.clone() };
         WindowAcc {
-            meters: metered::chunk_meters(&meters.meters, &rules, &meter_cuts, win),
-            host_gpus: meters.host_gpus,
+            targets,
+            meters: metered::ChunkMeters::default(),
+            meter_ledger: BTreeMap::new(),
+            meter_standing: BTreeMap::new(),
+            host_gpus,
             own_from_raw,
             by_basis: BasisEnergy::default(),
             plan,
@@ -597,7 +722,7 @@ impl<'p> WindowAcc<'p> {
         if !dev.noted && m == self.energy_m {
             dev.noted = true;
             dev.basis = own_basis(m, tags);
-            dev.target = Target::of_device(m, tags, self.meters.devices.keys());
+            dev.target = Target::of_device(m, tags, self.targets.iter());
             dev.group = tags.get(TAG_GROUP).cloned();
         }
         i
@@ -605,30 +730,109 @@ impl<'p> WindowAcc<'p> {
 
     /// The time of the window the ledger does not cover for this device, from its
     /// first uncovered instant to its last; `None` when the ledger covers it all.
-    /// A metered device's own energy is read raw over the whole window when raw
-    /// samples are read at all (see [`Self::add_span`]).
     fn uncovered(&self, m: &'static str, id: &str) -> Option<(i64, i64)> {
         let dev = self.index.get(m).and_then(|ids| ids.get(id)).map(|&i| &self.devices[i].1);
-        if dev.is_some_and(|d| d.target.is_some() && self.own_from_raw) {
-            return Some((self.win.start_ns, self.win.end_ns));
-        }
-        let spans = dev.map_or(&[][..], |d| d.spans.as_slice());
         // Spans are sorted and do not overlap.
-        let mut a = self.win.start_ns;
-        for sp in spans {
-            if sp.0 > a {
-                break;
+        uncovered_hull(dev.map_or(&[][..], |d| d.spans.as_slice()), self.win)
+    }
+
+    /// Whether the split of a GPU host's meter involves GPUs of other workloads
+    /// (their board energy weighs it).
+    fn shared_host(&self, t: &Target) -> bool {
+        let Target::GpuHost(h) = t else { return false };
+        self.host_gpus
+            .iter()
+            .filter(|s| s.tags.get(schema::TAG_HOST) == Some(h))
+            .any(|s| s.tags.get(schema::TAG_WORKLOAD) != Some(&self.plan.name))
+    }
+
+    /// Takes the site's meter ledger points that can stand for their interval: each
+    /// covers all of it, was written with the workload's `max_gap`, and lies inside
+    /// the window and one tariff segment; and notes, per miner or GPU host, the
+    /// time every channel covering it has such a point ([`Self::add_span`] takes a
+    /// metered device's own ledger intervals only there).
+    fn set_meter_ledger(&mut self, site: &SiteChannels) {
+        for (id, rows) in &site.ledger {
+            let Some(tags) = site.tags.get(id) else { continue };
+            let mut spans: Vec<Span> = rows
+                .iter()
+                .filter(|r| {
+                    let (a, b) = (r.start_ns, r.start_ns + r.expected_ns);
+                    r.expected_ns > 0
+                        && r.sums.covered_ns == r.expected_ns
+                        && r.max_gap_ns == Some(self.rules.max_gap_ns)
+                        && a >= self.win.start_ns
+                        && b <= self.win.end_ns
+                        && b <= self.segments[segment_of(&self.segments, a)].0.end_ns
+                })
+                .map(|r| Span {
+                    a: r.start_ns,
+                    b: r.start_ns + r.expected_ns,
+                    joules: r.sums.energy_j,
+                    covered_ns: r.sums.covered_ns,
+                    basis: Basis::Meter,
+                })
+                .collect();
+            normalise(&mut spans);
+            if !spans.is_empty() {
+                self.meter_ledger.insert(id.clone(), (tags.clone(), spans));
             }
-            a = a.max(sp.1);
         }
-        let mut b = self.win.end_ns;
-        for sp in spans.iter().rev() {
-            if sp.1 < b {
-                break;
+        let mut channels: BTreeMap<Target, Vec<Vec<(i64, i64)>>> = BTreeMap::new();
+        for (id, tags) in &site.tags {
+            if let Some(t) = Target::of_channel(tags).filter(|t| !matches!(t, Target::Group(_))) {
+                let spans = self.meter_ledger.get(id).map(|(_, s)| s.iter().map(|s| (s.a, s.b)).collect());
+                channels.entry(t).or_default().push(spans.unwrap_or_default());
             }
-            b = b.min(sp.0);
         }
-        (a < b).then_some((a, b))
+        for (t, chans) in channels {
+            if self.shared_host(&t) {
+                continue;
+            }
+            let both: Vec<(i64, i64)> =
+                chans[0].iter().copied().filter(|&(a, b)| chans.iter().all(|c| holds(c, a, b))).collect();
+            self.meter_standing.insert(t, both);
+        }
+    }
+
+    /// The meter ledger points that stand for their interval once the window's
+    /// devices are read: where raw samples are read, a point's energy (taken as
+    /// spread evenly over its interval) must give what the channel's raw samples
+    /// give, which holds when every device of the workload under the channel has
+    /// energy of its own throughout the interval and the split is the workload's
+    /// alone (not a GPU host shared with other workloads); elsewhere the channel's
+    /// raw samples count. Reading the ledger only, every point stands (and counts
+    /// for the covered share of each device's interval, see [`super::basis`]).
+    fn standing_meter_ledger(&self) -> metered::LedgerChannels {
+        if !self.own_from_raw {
+            return self.meter_ledger.clone();
+        }
+        // Per target, each of the workload's devices' own energy time, merged.
+        let mut own: BTreeMap<&Target, Vec<Vec<(i64, i64)>>> = BTreeMap::new();
+        for ((m, _), d) in &self.devices {
+            let Some(t) = d.target.as_ref().filter(|_| *m == self.energy_m) else { continue };
+            let mut cov: Vec<(i64, i64)> =
+                d.own_j.iter().filter(|s| s.covered_ns == s.b - s.a).map(|s| (s.a, s.b)).collect();
+            cov.sort_unstable();
+            own.entry(t).or_default().push(cov);
+        }
+        let mut out = metered::LedgerChannels::new();
+        for (id, (tags, spans)) in &self.meter_ledger {
+            let target = Target::of_channel(tags);
+            let keep: Vec<Span> = spans
+                .iter()
+                .filter(|s| match &target {
+                    None | Some(Target::Group(_)) => true,
+                    Some(t) if self.shared_host(t) => false,
+                    Some(t) => own.get(t).is_none_or(|devs| devs.iter().all(|cov| holds(cov, s.a, s.b))),
+                })
+                .copied()
+                .collect();
+            if !keep.is_empty() {
+                out.insert(id.clone(), (tags.clone(), keep));
+            }
+        }
+        out
     }
 
     /// Takes a device's ledger sums for `[start, end)`, unless the span leaves the
@@ -648,6 +852,17 @@ impl<'p> WindowAcc<'p> {
         if overlaps {
             return false; // the same interval from another series of the device
         }
+        // A metered device's own ledger interval, where raw samples are read, is
+        // taken only when it is fully covered and every channel covering the device
+        // has a ledger point standing for the same time: the meter then gives the
+        // same energy as from raw samples. Elsewhere the device's raw samples are
+        // read, exact where the meter's energy is not.
+        if let (Some(t), true, true) = (&dev.target, self.own_from_raw, m == self.energy_m) {
+            let standing = self.meter_standing.get(t).is_some_and(|s| holds(s, start, end));
+            if !standing || sums.covered_ns != end - start {
+                return false;
+            }
+        }
         dev.spans.insert(at, (start, end));
         dev.sums.absorb(sums);
         if m == self.energy_m {
@@ -655,10 +870,8 @@ impl<'p> WindowAcc<'p> {
             // own energy where no meter covers it).
             self.prov.ledger_covered_ns += sums.covered_ns;
             match (&dev.target, dev.basis) {
-                // A metered device's own energy is taken from its raw samples when
-                // they are read (exact where the meter is not); from the ledger's
-                // intervals (constant power inside each) only when they are not.
-                (Some(_), Some(basis)) if !self.own_from_raw => {
+                // A metered device's own energy, where the meter does not count.
+                (Some(_), Some(basis)) => {
                     let (joules, covered_ns) = (sums.energy_j, sums.covered_ns);
                     dev.own_j.push(Span { a: start, b: end, joules, covered_ns, basis });
                 }
@@ -710,17 +923,14 @@ impl<'p> WindowAcc<'p> {
             if !inside {
                 return;
             }
+            if dev.in_ledger(a) {
+                return;
+            }
             if let (Part::Energy { joules, .. }, true, Some(_)) = (part, is_energy, &dev.target) {
-                // Also inside ledger intervals: see `add_span`.
                 if let Some(basis) = dev.basis {
                     dev.own_j.push(Span { a, b, joules, covered_ns: b - a, basis });
                 }
-                if !dev.in_ledger(a) {
-                    dev.sums.add_part(a, b, part);
-                }
-                return;
-            }
-            if dev.in_ledger(a) {
+                dev.sums.add_part(a, b, part);
                 return;
             }
             if let (Part::Energy { joules, .. }, true) = (part, is_energy) {
@@ -1077,6 +1287,39 @@ pub async fn source_values(store: &dyn Store, plan: &WorkloadPlan, win: Window) 
         n += store.count(&q).await?;
     }
     Ok(n)
+}
+
+/// The values the windows of `plan` inside `[from_ns, to_ns)` could read: raw
+/// samples of its measurements and its site's meter points from `from_ns −
+/// max_gap` (an interval crossing `from_ns` starts there), and its ledger points,
+/// up to `to_ns`. Samples at or after `to_ns` add nothing to a window that ends by
+/// then (an interval starts at a sample), so zero means each of those windows
+/// computes empty, whatever lies after `to_ns`. One count per measurement for the
+/// whole span: cheap where it is empty, which is what it is asked for (the hours
+/// before a workload's first data, see `Aggregator::compute`).
+pub async fn values_in(store: &dyn Store, plan: &WorkloadPlan, from_ns: i64, to_ns: i64) -> Result<u64, StoreError> {
+    let span = Window { start_ns: from_ns, end_ns: to_ns };
+    let raw_from = |mut q: SeriesQuery| {
+        q.end_ns = to_ns;
+        q
+    };
+    let mut n = 0;
+    for m in raw_measurements(plan) {
+        n += store.count(&raw_from(raw_query(plan, m, span))).await?;
+    }
+    if let Some(q) = meter_query(plan, span) {
+        n += store.count(&raw_from(q)).await?;
+    }
+    Ok(n + store.count(&ledger_query(plan, span)).await?)
+}
+
+/// The window a computation from a store without any of the values it reads gives
+/// (what [`compute_window`] returns there): no devices, no energy, the tariff's and
+/// the market's warnings.
+pub fn empty_window(plan: &WorkloadPlan, tariff: &Tariff, win: Window, market: &MarketHistory) -> WindowResult {
+    let mut out = WindowAcc::new(plan, tariff, win, Vec::new(), Vec::new(), true).finish(&market.at(win.end_ns));
+    out.powered = BTreeSet::new();
+    out
 }
 
 /// The `workload_efficiency` point for a window, stamped at the window start,

@@ -8,13 +8,17 @@ use std::collections::BTreeMap;
 use super::config::{Expected, Kind, Rule};
 use super::state::{fmt_num, Missing, Observation};
 use crate::aggregate::config::MarketSourceKind;
-use crate::aggregate::fleet::{measured_j_per_th, metered_j_per_th, nominal_spec, EfficiencySums};
-use crate::aggregate::windows::{device_id, devices_from_series, window_label};
+use crate::aggregate::fleet::{
+    efficiency_fold, latest_fold, latest_per_device, measured_j_per_th, metered_j_per_th, nominal_spec, sum_fold,
+    DeviceLatest, EfficiencySums,
+};
+use crate::aggregate::windows::{device_id, window_label};
 use crate::aggregate::{rfc3339, AggregateError, Aggregator};
 use crate::ledger::Columns;
 use crate::model::schema::{self, agent, asic, gpu, market};
+use crate::model::FieldValue;
 use crate::revenue::{ai_on_demand, ai_tokens};
-use crate::store::{Series, SeriesQuery};
+use crate::store::{fold_series, SeriesQuery};
 
 /// What an evaluation found, and how to treat subjects it did not see.
 pub struct Found {
@@ -42,21 +46,62 @@ fn device_labels(
     ])
 }
 
-async fn read(
-    agg: &Aggregator,
-    measurement: &str,
-    fields: &[&str],
-    from_ns: i64,
-    to_ns: i64,
-) -> Result<Vec<Series>, AggregateError> {
-    let q = SeriesQuery {
+fn query(measurement: &str, fields: &[&str], from_ns: i64, to_ns: i64) -> SeriesQuery {
+    SeriesQuery {
         measurement: measurement.into(),
         fields: fields.iter().map(|f| f.to_string()).collect(),
         tag_filters: vec![],
         start_ns: from_ns,
         end_ns: to_ns,
-    };
-    Ok(agg.store().read(&q).await?)
+    }
+}
+
+/// Streams the rows of `measurement` in `[from_ns, to_ns)` into one state per
+/// series (`fold` is made from the query's fields): what is held is one state per
+/// series, however long the range and however many rows.
+async fn fold<S, F>(
+    agg: &Aggregator,
+    measurement: &str,
+    fields: &[&str],
+    from_ns: i64,
+    to_ns: i64,
+    make: impl FnOnce(&[String]) -> F,
+) -> Result<Vec<(BTreeMap<String, String>, S)>, AggregateError>
+where
+    S: Default + Send,
+    F: FnMut(&BTreeMap<String, String>, &mut S, i64, &[Option<FieldValue>]) + Send,
+{
+    let q = query(measurement, fields, from_ns, to_ns);
+    let f = make(&q.fields);
+    Ok(fold_series(agg.store().as_ref(), &q, f).await?)
+}
+
+/// A state for the rows before a time and one for the rows from it.
+#[derive(Debug, Default)]
+struct Split<T> {
+    before: T,
+    recent: T,
+}
+
+/// The latest readings of each device of `measurement` in `[from_ns, to_ns)`.
+async fn latest(
+    agg: &Aggregator,
+    measurement: &str,
+    fields: &[&str],
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Vec<DeviceLatest>, AggregateError> {
+    let series = fold(agg, measurement, fields, from_ns, to_ns, |f| latest_fold(measurement, f)).await?;
+    Ok(latest_per_device(measurement, &series))
+}
+
+/// The time of each series' last row at or before `until_ns`.
+fn last_time(until_ns: i64) -> impl FnMut(&BTreeMap<String, String>, &mut Option<i64>, i64, &[Option<FieldValue>]) {
+    move |_, s, t, _| {
+        if t <= until_ns {
+            *s = Some(s.map_or(t, |x| x.max(t)));
+        }
+    }
 }
 
 /// Revenue models whose pay follows use, so a GPU's idle power is lost money; a
@@ -66,44 +111,29 @@ pub const PAID_BY_USE: &[&str] = &[ai_on_demand::INFO.name, ai_tokens::INFO.name
 /// How far back a miner's own efficiency baseline reaches, before the rule's window.
 pub const BASELINE_NS: i64 = 6 * 3_600_000_000_000;
 
-/// The rows of `s` whose time passes `keep`.
-fn rows_where(s: &Series, keep: impl Fn(i64) -> bool) -> Series {
-    let mut out = Series { tags: s.tags.clone(), fields: s.fields.clone(), ..Default::default() };
-    for (t, row) in s.times_ns.iter().zip(&s.values) {
-        if keep(*t) {
-            out.times_ns.push(*t);
-            out.values.push(row.clone());
-        }
+/// Σ and count of the hashrate of each series' readings in which the miner
+/// answered (`online`), split at `split_ns`: the hashrate of one that did not is
+/// `device_offline`'s to report.
+fn answering_hashrate_fold(
+    fields: &[String],
+    split_ns: i64,
+) -> impl FnMut(&BTreeMap<String, String>, &mut Split<(f64, usize)>, i64, &[Option<FieldValue>]) + Send {
+    let cols = Columns::new(asic::MEASUREMENT, fields);
+    move |_, s, t, row| {
+        let Some(ths) = cols.row_sample(t, row).filter(|x| x.healthy).and_then(|x| x.hashrate_ths) else { return };
+        let half = if t < split_ns { &mut s.before } else { &mut s.recent };
+        (half.0, half.1) = (half.0 + ths, half.1 + 1);
     }
-    out
 }
 
-/// The `asic` series of the last `window_ns` and of the BASELINE before it.
-async fn window_and_baseline(
-    agg: &Aggregator,
-    fields: &[&str],
-    now_ns: i64,
-    window_ns: i64,
-) -> Result<(Vec<Series>, Vec<Series>), AggregateError> {
-    let split_ns = now_ns - window_ns;
-    let series = read(agg, asic::MEASUREMENT, fields, split_ns - BASELINE_NS, now_ns + 1).await?;
-    Ok(series.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip())
-}
-
-/// Mean hashrate per miner (keyed by device id) over the readings of a miner that
-/// answered (`online`): the hashrate of one that did not is `device_offline`'s to report.
-fn answering_hashrate_ths(series: &[Series]) -> BTreeMap<String, f64> {
+/// Mean hashrate per miner (keyed by device id) from [`answering_hashrate_fold`]'s sums.
+fn mean_per_miner<'a>(
+    series: impl IntoIterator<Item = (&'a BTreeMap<String, String>, (f64, usize))>,
+) -> BTreeMap<String, f64> {
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for s in series {
-        let cols = Columns::new(asic::MEASUREMENT, &s.fields);
-        let id = device_id(asic::MEASUREMENT, &s.tags);
-        for (&t, row) in s.times_ns.iter().zip(&s.values) {
-            let Some(ths) = cols.row_sample(t, row).filter(|x| x.healthy).and_then(|x| x.hashrate_ths) else {
-                continue;
-            };
-            let e = sums.entry(id.clone()).or_default();
-            (e.0, e.1) = (e.0 + ths, e.1 + 1);
-        }
+    for (tags, (sum, n)) in series.into_iter().filter(|s| s.1 .1 > 0) {
+        let e = sums.entry(device_id(asic::MEASUREMENT, tags)).or_default();
+        (e.0, e.1) = (e.0 + sum, e.1 + n);
     }
     sums.into_iter().map(|(id, (sum, n))| (id, sum / n as f64)).collect()
 }
@@ -113,7 +143,7 @@ fn answering_hashrate_ths(series: &[Series]) -> BTreeMap<String, f64> {
 /// before it, or `None` to leave the miner out.
 fn per_miner<'a>(
     rule: &Rule,
-    recent: &'a [Series],
+    series: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
     window_ns: i64,
     mut measure: impl FnMut(&str, &dyn Fn(&str) -> Option<&'a str>) -> Option<(f64, String)>,
 ) -> Vec<Observation> {
@@ -121,16 +151,16 @@ fn per_miner<'a>(
         format!("mean of the last {} against the {} before", window_label(window_ns), window_label(BASELINE_NS));
     let mut done = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    for s in recent {
-        let id = device_id(asic::MEASUREMENT, &s.tags);
-        let tag = |k: &str| s.tags.get(k).map(String::as_str);
+    for tags in series {
+        let id = device_id(asic::MEASUREMENT, tags);
+        let tag = |k: &str| tags.get(k).map(String::as_str);
         if !rule.admits(tag(schema::TAG_SITE), tag(schema::TAG_WORKLOAD), Some("asic"), Some(&id))
             || !done.insert(id.clone())
         {
             continue;
         }
         if let Some((value, what)) = measure(&id, &tag) {
-            let labels = device_labels(&s.tags, s.tags.get(schema::TAG_WORKLOAD), &id);
+            let labels = device_labels(tags, tags.get(schema::TAG_WORKLOAD), &id);
             out.push(Observation { labels, value, window: window.clone(), what });
         }
     }
@@ -143,10 +173,6 @@ fn worse(expected: Expected, vs_rated: Option<f64>, vs_baseline: Option<f64>) ->
     let rated = vs_rated.filter(|_| expected.rated());
     let baseline = vs_baseline.filter(|_| expected.baseline());
     rated.into_iter().chain(baseline).reduce(f64::max)
-}
-
-fn mean(track: &[(i64, f64)]) -> Option<f64> {
-    (!track.is_empty()).then(|| track.iter().map(|p| p.1).sum::<f64>() / track.len() as f64)
 }
 
 /// Evaluates one rule at `now_ns`. `first_data_ns` keeps each workload's first data.
@@ -208,25 +234,45 @@ pub async fn evaluate(
             // The window against the model's nominal J/TH and against the miner's
             // own trailing baseline (the BASELINE before the window), as the rule's
             // `expected` says; the worse counts.
-            let (before, recent) =
-                window_and_baseline(agg, &[asic::POWER_W, asic::HASHRATE_THS], now_ns, window_ns).await?;
+            let split_ns = now_ns - window_ns;
+            let (from_ns, to_ns) = (split_ns - BASELINE_NS, now_ns + 1);
+            // Per series and half: power and hashrate read together, and the hashrate
+            // alone (what a meter's power is set against).
+            type Halves = Split<(EfficiencySums, (f64, usize))>;
+            let asic_fields = [asic::POWER_W, asic::HASHRATE_THS];
+            let asics = fold(agg, asic::MEASUREMENT, &asic_fields, from_ns, to_ns, |f| {
+                let (mut e, mut h) = (efficiency_fold(f), sum_fold(f, asic::HASHRATE_THS));
+                move |tags: &BTreeMap<String, String>, s: &mut Halves, t, row: &[Option<FieldValue>]| {
+                    let half = if t < split_ns { &mut s.before } else { &mut s.recent };
+                    e(tags, &mut half.0, t, row);
+                    h(tags, &mut half.1, t, row);
+                }
+            })
+            .await?;
             // A miner's own measured power, else a meter channel covering it (a stock
             // miner behind a PDU outlet), which comes first; never its estimate.
-            let split_ns = now_ns - window_ns;
-            let meters =
-                read(agg, schema::meter::MEASUREMENT, &[schema::meter::POWER_W], split_ns - BASELINE_NS, now_ns + 1)
-                    .await?;
-            let (meters_before, meters_recent): (Vec<Series>, Vec<Series>) =
-                meters.iter().map(|s| (rows_where(s, |t| t < split_ns), rows_where(s, |t| t >= split_ns))).unzip();
+            let meters = fold(agg, schema::meter::MEASUREMENT, &[schema::meter::POWER_W], from_ns, to_ns, |f| {
+                let mut p = sum_fold(f, schema::meter::POWER_W);
+                move |tags: &BTreeMap<String, String>, s: &mut Split<(f64, usize)>, t, row: &[Option<FieldValue>]| {
+                    p(tags, if t < split_ns { &mut s.before } else { &mut s.recent }, t, row)
+                }
+            })
+            .await?;
             let with_meters = |own: BTreeMap<String, EfficiencySums>, metered: BTreeMap<String, EfficiencySums>| {
                 let mut all = own;
                 all.extend(metered.into_iter().filter(|(_, e)| e.samples > 0));
                 all
             };
-            let measured = with_meters(measured_j_per_th(&recent), metered_j_per_th(&recent, &meters_recent));
-            let baseline = with_meters(measured_j_per_th(&before), metered_j_per_th(&before, &meters_before));
+            let measured = with_meters(
+                measured_j_per_th(asics.iter().map(|(t, s)| (t, &s.recent.0))),
+                metered_j_per_th(asics.iter().map(|(t, s)| (t, s.recent.1)), meters.iter().map(|(t, s)| (t, s.recent))),
+            );
+            let baseline = with_meters(
+                measured_j_per_th(asics.iter().map(|(t, s)| (t, &s.before.0))),
+                metered_j_per_th(asics.iter().map(|(t, s)| (t, s.before.1)), meters.iter().map(|(t, s)| (t, s.before))),
+            );
             let mut estimated = Vec::new();
-            found.observations = per_miner(rule, &recent, window_ns, |id, tag| {
+            found.observations = per_miner(rule, asics.iter().map(|(t, _)| t), window_ns, |id, tag| {
                 let Some(j) = measured.get(id).and_then(|m| m.j_per_th()) else {
                     if tag(asic::TAG_POWER_SOURCE) == Some("estimated") {
                         estimated.push(id.to_string());
@@ -257,11 +303,15 @@ pub async fn evaluate(
             // the miner's own mean over the BASELINE before the window (`expected`);
             // the larger shortfall counts. Hashrate is always the miner's own figure, so
             // this also watches miners whose power is estimated.
-            let (before, recent) =
-                window_and_baseline(agg, &[asic::HASHRATE_THS, asic::ONLINE], now_ns, window_ns).await?;
-            let measured = answering_hashrate_ths(&recent);
-            let baseline = answering_hashrate_ths(&before);
-            found.observations = per_miner(rule, &recent, window_ns, |id, tag| {
+            let split_ns = now_ns - window_ns;
+            let fields = [asic::HASHRATE_THS, asic::ONLINE];
+            let series = fold(agg, asic::MEASUREMENT, &fields, split_ns - BASELINE_NS, now_ns + 1, |f| {
+                answering_hashrate_fold(f, split_ns)
+            })
+            .await?;
+            let measured = mean_per_miner(series.iter().map(|(t, s)| (t, s.recent)));
+            let baseline = mean_per_miner(series.iter().map(|(t, s)| (t, s.before)));
+            found.observations = per_miner(rule, series.iter().map(|(t, _)| t), window_ns, |id, tag| {
                 let &ths = measured.get(id)?;
                 let rated = nominal_spec(tag(asic::TAG_MAKE), tag(asic::TAG_MODEL)).map(|s| s.rated_ths);
                 let own = baseline.get(id).copied();
@@ -283,23 +333,17 @@ pub async fn evaluate(
                 .filter(|w| PAID_BY_USE.contains(&w.revenue_model.info().name))
                 .map(|w| w.name.as_str())
                 .collect();
-            let series =
-                read(agg, gpu::MEASUREMENT, &[gpu::POWER_W, gpu::UTIL_GPU_PCT], now_ns - window_ns, now_ns + 1).await?;
-            for dev in devices_from_series(gpu::MEASUREMENT, series) {
+            let fields = [gpu::POWER_W, gpu::UTIL_GPU_PCT];
+            for dev in latest(agg, gpu::MEASUREMENT, &fields, now_ns - window_ns, now_ns + 1).await? {
                 let t = |k: &str| dev.tags.get(k);
                 let Some(workload) = t(schema::TAG_WORKLOAD).filter(|w| paid_by_use.contains(&w.as_str())) else {
                     continue;
                 };
-                if !rule.admits(
-                    t(schema::TAG_SITE).map(String::as_str),
-                    Some(workload),
-                    Some("gpu"),
-                    Some(&dev.tracks.id),
-                ) {
+                if !rule.admits(t(schema::TAG_SITE).map(String::as_str), Some(workload), Some("gpu"), Some(&dev.id)) {
                     continue;
                 }
                 let (Some(power_w), Some(util)) =
-                    (mean(dev.tracks.track(gpu::POWER_W)), mean(dev.tracks.track(gpu::UTIL_GPU_PCT)))
+                    (dev.latest.mean(&fields, gpu::POWER_W), dev.latest.mean(&fields, gpu::UTIL_GPU_PCT))
                 else {
                     continue;
                 };
@@ -307,12 +351,12 @@ pub async fn evaluate(
                 let value = if util < rule.util_below_pct { power_w } else { 0.0 };
                 let what = format!(
                     "GPU {} at {} % utilisation (idle below {} %) draws",
-                    dev.tracks.id,
+                    dev.id,
                     fmt_num(util),
                     fmt_num(rule.util_below_pct)
                 );
                 found.observations.push(Observation {
-                    labels: device_labels(&dev.tags, Some(workload), &dev.tracks.id),
+                    labels: device_labels(&dev.tags, Some(workload), &dev.id),
                     value,
                     window: format!("mean over the last {}", window_label(window_ns)),
                     what,
@@ -325,19 +369,18 @@ pub async fn evaluate(
             for (kind, measurement, fields) in
                 [("gpu", gpu::MEASUREMENT, &[gpu::STATUS][..]), ("asic", asic::MEASUREMENT, &[asic::ONLINE][..])]
             {
-                let series = read(agg, measurement, fields, now_ns - window_ns, now_ns + 1).await?;
-                for dev in devices_from_series(measurement, series) {
+                for dev in latest(agg, measurement, fields, now_ns - window_ns, now_ns + 1).await? {
                     let t = |k: &str| dev.tags.get(k);
                     if !rule.admits(
                         t(schema::TAG_SITE).map(String::as_str),
                         t(schema::TAG_WORKLOAD).map(String::as_str),
                         Some(kind),
-                        Some(&dev.tracks.id),
+                        Some(&dev.id),
                     ) {
                         continue;
                     }
-                    let Some(&(first_ns, _)) = dev.tracks.healthy.first() else { continue };
-                    let last_good = dev.tracks.healthy.iter().rev().find(|h| h.1).map(|h| h.0);
+                    let Some(first_ns) = dev.latest.first_ns else { continue };
+                    let last_good = dev.latest.last_healthy_ns;
                     let gap = t(schema::TAG_WORKLOAD)
                         .and_then(|w| cfg.workloads.iter().find(|x| &x.name == w))
                         .and_then(|w| w.max_gap)
@@ -345,19 +388,17 @@ pub async fn evaluate(
                     let since = last_good.unwrap_or(first_ns);
                     let value = (now_ns - since) as f64 / gap as f64;
                     let what = match last_good {
-                        Some(t) => format!(
-                            "{kind} {} last read healthy at {}; intervals of max_gap since",
-                            dev.tracks.id,
-                            rfc3339(t)
-                        ),
+                        Some(t) => {
+                            format!("{kind} {} last read healthy at {}; intervals of max_gap since", dev.id, rfc3339(t))
+                        }
                         None => format!(
                             "{kind} {} has reported only unhealthy readings since {}; intervals of max_gap",
-                            dev.tracks.id,
+                            dev.id,
                             rfc3339(first_ns)
                         ),
                     };
                     found.observations.push(Observation {
-                        labels: device_labels(&dev.tags, t(schema::TAG_WORKLOAD), &dev.tracks.id),
+                        labels: device_labels(&dev.tags, t(schema::TAG_WORKLOAD), &dev.id),
                         value,
                         window: format!("max_gap {}", window_label(gap)),
                         what,
@@ -367,15 +408,16 @@ pub async fn evaluate(
         }
         Kind::AgentSilent => {
             found.missing = Missing::Keeps;
+            let fields = [agent::POINTS_COLLECTED];
             let series =
-                read(agg, agent::MEASUREMENT, &[agent::POINTS_COLLECTED], now_ns - window_ns, now_ns + 1).await?;
+                fold(agg, agent::MEASUREMENT, &fields, now_ns - window_ns, now_ns + 1, |_| last_time(i64::MAX)).await?;
             let mut last: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
-            for s in series.iter().filter(|s| !s.tags.contains_key(agent::TAG_SOURCE)) {
-                let (Some(host), Some(&t)) = (s.tags.get(schema::TAG_HOST), s.times_ns.last()) else { continue };
-                if !rule.admits(s.tags.get(schema::TAG_SITE).map(String::as_str), None, None, None) {
+            for (tags, t) in series.iter().filter(|s| !s.0.contains_key(agent::TAG_SOURCE)) {
+                let (Some(host), Some(t)) = (tags.get(schema::TAG_HOST), *t) else { continue };
+                if !rule.admits(tags.get(schema::TAG_SITE).map(String::as_str), None, None, None) {
                     continue;
                 }
-                let e = last.entry(host.clone()).or_insert((t, s.tags.get(schema::TAG_SITE).cloned()));
+                let e = last.entry(host.clone()).or_insert((t, tags.get(schema::TAG_SITE).cloned()));
                 e.0 = e.0.max(t);
             }
             for (host, (t, site)) in last {
@@ -418,13 +460,13 @@ pub async fn evaluate(
             if !needs_market || cfg.market.source == MarketSourceKind::Static {
                 return Ok(found);
             }
-            let series = read(agg, market::MEASUREMENT, &[market::BTC_USD], now_ns - window_ns, now_ns + 1).await?;
+            let fields = [market::BTC_USD];
+            let series =
+                fold(agg, market::MEASUREMENT, &fields, now_ns - window_ns, now_ns + 1, |_| last_time(now_ns)).await?;
             let latest = series
                 .iter()
-                .filter(|s| {
-                    cfg.market.source_tag.as_ref().is_none_or(|tag| s.tags.get(market::TAG_SOURCE) == Some(tag))
-                })
-                .filter_map(|s| s.times_ns.iter().copied().filter(|&t| t <= now_ns).max())
+                .filter(|s| cfg.market.source_tag.as_ref().is_none_or(|tag| s.0.get(market::TAG_SOURCE) == Some(tag)))
+                .filter_map(|s| s.1)
                 .max();
             // No market data at all yet: nothing to call stale (windows warn about it).
             if let Some(t) = latest {

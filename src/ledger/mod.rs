@@ -7,7 +7,7 @@
 //!   it on raw samples where there is no ledger point, folding rows as they are
 //!   read.
 //! - [`writer`]: the agent side, which turns the points it spools into one
-//!   `energy_ledger` point per device and interval.
+//!   `energy_ledger` point per device (or meter channel) and interval.
 //! - [`point`]: the `energy_ledger` point, written and read back.
 //!
 //! This module sits below both `agent` and `aggregate`: it knows the raw schema
@@ -51,6 +51,10 @@ impl EnergyFrom {
 /// The raw measurements the rules read, each with the fields they need.
 pub const RAW_MEASUREMENTS: [&str; 3] = [gpu::MEASUREMENT, asic::MEASUREMENT, inference::MEASUREMENT];
 
+/// The measurements the agent writes ledger points for: the devices', and the
+/// meter channels' (whose points the aggregator reads per site, not per workload).
+pub const LEDGER_SOURCES: [&str; 4] = [gpu::MEASUREMENT, asic::MEASUREMENT, inference::MEASUREMENT, meter::MEASUREMENT];
+
 /// Fields of a raw measurement that the rules read; a row without any of them is
 /// not a sample.
 pub fn raw_fields(measurement: &str) -> &'static [&'static str] {
@@ -58,8 +62,8 @@ pub fn raw_fields(measurement: &str) -> &'static [&'static str] {
         m if m == gpu::MEASUREMENT => &[gpu::POWER_W, gpu::ENERGY_J, gpu::STATUS, gpu::UTIL_GPU_PCT],
         m if m == asic::MEASUREMENT => &[asic::POWER_W, asic::ONLINE, asic::HASHRATE_THS, asic::DIFF_ACCEPTED],
         m if m == inference::MEASUREMENT => &[inference::PROMPT_TOKENS, inference::GENERATION_TOKENS],
-        // Meter channels are read by the aggregator only (the ledger writer folds
-        // [`RAW_MEASUREMENTS`]); a channel is healthy while `online`.
+        // A meter channel is healthy while `online`; an offline reading has neither
+        // power nor energy, so the time around it is a gap, never 0 W.
         m if m == meter::MEASUREMENT => &[meter::POWER_W, meter::ENERGY_J, meter::ONLINE],
         _ => &[],
     }

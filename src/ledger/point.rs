@@ -3,7 +3,7 @@
 //! [`crate::model::schema::energy_ledger`], documented in `docs/metrics.md`).
 
 use super::{Rules, Sums};
-use crate::model::schema::{asic, energy_ledger as el, gpu, inference};
+use crate::model::schema::{asic, energy_ledger as el, gpu, inference, meter};
 use crate::model::{FieldValue, Point};
 
 fn seconds(ns: i64) -> f64 {
@@ -15,13 +15,14 @@ fn nanos(s: f64) -> i64 {
 }
 
 /// How an interval's energy was obtained: `counter` when all of it came from the
-/// NVML energy counter, else `power_integral` (GPUs) or the miner's
-/// `power_source` (`reported`, `estimated`, `meter`); `none` without energy.
+/// device's energy counter (NVML, a meter channel's), else `power_integral` (GPUs,
+/// meter channels) or the miner's `power_source` (`reported`, `estimated`,
+/// `meter`); `none` without energy.
 pub fn method(source: &str, power_source: Option<&str>, sums: &Sums) -> &'static str {
     if sums.covered_ns == 0 {
         return "none";
     }
-    if source == gpu::MEASUREMENT {
+    if source == gpu::MEASUREMENT || source == meter::MEASUREMENT {
         return if sums.counter_ns == sums.covered_ns { "counter" } else { "power_integral" };
     }
     match power_source {
@@ -32,10 +33,12 @@ pub fn method(source: &str, power_source: Option<&str>, sums: &Sums) -> &'static
     }
 }
 
-/// The `basis` tag: `board` for NVML readings, a miner's `power_source`.
+/// The `basis` tag: `board` for NVML readings, a miner's `power_source`, `meter`
+/// for a meter channel.
 pub fn basis<'a>(source: &str, power_source: Option<&'a str>) -> Option<&'a str> {
     match source {
         s if s == gpu::MEASUREMENT => Some("board"),
+        s if s == meter::MEASUREMENT => Some(meter::BASIS_METER),
         s if s == asic::MEASUREMENT => power_source,
         _ => None,
     }

@@ -1,5 +1,6 @@
-//! The agent's side of the ledger: every device point the agent spools is folded
-//! into that device's [`DeviceAccumulator`], cut at every multiple of
+//! The agent's side of the ledger: every device point the agent spools (and every
+//! meter channel's, see [`super::LEDGER_SOURCES`]) is folded into that device's
+//! [`DeviceAccumulator`], cut at every multiple of
 //! `ledger_interval` since the Unix epoch, and once an interval can receive
 //! nothing more its `energy_ledger` point is spooled with the raw points, in the
 //! same append (so the ledger is exactly as durable as the samples it sums).
@@ -25,7 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::point::ledger_point;
-use super::{device_id, point_sample, Cuts, DeviceAccumulator, Rules, Sums, RAW_MEASUREMENTS};
+use super::{device_id, point_sample, Cuts, DeviceAccumulator, Rules, Sums, LEDGER_SOURCES};
 use crate::model::Point;
 
 /// How long past `max_gap` a silent device's interval stays open, for samples
@@ -158,7 +159,7 @@ impl LedgerWriter {
     /// intervals this closes.
     pub fn observe(&mut self, points: &[Point], now_ns: i64) -> Vec<Point> {
         for p in points {
-            let Some(source) = RAW_MEASUREMENTS.iter().copied().find(|m| *m == p.measurement) else { continue };
+            let Some(source) = LEDGER_SOURCES.iter().copied().find(|m| *m == p.measurement) else { continue };
             let Some(sample) = point_sample(p) else { continue };
             let id = device_id(source, |k| p.tag_value(k));
             let dev = self.devices.entry((source, id)).or_insert_with(|| Device {
@@ -283,6 +284,53 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].time_ns, 0);
         assert!((energy(&again[0]) - 5000.0).abs() < 1e-9);
+        assert_eq!(w.late_parts, 0);
+    }
+
+    /// An outlet as `collect::meters` writes it: online with power and its energy
+    /// counter (a 32-bit device counter's wraps already continued), or offline with
+    /// neither.
+    fn outlet(t_s: i64, w: Option<f64>) -> Point {
+        let p = Point::new("meter", t_s * S)
+            .tag("host", "rig1")
+            .tag("meter", "pdu-1")
+            .tag("channel", "3")
+            .tag("basis", "meter")
+            .tag("covers_kind", "miner")
+            .tag("covers", "192.0.2.10");
+        match w {
+            Some(w) => p.field("power_w", w).field("energy_j", 4.29e9 + w * t_s as f64).field("online", true),
+            None => p.field("online", false).field("status", "timeout after 5s"),
+        }
+    }
+
+    #[test]
+    fn a_meter_channel_is_ledgered_from_its_counter_and_an_outage_is_a_gap() {
+        // 500 W every 10 s, offline from 200 s to 310 s: its last reading before is
+        // at 190 s and the next at 320 s, 130 s apart (over max_gap 90 s), so
+        // [190, 320) is a gap, never 0 W.
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -1000 * S);
+        let mut last: BTreeMap<i64, Point> = BTreeMap::new();
+        for t in (0..=900).step_by(10) {
+            let p = outlet(t, (!(200..320).contains(&t)).then_some(500.0));
+            for l in w.observe(&[p], t * S) {
+                last.insert(l.time_ns / S, l);
+            }
+        }
+        let covered = |p: &Point| p.field_value("covered_s").and_then(FieldValue::as_f64).unwrap();
+        for start in [0, 60, 120, 360, 420] {
+            let p = &last[&start];
+            assert!((energy(p) - 30_000.0).abs() < 1e-6, "{p:?}");
+            assert_eq!(p.field_value("method"), Some(&FieldValue::Str("counter".into())));
+            assert_eq!((p.tag_value("source"), p.tag_value("basis")), (Some("meter"), Some("meter")));
+            assert_eq!(p.tag_value("covers"), Some("192.0.2.10"));
+        }
+        // [180, 240): 10 s before the outage; [240, 300): offline readings only;
+        // [300, 360): from 320 s.
+        assert!((energy(&last[&180]) - 5000.0).abs() < 1e-6 && covered(&last[&180]) == 10.0);
+        assert_eq!((energy(&last[&240]), covered(&last[&240])), (0.0, 0.0));
+        assert_eq!(last[&240].field_value("method"), Some(&FieldValue::Str("none".into())));
+        assert!((energy(&last[&300]) - 20_000.0).abs() < 1e-6 && covered(&last[&300]) == 40.0);
         assert_eq!(w.late_parts, 0);
     }
 

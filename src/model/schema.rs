@@ -54,6 +54,11 @@ pub mod asic {
     pub const TEMP_C_MAX: &str = "temp_c_max";
     pub const FAN_RPM_AVG: &str = "fan_rpm_avg";
     pub const UPTIME_S: &str = "uptime_s";
+    /// String fields, not tags: a failover changes them, and as tags each change would
+    /// start a new series for the miner (see `docs/metrics.md`).
+    pub const POOL_URL: &str = "pool_url";
+    pub const POOL_USER: &str = "pool_user";
+    pub const POOL_ALIVE: &str = "pool_alive";
     pub const ONLINE: &str = "online";
 }
 
@@ -338,6 +343,9 @@ pub const MEASUREMENTS: &[Measurement] = &[
             asic::TEMP_C_MAX,
             asic::FAN_RPM_AVG,
             asic::UPTIME_S,
+            asic::POOL_URL,
+            asic::POOL_USER,
+            asic::POOL_ALIVE,
             asic::ONLINE,
         ],
     },
@@ -389,6 +397,17 @@ pub const MEASUREMENTS: &[Measurement] = &[
             workload_efficiency::DEVICES,
             workload_efficiency::WORK_TH,
             workload_efficiency::TOKENS,
+        ],
+    },
+    Measurement {
+        name: meter_reconciliation::MEASUREMENT,
+        tags: &[meter_reconciliation::TAG_SITE, meter_reconciliation::TAG_GROUP, meter_reconciliation::TAG_WINDOW],
+        fields: &[
+            meter_reconciliation::METER_ENERGY_J,
+            meter_reconciliation::METER_COVERAGE,
+            meter_reconciliation::DEVICES_ENERGY_J,
+            meter_reconciliation::GAP_KWH,
+            meter_reconciliation::GAP_PCT,
         ],
     },
     Measurement {

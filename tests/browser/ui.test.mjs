@@ -398,7 +398,7 @@ function answerOf(page, pathPrefix) {
 
 const READINGS = ['hashrate_ths', 'temp_c', 'fan_rpm', 'util_gpu_pct', 'uptime_s'];
 
-test('the fleet table shows hashrate, temperature, fans, GPU utilisation and uptime, "—" where not reported, and flags idle GPUs', async () => {
+test('the fleet table shows hashrate, temperature, fans, GPU utilisation, uptime and pool, "—" where not reported, and flags idle GPUs', async () => {
   const page = await context.newPage();
   const fleetAnswer = answerOf(page, '/api/fleet');
   await page.goto(pageUrl);
@@ -414,7 +414,7 @@ test('the fleet table shows hashrate, temperature, fans, GPU utilisation and upt
   })));
   assert.equal(rows.length, fleet.devices.length, 'every device has a row');
   const units = { hashrate_ths: 'TH/s', temp_c: '°C', fan_rpm: 'rpm', util_gpu_pct: '%', uptime_s: '' };
-  let miners = 0, gpus = 0;
+  let miners = 0, gpus = 0, pools = 0;
   for (const row of rows) {
     const d = fleet.devices.find((x) => x.device === row.device);
     assert.ok(d, `${row.device} is in GET /api/fleet`);
@@ -431,6 +431,17 @@ test('the fleet table shows hashrate, temperature, fans, GPU utilisation and upt
       miners++;
       assert.notEqual(row.cells.hashrate_ths.value, '', `${row.device}: a miner reports hashrate`);
       assert.equal(row.cells.util_gpu_pct.text, '—', 'a miner has no GPU utilisation');
+      // The pool as the miner reports it: host and port shown, never a password.
+      const pool = row.cells.pool_url;
+      assert.equal(pool.value, d.pool_url || '', `${row.device}: the pool cell holds the API's pool_url`);
+      if (d.pool_url) {
+        pools++;
+        assert.ok(!/[^/]*:[^/@]*@/.test(d.pool_url), `${row.device}: ${d.pool_url} carries no credentials`);
+        assert.ok(pool.text.startsWith(d.pool_url.replace(/^[a-z0-9+.-]+:\/\//i, '')), `${row.device}: "${pool.text}"`);
+        assert.equal(pool.text.endsWith(' down'), d.pool_alive === false, `${row.device}: pool down flag`);
+      } else {
+        assert.equal(pool.text, '—', `${row.device}: a miner without a pool reading shows —`);
+      }
     }
     if (d.kind === 'gpu') {
       gpus++;
@@ -445,6 +456,7 @@ test('the fleet table shows hashrate, temperature, fans, GPU utilisation and upt
     }
   }
   assert.ok(miners > 0 && gpus > 0, `${miners} miners, ${gpus} GPUs`);
+  assert.ok(pools > 0, `${pools} of ${miners} miners show their pool`);
   // The demo's gpu_idle_burn rule says idle below 20 %: the page uses the same figures.
   // GPUs and miners open a history; an inference server (its energy is its GPUs') does not.
   const buttons = await page.$$eval('#fleet tbody tr[data-device]', (trs) => trs.map((tr) => [tr.dataset.device, !!tr.querySelector('button.linkish')]));

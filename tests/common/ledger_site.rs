@@ -19,16 +19,16 @@
 //! The agent is stopped at 1430.5 s (mid-interval) and a new one is started on
 //! the same spool: the reboot case.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::common::{Batches, VirtualClock};
 use async_trait::async_trait;
 use wattledger::agent::config::AgentConfig;
 use wattledger::agent::pipeline::ScheduledSource;
 use wattledger::agent::Agent;
 use wattledger::collect::{Source, SourceError};
 use wattledger::model::{Clock, Point};
-use wattledger::ship::{WriteError, Writer};
 
 /// 2026-11-20T00:00:00Z, the scenario's start.
 pub const T0_NS: i64 = 1_795_132_800_000_000_000;
@@ -37,33 +37,6 @@ pub const S: i64 = 1_000_000_000;
 pub const RESTART_S: f64 = 1430.5;
 /// When the second agent stops.
 pub const END_S: f64 = 3000.0;
-
-/// Time from tokio's clock, which the tests pause: virtual time that runs as fast
-/// as the runtime is idle.
-pub struct VirtualClock {
-    start: tokio::time::Instant,
-}
-
-impl Clock for VirtualClock {
-    fn now_ns(&self) -> i64 {
-        T0_NS + self.start.elapsed().as_nanos() as i64
-    }
-}
-
-/// Keeps every batch the agents ship, in order.
-#[derive(Default)]
-pub struct Batches(pub Mutex<Vec<String>>);
-
-#[async_trait]
-impl Writer for Batches {
-    async fn write_lines(&self, body: &str) -> Result<(), WriteError> {
-        self.0.lock().unwrap().push(body.to_string());
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "test batches".into()
-    }
-}
 
 fn secs(time_ns: i64) -> f64 {
     (time_ns - T0_NS) as f64 / 1e9
@@ -212,7 +185,7 @@ fn sources() -> Vec<ScheduledSource> {
 /// `start_paused` runtime) and returns every batch they shipped, in order.
 pub async fn run_site() -> Vec<String> {
     let spool = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(VirtualClock { start: tokio::time::Instant::now() });
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::starting_at(T0_NS));
     let writer = Arc::new(Batches::default());
     let first = Agent::with_parts(agent_config(spool.path()), clock.clone(), sources(), writer.clone()).unwrap();
     first.run(tokio::time::sleep(Duration::from_secs_f64(RESTART_S))).await.unwrap();

@@ -211,3 +211,37 @@ impl Drop for PrivateInfluxd {
         }
     }
 }
+
+/// Time from tokio's clock, which the agent pipeline tests pause: virtual time from
+/// `t0_ns` that runs as fast as the runtime is idle.
+pub struct VirtualClock {
+    t0_ns: i64,
+    start: tokio::time::Instant,
+}
+
+impl VirtualClock {
+    pub fn starting_at(t0_ns: i64) -> Self {
+        VirtualClock { t0_ns, start: tokio::time::Instant::now() }
+    }
+}
+
+impl wattledger::model::Clock for VirtualClock {
+    fn now_ns(&self) -> i64 {
+        self.t0_ns + self.start.elapsed().as_nanos() as i64
+    }
+}
+
+/// Keeps every batch an agent ships, in order.
+#[derive(Default)]
+pub struct Batches(pub std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl wattledger::ship::Writer for Batches {
+    async fn write_lines(&self, body: &str) -> Result<(), wattledger::ship::WriteError> {
+        self.0.lock().unwrap().push(body.to_string());
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "test batches".into()
+    }
+}

@@ -174,6 +174,30 @@ pub(crate) fn data_set(now_s: i64) -> String {
             ws += len;
         }
     }
+    // meter_reconciliation: the hours of the last 6 h. Row a's meter reads 20 % more than
+    // its devices and row b's 22 % less (both fire: the gap counts either way); row c is
+    // within 5 %; row d's meter covered too little of the hour for a gap_pct. A 5m window
+    // with a 40 % gap on row c must be ignored: the rule reads 1h windows.
+    let last_hour = (now_s / 3600) * 3600 - 3600;
+    for ws in (last_hour - 5 * 3600..=last_hour).step_by(3600) {
+        for (group, pct) in [("row-a", Some(20.0)), ("row-b", Some(-22.0)), ("row-c", Some(5.0)), ("row-d", None)] {
+            let meter_kwh = 100.0;
+            let gap = pct.map(|p: f64| format!(",gap_pct={p}")).unwrap_or_default();
+            let gap_kwh = pct.unwrap_or(0.0);
+            lp += &format!(
+                "meter_reconciliation,site=texas,group={group},window=1h meter_energy_j={},meter_coverage={},\
+                 devices_energy_j={},gap_kwh={gap_kwh}{gap} {ws}\n",
+                meter_kwh * 3.6e6,
+                if pct.is_some() { 1.0 } else { 0.5 },
+                (meter_kwh - gap_kwh) * 3.6e6,
+            );
+        }
+    }
+    lp += &format!(
+        "meter_reconciliation,site=texas,group=row-c,window=5m meter_energy_j=1.8e7,meter_coverage=1,\
+         devices_energy_j=1.08e7,gap_kwh=2,gap_pct=40 {}\n",
+        (now_s / 300) * 300 - 300
+    );
     lp
 }
 
@@ -189,6 +213,7 @@ pub(crate) fn expected_firing() -> BTreeMap<&'static str, (&'static str, Vec<&'s
         ("wattledger-device-silent", ("miner", vec!["10.20.0.15:4028"])),
         ("wattledger-agent-silent", ("host", vec!["minerlan-2"])),
         ("wattledger-coverage-low", ("workload", vec!["llm-api"])),
+        ("wattledger-meter-gap", ("group", vec!["row-a", "row-b"])),
     ])
 }
 

@@ -106,6 +106,7 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "non_negative_derivative",
     "non_negative_difference",
     "moving_average",
+    "abs",
 ];
 
 /// Checks that every name `q` uses exists in the schema for the measurement(s) it reads.

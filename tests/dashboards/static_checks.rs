@@ -106,6 +106,7 @@ pub(crate) fn provisioning_files_are_consistent() {
         "device-silent",
         "agent-silent",
         "coverage-low",
+        "meter-gap",
     ] {
         assert!(names.contains(&format!("wattledger-{wanted}")), "alert rule {wanted} missing");
     }

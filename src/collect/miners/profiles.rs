@@ -101,6 +101,61 @@ pub struct FieldMap {
     /// All sources together; the average.
     pub fans_rpm: &'static [Src],
     pub uptime_s: &'static [Src],
+    /// Where the pools are reported; the first source that names a pool wins.
+    pub pool: &'static [PoolSrc],
+}
+
+/// How a pool's "up" state is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Alive {
+    /// A string equal to this word, ignoring case (cgminer `"Alive"`, Braiins GraphQL `"ALIVE"`).
+    Word(&'static str),
+    /// A boolean (or 0/1).
+    Flag,
+}
+
+/// Where one make reports the pool it mines on.
+#[derive(Debug, Clone, Copy)]
+pub enum PoolSrc {
+    /// Every object at `at` is one configured pool (cgminer `POOLS`). Keys are relative to
+    /// each object. The pool in use is the first, by `priority` then list order, of those
+    /// whose `active` flag is set, else of those that are alive, else of all.
+    List {
+        at: &'static str,
+        url: &'static str,
+        user: &'static str,
+        alive: Option<(&'static str, Alive)>,
+        active: Option<&'static str>,
+        priority: Option<&'static str>,
+    },
+    /// One pool in flat keys (paths from the document root): AxeOS `stratumURL`, `stratumPort`,
+    /// `stratumUser`. Used only when the flag at `when` is set, if `when` is given (AxeOS
+    /// `isUsingFallbackStratum` for the fallback pool).
+    Flat {
+        url: &'static str,
+        port: Option<&'static str>,
+        user: &'static str,
+        alive: Option<(&'static str, Alive)>,
+        when: Option<&'static str>,
+    },
+}
+
+/// The cgminer `pools` reply, read the same way by every cgminer-family make (and btminer v1/v2).
+pub const CGMINER_POOLS: &[PoolSrc] = &[PoolSrc::List {
+    at: "pools/POOLS/*",
+    url: "URL",
+    user: "User",
+    alive: Some(("Status", Alive::Word("Alive"))),
+    active: Some("Stratum Active"),
+    priority: Some("Priority"),
+}];
+
+/// The pool as the firmware reports it, before [`super::reading`] strips credentials.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolRaw {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub alive: Option<bool>,
 }
 
 // The maps live with their makes (`makes/<make>.rs`); these names stay for callers.
@@ -140,6 +195,7 @@ pub struct Extracted {
     pub temp_c_max: Option<f64>,
     pub fan_rpm_avg: Option<f64>,
     pub uptime_s: Option<u64>,
+    pub pool: Option<PoolRaw>,
 }
 
 fn values(doc: &Value, src: &Src) -> Vec<f64> {
@@ -203,5 +259,74 @@ pub fn extract(map: &FieldMap, doc: &Value) -> Extracted {
         temp_c_max: temps.iter().copied().reduce(f64::max),
         fan_rpm_avg: (!fans.is_empty()).then(|| fans.iter().sum::<f64>() / fans.len() as f64),
         uptime_s: counter(first(doc, map.uptime_s)),
+        pool: map.pool.iter().find_map(|p| pool(doc, p)),
     }
+}
+
+/// A string at `key` of `v` (a number is written out: AxeOS ports are numbers).
+fn text(v: &Value, key: &str) -> Option<String> {
+    select(v, key).into_iter().find_map(|x| match x {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn flag(v: &Value, key: &str, how: Alive) -> Option<bool> {
+    select(v, key).into_iter().find_map(|x| match (how, x) {
+        (Alive::Word(w), Value::String(s)) => Some(s.trim().eq_ignore_ascii_case(w)),
+        (Alive::Flag, Value::Bool(b)) => Some(*b),
+        (Alive::Flag, Value::Number(n)) => n.as_f64().map(|f| f != 0.0),
+        _ => None,
+    })
+}
+
+fn pool(doc: &Value, src: &PoolSrc) -> Option<PoolRaw> {
+    match *src {
+        PoolSrc::List { at, url, user, alive, active, priority } => {
+            let entries: Vec<&Value> =
+                select(doc, at).into_iter().filter(|e| text(e, url).is_some_and(|u| !u.is_empty())).collect();
+            let is_alive = |e: &Value| alive.and_then(|(k, how)| flag(e, k, how));
+            let is_active = |e: &Value| active.and_then(|k| flag(e, k, Alive::Flag)) == Some(true);
+            let prio = |e: &Value| priority.and_then(|k| select(e, k).into_iter().find_map(super::json::num));
+            let best = |keep: &dyn Fn(&Value) -> bool| {
+                entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| keep(e))
+                    .min_by(|(i, a), (j, b)| {
+                        let (pa, pb) = (prio(a).unwrap_or(f64::MAX), prio(b).unwrap_or(f64::MAX));
+                        pa.total_cmp(&pb).then(i.cmp(j))
+                    })
+                    .map(|(_, e)| *e)
+            };
+            let e = best(&is_active).or_else(|| best(&|e| is_alive(e) == Some(true))).or_else(|| best(&|_| true))?;
+            Some(PoolRaw { url: text(e, url), user: text(e, user).filter(|u| !u.is_empty()), alive: is_alive(e) })
+        }
+        PoolSrc::Flat { url, port, user, alive, when } => {
+            if let Some(w) = when {
+                if flag(doc, w, Alive::Flag) != Some(true) {
+                    return None;
+                }
+            }
+            let host = text(doc, url).filter(|u| !u.is_empty())?;
+            // A bare host with its port in its own key: `host:port`, the way stratum is addressed.
+            let url = match port.and_then(|p| text(doc, p)) {
+                Some(p) if !host_has_port(&host) => format!("{host}:{p}"),
+                _ => host,
+            };
+            Some(PoolRaw {
+                url: Some(url),
+                user: text(doc, user).filter(|u| !u.is_empty()),
+                alive: alive.and_then(|(k, how)| flag(doc, k, how)),
+            })
+        }
+    }
+}
+
+/// Whether a URL or host already names a port (`pool:3333`, `stratum+tcp://pool:3333`).
+fn host_has_port(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }

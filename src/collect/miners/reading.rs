@@ -52,6 +52,11 @@ pub struct MinerReading {
     pub temp_c_max: Option<f64>,
     pub fan_rpm_avg: Option<f64>,
     pub uptime_s: Option<u64>,
+    /// The pool in use (see [`pool_url`]): its URL without credentials, the worker name
+    /// without a password, and whether the firmware says the pool is up.
+    pub pool_url: Option<String>,
+    pub pool_user: Option<String>,
+    pub pool_alive: Option<bool>,
     pub online: bool,
     /// Why the miner is offline, or which value was rejected by the sanity check.
     pub error: Option<String>,
@@ -75,6 +80,9 @@ impl MinerReading {
             temp_c_max: None,
             fan_rpm_avg: None,
             uptime_s: None,
+            pool_url: None,
+            pool_user: None,
+            pool_alive: None,
             online: false,
             error: Some(error.into()),
         }
@@ -119,6 +127,9 @@ impl MinerReading {
             .field_opt(asic::TEMP_C_MAX, self.temp_c_max)
             .field_opt(asic::FAN_RPM_AVG, self.fan_rpm_avg)
             .field_opt(asic::UPTIME_S, self.uptime_s)
+            .field_opt(asic::POOL_URL, self.pool_url.as_deref())
+            .field_opt(asic::POOL_USER, self.pool_user.as_deref())
+            .field_opt(asic::POOL_ALIVE, self.pool_alive)
             .field(asic::ONLINE, self.online)
     }
 }
@@ -174,6 +185,7 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
             power_source = Some(PowerSource::Estimated);
         }
     }
+    let pool = x.pool.unwrap_or_default();
     MinerReading {
         host: host.to_owned(),
         port,
@@ -189,9 +201,46 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
         temp_c_max: x.temp_c_max,
         fan_rpm_avg: x.fan_rpm_avg,
         uptime_s: x.uptime_s,
+        pool_url: pool.url.as_deref().and_then(pool_url),
+        pool_user: pool.user.as_deref().and_then(pool_user),
+        pool_alive: pool.alive,
         online: true,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
     }
+}
+
+/// Longest pool URL or worker name kept: stratum URLs and worker names are tens of bytes; a
+/// longer value is not a pool address and is not shipped with every point.
+pub const MAX_POOL_TEXT: usize = 256;
+
+/// The pool URL as it is shipped: without user information (`stratum+tcp://user:pass@host`
+/// → `stratum+tcp://host`), query or fragment, where a password could sit. `None` for an
+/// empty or overlong value or one with control characters.
+pub fn pool_url(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, raw),
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let out = match scheme {
+        Some(s) => format!("{s}://{host}{path}"),
+        None => format!("{host}{path}"),
+    };
+    shippable(out.trim_end_matches('/'))
+}
+
+/// The worker name as it is shipped: what comes before a `:` (`account.worker:password` is
+/// how some firmwares hold both).
+pub fn pool_user(raw: &str) -> Option<String> {
+    shippable(raw.split(':').next().unwrap_or("").trim())
+}
+
+fn shippable(s: &str) -> Option<String> {
+    (!s.is_empty() && s.len() <= MAX_POOL_TEXT && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
 /// No single miner hashes faster than this (the largest hydro units are under 1 PH/s).
@@ -225,4 +274,30 @@ pub fn check_hashrate(h: f64, rated_ths: Option<f64>) -> Result<f64, String> {
         ));
     }
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_credentials_never_leave() {
+        assert_eq!(pool_url("stratum+tcp://pool.example:3333").as_deref(), Some("stratum+tcp://pool.example:3333"));
+        assert_eq!(pool_url(" a.b:pw@pool.example:3333 ").as_deref(), Some("pool.example:3333"));
+        assert_eq!(
+            pool_url("stratum+ssl://u:p@pool.example:443/?pass=p#x").as_deref(),
+            Some("stratum+ssl://pool.example:443")
+        );
+        // A Stratum V2 URL's path is the pool's public key: kept.
+        assert_eq!(
+            pool_url("stratum2+tcp://v2.pool.example/9awtMD5KQgvRUh2yFbjVeT7b").as_deref(),
+            Some("stratum2+tcp://v2.pool.example/9awtMD5KQgvRUh2yFbjVeT7b")
+        );
+        assert_eq!(pool_url(""), None);
+        assert_eq!(pool_url("pool\n.example"), None);
+        assert_eq!(pool_url(&"a".repeat(MAX_POOL_TEXT + 1)), None);
+        assert_eq!(pool_user("acct.worker1:x").as_deref(), Some("acct.worker1"));
+        assert_eq!(pool_user("bc1qexampleaddress.rig7").as_deref(), Some("bc1qexampleaddress.rig7"));
+        assert_eq!(pool_user(":x"), None);
+    }
 }

@@ -776,6 +776,7 @@
         numCellPlain(eff),
         numCellPlain(isNum(d.nominal_j_per_th) ? fixed(d.nominal_j_per_th, 1) + ' J/TH' : null, 'nominal'),
         ...readingCells(d, fleet.idle_rule),
+        poolCell(d),
         el('td', { text: seen ? fmtDateTime(seen) + ':' + String(seen.getSeconds()).padStart(2, '0') : '—' }),
       );
       row.dataset.device = d.device;
@@ -790,8 +791,21 @@
     }
   }
   // The fleet table's latest readings: hashrate, temperature, fans, GPU utilisation
-  // (with the idle flag) and uptime; "—" where the device does not report one.
-  const FLEET_COLS = 13;
+  // (with the idle flag), uptime and a miner's pool; "—" where the device does not report one.
+  const FLEET_COLS = 14;
+  // The pool's host and port (the scheme and worker are in the title), flagged when the
+  // miner says the pool is down. The agent ships no credentials, so none can show here.
+  function poolCell(d) {
+    const td = el('td', { class: 'pool', 'data-field': 'pool_url', 'data-value': d.pool_url || '' });
+    if (!d.pool_url) { td.append(na(d.kind === 'asic' ? 'not reported' : 'not applicable')); return td; }
+    const host = String(d.pool_url).replace(/^[a-z0-9+.-]+:\/\//i, '');
+    td.title = d.pool_url + (d.pool_user ? '\nworker ' + d.pool_user : '')
+      + (d.pool_alive === true ? '\nup' : d.pool_alive === false ? '\ndown' : '');
+    td.append(el('span', { text: host }));
+    if (d.pool_user) td.append(el('small', { text: d.pool_user }));
+    if (d.pool_alive === false) td.append(el('span', { class: 'flag', text: ' down' }));
+    return td;
+  }
   function fmtUptime(s) {
     if (s >= 86400) return fixed(s / 86400, s >= 864000 ? 0 : 1) + ' d';
     if (s >= 3600) return fixed(s / 3600, 1) + ' h';

@@ -29,6 +29,7 @@ pub const MAP_BASE: FieldMap = FieldMap {
     temps_c: &[Src::P("stats/STATS/*/temp_chip#"), Src::P("stats/STATS/*/temp2_#")],
     fans_rpm: &[Src::P("stats/STATS/*/fan#")],
     uptime_s: &[Src::P("summary/SUMMARY/0/Elapsed"), Src::P("stats/STATS/*/Elapsed")],
+    pool: crate::collect::miners::profiles::CGMINER_POOLS,
 };
 
 pub static MAP: FieldMap = MAP_BASE;

@@ -32,6 +32,7 @@ pub static MAP: FieldMap = FieldMap {
     ],
     fans_rpm: &[Src::Br(MM, "Fan#", Pick::All)],
     uptime_s: &[Src::P("summary/SUMMARY/0/Elapsed"), Src::P("stats/STATS/0/Elapsed")],
+    pool: crate::collect::miners::profiles::CGMINER_POOLS,
 };
 
 fn mm_ver(doc: &Value) -> Option<String> {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{Api, HttpApi, HttpReq, Make, Serve, Sim};
 use crate::collect::miners::identify::{s, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 pub static MAP: FieldMap = FieldMap {
@@ -19,6 +19,24 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("system_info/temp"), Src::P("system_info/vrTemp")],
     fans_rpm: &[Src::P("system_info/fanrpm")],
     uptime_s: &[Src::P("system_info/uptimeSeconds")],
+    // The fallback pool when AxeOS says it is on it, else the primary. AxeOS reports no
+    // connection state, so `alive` stays unknown.
+    pool: &[
+        PoolSrc::Flat {
+            url: "system_info/fallbackStratumURL",
+            port: Some("system_info/fallbackStratumPort"),
+            user: "system_info/fallbackStratumUser",
+            alive: None,
+            when: Some("system_info/isUsingFallbackStratum"),
+        },
+        PoolSrc::Flat {
+            url: "system_info/stratumURL",
+            port: Some("system_info/stratumPort"),
+            user: "system_info/stratumUser",
+            alive: None,
+            when: None,
+        },
+    ],
 };
 
 /// The Bitaxe model of each ASIC.

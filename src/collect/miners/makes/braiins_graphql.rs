@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Api, HttpApi, HttpReq, Make, Serve, Sim};
 use crate::collect::miners::identify::{s, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{Alive, FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 /// GraphQL query for `system` (uptime, version, fans, hashrate, approximate power).
@@ -27,6 +27,14 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[],
     fans_rpm: &[Src::P("system/data/bosminer/info/fans/*/rpm")],
     uptime_s: &[Src::P("system/data/bos/uptime/durationS")],
+    pool: &[PoolSrc::List {
+        at: "pools/data/bosminer/info/poolGroups/*/pools/*",
+        url: "url",
+        user: "user",
+        alive: Some(("status", Alive::Word("ALIVE"))),
+        active: Some("active"),
+        priority: None,
+    }],
 };
 
 /// From the `system` reply. It names no hardware model (neither the captured 21.09 reply nor

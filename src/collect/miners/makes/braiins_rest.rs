@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Api, HttpApi, HttpReq, Login, Make, Moves, Serve, Sim};
 use crate::collect::miners::identify::{s, strip_make, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{Alive, FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 /// The Braiins OS factory login, used to obtain a read token.
@@ -37,6 +37,14 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("cooling/highest_temperature/temperature/degree_c")],
     fans_rpm: &[Src::P("cooling/fans/*/rpm")],
     uptime_s: &[Src::P("details/bosminer_uptime_s")],
+    pool: &[PoolSrc::List {
+        at: "pools/*/pools/*",
+        url: "url",
+        user: "user",
+        alive: Some(("alive", Alive::Flag)),
+        active: Some("active"),
+        priority: None,
+    }],
 };
 
 /// From `details` (`/api/v1/miner/details`).
@@ -72,6 +80,8 @@ pub const MAKE: Make = Make {
             HttpReq::get("details", "/api/v1/miner/details"),
             HttpReq::get("stats", "/api/v1/miner/stats"),
             HttpReq::get("cooling", "/api/v1/cooling/state"),
+            // The pool in use; a refusal leaves only the pool columns empty.
+            HttpReq { optional: true, ..HttpReq::get("pools", "/api/v1/pools") },
         ],
         detect: |v| v.get("miner_identity").is_some() || v.get("bos_version").is_some(),
         identify,

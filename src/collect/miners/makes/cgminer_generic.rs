@@ -56,6 +56,7 @@ pub static MAP: FieldMap = FieldMap {
         Src::P("summary/SUMMARY/0/Fan Speed Out"),
     ],
     uptime_s: &[Src::P("summary/SUMMARY/0/Elapsed"), Src::P("stats/STATS/*/Elapsed")],
+    pool: crate::collect::miners::profiles::CGMINER_POOLS,
 };
 
 /// Always claims: `make = "unknown"`, the model as the firmware names it (`Type`, `PROD`),

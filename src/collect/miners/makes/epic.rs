@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{Api, HttpApi, HttpReq, Make, Serve, Sim};
 use crate::collect::miners::identify::{s, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{Alive, FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 pub static MAP: FieldMap = FieldMap {
@@ -19,6 +19,14 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("summary/HBs/*/Temperature")],
     fans_rpm: &[Src::P("summary/Fans Rpm/Fans Speed*")],
     uptime_s: &[Src::P("summary/Session/Uptime")],
+    // `Stratum` is the connection in use; `StratumConfigs` (which holds the passwords) is never read.
+    pool: &[PoolSrc::Flat {
+        url: "summary/Stratum/Current Pool",
+        port: None,
+        user: "summary/Stratum/Current User",
+        alive: Some(("summary/Stratum/IsPoolConnected", Alive::Flag)),
+        when: None,
+    }],
 };
 
 /// The model is the hardware the board drives (`"Model": "AntMiner S19 XP"` in

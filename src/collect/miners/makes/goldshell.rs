@@ -23,6 +23,8 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("DEVS/*/tstemp-#")],
     fans_rpm: &[Src::P("DEVS/*/fan#")],
     uptime_s: &[Src::P("SUMMARY/0/Elapsed")],
+    // `/mcb/pools` is not read: no capture of it was found.
+    pool: &[],
 };
 
 /// From `/mcb/status` (`"model": "Goldshell-SC5Pro"`).

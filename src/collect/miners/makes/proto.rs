@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{extra, Api, HttpApi, HttpReq, Make, Moves, Serve, Sim};
 use crate::collect::miners::identify::{s, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 pub static MAP: FieldMap = FieldMap {
@@ -19,6 +19,16 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("mining/mining-status/average_asic_temp_c"), Src::P("mining/mining-status/average_hb_temp_c")],
     fans_rpm: &[Src::P("cooling/cooling-status/fans/*/rpm")],
     uptime_s: &[Src::P("mining/mining-status/mining_uptime_s")],
+    // The capture's `status`/`connection_status` take only the value "Active" and their other
+    // values are not documented, so `alive` is not read; the pool is the first by priority.
+    pool: &[PoolSrc::List {
+        at: "pools/pools/*",
+        url: "url",
+        user: "user",
+        alive: None,
+        active: None,
+        priority: Some("priority"),
+    }],
 };
 
 /// From `/api/v1/system`.

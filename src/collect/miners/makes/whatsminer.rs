@@ -23,6 +23,7 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("summary/SUMMARY/0/Chip Temp Max"), Src::P("summary/SUMMARY/0/Temperature")],
     fans_rpm: &[Src::P("summary/SUMMARY/0/Fan Speed In"), Src::P("summary/SUMMARY/0/Fan Speed Out")],
     uptime_s: &[Src::P("summary/SUMMARY/0/Elapsed")],
+    pool: crate::collect::miners::profiles::CGMINER_POOLS,
 };
 
 /// From a document holding `get_version`, and `devdetails` for the model (`M30S+_VE40`).
@@ -35,7 +36,10 @@ pub fn identify(doc: &Value) -> Identity {
     }
 }
 
-const API: Api = Api::Btminer { commands: &["summary", "devdetails"], optional: &["devdetails"], identify };
+/// btminer v1/v2 answer no multi-command, so `pools` (for the pool in use) is a request of its
+/// own; like `devdetails` it may be refused without failing the reading.
+const API: Api =
+    Api::Btminer { commands: &["summary", "pools", "devdetails"], optional: &["pools", "devdetails"], identify };
 
 /// Both btminer API versions: the same map and commands, each with its own captures.
 const fn btminer(

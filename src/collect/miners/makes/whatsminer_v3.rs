@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Api, Make, Serve, Sim};
 use crate::collect::miners::identify::{s, Identity};
-use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
+use crate::collect::miners::profiles::{Alive, FieldMap, PoolSrc, Rate, Src, Unit};
 use crate::miner_capture;
 
 pub static MAP: FieldMap = FieldMap {
@@ -23,6 +23,14 @@ pub static MAP: FieldMap = FieldMap {
     temps_c: &[Src::P("summary/msg/summary/chip-temp-max"), Src::P("summary/msg/summary/board-temperature")],
     fans_rpm: &[Src::P("summary/msg/summary/fan-speed-in"), Src::P("summary/msg/summary/fan-speed-out")],
     uptime_s: &[Src::P("summary/msg/summary/elapsed")],
+    pool: &[PoolSrc::List {
+        at: "pools/msg/pools/*",
+        url: "url",
+        user: "account",
+        alive: Some(("status", Alive::Word("alive"))),
+        active: Some("stratum-active"),
+        priority: Some("pool-priority"),
+    }],
 };
 
 /// From `get.device.info` (document key `device_info`).
