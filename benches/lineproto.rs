@@ -21,6 +21,7 @@ use wattledger::model::schema::{gpu, TAG_HOST, TAG_SITE, TAG_WORKLOAD};
 use wattledger::model::{FieldValue, Point};
 use wattledger::ship::lineproto::{encode_batch, parse_with_default_time, Precision};
 use wattledger::store::embedded::EmbeddedStore;
+use wattledger::store::SeriesQuery;
 
 const BATCH: usize = 5_000;
 
@@ -179,6 +180,36 @@ fn embedded_store<M: Clock>(c: &mut Criterion<M>) {
                 let pts = batch(round);
                 let t = M::now_ns();
                 store.write_blocking(&pts).unwrap();
+                spent += Duration::from_nanos(M::now_ns() - t);
+            }
+            spent
+        })
+    });
+    // The aggregator reads about once a minute; at a batch every 5 s that is one
+    // read per 12 batches, and each read first writes out the hour summaries the
+    // batches held in memory. This case counts that work too.
+    let mut since_read = 0;
+    g.bench_function("new points, summaries written out every 12 batches", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let pts = batch(round);
+                let t = M::now_ns();
+                store.write_blocking(&pts).unwrap();
+                since_read += 1;
+                if since_read == 12 {
+                    since_read = 0;
+                    // An empty range: only the write-out before the read is timed.
+                    let empty = SeriesQuery {
+                        measurement: gpu::MEASUREMENT.into(),
+                        fields: vec![],
+                        tag_filters: vec![],
+                        start_ns: T0,
+                        end_ns: T0,
+                    };
+                    store.series_keys_blocking(&empty).unwrap();
+                }
                 spent += Duration::from_nanos(M::now_ns() - t);
             }
             spent

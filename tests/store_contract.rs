@@ -531,3 +531,262 @@ async fn embedded_store_indexes_an_older_file_on_open() {
     let got = store.series_keys(&q("old", &["v"], &[], T0, T0 + S)).await.unwrap();
     assert_eq!(got, vec![tags(&[("host", "a")])]);
 }
+
+/// Counts the values a streaming read hands on: what [`Store::count`] must give.
+#[derive(Default)]
+struct CountValues(u64);
+
+impl RowVisitor for CountValues {
+    fn series(&mut self, _: usize, _: &BTreeMap<String, String>) {}
+    fn row(&mut self, _: usize, _: i64, values: &[Option<FieldValue>]) {
+        self.0 += values.iter().filter(|v| v.is_some()).count() as u64;
+    }
+}
+
+/// The grouped read and the count of the embedded store answer whole hours from
+/// its per-hour summaries. They must give what folding the points themselves
+/// gives (a streaming read through [`wattledger::store::Grouper`]), to the bit,
+/// after points written out of time order, merges that add a field, merges that
+/// change a value, replays, and over ranges that do and do not start and end on
+/// an hour.
+#[tokio::test]
+async fn embedded_store_hour_summaries_give_what_the_points_give() {
+    const H: i64 = 3600 * S;
+    let t0 = T0 - T0.rem_euclid(H);
+    let store = EmbeddedStore::open_in_memory().unwrap();
+    // Four hosts, a point every 7 minutes over 4 hours, with values whose sums
+    // depend on their order.
+    let point = |host: &str, i: i64| {
+        Point::new("sums", t0 + i * 420 * S)
+            .tag("host", host)
+            .tag("wl", "x")
+            .field("e", 0.1 * (i as f64 + 1.0) + 1e-3 / (i as f64 + 3.0))
+            .field("n", i)
+            .field("s", "ok")
+    };
+    let hosts = ["a", "b", "c", "d"];
+    for chunk in (0..35).collect::<Vec<i64>>().chunks(4) {
+        let batch: Vec<Point> = chunk.iter().flat_map(|&i| hosts.iter().map(move |h| point(h, i))).collect();
+        store.write(&batch).await.unwrap();
+    }
+    // Host a: a point missed earlier arrives late, into hour 1.
+    store
+        .write(&[Point::new("sums", t0 + H + 60 * S).tag("host", "a").tag("wl", "x").field("e", 0.7).field("n", 99i64)])
+        .await
+        .unwrap();
+    // Host b: a merge changes a value in hour 2; host c: one adds a field to a
+    // point of hour 0; host d: its first hour replayed as it was.
+    store.write(&[point("b", 18).field("e", 5.5)]).await.unwrap();
+    store.write(&[Point::new("sums", t0 + 420 * S).tag("host", "c").tag("wl", "x").field("extra", 2.0)]).await.unwrap();
+    store.write(&(0..9).map(|i| point("d", i)).collect::<Vec<_>>()).await.unwrap();
+    // Another workload's series must not count.
+    store.write(&[Point::new("sums", t0 + 10 * S).tag("host", "z").tag("wl", "y").field("e", 1.0)]).await.unwrap();
+
+    let aggregates = vec![
+        (Aggregate::Sum, "e".to_string()),
+        (Aggregate::Min, "e".to_string()),
+        (Aggregate::Max, "n".to_string()),
+        (Aggregate::Sum, "n".to_string()),
+        (Aggregate::Count, "s".to_string()),
+        (Aggregate::Count, "extra".to_string()),
+        (Aggregate::Sum, "s".to_string()),
+    ];
+    let ranges = [(t0, t0 + 4 * H), (t0 + 1, t0 + 4 * H), (t0 + 1800 * S, t0 + 3 * H + 90 * S), (t0 + H, t0 + 2 * H)];
+    for (start_ns, end_ns) in ranges {
+        for bucket_ns in [H, 2 * H, 1800 * S] {
+            let gq = GroupedQuery {
+                measurement: "sums".into(),
+                tag_filters: vec![("wl".into(), "x".into())],
+                start_ns,
+                end_ns,
+                bucket_ns,
+                aggregates: aggregates.clone(),
+            };
+            let mut got = Buckets::default();
+            store.read_grouped(&gq, &mut got).await.unwrap();
+            let mut want = Buckets::default();
+            {
+                let mut grouper = wattledger::store::Grouper::new(&gq, &mut want);
+                store.read_each(&gq.rows_query(), &mut grouper).await.unwrap();
+                grouper.finish();
+            }
+            let (got, want) = (got.by_tags(), want.by_tags());
+            assert_eq!(got.len(), 4);
+            if bucket_ns == H || bucket_ns == 1800 * S {
+                // One hour summary per bucket (or none): the same to the bit.
+                assert_eq!(got, want, "range {start_ns}..{end_ns}, bucket {bucket_ns}");
+            } else {
+                // Two hours' sums added: the same up to the order of additions.
+                assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+                for (tags, buckets) in &got {
+                    let other = &want[tags];
+                    assert_eq!(buckets.len(), other.len());
+                    for (g, w) in buckets.iter().zip(other) {
+                        assert_eq!(g.0, w.0);
+                        for (x, y) in g.1.iter().zip(&w.1) {
+                            match (x, y) {
+                                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-12 * y.abs(), "{x} vs {y}"),
+                                _ => assert_eq!(x, y),
+                            }
+                        }
+                    }
+                }
+            }
+            for fields in [&["e"][..], &["e", "n", "s", "extra"], &["extra", "absent"]] {
+                let rq = q("sums", fields, &[("wl", "x")], start_ns, end_ns);
+                let mut rows = CountValues::default();
+                store.read_each(&rq, &mut rows).await.unwrap();
+                assert_eq!(store.count(&rq).await.unwrap(), rows.0, "{fields:?} over {start_ns}..{end_ns}");
+            }
+        }
+    }
+    // The late point is in: host a has 9 + 1 points in hour 1.
+    let rq = q("sums", &["n"], &[("wl", "x"), ("host", "a")], t0 + H, t0 + 2 * H);
+    assert_eq!(store.count(&rq).await.unwrap(), 10);
+}
+
+/// What the embedded store's summaries answer for `measurement` over `range`
+/// (per-hour grouped sums and counts, counts, series) must be what its points
+/// give.
+async fn assert_summaries_match_points(store: &EmbeddedStore, measurement: &str, (start_ns, end_ns): (i64, i64)) {
+    let gq = GroupedQuery {
+        measurement: measurement.into(),
+        tag_filters: vec![],
+        start_ns,
+        end_ns,
+        bucket_ns: 3600 * S,
+        aggregates: vec![(Aggregate::Sum, "e".into()), (Aggregate::Count, "e".into()), (Aggregate::Max, "e".into())],
+    };
+    let mut got = Buckets::default();
+    store.read_grouped(&gq, &mut got).await.unwrap();
+    let mut want = Buckets::default();
+    {
+        let mut grouper = wattledger::store::Grouper::new(&gq, &mut want);
+        store.read_each(&gq.rows_query(), &mut grouper).await.unwrap();
+        grouper.finish();
+    }
+    let want = want.by_tags();
+    assert!(!want.is_empty());
+    assert_eq!(got.by_tags(), want);
+    let rq = q(measurement, &["e"], &[], start_ns, end_ns);
+    let mut rows = CountValues::default();
+    store.read_each(&rq, &mut rows).await.unwrap();
+    assert_eq!(store.count(&rq).await.unwrap(), rows.0);
+    let keys = store.series_keys(&rq).await.unwrap();
+    assert_eq!(keys, want.keys().cloned().collect::<Vec<_>>());
+}
+
+/// Hour summaries wait in memory between batches. A store that ends without
+/// writing them (a crash: here the store is leaked, so it never closes) loses
+/// nothing: the next open rebuilds the hours it had listed from their points.
+#[tokio::test]
+async fn embedded_store_rebuilds_the_summaries_a_crash_left_unwritten() {
+    const H: i64 = 3600 * S;
+    let t0 = T0 - T0.rem_euclid(H);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let point =
+        |host: &str, i: i64| Point::new("crash", t0 + i * 300 * S).tag("host", host).field("e", 0.5 * i as f64 + 0.1);
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        // Hour 0 is written out when the writes move into hour 1 (or a read
+        // asks); hour 1 stays in memory only.
+        for i in 0..20 {
+            store.write(&[point("a", i), point("b", i)]).await.unwrap();
+        }
+        store.write(&[point("c", 3)]).await.unwrap();
+        std::mem::forget(store);
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.count(&q("crash", &["e"], &[], t0, t0 + 2 * H)).await.unwrap(), 41);
+    assert_summaries_match_points(&store, "crash", (t0, t0 + 2 * H)).await;
+}
+
+/// Two stores on one file (two processes, say the aggregator and `report`):
+/// each notices the other's commits and never serves or extends a stale
+/// summary.
+#[tokio::test]
+async fn embedded_store_summaries_stay_true_with_two_writers_on_one_file() {
+    const H: i64 = 3600 * S;
+    let t0 = T0 - T0.rem_euclid(H);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let a = EmbeddedStore::open(&path).unwrap();
+    let b = EmbeddedStore::open(&path).unwrap();
+    let point =
+        |host: &str, i: i64| Point::new("two", t0 + i * 240 * S).tag("host", host).field("e", 1.0 + i as f64 / 7.0);
+    for i in 0..25 {
+        // Both write the same series and hours, and both read in between.
+        let (writer, reader) = if i % 3 == 0 { (&b, &a) } else { (&a, &b) };
+        writer.write(&[point("x", i), point(if i % 2 == 0 { "y" } else { "z" }, i)]).await.unwrap();
+        if i % 4 == 1 {
+            assert_summaries_match_points(reader, "two", (t0, t0 + 2 * H)).await;
+        }
+    }
+    assert_summaries_match_points(&a, "two", (t0, t0 + 2 * H)).await;
+    assert_summaries_match_points(&b, "two", (t0, t0 + 2 * H)).await;
+    assert_eq!(a.count(&q("two", &["e"], &[], t0, t0 + 2 * H)).await.unwrap(), 50);
+}
+
+/// A file of schema version 3 (`series_hours` without summaries) gains them on
+/// open, from its points: counts and grouped reads over whole hours are right.
+#[tokio::test]
+async fn embedded_store_summarises_a_version_3_file_on_open() {
+    const H: i64 = 3600 * S;
+    let t0 = T0 - T0.rem_euclid(H);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let pts: Vec<Point> = (0..12)
+        .flat_map(|i| {
+            ["a", "b"].map(|h| Point::new("v3", t0 + i * 900 * S).tag("host", h).field("e", 0.25 * i as f64 + 0.1))
+        })
+        .collect();
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store.write(&pts).await.unwrap();
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "DROP TABLE series_hours;
+             CREATE TABLE series_hours (
+                 measurement_id INTEGER NOT NULL,
+                 hour_ns INTEGER NOT NULL,
+                 series_id INTEGER NOT NULL,
+                 PRIMARY KEY (measurement_id, hour_ns, series_id)) WITHOUT ROWID;
+             INSERT INTO series_hours SELECT DISTINCT measurement_id, {t0}, series_id FROM points;
+             PRAGMA user_version = 3;"
+        ))
+        .unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.count(&q("v3", &["e"], &[], t0, t0 + 3 * H)).await.unwrap(), 24);
+    assert_eq!(store.count(&q("v3", &["e"], &[("host", "a")], t0 + H, t0 + 2 * H)).await.unwrap(), 4);
+    let gq = GroupedQuery {
+        measurement: "v3".into(),
+        tag_filters: vec![("host".into(), "b".into())],
+        start_ns: t0,
+        end_ns: t0 + 3 * H,
+        bucket_ns: H,
+        aggregates: vec![(Aggregate::Sum, "e".into()), (Aggregate::Count, "e".into())],
+    };
+    let mut got = Buckets::default();
+    store.read_grouped(&gq, &mut got).await.unwrap();
+    let got = got.by_tags();
+    let e = |r: std::ops::Range<i64>| {
+        r.map(|i| 0.25 * i as f64 + 0.1).fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a + v)))
+    };
+    assert_eq!(
+        got[&tags(&[("host", "b")])],
+        vec![
+            (t0, vec![e(0..4), Some(4.0)]),
+            (t0 + H, vec![e(4..8), Some(4.0)]),
+            (t0 + 2 * H, vec![e(8..12), Some(4.0)])
+        ]
+    );
+    // The new layout is kept: a second open does not rebuild, and writes go on.
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.write(&[Point::new("v3", t0 + 2 * H + 1).tag("host", "a").field("e", 1.0)]).await.unwrap();
+    assert_eq!(store.count(&q("v3", &["e"], &[], t0, t0 + 3 * H)).await.unwrap(), 25);
+}

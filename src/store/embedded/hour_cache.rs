@@ -15,6 +15,7 @@
 //! batch need not read them back; older ones are dropped then, which bounds the
 //! cache to about two hours of series.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use super::hours::SeriesHour;
@@ -26,14 +27,24 @@ pub(super) type HourKey = (i64, i64, i64);
 /// Pending summaries past which a batch writes them out even without a read.
 const MAX_PENDING: usize = 200_000;
 
+/// Batches look up every point's summary here: a fast hash, not SipHash (the
+/// keys are the store's own ids, not input an attacker chooses).
+type Fast = foldhash::fast::RandomState;
+
+/// A batch changes summaries here in place, before it commits. When it fails the
+/// caller [`clear`](HourCache::clear)s the cache and rebuilds the listed hours from
+/// the points on disk, so a rolled-back batch leaves nothing behind.
 #[derive(Default)]
 pub(super) struct HourCache {
-    entries: HashMap<HourKey, Cached>,
+    entries: HashMap<HourKey, Cached, Fast>,
     /// `(measurement id, hour)` listed in `hours_pending` by this connection.
-    pending: HashSet<(i64, i64)>,
+    pending: HashSet<(i64, i64), Fast>,
     dirty: usize,
     /// Per measurement, the latest hour a batch wrote into.
-    newest_hour: HashMap<i64, i64>,
+    newest_hour: HashMap<i64, i64, Fast>,
+    /// A batch wrote into a measurement's hour later than any before: the earlier
+    /// hours are then unlikely to change and worth writing out.
+    moved_on: bool,
 }
 
 struct Cached {
@@ -42,41 +53,42 @@ struct Cached {
 }
 
 impl HourCache {
-    pub fn get(&self, key: &HourKey) -> Option<&SeriesHour> {
-        self.entries.get(key).map(|c| &c.summary)
+    /// The summary a point at `key` changes, marked for writing out: the cached
+    /// one, or `load`ed from the file.
+    pub fn summary_mut<E>(
+        &mut self,
+        key: HourKey,
+        load: impl FnOnce() -> Result<SeriesHour, E>,
+    ) -> Result<&mut SeriesHour, E> {
+        let cached = match self.entries.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Cached { summary: load()?, dirty: false }),
+        };
+        if !cached.dirty {
+            cached.dirty = true;
+            self.dirty += 1;
+            let newest = self.newest_hour.entry(key.0).or_insert(key.1);
+            if key.1 > *newest {
+                *newest = key.1;
+                self.moved_on = true;
+            }
+        }
+        Ok(&mut cached.summary)
     }
 
-    /// Whether this connection has already listed the hour as pending.
-    pub fn is_pending(&self, measurement_id: i64, hour_ns: i64) -> bool {
-        self.pending.contains(&(measurement_id, hour_ns))
+    /// True the first time an hour is seen since the last flush: the caller lists
+    /// it in `hours_pending`, in the batch's transaction.
+    pub fn list(&mut self, measurement_id: i64, hour_ns: i64) -> bool {
+        self.pending.insert((measurement_id, hour_ns))
     }
 
     pub fn any_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
-    pub fn is_full(&self) -> bool {
-        self.dirty >= MAX_PENDING
-    }
-
-    /// Takes the summaries of a committed batch (whose hours it listed as
-    /// pending). True when it wrote into a measurement's hour later than any
-    /// before: the earlier hours are then unlikely to change and worth writing out.
-    pub fn absorb(&mut self, touched: HashMap<HourKey, SeriesHour>) -> bool {
-        let mut moved_on = false;
-        for ((m, hour, sid), summary) in touched {
-            self.pending.insert((m, hour));
-            let newest = self.newest_hour.entry(m).or_insert(hour);
-            if hour > *newest {
-                *newest = hour;
-                moved_on = true;
-            }
-            let was_dirty = self.entries.insert((m, hour, sid), Cached { summary, dirty: true }).is_some_and(|c| c.dirty);
-            if !was_dirty {
-                self.dirty += 1;
-            }
-        }
-        moved_on
+    /// Whether the summaries should be written out now rather than at the next read.
+    pub fn should_flush(&self) -> bool {
+        self.moved_on || self.dirty >= MAX_PENDING
     }
 
     /// The summaries to write out.
@@ -94,6 +106,7 @@ impl HourCache {
     pub fn flushed(&mut self) {
         self.pending.clear();
         self.dirty = 0;
+        self.moved_on = false;
         let newest = &self.newest_hour;
         self.entries.retain(|(m, hour, _), c| {
             c.dirty = false;
@@ -101,12 +114,14 @@ impl HourCache {
         });
     }
 
-    /// Forgets everything: another connection changed the file, so what is here
-    /// may be stale (the caller rebuilds the pending hours from their points).
+    /// Forgets everything: a batch failed part way, or another connection changed
+    /// the file, so what is here may be wrong (the caller rebuilds the listed
+    /// hours from their points).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.pending.clear();
         self.dirty = 0;
+        self.moved_on = false;
     }
 }
 
@@ -118,23 +133,34 @@ mod tests {
     fn batches_mark_hours_pending_and_a_flush_keeps_only_recent_hours() {
         let mut c = HourCache::default();
         let h = |n: i64| n * HOUR_NS;
-        let batch = |keys: &[HourKey]| keys.iter().map(|k| (*k, SeriesHour::default())).collect();
-        assert!(!c.absorb(batch(&[(1, h(5), 10), (1, h(5), 11)])));
-        assert!(c.is_pending(1, h(5)) && !c.is_pending(1, h(6)));
-        // The same summaries again are not counted twice.
-        assert!(!c.absorb(batch(&[(1, h(5), 10)])));
+        let mut touch = |c: &mut HourCache, key: HourKey| {
+            c.summary_mut(key, || Ok::<_, ()>(SeriesHour::default())).unwrap().add_point(key.1, std::iter::empty());
+        };
+        touch(&mut c, (1, h(5), 10));
+        touch(&mut c, (1, h(5), 11));
+        assert!(c.list(1, h(5)) && !c.list(1, h(5)));
+        // The same summary again is not counted twice.
+        touch(&mut c, (1, h(5), 10));
         assert_eq!(c.dirty().count(), 2);
-        assert_eq!(c.dirty, 2);
+        assert!(!c.should_flush());
         // A later hour: time to write out.
-        assert!(c.absorb(batch(&[(1, h(7), 10), (2, h(1), 10)])));
+        touch(&mut c, (1, h(7), 10));
+        touch(&mut c, (2, h(1), 10));
+        assert!(c.should_flush());
         c.flushed();
-        assert!(!c.any_pending());
+        assert!(!c.any_pending() && !c.should_flush());
         assert_eq!(c.dirty().count(), 0);
-        // Hour 5 is more than an hour before measurement 1's newest (7): dropped.
-        assert!(c.get(&(1, h(5), 10)).is_none());
-        assert!(c.get(&(1, h(7), 10)).is_some());
-        assert!(c.get(&(2, h(1), 10)).is_some());
+        // Hour 5 is more than an hour before measurement 1's newest (7): dropped,
+        // so the next point there loads it.
+        let mut loaded = false;
+        c.summary_mut((1, h(5), 10), || {
+            loaded = true;
+            Ok::<_, ()>(SeriesHour::default())
+        })
+        .unwrap();
+        assert!(loaded);
+        assert!(c.entries.contains_key(&(1, h(7), 10)) && c.entries.contains_key(&(2, h(1), 10)));
         c.clear();
-        assert!(c.get(&(1, h(7), 10)).is_none());
+        assert!(c.entries.is_empty() && c.dirty().count() == 0);
     }
 }
