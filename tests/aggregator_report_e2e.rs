@@ -40,13 +40,17 @@ fn report_from_the_embedded_store() {
     assert_eq!(json["from"], scenario::FROM);
     assert_eq!(json["to"], scenario::TO);
 
+    // The same CSV as GET /api/workloads.csv.
     let csv = report(&cfg, "csv");
-    let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("workload,model,energy_j,facility_energy_j,revenue_usd"));
+    let mut lines = csv.split_terminator("\r\n");
+    assert_eq!(lines.next().unwrap().split(',').collect::<Vec<_>>(), wattledger::aggregate::compare::CSV_COLUMNS);
     let h100: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(h100[0], "h100");
-    assert_eq!(h100[4].parse::<f64>().unwrap(), 7.0);
-    assert_eq!(h100[12], "", "j_per_th is empty for a GPU contract");
+    let col = |name: &str| wattledger::aggregate::compare::CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+    assert_eq!((h100[0], h100[1]), ("1", "h100"));
+    assert_eq!((h100[col("from")], h100[col("to")]), (scenario::FROM, scenario::TO));
+    assert_eq!(h100[col("revenue_usd")].parse::<f64>().unwrap(), 7.0);
+    assert_eq!(h100[col("j_per_th")], "", "j_per_th is empty for a GPU contract");
+    assert_eq!(h100.len(), wattledger::aggregate::compare::CSV_COLUMNS.len());
 
     let table = report(&cfg, "table");
     // The demo's table: `$`, its columns and rounding.

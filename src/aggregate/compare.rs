@@ -348,6 +348,86 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// The columns of the comparison as CSV (`report --format csv` and
+/// `GET /api/workloads.csv`), named as the JSON fields are.
+pub const CSV_COLUMNS: &[&str] = &[
+    "rank",
+    "workload",
+    "model",
+    "from",
+    "to",
+    "energy_j",
+    "facility_energy_j",
+    "revenue_usd",
+    "energy_cost_usd",
+    "profit_usd",
+    "revenue_usd_per_kwh",
+    "profit_usd_per_kwh",
+    "break_even_usd_per_kwh",
+    "volatility_cv",
+    "coverage",
+    "j_per_th",
+    "tokens_per_j",
+    "ledger_share",
+    "ledger_energy_j",
+    "raw_energy_j",
+    "energy_basis",
+    "efficiency_basis",
+    "no_power_devices",
+    "facility_basis",
+];
+
+/// The comparison as CSV: [`CSV_COLUMNS`], one row per workload in rank order,
+/// numbers in full precision, an empty cell where the JSON has `null`; then, when
+/// devices are in no workload, a row `(unassigned)` with only their energy. Lines
+/// end in CRLF (RFC 4180).
+pub fn to_csv(report: &Report) -> String {
+    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut out = CSV_COLUMNS.join(",") + "\r\n";
+    let mut line = |cells: Vec<String>| {
+        debug_assert_eq!(cells.len(), CSV_COLUMNS.len());
+        out += &cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+        out += "\r\n";
+    };
+    for (i, w) in report.workloads.iter().enumerate() {
+        line(vec![
+            (i + 1).to_string(),
+            w.workload.clone(),
+            w.revenue_model.name.to_string(),
+            report.from.clone(),
+            report.to.clone(),
+            num(Some(w.energy_j)),
+            num(Some(w.facility_energy_j)),
+            num(Some(w.revenue_usd)),
+            num(Some(w.energy_cost_usd)),
+            num(Some(w.profit_usd)),
+            num(w.revenue_usd_per_kwh),
+            num(w.profit_usd_per_kwh),
+            num(w.break_even_usd_per_kwh),
+            num(w.volatility_cv),
+            num(Some(w.coverage)),
+            num(w.j_per_th),
+            num(w.tokens_per_j),
+            num(w.ledger_share),
+            num(Some(w.ledger_energy_j)),
+            num(Some(w.raw_energy_j)),
+            w.energy_basis.clone(),
+            w.efficiency_basis.unwrap_or_default().to_string(),
+            w.no_power_devices.to_string(),
+            w.facility_basis.to_string(),
+        ]);
+    }
+    if let Some(u) = &report.unassigned {
+        let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+        cells[1] = "(unassigned)".into();
+        cells[3] = report.from.clone();
+        cells[4] = report.to.clone();
+        cells[5] = num(Some(u.energy_j));
+        line(cells);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

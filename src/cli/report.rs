@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::aggregate::compare::{csv_field, Report, WorkloadSummary};
+use crate::aggregate::compare::{Report, WorkloadSummary};
 use crate::aggregate::config::AggregatorConfig;
 use crate::aggregate::{parse_rfc3339, Aggregator, Windows};
 use crate::ledger::EnergyFrom;
@@ -82,7 +82,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let report = agg.report(from, to, mode).await.context("computing the report")?;
     let out = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-        Format::Csv => csv(&report),
+        Format::Csv => crate::aggregate::compare::to_csv(&report),
         Format::Table => table(&report),
     };
     print!("{out}");
@@ -118,67 +118,6 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
             }),
         },
     }
-}
-
-const COLUMNS: [&str; 21] = [
-    "workload",
-    "model",
-    "energy_j",
-    "facility_energy_j",
-    "revenue_usd",
-    "energy_cost_usd",
-    "profit_usd",
-    "revenue_usd_per_kwh",
-    "profit_usd_per_kwh",
-    "coverage",
-    "volatility_cv",
-    "break_even_usd_per_kwh",
-    "j_per_th",
-    "tokens_per_j",
-    "ledger_energy_j",
-    "raw_energy_j",
-    "ledger_share",
-    "energy_basis",
-    "efficiency_basis",
-    "no_power_devices",
-    "facility_basis",
-];
-
-fn opt(v: Option<f64>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
-/// CSV with the JSON's keys as header; empty cells where JSON has null.
-pub fn csv(report: &Report) -> String {
-    let mut out = COLUMNS.join(",") + "\n";
-    for w in &report.workloads {
-        let cells = [
-            csv_field(&w.workload),
-            w.revenue_model.to_string(),
-            w.energy_j.to_string(),
-            w.facility_energy_j.to_string(),
-            w.revenue_usd.to_string(),
-            w.energy_cost_usd.to_string(),
-            w.profit_usd.to_string(),
-            opt(w.revenue_usd_per_kwh),
-            opt(w.profit_usd_per_kwh),
-            w.coverage.to_string(),
-            opt(w.volatility_cv),
-            opt(w.break_even_usd_per_kwh),
-            opt(w.j_per_th),
-            opt(w.tokens_per_j),
-            w.ledger_energy_j.to_string(),
-            w.raw_energy_j.to_string(),
-            opt(w.ledger_share),
-            csv_field(&w.energy_basis),
-            w.efficiency_basis.unwrap_or_default().to_string(),
-            w.no_power_devices.to_string(),
-            w.facility_basis.to_string(),
-        ];
-        out += &cells.join(",");
-        out.push('\n');
-    }
-    out
 }
 
 /// The demo's table (`$`, its columns and rounding), with the range above it. The

@@ -6,7 +6,7 @@
 //!   window but the current one is whole and served from the store. A range
 //!   longer than 400 days or outside 1678..2262 is a 400.
 //! - `GET /api/workloads.csv?from=&to=`: the same comparison as CSV, one row per
-//!   workload in rank order, columns [`CSV_COLUMNS`] (units in the names; an empty
+//!   workload in rank order, columns [`crate::aggregate::compare::CSV_COLUMNS`] (units in the names; an empty
 //!   cell where the JSON has `null`), then an `(unassigned)` row with its energy
 //!   when devices are in no workload.
 //! - `GET /api/workloads/{name}/windows?from=&to=`: one workload's windows.
@@ -142,69 +142,6 @@ async fn workloads(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
     Ok(Json(state.aggregator.report(from, to, SERVE).await?).into_response())
 }
 
-/// The columns of `GET /api/workloads.csv`, named as the JSON fields are.
-pub const CSV_COLUMNS: &[&str] = &[
-    "rank",
-    "workload",
-    "model",
-    "from",
-    "to",
-    "energy_j",
-    "facility_energy_j",
-    "revenue_usd",
-    "energy_cost_usd",
-    "profit_usd",
-    "revenue_usd_per_kwh",
-    "profit_usd_per_kwh",
-    "break_even_usd_per_kwh",
-    "volatility_cv",
-    "coverage",
-    "j_per_th",
-    "tokens_per_j",
-    "ledger_share",
-];
-
-/// The comparison as CSV: [`CSV_COLUMNS`], numbers in full precision.
-pub fn report_csv(report: &crate::aggregate::compare::Report) -> String {
-    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let mut out = CSV_COLUMNS.join(",") + "\r\n";
-    let mut line = |cells: Vec<String>| {
-        out += &cells.iter().map(|c| crate::aggregate::compare::csv_field(c)).collect::<Vec<_>>().join(",");
-        out += "\r\n";
-    };
-    for (i, w) in report.workloads.iter().enumerate() {
-        line(vec![
-            (i + 1).to_string(),
-            w.workload.clone(),
-            w.revenue_model.name.to_string(),
-            report.from.clone(),
-            report.to.clone(),
-            num(Some(w.energy_j)),
-            num(Some(w.facility_energy_j)),
-            num(Some(w.revenue_usd)),
-            num(Some(w.energy_cost_usd)),
-            num(Some(w.profit_usd)),
-            num(w.revenue_usd_per_kwh),
-            num(w.profit_usd_per_kwh),
-            num(w.break_even_usd_per_kwh),
-            num(w.volatility_cv),
-            num(Some(w.coverage)),
-            num(w.j_per_th),
-            num(w.tokens_per_j),
-            num(w.ledger_share),
-        ]);
-    }
-    if let Some(u) = &report.unassigned {
-        let mut cells = vec![String::new(); CSV_COLUMNS.len()];
-        cells[1] = "(unassigned)".into();
-        cells[3] = report.from.clone();
-        cells[4] = report.to.clone();
-        cells[5] = num(Some(u.energy_j));
-        line(cells);
-    }
-    out
-}
-
 async fn workloads_csv(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (from, to) = range(&state, q.as_deref())?;
     let report = state.aggregator.report(from, to, SERVE).await?;
@@ -217,7 +154,7 @@ async fn workloads_csv(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
             (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (axum::http::header::CONTENT_DISPOSITION, disposition),
         ],
-        report_csv(&report),
+        crate::aggregate::compare::to_csv(&report),
     )
         .into_response())
 }

@@ -570,7 +570,8 @@ test('the comparison downloads as CSV with the documented columns', async () => 
   const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\r\n').map((l) => l.split(','));
   assert.deepEqual(csv[0], ['rank', 'workload', 'model', 'from', 'to', 'energy_j', 'facility_energy_j', 'revenue_usd',
     'energy_cost_usd', 'profit_usd', 'revenue_usd_per_kwh', 'profit_usd_per_kwh', 'break_even_usd_per_kwh',
-    'volatility_cv', 'coverage', 'j_per_th', 'tokens_per_j', 'ledger_share']);
+    'volatility_cv', 'coverage', 'j_per_th', 'tokens_per_j', 'ledger_share', 'ledger_energy_j', 'raw_energy_j',
+    'energy_basis', 'efficiency_basis', 'no_power_devices', 'facility_basis']);
   const rows = csv.slice(1).filter((r) => r[1] !== '(unassigned)');
   assert.deepEqual(rows.map((r) => r[1]), table.rows.map((r) => r.workload), 'the table\'s workloads, in rank order');
   for (const r of rows) {

@@ -133,7 +133,7 @@ mod tests {
     fn batches_mark_hours_pending_and_a_flush_keeps_only_recent_hours() {
         let mut c = HourCache::default();
         let h = |n: i64| n * HOUR_NS;
-        let mut touch = |c: &mut HourCache, key: HourKey| {
+        let touch = |c: &mut HourCache, key: HourKey| {
             c.summary_mut(key, || Ok::<_, ()>(SeriesHour::default())).unwrap().add_point(key.1, std::iter::empty());
         };
         touch(&mut c, (1, h(5), 10));
