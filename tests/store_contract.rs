@@ -591,7 +591,19 @@ async fn embedded_store_hour_summaries_give_what_the_points_give() {
         (Aggregate::Count, "extra".to_string()),
         (Aggregate::Sum, "s".to_string()),
     ];
-    let ranges = [(t0, t0 + 4 * H), (t0 + 1, t0 + 4 * H), (t0 + 1800 * S, t0 + 3 * H + 90 * S), (t0 + H, t0 + 2 * H)];
+    // The last ranges end inside an hour they hold the start of (a live window):
+    // after every series' last point of that hour (its summary serves), between
+    // two points (read from the points), and just after its first point.
+    let ranges = [
+        (t0, t0 + 4 * H),
+        (t0 + 1, t0 + 4 * H),
+        (t0 + 1800 * S, t0 + 3 * H + 90 * S),
+        (t0 + H, t0 + 2 * H),
+        (t0, t0 + 4 * H - 1),
+        (t0 + 3 * H, t0 + 4 * H - 1),
+        (t0 + 1800 * S, t0 + 3 * H + 1800 * S),
+        (t0 + 3 * H, t0 + 3 * H + 121 * S),
+    ];
     for (start_ns, end_ns) in ranges {
         for bucket_ns in [H, 2 * H, 1800 * S] {
             let gq = GroupedQuery {

@@ -19,7 +19,8 @@
 //!   summary of the hour's values (`embedded/hours.rs`). It answers
 //!   [`Store::series_keys`] without scanning points (the points are keyed by time, so
 //!   finding the series of a range would otherwise read every row of it), and counts
-//!   and grouped reads over whole hours. An older file gains it, or its summaries, on
+//!   and grouped reads over whole hours (and over the hour a grouped read ends in,
+//!   for the series whose last point there is before its end). An older file gains it, or its summaries, on
 //!   first open, from its points in one pass.
 //! * `hours_pending(measurement_id, hour_ns)`: the hours whose summaries in
 //!   `series_hours` are behind their points. Summaries are kept in memory while
@@ -655,8 +656,10 @@ impl Inner {
     /// [`Store::read_grouped`] on the reading thread; finished buckets go to
     /// `each` (which returns false to stop). With buckets of whole hours, the
     /// hours entirely inside the range come from their `series_hours` summaries
-    /// (a series' hour whose summary is not exact from its points), and only the
-    /// partial hours at the range's edges are read point by point. Every row's
+    /// (a series' hour whose summary is not exact from its points), and so does
+    /// the hour the range ends in for a series whose last point there is before
+    /// the end; only the rest of the partial hours at the range's edges is read
+    /// point by point. Every row's
     /// blob is walked once and its numbers folded straight into its series' open
     /// bucket, so no row is decoded into values or sent anywhere.
     fn grouped(&self, q: &GroupedQuery, mut each: impl FnMut(Scanned) -> bool) -> Result<(), StoreError> {
@@ -668,7 +671,12 @@ impl Inner {
         let slots = SeriesSlots::new(&matching);
         let (start, end) = (q.start_ns, q.end_ns);
         let (h0, h1) = whole_hours(start, end);
-        if q.bucket_ns <= 0 || q.bucket_ns % HOUR_NS != 0 || h0 >= h1 {
+        // The hour the range ends in, when the range holds its start: the current
+        // window of a live read. A series whose last point of that hour is before
+        // the end has all of the hour's points inside the range, so its summary
+        // serves there too.
+        let tail = (end > h1 && h1 >= start).then_some(h1);
+        if q.bucket_ns <= 0 || q.bucket_ns % HOUR_NS != 0 || (h0 >= h1 && tail.is_none()) {
             if self.fold_points(measurement_id, start, end, &slots, None, &mut fold, &mut each)? {
                 fold.finish(&mut each);
             }
@@ -680,13 +688,15 @@ impl Inner {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT hour_ns, series_id, exact, fields FROM series_hours
+                "SELECT hour_ns, series_id, exact, fields, last_ns FROM series_hours
                  WHERE measurement_id = ?1 AND hour_ns >= ?2 AND hour_ns < ?3 ORDER BY hour_ns, series_id",
             )
             .map_err(sql_err("preparing a read"))?;
-        let mut iter = stmt.query(params![measurement_id, h0, h1]).map_err(sql_err("reading hours"))?;
-        // The series of the current hour whose summary is not exact: that hour is
-        // read from their points, before any later hour of theirs.
+        let hours_end = if tail.is_some() { h1 + HOUR_NS } else { h1 };
+        let mut iter = stmt.query(params![measurement_id, h0, hours_end]).map_err(sql_err("reading hours"))?;
+        // The series of the current hour whose summary does not serve (not exact,
+        // or in the tail hour with points after the end): that hour is read from
+        // their points, before any later hour of theirs.
         let mut inexact = vec![false; matching.len()];
         let mut any_inexact = false;
         let mut current: Option<i64> = None;
@@ -714,7 +724,8 @@ impl Inner {
             let sid: i64 = row.get(1).map_err(sql_err("reading hours"))?;
             let Some(i) = slots.get(sid) else { continue };
             let exact: bool = row.get(2).map_err(sql_err("reading hours"))?;
-            if !exact {
+            let last_ns: i64 = row.get(4).map_err(sql_err("reading hours"))?;
+            if !exact || (Some(hour) == tail && last_ns >= end) {
                 inexact[i] = true;
                 any_inexact = true;
                 continue;
@@ -731,11 +742,19 @@ impl Inner {
             }
         }
         if let (Some(c), true) = (current, any_inexact) {
-            if !self.fold_points(measurement_id, c, c + HOUR_NS, &slots, Some(&inexact), &mut fold, &mut each)? {
+            if !self.fold_points(
+                measurement_id,
+                c,
+                (c + HOUR_NS).min(end),
+                &slots,
+                Some(&inexact),
+                &mut fold,
+                &mut each,
+            )? {
                 return Ok(());
             }
         }
-        if self.fold_points(measurement_id, h1, end, &slots, None, &mut fold, &mut each)? {
+        if tail.is_some() || self.fold_points(measurement_id, h1, end, &slots, None, &mut fold, &mut each)? {
             fold.finish(&mut each);
         }
         Ok(())
