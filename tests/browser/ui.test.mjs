@@ -472,6 +472,41 @@ test('the fleet table shows hashrate, temperature, fans, GPU utilisation, uptime
   await page.close();
 });
 
+// Whether a demo GPU is idle when the test runs depends on the clock (the
+// contract GPUs pause for checkpoints now and then), so the drawing of the flag is
+// checked on the demo's own fleet answer with one GPU's latest reading made idle.
+// The API's idle flag itself is tested in tests/aggregator_service.rs.
+test('an idle GPU is drawn with its flag and counted', async () => {
+  const page = await context.newPage();
+  let idleDevice = null;
+  await page.route((url) => url.pathname.endsWith('/api/fleet'), async (route) => {
+    const answer = await route.fetch();
+    const fleet = await answer.json();
+    const gpu = fleet.devices.find((d) => d.kind === 'gpu');
+    fleet.devices.forEach((d) => { if (d.kind === 'gpu') d.idle = false; });
+    Object.assign(gpu, { power_w: 412.5, util_gpu_pct: 3, idle: true });
+    idleDevice = gpu.device;
+    await route.fulfill({ response: answer, json: fleet });
+  });
+  await page.goto(pageUrl);
+  await page.waitForSelector('#fleet tbody tr[data-device]');
+  const all = page.locator('#fleet tbody button.primary');
+  if (await all.count()) await all.click();
+  await page.waitForSelector('#fleet tbody tr[data-idle="true"]', { state: 'attached' });
+  assert.ok(idleDevice, 'the page asked for GET /api/fleet');
+  const idle = await page.$$eval('#fleet tbody tr[data-idle="true"]', (trs) => trs.map((tr) => ({
+    device: tr.dataset.device,
+    util: tr.querySelector('td[data-field="util_gpu_pct"]').textContent.trim(),
+    flag: tr.querySelector('td[data-field="util_gpu_pct"] .flag.idle')?.getAttribute('title'),
+  })));
+  assert.deepEqual(idle.map((r) => r.device), [idleDevice]);
+  assert.match(idle[0].util, /^3\s*%\s*idle$/, idle[0].util);
+  assert.equal(idle[0].flag, 'over 150 W at under 20 % utilisation');
+  assert.equal(await page.textContent('#fleet-counts .count.idle b'), '1');
+  assert.equal(await page.$$eval('#fleet tbody tr[data-idle="false"] .flag.idle', (f) => f.length), 0);
+  await page.close();
+});
+
 test('clicking a device opens its power, efficiency and revenue over the page\'s range', async () => {
   const { page, errors } = await openPage();
   const range = await readTable(page);
