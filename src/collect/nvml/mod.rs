@@ -46,6 +46,10 @@ pub enum NvmlError {
     Init { path: String, detail: String },
     #[error("NVML in {path}: {detail}")]
     Other { path: String, detail: String },
+    /// A statically linked build (the musl release binary) cannot load any shared
+    /// library, so it cannot read GPUs at all.
+    #[error("this wattledger is a static build, which cannot load {path} ({detail}); GPU hosts need the glibc build (the .deb, or .ci/release.sh's binary)")]
+    StaticBuild { path: String, detail: String },
 }
 
 /// Whether a GPU could be read this poll.
@@ -356,6 +360,10 @@ fn open_error(lib: &str, explicit: bool, e: WrapperError) -> NvmlError {
     match e {
         WrapperError::LibloadingError(le) => {
             let detail = le.to_string();
+            // musl's dlopen in a static binary fails with this, whatever the path.
+            if detail.contains("Dynamic loading not supported") {
+                return NvmlError::StaticBuild { path: lib.to_string(), detail };
+            }
             let missing = detail.contains("No such file") || detail.contains("cannot open shared object");
             if missing && !explicit {
                 NvmlError::NotFound { detail }
