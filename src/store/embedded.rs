@@ -542,6 +542,7 @@ impl Inner {
     /// Writes the pending hour summaries to `series_hours` and unlists their
     /// hours, in one transaction; the cache keeps them (clean) for the next batch
     /// while they are recent.
+    ///
     /// When another connection has committed since this one last looked, the
     /// cache is dropped instead and every listed hour rebuilt from its points
     /// (theirs and ours), so a summary read next is never stale.
