@@ -172,49 +172,40 @@ fn embedded_store<M: Clock>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group(format!("embedded store write ({})", M::LABEL));
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(20);
-    g.bench_function("new points, one transaction per 5000", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                round += 1;
-                let pts = batch(round);
-                let t = M::now_ns();
-                store.write_blocking(&pts).unwrap();
-                spent += Duration::from_nanos(M::now_ns() - t);
-            }
-            spent
-        })
-    });
     // The aggregator reads about once a minute; at a batch every 5 s that is one
     // read per 12 batches, and each read first writes out the hour summaries the
-    // batches held in memory. This case counts that work too.
-    let mut since_read = 0;
-    g.bench_function("new points, summaries written out every 12 batches", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                round += 1;
-                let pts = batch(round);
-                let t = M::now_ns();
-                store.write_blocking(&pts).unwrap();
-                since_read += 1;
-                if since_read == 12 {
-                    since_read = 0;
-                    // An empty range: only the write-out before the read is timed.
-                    let empty = SeriesQuery {
-                        measurement: gpu::MEASUREMENT.into(),
-                        fields: vec![],
-                        tag_filters: vec![],
-                        start_ns: T0,
-                        end_ns: T0,
-                    };
-                    store.series_keys_blocking(&empty).unwrap();
+    // batches held in memory. The second case counts that work too (a read of an
+    // empty range: only the write-out before it is timed).
+    let empty = SeriesQuery {
+        measurement: gpu::MEASUREMENT.into(),
+        fields: vec![],
+        tag_filters: vec![],
+        start_ns: T0,
+        end_ns: T0,
+    };
+    let mut written = 0usize;
+    for (name, read_every) in [
+        ("new points, one transaction per 5000", None),
+        ("new points, summaries written out every 12 batches", Some(12)),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let pts = batch(round);
+                    let t = M::now_ns();
+                    store.write_blocking(&pts).unwrap();
+                    written += 1;
+                    if read_every.is_some_and(|n| written % n == 0) {
+                        store.series_keys_blocking(&empty).unwrap();
+                    }
+                    spent += Duration::from_nanos(M::now_ns() - t);
                 }
-                spent += Duration::from_nanos(M::now_ns() - t);
-            }
-            spent
-        })
-    });
+                spent
+            })
+        });
+    }
     let replay = batch(0);
     store.write_blocking(&replay).unwrap();
     g.bench_function("replayed points (merge path)", |b| b.iter(|| store.write_blocking(&replay).unwrap()));
