@@ -145,29 +145,15 @@ impl Source for Meters {
 }
 
 fn agent_config(spool: &std::path::Path) -> AgentConfig {
-    AgentConfig::from_toml(&format!(
-        r#"
-[agent]
-site = "s1"
-host = "rig1"
-group = "row-1"
-spool_dir = "{}"
-fsync = "never"
-batch_size = 500
-batch_interval = "5s"
-self_telemetry_interval = "60s"
-shutdown_timeout = "30s"
-[store]
-kind = "influxdb"
-url = "http://127.0.0.1:9"
-[gpus]
+    common::virtual_agent_config(
+        spool,
+        "group = \"row-1\"",
+        r#"[gpus]
 [workloads]
-gpus = {{ "GPU-a" = "train", "GPU-b" = "infer" }}
-miners = {{ "192.0.2.0/24" = "btc" }}
+gpus = { "GPU-a" = "train", "GPU-b" = "infer" }
+miners = { "192.0.2.0/24" = "btc" }
 "#,
-        spool.display()
-    ))
-    .unwrap()
+    )
 }
 
 async fn run_site() -> Vec<String> {

@@ -146,31 +146,18 @@ impl Source for Inference {
 }
 
 fn agent_config(spool: &std::path::Path) -> AgentConfig {
-    AgentConfig::from_toml(&format!(
-        r#"
-[agent]
-site = "s1"
-host = "rig1"
-spool_dir = "{}"
-fsync = "never"
-batch_size = 500
-batch_interval = "5s"
-self_telemetry_interval = "60s"
-shutdown_timeout = "30s"
-[store]
-kind = "influxdb"
-url = "http://127.0.0.1:9"
-[gpus]
+    crate::common::virtual_agent_config(
+        spool,
+        "",
+        r#"[gpus]
 [ledger]
 util_thresholds_pct = [50.0]
 [workloads]
-gpus = {{ "GPU-a" = "ondemand", "GPU-b" = "contract", "GPU-c" = "tokens" }}
-miners = {{ "192.0.2.10:4028" = "btc", "192.0.2.11:4028" = "btc" }}
-inference = {{ "vllm" = "tokens" }}
+gpus = { "GPU-a" = "ondemand", "GPU-b" = "contract", "GPU-c" = "tokens" }
+miners = { "192.0.2.10:4028" = "btc", "192.0.2.11:4028" = "btc" }
+inference = { "vllm" = "tokens" }
 "#,
-        spool.display()
-    ))
-    .unwrap()
+    )
 }
 
 fn sources() -> Vec<ScheduledSource> {

@@ -231,6 +231,35 @@ impl wattledger::model::Clock for VirtualClock {
     }
 }
 
+/// The config of an agent run in virtual time on site `s1`, host `rig1`, whose
+/// batches the test collects ([`Batches`]): its store is never contacted (port 9).
+/// `agent_keys` go into `[agent]`; `rest` follows `[store]` (sources, workloads).
+pub fn virtual_agent_config(
+    spool: &std::path::Path,
+    agent_keys: &str,
+    rest: &str,
+) -> wattledger::agent::config::AgentConfig {
+    wattledger::agent::config::AgentConfig::from_toml(&format!(
+        r#"
+[agent]
+site = "s1"
+host = "rig1"
+{agent_keys}
+spool_dir = "{}"
+fsync = "never"
+batch_size = 500
+batch_interval = "5s"
+self_telemetry_interval = "60s"
+shutdown_timeout = "30s"
+[store]
+kind = "influxdb"
+url = "http://127.0.0.1:9"
+{rest}"#,
+        spool.display()
+    ))
+    .unwrap()
+}
+
 /// Keeps every batch an agent ships, in order.
 #[derive(Default)]
 pub struct Batches(pub std::sync::Mutex<Vec<String>>);
