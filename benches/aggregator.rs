@@ -663,7 +663,9 @@ async fn fleet_day(
         "\n== fleet day: {} miners @{} s + {} GPUs @{} s, {} h: {asic_rows} asic + {gpu_rows} gpu raw rows, with the agents' ledger",
         scale.miners, scale.miner_every_s, scale.gpus, scale.gpu_every_s, scale.hours
     );
-    let key = format!("{}-{}-{}-{}-{}", scale.miners, scale.gpus, scale.hours, scale.gpu_every_s, scale.miner_every_s);
+    // `hourly`: stores generated before the agents wrote the hourly roll-up are not reused.
+    let key =
+        format!("{}-{}-{}-{}-{}-hourly", scale.miners, scale.gpus, scale.hours, scale.gpu_every_s, scale.miner_every_s);
     let mut sink = Sink::open(dir, "fleet", &key, influx).await;
     if sink.needed() {
         // Ten minutes at a time, through the agent's ledger writer as it spools them.
@@ -762,9 +764,13 @@ async fn fleet_day(
     println!("\nrows per day, GPUs, counted from each store:");
     for (store, cfg) in &cfgs {
         let raw = count(cfg, "gpu", "power_w", &[], from_s, to_s).await;
-        let ledger = count(cfg, "energy_ledger", "energy_j", &[("source", "gpu")], from_s, to_s).await;
+        let minutes = count(cfg, "energy_ledger", "energy_j", &[("source", "gpu")], from_s, to_s).await;
+        let hours = count(cfg, "energy_ledger_hourly", "energy_j", &[("source", "gpu")], from_s, to_s).await;
+        let ledger = minutes + hours;
         let pct = 100.0 * ledger as f64 / raw as f64;
-        println!("  {store}: {raw} raw gpu rows, {ledger} energy_ledger gpu rows: {pct:.3} %");
+        println!(
+            "  {store}: {raw} raw gpu rows, {minutes} energy_ledger + {hours} energy_ledger_hourly gpu rows: {pct:.3} %"
+        );
         rows.push(Row {
             case: format!("ledger rows ÷ raw rows, GPUs @{} s, {store}", scale.gpu_every_s),
             target: "≤ 2 %".into(),
@@ -784,16 +790,18 @@ async fn site_day(dir: &Path, hours: i64, influx: Option<&Influxd>, rows: &mut V
     let (from_s, to_s) = (T0_S, T0_S + hours * 3600);
     let intervals = hours * 60;
     let ledger_rows = (miners + gpus) * intervals;
+    let hourly_rows = (miners + gpus) * hours;
     println!(
-        "\n== 100 MW site day at fraction {fraction}: {miners} miners @30 s + {gpus} GPUs @1 s, {hours} h, ledger only: {ledger_rows} energy_ledger rows"
+        "\n== 100 MW site day at fraction {fraction}: {miners} miners @30 s + {gpus} GPUs @1 s, {hours} h, ledger only: {ledger_rows} energy_ledger + {hourly_rows} energy_ledger_hourly rows"
     );
     let scale = Scale { miners, gpus, hours, gpu_every_s: 1, miner_every_s: 30 };
-    let mut sink = Sink::open(dir, "site", &format!("{miners}-{gpus}-{hours}"), influx).await;
+    let mut sink = Sink::open(dir, "site", &format!("{miners}-{gpus}-{hours}-hourly"), influx).await;
     if sink.needed() {
         // One device of each profile through the agent's ledger writer.
         let t = Instant::now();
         let (mut writer, _) = ledger_writer(from_s);
-        let (mut templates, mut batch) = (BTreeMap::<(String, String), Vec<Point>>::new(), Vec::new());
+        // By (measurement, source, device): its interval points and its hourly roll-up.
+        let (mut templates, mut batch) = (BTreeMap::<(String, String, String), Vec<Point>>::new(), Vec::new());
         let mut t0 = from_s;
         while t0 < to_s + TAIL_S {
             let end = (t0 + 600).min(to_s + TAIL_S);
@@ -801,35 +809,47 @@ async fn site_day(dir: &Path, hours: i64, influx: Option<&Influxd>, rows: &mut V
             raw_points(&scale, gpus.min(GPU_PROFILES), miners.min(MINER_PROFILES), t0, end, &mut batch);
             for p in writer.observe(&batch, end * NS) {
                 let id = p.tag_value("uuid").or(p.tag_value("miner")).unwrap_or_default().to_string();
-                templates.entry((p.tag_value("source").unwrap_or_default().to_string(), id)).or_default().push(p);
+                let source = p.tag_value("source").unwrap_or_default().to_string();
+                templates.entry((p.measurement.clone(), source, id)).or_default().push(p);
             }
             t0 = end;
         }
-        let gpu_tpl: Vec<&Vec<Point>> =
-            (0..gpus.min(GPU_PROFILES)).map(|g| &templates[&("gpu".into(), gpu_tags(g)[2].1.clone())]).collect();
-        let miner_tpl: Vec<&Vec<Point>> =
-            (0..miners.min(MINER_PROFILES)).map(|m| &templates[&("asic".into(), miner_tags(m)[1].1.clone())]).collect();
-        for tpl in gpu_tpl.iter().chain(&miner_tpl) {
-            assert_eq!(tpl.len() as i64, intervals, "one ledger point per device and interval");
+        let tpl = |measurement: &str, source: &str, id: String| &templates[&(measurement.into(), source.into(), id)];
+        let gpu_tpl: Vec<[&Vec<Point>; 2]> = (0..gpus.min(GPU_PROFILES))
+            .map(|g| ["energy_ledger", "energy_ledger_hourly"].map(|m| tpl(m, "gpu", gpu_tags(g)[2].1.clone())))
+            .collect();
+        let miner_tpl: Vec<[&Vec<Point>; 2]> = (0..miners.min(MINER_PROFILES))
+            .map(|m| ["energy_ledger", "energy_ledger_hourly"].map(|x| tpl(x, "asic", miner_tags(m)[1].1.clone())))
+            .collect();
+        for [minutes, hourly] in gpu_tpl.iter().chain(&miner_tpl) {
+            assert_eq!(minutes.len() as i64, intervals, "one ledger point per device and interval");
+            assert_eq!(hourly.len() as i64, hours, "one roll-up per device and hour");
         }
         println!("  ledger writer over one device per profile: {:.1} s", t.elapsed().as_secs_f64());
-        // Five minutes of intervals at a time, every device.
+        // Five minutes of intervals at a time, every device, and each hour's
+        // roll-up after its last interval, as the agents write them.
+        let per_hour = intervals / hours.max(1);
         for block in (0..intervals).step_by(5) {
             batch.clear();
             for i in block..(block + 5).min(intervals) {
-                for g in 0..gpus {
-                    let mut p = gpu_tpl[(g % GPU_PROFILES) as usize][i as usize].clone();
-                    for (k, v) in gpu_tags(g) {
-                        p.set_tag(k, v);
+                let hour_done = (i + 1) % per_hour == 0;
+                let mut add = |tpl: &[&Vec<Point>; 2], tags: &[(&'static str, String)]| {
+                    let mut push = |mut p: Point| {
+                        for (k, v) in tags {
+                            p.set_tag(*k, v.clone());
+                        }
+                        batch.push(p);
+                    };
+                    push(tpl[0][i as usize].clone());
+                    if hour_done {
+                        push(tpl[1][(i / per_hour) as usize].clone());
                     }
-                    batch.push(p);
+                };
+                for g in 0..gpus {
+                    add(&gpu_tpl[(g % GPU_PROFILES) as usize], &gpu_tags(g));
                 }
                 for m in 0..miners {
-                    let mut p = miner_tpl[(m % MINER_PROFILES) as usize][i as usize].clone();
-                    for (k, v) in miner_tags(m) {
-                        p.set_tag(k, v);
-                    }
-                    batch.push(p);
+                    add(&miner_tpl[(m % MINER_PROFILES) as usize], &miner_tags(m));
                 }
             }
             sink.write(&batch).await;

@@ -2,8 +2,9 @@
 //! samples, on both stores: a device fully covered by the ledger (its raw samples
 //! are not read), a device with ledger points for only part of the window, a
 //! raw-only device next to them, and a bucket that straddles a price change.
-//! Whatever the path, `auto` must give what `raw` gives. A store wrapper counts
-//! what each read hands over; the numbers come from the real stores.
+//! Whatever the path, `auto` must give what `raw` gives. Whole hours come from
+//! the agents' hourly roll-up where they wrote it. A store wrapper counts what
+//! each read hands over; the numbers come from the real stores.
 
 mod common;
 
@@ -17,8 +18,8 @@ use wattledger::aggregate::market::MarketHistory;
 use wattledger::aggregate::tariff::Tariff;
 use wattledger::aggregate::windows::{aligned_windows, compute_window, LedgerCache, WorkloadPlan};
 use wattledger::ledger::accumulator::sums_over;
-use wattledger::ledger::point::ledger_point;
-use wattledger::ledger::{EnergyFrom, Sample};
+use wattledger::ledger::point::{hourly_point, ledger_point};
+use wattledger::ledger::{EnergyFrom, Sample, Sums};
 use wattledger::model::{FieldValue, Point};
 use wattledger::revenue::ai_contract::AiContract;
 use wattledger::signal::Window;
@@ -32,12 +33,15 @@ const T0: i64 = 1_700_000_000 / 3600 * 3600 * S;
 /// The price changes 20 s into a minute, inside a ledger interval.
 const PRICE_CHANGE: i64 = T0 + 1820 * S;
 
-/// Forwards to a real store and counts what it hands over: grouped reads, and
-/// raw `gpu` rows per host.
+/// Forwards to a real store and counts what it hands over: grouped reads (and
+/// what they asked for), and raw `gpu` and `energy_ledger` rows per host.
+#[derive(Default)]
 struct Counting {
-    inner: Arc<dyn Store>,
+    inner: Option<Arc<dyn Store>>,
     grouped: AtomicUsize,
+    grouped_asked: Mutex<Vec<(String, i64, i64)>>,
     gpu_rows: Mutex<BTreeMap<String, usize>>,
+    ledger_rows: Mutex<BTreeMap<String, usize>>,
 }
 
 struct CountRows<'a> {
@@ -66,23 +70,36 @@ impl Counting {
         std::mem::take(&mut self.gpu_rows.lock().unwrap())
     }
 
+    fn new(inner: Arc<dyn Store>) -> Arc<Counting> {
+        Arc::new(Counting { inner: Some(inner), ..Counting::default() })
+    }
+
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_deref().expect("a store")
+    }
+
     fn counted<'a>(&'a self, q: &SeriesQuery, out: &'a mut dyn RowVisitor) -> Option<CountRows<'a>> {
-        (q.measurement == "gpu").then(|| CountRows { hosts: Vec::new(), counts: &self.gpu_rows, out })
+        let counts = match q.measurement.as_str() {
+            "gpu" => &self.gpu_rows,
+            "energy_ledger" => &self.ledger_rows,
+            _ => return None,
+        };
+        Some(CountRows { hosts: Vec::new(), counts, out })
     }
 }
 
 #[async_trait]
 impl Store for Counting {
     async fn write(&self, points: &[Point]) -> Result<(), StoreError> {
-        self.inner.write(points).await
+        self.inner().write(points).await
     }
     async fn read(&self, query: &SeriesQuery) -> Result<Vec<Series>, StoreError> {
-        self.inner.read(query).await
+        self.inner().read(query).await
     }
     async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
         match self.counted(query, visitor) {
-            Some(mut c) => self.inner.read_each(query, &mut c).await,
-            None => self.inner.read_each(query, visitor).await,
+            Some(mut c) => self.inner().read_each(query, &mut c).await,
+            None => self.inner().read_each(query, visitor).await,
         }
     }
     async fn read_each_any(
@@ -92,22 +109,23 @@ impl Store for Counting {
         visitor: &mut dyn RowVisitor,
     ) -> Result<(), StoreError> {
         match self.counted(query, visitor) {
-            Some(mut c) => self.inner.read_each_any(query, any_of, &mut c).await,
-            None => self.inner.read_each_any(query, any_of, visitor).await,
+            Some(mut c) => self.inner().read_each_any(query, any_of, &mut c).await,
+            None => self.inner().read_each_any(query, any_of, visitor).await,
         }
     }
     async fn read_grouped(&self, query: &GroupedQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
         self.grouped.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_grouped(query, visitor).await
+        self.grouped_asked.lock().unwrap().push((query.measurement.clone(), query.start_ns, query.end_ns));
+        self.inner().read_grouped(query, visitor).await
     }
     async fn series_keys(&self, query: &SeriesQuery) -> Result<Vec<BTreeMap<String, String>>, StoreError> {
-        self.inner.series_keys(query).await
+        self.inner().series_keys(query).await
     }
     async fn tag_values(&self, measurement: &str, tag: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.tag_values(measurement, tag).await
+        self.inner().tag_values(measurement, tag).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+        self.inner().ping().await
     }
 }
 
@@ -169,6 +187,24 @@ fn device_points(host: &str, k: i64, ledger: std::ops::Range<i64>, plan: &Worklo
     out
 }
 
+/// A host's `energy_ledger_hourly` points for the hours starting in `hours`, as
+/// the agent rolls up its interval points.
+fn hourly_points(host: &str, k: i64, hours: std::ops::Range<i64>, plan: &WorkloadPlan) -> Vec<Point> {
+    let only: Vec<Sample> = samples(k).iter().map(|x| x.0).collect();
+    let rules = plan.rules();
+    let tags = [("host", host), ("uuid", "GPU-1"), ("workload", "h100")];
+    (hours.start..hours.end)
+        .step_by(H as usize)
+        .map(|h| {
+            let mut sums = Sums::default();
+            for t in (h..h + H).step_by(60 * S as usize) {
+                sums.absorb(&sums_over(&only, &rules, t, t + 60 * S));
+            }
+            hourly_point("gpu", tags, h, 60, &sums, &rules)
+        })
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
@@ -197,7 +233,7 @@ async fn windows(store: &Arc<dyn Store>, plan: &WorkloadPlan, wins: &[Window], f
 }
 
 async fn paths(inner: Arc<dyn Store>) {
-    let counting = Arc::new(Counting { inner, grouped: AtomicUsize::new(0), gpu_rows: Mutex::default() });
+    let counting = Counting::new(inner);
     let store: Arc<dyn Store> = counting.clone();
     let p = plan(Tariff::Measured { prices: vec![(T0 - H, 0.05), (PRICE_CHANGE, 0.11)] });
     // full: ledger for both hours. half: ledger for the first 30 minutes only.
@@ -256,10 +292,48 @@ async fn paths(inner: Arc<dyn Store>) {
     }
 }
 
+/// Two hours of 70 GPUs whose agents rolled up the second hour only (the first
+/// lacks the roll-up for all of them, as after the agents started), a GPU of an
+/// older agent without any roll-up, and a raw-only GPU.
+async fn roll_up(inner: Arc<dyn Store>) {
+    let counting = Counting::new(inner);
+    let store: Arc<dyn Store> = counting.clone();
+    let p = plan(Tariff::Flat { usd_per_kwh: 0.05 });
+    let mut pts = Vec::new();
+    for k in 0..70 {
+        let host = format!("g{k:02}");
+        pts.extend(device_points(&host, k % 5, T0..T0 + 2 * H, &p));
+        pts.extend(hourly_points(&host, k % 5, T0 + H..T0 + 2 * H, &p));
+    }
+    pts.extend(device_points("old", 2, T0..T0 + 2 * H, &p));
+    pts.extend(device_points("raw", 3, 0..0, &p));
+    store.write(&pts).await.unwrap();
+    let wins = aligned_windows(T0, T0 + 2 * H, H);
+    let raw = windows(&store, &p, &wins, EnergyFrom::Raw).await;
+    counting.take_gpu_rows();
+    let auto = windows(&store, &p, &wins, EnergyFrom::Auto).await;
+    for (a, r) in auto.iter().zip(&raw) {
+        assert_same(a, r);
+        assert_eq!(a.devices, 72);
+    }
+    // The roll-up over both hours; the first hour, which more than 64 devices
+    // lack, from the interval points in one more grouped read.
+    let asked = std::mem::take(&mut *counting.grouped_asked.lock().unwrap());
+    assert_eq!(
+        asked,
+        [("energy_ledger_hourly".to_string(), T0, T0 + 2 * H), ("energy_ledger".to_string(), T0, T0 + H)]
+    );
+    // Interval rows are read only for the old agent's GPU in the second hour
+    // (by name), raw rows only for the raw-only GPU.
+    assert_eq!(*counting.ledger_rows.lock().unwrap(), BTreeMap::from([("old".to_string(), 60)]));
+    assert_eq!(counting.take_gpu_rows().keys().collect::<Vec<_>>(), ["raw"]);
+    assert!((auto[1].ledger_share().unwrap() - 71.0 / 72.0).abs() < 1e-9, "{:?}", auto[1].ledger_share());
+}
+
 /// A window still going on (30 min 10 s of it so far): the ledger holds its
 /// first 30 minutes, and only the time after them (± max_gap) is read raw.
 async fn current_window(inner: Arc<dyn Store>) {
-    let counting = Arc::new(Counting { inner, grouped: AtomicUsize::new(0), gpu_rows: Mutex::default() });
+    let counting = Counting::new(inner);
     let store: Arc<dyn Store> = counting.clone();
     let p = plan(Tariff::Flat { usd_per_kwh: 0.05 });
     store.write(&device_points("full", 1, T0..T0 + 2 * H, &p)).await.unwrap();
@@ -275,6 +349,18 @@ async fn current_window(inner: Arc<dyn Store>) {
 #[tokio::test]
 async fn embedded_store_takes_each_span_from_one_path() {
     paths(Arc::new(EmbeddedStore::open_in_memory().unwrap())).await;
+}
+
+#[tokio::test]
+async fn embedded_store_takes_whole_hours_from_the_roll_up() {
+    roll_up(Arc::new(EmbeddedStore::open_in_memory().unwrap())).await;
+}
+
+#[tokio::test]
+async fn influxdb_store_takes_whole_hours_from_the_roll_up() {
+    let db = common::TestDb::create().await;
+    let store = wattledger::store::open_store(&common::store_config(&db.store_toml())).await.unwrap();
+    roll_up(store).await;
 }
 
 #[tokio::test]

@@ -12,14 +12,28 @@
 //! with the workload's `max_gap` and carries the busy time of every threshold the
 //! workload's model reads. Any other bucket of a device goes to the detail path
 //! (its ledger rows and raw samples, see [`super::windows`]).
+//!
+//! **Whole hours from the hourly roll-up.** When buckets are whole clock hours
+//! (or multiples), the `energy_ledger_hourly` points are summed instead: one per
+//! device and hour rather than sixty, under the same tiling rule (an hour point
+//! expects 3600 s). The interval points are then read only where a device has
+//! interval points but no usable roll-up: the hour still in progress, an hour
+//! an agent restarted in, agents without the roll-up. Such a bucket is summed
+//! from the interval points by one more grouped read when many devices need it,
+//! and otherwise handed to the detail path for those devices only.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::windows::WorkloadPlan;
 use crate::ledger::{identity_filter, series_device_id, Rules, Sums};
-use crate::model::schema::{self, energy_ledger as el};
+use crate::model::schema::{self, energy_ledger as el, energy_ledger_hourly as hourly};
 use crate::model::FieldValue;
-use crate::store::{Aggregate, GroupedQuery, RowVisitor, Store, StoreError};
+use crate::store::{Aggregate, GroupedQuery, RowVisitor, SeriesQuery, Store, StoreError};
+
+/// Detail reads name each device up to this many; past it they read the
+/// workload's series and drop the others. Devices lacking a bucket's roll-up up
+/// to this many go to the detail path; more are summed by a grouped read.
+pub const NAMED_DEVICES: usize = 64;
 
 /// The aggregates a grouped read asks for, in the order [`Bucket::decode`] reads.
 fn aggregates(util_thresholds_pct: &[f64]) -> Vec<(Aggregate, String)> {
@@ -141,7 +155,8 @@ impl LedgerSums {
 }
 
 /// The ledger sums of `plan`'s devices over `[start_ns, end_ns)` in buckets of
-/// `bucket_ns`: one grouped read, folded as it arrives.
+/// `bucket_ns`: from the hourly roll-up where buckets are whole hours, and the
+/// interval points where it is missing (see the module doc).
 pub async fn read_ledger_sums(
     store: &dyn Store,
     plan: &WorkloadPlan,
@@ -149,18 +164,106 @@ pub async fn read_ledger_sums(
     end_ns: i64,
     bucket_ns: i64,
 ) -> Result<LedgerSums, StoreError> {
+    if bucket_ns % hourly::HOUR_NS != 0 || start_ns.rem_euclid(hourly::HOUR_NS) != 0 {
+        return grouped_sums(store, plan, el::MEASUREMENT, start_ns, end_ns, bucket_ns).await;
+    }
+    let mut sums = grouped_sums(store, plan, hourly::MEASUREMENT, start_ns, end_ns, bucket_ns).await?;
+    // Every device with interval points, and the buckets it has no usable roll-up for.
+    let q = SeriesQuery {
+        measurement: el::MEASUREMENT.into(),
+        fields: Vec::new(),
+        tag_filters: vec![(schema::TAG_WORKLOAD.into(), plan.name.clone())],
+        start_ns,
+        end_ns,
+    };
+    let sources = plan_sources(plan);
+    let buckets: Vec<i64> =
+        (start_ns..end_ns).step_by(bucket_ns as usize).filter(|b| b + bucket_ns <= end_ns).collect();
+    let mut lacking: BTreeMap<i64, Vec<(&'static str, String)>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for tags in store.series_keys(&q).await? {
+        let Some(source) = tags.get(el::TAG_SOURCE).and_then(|s| sources.iter().find(|m| **m == s.as_str())) else {
+            continue;
+        };
+        let key = (*source, series_device_id(source, &tags));
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let dev = sums.devices.entry(key.clone()).or_insert_with(|| LedgerDevice {
+            filter: identity_filter(source, &tags),
+            tags: tags.clone(),
+            ..LedgerDevice::default()
+        });
+        for &b in buckets.iter().filter(|b| !dev.usable.contains_key(b)) {
+            lacking.entry(b).or_default().push(key.clone());
+        }
+    }
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for (&b, devices) in &lacking {
+        if devices.len() > NAMED_DEVICES {
+            match runs.last_mut() {
+                Some((_, end)) if *end == b => *end = b + bucket_ns,
+                _ => runs.push((b, b + bucket_ns)),
+            }
+        } else {
+            for key in devices {
+                let dev = sums.devices.get_mut(key).expect("entered above");
+                if !dev.partial.contains(&b) {
+                    dev.partial.push(b);
+                }
+            }
+        }
+    }
+    for (a, b) in runs {
+        let minutes = grouped_sums(store, plan, el::MEASUREMENT, a, b, bucket_ns).await?;
+        for (key, m) in minutes.devices {
+            let dev = sums.devices.entry(key).or_insert_with(|| LedgerDevice {
+                filter: m.filter.clone(),
+                tags: m.tags.clone(),
+                ..LedgerDevice::default()
+            });
+            for (start, s) in m.usable {
+                if let std::collections::btree_map::Entry::Vacant(e) = dev.usable.entry(start) {
+                    e.insert(s);
+                    dev.partial.retain(|&p| p != start);
+                }
+            }
+            for start in m.partial {
+                if !dev.usable.contains_key(&start) && !dev.partial.contains(&start) {
+                    dev.partial.push(start);
+                }
+            }
+        }
+    }
+    Ok(sums)
+}
+
+/// The raw measurements whose devices a workload reads.
+fn plan_sources(plan: &WorkloadPlan) -> [&'static str; 2] {
+    let inputs = &plan.revenue_model.info().inputs;
+    [inputs.energy_measurement, inputs.revenue_measurement]
+}
+
+/// One grouped read of `measurement` (the ledger or its roll-up), folded as it arrives.
+async fn grouped_sums(
+    store: &dyn Store,
+    plan: &WorkloadPlan,
+    measurement: &str,
+    start_ns: i64,
+    end_ns: i64,
+    bucket_ns: i64,
+) -> Result<LedgerSums, StoreError> {
     let rules = plan.rules();
     let q = GroupedQuery {
-        measurement: el::MEASUREMENT.into(),
+        measurement: measurement.into(),
         tag_filters: vec![(schema::TAG_WORKLOAD.into(), plan.name.clone())],
         start_ns,
         end_ns,
         bucket_ns,
         aggregates: aggregates(&rules.util_thresholds_pct),
     };
-    let inputs = &plan.revenue_model.info().inputs;
     let mut fold = Fold {
-        sources: [inputs.energy_measurement, inputs.revenue_measurement],
+        sources: plan_sources(plan),
         series: HashMap::new(),
         rules,
         out: LedgerSums { start_ns, end_ns, bucket_ns, devices: BTreeMap::new() },

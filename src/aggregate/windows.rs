@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::basis::{normalise, Basis, BasisEnergy, Span, Target};
 use super::compare::WindowResult;
 use super::energy::facility_energy_j;
-use super::ledger_sums::{read_ledger_sums, LedgerSums};
+use super::ledger_sums::{read_ledger_sums, LedgerSums, NAMED_DEVICES};
 use super::market::{MarketAt, MarketHistory};
 use super::metered::{self, TAG_GROUP};
 use super::reconcile::{decode_groups, encode_groups, FacilityBasis};
@@ -131,9 +131,6 @@ const MAX_CELLS: usize = 250_000;
 /// length, so that an odd start sends one short span, not the whole window, to
 /// the detail path.
 const BUCKET_GRAIN_NS: i64 = 60_000_000_000;
-/// Detail reads name each device up to this many; past it they read the
-/// workload's series and drop the others here.
-const NAMED_DEVICES: usize = 64;
 
 fn gcd(mut a: i64, mut b: i64) -> i64 {
     while b != 0 {

@@ -3,7 +3,7 @@
 //! [`crate::model::schema::energy_ledger`], documented in `docs/metrics.md`).
 
 use super::{Rules, Sums};
-use crate::model::schema::{asic, energy_ledger as el, gpu, inference, meter};
+use crate::model::schema::{asic, energy_ledger as el, energy_ledger_hourly as hourly, gpu, inference, meter};
 use crate::model::{FieldValue, Point};
 
 fn seconds(ns: i64) -> f64 {
@@ -92,6 +92,21 @@ pub fn ledger_point<'a>(
         _ => {}
     }
     p
+}
+
+/// The `energy_ledger_hourly` point of one device's hour from `start_ns`: the
+/// [`ledger_point`] of the sums of its `intervals` ledger points, expecting the hour.
+pub fn hourly_point<'a>(
+    source: &str,
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    start_ns: i64,
+    intervals: usize,
+    sums: &Sums,
+    rules: &Rules,
+) -> Point {
+    let mut p = ledger_point(source, tags, start_ns, hourly::HOUR_NS, sums, rules);
+    p.measurement = hourly::MEASUREMENT.to_string();
+    p.field(hourly::INTERVALS, intervals as i64)
 }
 
 /// One ledger row read back.

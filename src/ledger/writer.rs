@@ -12,6 +12,13 @@
 //! pass it, and written again if a sample stamped earlier (a slow collection)
 //! still adds to it.
 //!
+//! **The hourly roll-up.** Once every interval of a clock hour has been written
+//! (with the same tags) and none of them can be written again, the hour's sums
+//! go out as one `energy_ledger_hourly` point, in the same append. A reader of
+//! whole hours (the aggregator over a day) then reads one point per device and
+//! hour instead of sixty; an hour with any interval missing gets none, and is
+//! read from the interval points.
+//!
 //! **What the agent does not write.** A process that starts (or restarts after a
 //! crash or `kill -9`) has not seen the samples its predecessor collected, so the
 //! intervals from its start to `max_gap` later, which can hold an interval
@@ -25,8 +32,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::point::ledger_point;
+use super::point::{hourly_point, ledger_point};
 use super::{device_id, point_sample, Cuts, DeviceAccumulator, Rules, Sums, LEDGER_SOURCES};
+use crate::model::schema::energy_ledger_hourly::HOUR_NS;
 use crate::model::Point;
 
 /// How long past `max_gap` a silent device's interval stays open, for samples
@@ -54,6 +62,10 @@ pub struct LedgerConfig {
     /// one of them for its revenue to come from the ledger.
     #[serde(default = "default_thresholds")]
     pub util_thresholds_pct: Vec<f64>,
+    /// Also write the hourly roll-up (`energy_ledger_hourly`); needs an
+    /// `interval` that divides an hour.
+    #[serde(default = "default_true")]
+    pub hourly: bool,
 }
 
 impl Default for LedgerConfig {
@@ -63,6 +75,7 @@ impl Default for LedgerConfig {
             interval: default_interval(),
             max_gap: default_max_gap(),
             util_thresholds_pct: default_thresholds(),
+            hourly: true,
         }
     }
 }
@@ -84,6 +97,12 @@ impl LedgerConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.interval < Duration::from_secs(1) {
             return Err("[ledger] interval must be at least 1s".into());
+        }
+        if self.hourly && HOUR_NS % self.interval.as_nanos().max(1) as i64 != 0 {
+            return Err(format!(
+                "[ledger] interval {:?} does not divide an hour, which the hourly roll-up needs: use an interval such as 60s or 5m, or set hourly = false",
+                self.interval
+            ));
         }
         if self.max_gap.is_zero() {
             return Err("[ledger] max_gap must be positive".into());
@@ -113,6 +132,30 @@ struct Device {
     /// store keeps the last).
     silent_closed: BTreeMap<i64, (Sums, bool)>,
     last_ns: i64,
+    /// Hours with written intervals, by start, until they are rolled up.
+    hours: BTreeMap<i64, Hour>,
+}
+
+/// The intervals of one device's hour written so far, as last written.
+#[derive(Debug)]
+struct Hour {
+    tags: Vec<(String, String)>,
+    intervals: BTreeMap<i64, Sums>,
+    /// An interval was written with other tags (the device moved to another
+    /// workload, say): the hour is not one series' and gets no roll-up.
+    mixed: bool,
+}
+
+impl Hour {
+    fn record(hours: &mut BTreeMap<i64, Hour>, start_ns: i64, tags: &[(String, String)], sums: &Sums) {
+        let hour = hours.entry(start_ns.div_euclid(HOUR_NS) * HOUR_NS).or_insert_with(|| Hour {
+            tags: tags.to_vec(),
+            intervals: BTreeMap::new(),
+            mixed: false,
+        });
+        hour.mixed |= hour.tags != tags;
+        hour.intervals.insert(start_ns, sums.clone());
+    }
 }
 
 /// Folds spooled points into ledger points; see the module docs.
@@ -125,6 +168,8 @@ pub struct LedgerWriter {
     /// Intervals starting before this are not written (see the module docs).
     first_ns: i64,
     devices: HashMap<(&'static str, String), Device>,
+    /// Intervals per hour when the hourly roll-up is written.
+    per_hour: Option<usize>,
     /// Parts that arrived for an interval already written (a sample stamped more
     /// than `max_gap` + [`LATE_MARGIN`] before it was spooled); not counted.
     pub late_parts: u64,
@@ -140,6 +185,7 @@ impl LedgerWriter {
             margin_ns: LATE_MARGIN.as_nanos() as i64,
             first_ns: 0,
             devices: HashMap::new(),
+            per_hour: (cfg.hourly && HOUR_NS % interval_ns == 0).then(|| (HOUR_NS / interval_ns) as usize),
             late_parts: 0,
         };
         w.restart(started_ns);
@@ -170,6 +216,7 @@ impl LedgerWriter {
                 closed_before_ns: i64::MIN,
                 silent_closed: BTreeMap::new(),
                 last_ns: sample.time_ns,
+                hours: BTreeMap::new(),
             });
             if dev.tags != p.tags {
                 dev.tags = p.tags.clone();
@@ -207,6 +254,9 @@ impl LedgerWriter {
                 if k >= self.first_ns {
                     let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                     out.push(ledger_point(dev.source, tags, k, self.interval_ns, &sums, &self.rules));
+                    if self.per_hour.is_some() {
+                        Hour::record(&mut dev.hours, k, &dev.tags, &sums);
+                    }
                     if end > settled {
                         dev.silent_closed.insert(k, (sums, false));
                     }
@@ -215,9 +265,30 @@ impl LedgerWriter {
             for (&k, (sums, dirty)) in dev.silent_closed.iter_mut().filter(|(_, (_, d))| *d) {
                 let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                 out.push(ledger_point(dev.source, tags, k, self.interval_ns, sums, &self.rules));
+                if self.per_hour.is_some() {
+                    Hour::record(&mut dev.hours, k, &dev.tags, sums);
+                }
                 *dirty = false;
             }
             dev.silent_closed.retain(|&k, _| k + self.interval_ns > settled);
+            if let Some(per_hour) = self.per_hour {
+                // An hour is final once every interval up to its end was closed
+                // and none waits for a late sample; it is rolled up if all of
+                // them were written.
+                let (closed, silent) = (dev.closed_before_ns, &dev.silent_closed);
+                dev.hours.retain(|&h, hour| {
+                    if closed < h + HOUR_NS || silent.range(h..h + HOUR_NS).next().is_some() {
+                        return true;
+                    }
+                    if !hour.mixed && hour.intervals.len() == per_hour {
+                        let mut sums = Sums::default();
+                        hour.intervals.values().for_each(|s| sums.absorb(s));
+                        let tags = hour.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                        out.push(hourly_point(dev.source, tags, h, per_hour, &sums, &self.rules));
+                    }
+                    false
+                });
+            }
             // A device silent for longer than any interval can span, and any sample
             // can be late, starts afresh.
             !(dev.open.is_empty() && dev.last_ns + 2 * silent_ns <= now_ns)
@@ -332,6 +403,64 @@ mod tests {
         assert_eq!(last[&240].field_value("method"), Some(&FieldValue::Str("none".into())));
         assert!((energy(&last[&300]) - 20_000.0).abs() < 1e-6 && covered(&last[&300]) == 40.0);
         assert_eq!(w.late_parts, 0);
+    }
+
+    #[test]
+    fn a_whole_hour_is_rolled_up_once_and_an_hour_with_a_missing_interval_is_not() {
+        // Started at 0 s: the intervals from 120 s on are written, so the hour
+        // [0, 3600) lacks two and gets no roll-up; [3600, 7200) gets one, written
+        // when its last interval closes, equal to the sum of its 60 points.
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), 0);
+        let mut out = Vec::new();
+        for t in (0..=7300).step_by(10) {
+            out.extend(w.observe(&[gpu(t, 100.0 + (t % 70) as f64)], t * S));
+        }
+        let (hourly, minutes): (Vec<Point>, Vec<Point>) =
+            out.into_iter().partition(|p| p.measurement == "energy_ledger_hourly");
+        assert_eq!(hourly.len(), 1, "{hourly:?}");
+        let h = &hourly[0];
+        assert_eq!(h.time_ns, 3600 * S);
+        let of_hour: Vec<&Point> = minutes.iter().filter(|p| (3600 * S..7200 * S).contains(&p.time_ns)).collect();
+        assert_eq!(of_hour.len(), 60);
+        let sum: f64 = of_hour.iter().map(|p| energy(p)).sum();
+        assert!((energy(h) - sum).abs() <= 1e-9 * sum, "{} vs {sum}", energy(h));
+        assert_eq!(h.field_value("intervals"), Some(&FieldValue::Int(60)));
+        assert_eq!(h.field_value("expected_s"), Some(&FieldValue::Float(3600.0)));
+        assert_eq!(h.field_value("samples"), Some(&FieldValue::Int(360)));
+        assert_eq!(h.field_value("power_max_w"), Some(&FieldValue::Float(160.0)));
+        assert_eq!(h.tag_value("workload"), Some("train"));
+        // `hourly = false` writes the interval points only.
+        let mut w = LedgerWriter::new(&LedgerConfig { hourly: false, ..LedgerConfig::default() }, 0);
+        let n: usize = (0..=7300).step_by(10).map(|t| w.observe(&[gpu(t, 100.0)], t * S).len()).sum();
+        assert_eq!(n, minutes.len());
+    }
+
+    #[test]
+    fn an_hour_waits_for_a_silent_intervals_late_sample_and_a_workload_change_spoils_it() {
+        let hourly_of = |out: Vec<Point>| -> Vec<Point> {
+            out.into_iter().filter(|p| p.measurement == "energy_ledger_hourly").collect()
+        };
+        let mut w = LedgerWriter::new(&LedgerConfig::default(), -10_000 * S);
+        let mut hourly = Vec::new();
+        // Samples every 10 s up to 3590 s, then silence: [3540, 3600) is closed
+        // as silent at 3600 + 210 s and may still gain a late sample.
+        for t in (0..3600).step_by(10) {
+            hourly.extend(hourly_of(w.observe(&[gpu(t, 100.0)], t * S)));
+        }
+        hourly.extend(hourly_of(w.observe(&[], 3900 * S)));
+        assert!(hourly.is_empty(), "{hourly:?}");
+        assert!(w.devices.values().all(|d| d.silent_closed.contains_key(&(3540 * S))));
+        // The sample stamped 3600 s arrives late; the hour is final now, with it.
+        hourly.extend(hourly_of(w.observe(&[gpu(3600, 100.0)], 3901 * S)));
+        assert_eq!(hourly.len(), 1);
+        assert!((energy(&hourly[0]) - 360_000.0).abs() < 1e-6, "{:?}", hourly[0]);
+        // The device moves to another workload at 5000 s: [3600, 7200) is mixed.
+        for t in (3610..7300).step_by(10) {
+            let p = gpu(t, 100.0);
+            let p = if t >= 5000 { p.tag("workload", "infer") } else { p };
+            hourly.extend(hourly_of(w.observe(&[p], t * S)));
+        }
+        assert_eq!(hourly.len(), 1, "{hourly:?}");
     }
 
     #[test]

@@ -248,6 +248,21 @@ pub mod energy_ledger {
     }
 }
 
+/// The hourly roll-up of the energy ledger: one point per device per clock hour,
+/// written by the agent once every `energy_ledger` interval of that hour has been
+/// written and none can change (see `src/ledger/writer.rs`). Its tags and fields
+/// are those of [`energy_ledger`] summed over the hour (`power_max_w` the hour's
+/// highest, `expected_s` the hour, 3600), plus [`energy_ledger_hourly::INTERVALS`].
+/// An hour with a missing interval gets no point; the aggregator then sums the
+/// minute points.
+pub mod energy_ledger_hourly {
+    pub const MEASUREMENT: &str = "energy_ledger_hourly";
+    /// The `energy_ledger` points summed (3600 ÷ `[ledger] interval`).
+    pub const INTERVALS: &str = "intervals";
+    /// The roll-up's length.
+    pub const HOUR_NS: i64 = 3_600_000_000_000;
+}
+
 /// The agent's own telemetry.
 pub mod agent {
     pub const MEASUREMENT: &str = "agent";
