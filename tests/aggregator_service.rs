@@ -339,6 +339,72 @@ async fn windows_are_served_from_the_store_until_the_config_changes() {
     assert!((windows[0].revenue_usd - 4.5).abs() < 1e-9, "rewritten with the new terms: {windows:?}");
 }
 
+/// The partial current window is computed once and served again to requests
+/// within `live_window_max_age` (10 s by default); a write through the ingest, or
+/// the age passing, has it computed again.
+#[tokio::test]
+async fn the_live_window_is_served_again_until_it_ages_or_points_are_ingested() {
+    let now = (scenario::T0_S + 5400) * S;
+    let run = start(API, now).await;
+    let points =
+        wattledger::ship::lineproto::parse(&scenario::line_protocol(), wattledger::ship::lineproto::Precision::S)
+            .unwrap();
+    run.store.write(&points).await.unwrap();
+    let http = reqwest::Client::new();
+    let h100_j = || async {
+        let r = http.get(format!("{}/api/workloads?token=s3cret", run.base)).send().await.unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        let w = v["workloads"].as_array().unwrap().iter().find(|w| w["workload"] == "h100").unwrap().clone();
+        w["energy_j"].as_f64().unwrap()
+    };
+    let first = h100_j().await;
+    // A GPU at 500 W for 10 minutes of the live hour, written to the store
+    // directly (as agents writing to InfluxDB do): the kept window stands.
+    let extra = |t0: i64| -> Vec<wattledger::model::Point> {
+        (0..=60)
+            .map(|i| {
+                wattledger::model::Point::new("gpu", (t0 + i * 10) * S)
+                    .tag("site", "s1")
+                    .tag("host", "rig9")
+                    .tag("uuid", format!("GPU-LIVE-{t0}"))
+                    .tag("workload", "h100")
+                    .field("power_w", 500.0)
+                    .field("status", "ok")
+            })
+            .collect()
+    };
+    // What computing it now gives, for the API's default range.
+    let recomputed = || async {
+        let to = run.clock.now_ns();
+        let from = (to - 86_400 * S).div_euclid(3600 * S) * 3600 * S;
+        let r = run.agg.report(from, to, Windows::Recompute).await.unwrap();
+        r.workloads.iter().find(|w| w.workload == "h100").unwrap().energy_j
+    };
+    run.store.write(&extra(scenario::T0_S + 4200)).await.unwrap();
+    run.clock.0.fetch_add(5 * S, Ordering::SeqCst);
+    assert_eq!(h100_j().await, first, "served again 5 s later");
+    // The GPU's 300 kJ, and 5 s more of the two H100s at 700 W.
+    assert!((recomputed().await - first - 300_000.0 - 7000.0).abs() < 1e-6);
+    // 11 s after it was computed: computed again.
+    run.clock.0.fetch_add(6 * S, Ordering::SeqCst);
+    let aged = h100_j().await;
+    assert!((aged - recomputed().await).abs() < 1e-6, "{aged}");
+    assert!((aged - first - 300_000.0 - 15_400.0).abs() < 1e-6, "{aged} vs {first}");
+    // Points through the ingest drop the kept window at once.
+    let lines = wattledger::ship::lineproto::encode_batch(&extra(scenario::T0_S + 4800)).unwrap();
+    let r = http
+        .post(format!("{}/write?db=x&precision=ns", run.base))
+        .header("Authorization", "Token s3cret")
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let ingested = h100_j().await;
+    assert!((ingested - aged - 300_000.0).abs() < 1e-6, "{ingested} vs {aged}");
+    assert!((ingested - recomputed().await).abs() < 1e-6);
+}
+
 /// Serves the recorded market API answers on loopback.
 async fn market_server() -> (String, tokio::sync::oneshot::Sender<()>) {
     use axum::routing::get;

@@ -33,8 +33,9 @@ const T0: i64 = 1_700_000_000 / 3600 * 3600 * S;
 /// The price changes 20 s into a minute, inside a ledger interval.
 const PRICE_CHANGE: i64 = T0 + 1820 * S;
 
-/// Forwards to a real store and counts what it hands over: grouped reads (and
-/// what they asked for), and raw `gpu` and `energy_ledger` rows per host.
+/// Forwards to a real store and counts what it hands over: reads of ledger sums
+/// (grouped reads, with what they asked for, and reads of the hourly roll-up), and raw `gpu`, `energy_ledger` and `energy_ledger_hourly`
+/// rows per host.
 #[derive(Default)]
 struct Counting {
     inner: Option<Arc<dyn Store>>,
@@ -42,6 +43,7 @@ struct Counting {
     grouped_asked: Mutex<Vec<(String, i64, i64)>>,
     gpu_rows: Mutex<BTreeMap<String, usize>>,
     ledger_rows: Mutex<BTreeMap<String, usize>>,
+    hourly_rows: Mutex<BTreeMap<String, usize>>,
 }
 
 struct CountRows<'a> {
@@ -82,6 +84,7 @@ impl Counting {
         let counts = match q.measurement.as_str() {
             "gpu" => &self.gpu_rows,
             "energy_ledger" => &self.ledger_rows,
+            "energy_ledger_hourly" => &self.hourly_rows,
             _ => return None,
         };
         Some(CountRows { hosts: Vec::new(), counts, out })
@@ -97,6 +100,9 @@ impl Store for Counting {
         self.inner().read(query).await
     }
     async fn read_each(&self, query: &SeriesQuery, visitor: &mut dyn RowVisitor) -> Result<(), StoreError> {
+        if query.measurement == "energy_ledger_hourly" {
+            self.grouped.fetch_add(1, Ordering::SeqCst);
+        }
         match self.counted(query, visitor) {
             Some(mut c) => self.inner().read_each(query, &mut c).await,
             None => self.inner().read_each(query, visitor).await,
@@ -271,7 +277,7 @@ async fn paths(inner: Arc<dyn Store>) {
     assert!(auto_rows["half"] >= raw_rows["half"] - 10, "{auto_rows:?} vs {raw_rows:?}");
 
     // The price change cut the first hour in two buckets (30 min); the second
-    // hour has its own length (1 h): two grouped reads.
+    // hour has its own length (1 h), read from the roll-up: two reads of sums.
     assert_eq!(counting.grouped.swap(0, Ordering::SeqCst), 2);
 
     // `ledger` alone: hour 2 holds `full` whole and `half` not at all.
@@ -281,7 +287,8 @@ async fn paths(inner: Arc<dyn Store>) {
     assert_eq!(ledger[1].devices, 1);
     counting.grouped.store(0, Ordering::SeqCst);
 
-    // A day of 1 h windows at one price: one grouped read for all 24.
+    // A day of 1 h windows at one price: one read of sums for all 24 (of the
+    // roll-up, which `full` lacks: its interval rows are read by name).
     let flat = plan(Tariff::Flat { usd_per_kwh: 0.05 });
     let day = aligned_windows(T0, T0 + 24 * H, H);
     let day_auto = windows(&store, &flat, &day, EnergyFrom::Auto).await;
@@ -316,13 +323,13 @@ async fn roll_up(inner: Arc<dyn Store>) {
         assert_same(a, r);
         assert_eq!(a.devices, 72);
     }
-    // The roll-up over both hours; the first hour, which more than 64 devices
-    // lack, from the interval points in one more grouped read.
+    // The roll-up's rows over both hours (one per GPU that has it); the first
+    // hour, which more than 64 devices lack, from the interval points in one
+    // grouped read.
+    let hourly = std::mem::take(&mut *counting.hourly_rows.lock().unwrap());
+    assert_eq!((hourly.len(), hourly.values().all(|&n| n == 1)), (70, true), "{hourly:?}");
     let asked = std::mem::take(&mut *counting.grouped_asked.lock().unwrap());
-    assert_eq!(
-        asked,
-        [("energy_ledger_hourly".to_string(), T0, T0 + 2 * H), ("energy_ledger".to_string(), T0, T0 + H)]
-    );
+    assert_eq!(asked, [("energy_ledger".to_string(), T0, T0 + H)]);
     // Interval rows are read only for the old agent's GPU in the second hour
     // (by name), raw rows only for the raw-only GPU.
     assert_eq!(*counting.ledger_rows.lock().unwrap(), BTreeMap::from([("old".to_string(), 60)]));

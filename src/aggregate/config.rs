@@ -201,6 +201,10 @@ pub struct WindowsConfig {
     pub interval: Duration,
     #[serde(default = "default_fleet_lookback", with = "crate::config::duration")]
     pub fleet_lookback: Duration,
+    /// How long the partial current window, once computed for a request, is
+    /// served again to the next requests (`0s`: computed for every request).
+    #[serde(default = "default_live_window_max_age", with = "crate::config::duration")]
+    pub live_window_max_age: Duration,
     /// No longer used (raw reads stream, see docs/aggregator.md); accepted so that
     /// older configs still load.
     #[serde(default = "default_read_chunk", with = "crate::config::duration")]
@@ -220,6 +224,7 @@ impl Default for WindowsConfig {
             max_gap: default_max_gap(),
             interval: default_interval(),
             fleet_lookback: default_fleet_lookback(),
+            live_window_max_age: default_live_window_max_age(),
             read_chunk: default_read_chunk(),
             windows_retention_policy: None,
         }
@@ -350,6 +355,9 @@ fn default_window() -> Duration {
 }
 fn default_short_window() -> Duration {
     Duration::from_secs(300)
+}
+fn default_live_window_max_age() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_lookback() -> Duration {
     Duration::from_secs(3 * 3600)

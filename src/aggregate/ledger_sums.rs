@@ -16,7 +16,10 @@
 //! **Whole hours from the hourly roll-up.** When buckets are whole clock hours
 //! (or multiples), the `energy_ledger_hourly` points are summed instead: one per
 //! device and hour rather than sixty, under the same tiling rule (an hour point
-//! expects 3600 s). The interval points are then read only where a device has
+//! expects 3600 s). They are read as rows and summed here ([`Grouper`]): InfluxDB
+//! spends on a grouped read per series and aggregate, not per row, so its
+//! sixteen sums over 2,000 miners' hours take seconds where their rows take half
+//! of one. The interval points are then read only where a device has
 //! interval points but no usable roll-up: the hour still in progress, an hour
 //! an agent restarted in, agents without the roll-up. Such a bucket is summed
 //! from the interval points by one more grouped read when many devices need it,
@@ -28,7 +31,7 @@ use super::windows::WorkloadPlan;
 use crate::ledger::{identity_filter, series_device_id, Rules, Sums};
 use crate::model::schema::{self, energy_ledger as el, energy_ledger_hourly as hourly};
 use crate::model::FieldValue;
-use crate::store::{Aggregate, GroupedQuery, RowVisitor, SeriesQuery, Store, StoreError};
+use crate::store::{Aggregate, GroupedQuery, Grouper, RowVisitor, SeriesQuery, Store, StoreError};
 
 /// Detail reads name each device up to this many; past it they read the
 /// workload's series and drop the others. Devices lacking a bucket's roll-up up
@@ -244,7 +247,8 @@ fn plan_sources(plan: &WorkloadPlan) -> [&'static str; 2] {
     [inputs.energy_measurement, inputs.revenue_measurement]
 }
 
-/// One grouped read of `measurement` (the ledger or its roll-up), folded as it arrives.
+/// One grouped read of `measurement` (the ledger, by the store; its roll-up, as
+/// rows summed here), folded as it arrives.
 async fn grouped_sums(
     store: &dyn Store,
     plan: &WorkloadPlan,
@@ -268,7 +272,13 @@ async fn grouped_sums(
         rules,
         out: LedgerSums { start_ns, end_ns, bucket_ns, devices: BTreeMap::new() },
     };
-    store.read_grouped(&q, &mut fold).await?;
+    if measurement == hourly::MEASUREMENT {
+        let mut grouper = Grouper::new(&q, &mut fold);
+        store.read_each(&q.rows_query(), &mut grouper).await?;
+        grouper.finish();
+    } else {
+        store.read_grouped(&q, &mut fold).await?;
+    }
     Ok(fold.out)
 }
 

@@ -178,7 +178,23 @@ pub struct Aggregator {
     with_history: Mutex<std::collections::BTreeSet<String>>,
     /// Per workload, the time known to hold none of its values (see [`QuietSpan`]).
     quiet: std::sync::Mutex<BTreeMap<String, QuietSpan>>,
+    /// The partial current windows last computed for a request, by (workload,
+    /// start), served again within `live_window_max_age` (see [`LiveWindow`]).
+    live: std::sync::Mutex<BTreeMap<(String, i64), LiveWindow>>,
     energy_from: EnergyFrom,
+}
+
+/// A partial window as computed for a request. A later request whose window has
+/// the same start and reaches at least as far is answered with it while it is
+/// younger than `[aggregator] live_window_max_age` and its workload's config is
+/// the same: the page and the API ask for "the last 24 h" every few seconds, and
+/// at a site the live window's ledger is thousands of devices' rows. Points
+/// written through the aggregator's ingest drop every one.
+#[derive(Debug, Clone)]
+struct LiveWindow {
+    config_hash: String,
+    computed_at_ns: i64,
+    result: WindowResult,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -275,6 +291,7 @@ impl Aggregator {
             last_market_fetch_ns: Mutex::new(None),
             with_history: Mutex::default(),
             quiet: std::sync::Mutex::default(),
+            live: std::sync::Mutex::default(),
             energy_from: EnergyFrom::Auto,
         })
     }
@@ -304,6 +321,39 @@ impl Aggregator {
 
     pub fn window_ns(&self) -> i64 {
         self.cfg.aggregator.window.as_nanos() as i64
+    }
+
+    /// Forgets the partial windows kept for requests ([`LiveWindow`]): new points
+    /// were written.
+    pub fn forget_live_windows(&self) {
+        self.live.lock().expect("live windows").clear();
+    }
+
+    /// The kept partial window of `plan` for `win`, if it still stands for it.
+    fn live_window(
+        &self,
+        plan: &WorkloadPlan,
+        hash: &str,
+        win: crate::signal::Window,
+        now_ns: i64,
+    ) -> Option<WindowResult> {
+        let max_age_ns = self.cfg.aggregator.live_window_max_age.as_nanos() as i64;
+        let live = self.live.lock().expect("live windows");
+        let kept = live.get(&(plan.name.clone(), win.start_ns))?;
+        let fresh = now_ns - kept.computed_at_ns <= max_age_ns && kept.computed_at_ns <= now_ns;
+        let reaches = kept.result.window.end_ns <= win.end_ns && win.end_ns - kept.result.window.end_ns <= max_age_ns;
+        (max_age_ns > 0 && fresh && reaches && kept.config_hash == hash).then(|| kept.result.clone())
+    }
+
+    fn keep_live_window(&self, plan: &WorkloadPlan, hash: &str, w: &WindowResult, now_ns: i64) {
+        let max_age_ns = self.cfg.aggregator.live_window_max_age.as_nanos() as i64;
+        if max_age_ns == 0 {
+            return;
+        }
+        let mut live = self.live.lock().expect("live windows");
+        live.retain(|_, k| now_ns - k.computed_at_ns <= max_age_ns);
+        let kept = LiveWindow { config_hash: hash.to_string(), computed_at_ns: now_ns, result: w.clone() };
+        live.insert((plan.name.clone(), w.window.start_ns), kept);
     }
 
     /// Market history covering `[from_ns, to_ns)`.
@@ -471,12 +521,22 @@ impl Aggregator {
                     results.push((empty_window(plan, tariff, win, market), WriteBack::No));
                     continue;
                 }
+                let serving = matches!(mode, Windows::Stored { .. });
+                if !complete && serving {
+                    if let Some(w) = self.live_window(plan, &hash, win, now_ns) {
+                        results.push((w, WriteBack::No));
+                        continue;
+                    }
+                }
                 let write = complete && matches!(mode, Windows::Stored { write_back: true });
                 let source_values =
                     if write { Some(source_values(self.store.as_ref(), plan, win).await?) } else { None };
                 let tariff = self.tariff_for(plan, from_ns, to_ns, &mut measured).await?;
                 let market = market.as_ref().expect("loaded above");
                 let w = compute_window(&self.store, plan, tariff, win, market, self.energy_from, &mut ledger).await?;
+                if !complete && serving {
+                    self.keep_live_window(plan, &hash, &w, now_ns);
+                }
                 // An empty window is left to the scheduled run, which knows whether
                 // it precedes the workload's first data (then nothing is written).
                 let stamp = source_values

@@ -121,7 +121,10 @@ async fn write(
         return StatusCode::NO_CONTENT.into_response();
     }
     match state.aggregator.store().write(&points).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            state.aggregator.forget_live_windows();
+            StatusCode::NO_CONTENT.into_response()
+        }
         // The points can never be stored: retrying would not help.
         Err(StoreError::Invalid(e)) => answer(
             api,
