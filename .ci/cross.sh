@@ -58,10 +58,7 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-gnu; do
   cargo build --release --locked --target "$target"
   bin=target/$target/release/wattledger
   dist=target/dist/$target
-  mkdir -p "$dist"
-  $objcopy --only-keep-debug --compress-debug-sections=zlib "$bin" "$dist/wattledger.debug"
-  $objcopy --strip-debug --strip-unneeded --add-gnu-debuglink="$dist/wattledger.debug" "$bin" "$dist/wattledger"
-  chmod 0755 "$dist/wattledger"
+  bash .ci/split-debug.sh "$objcopy" "$bin" "$dist"
   file "$dist/wattledger" | tee "$scratch/file.out"
   "${run[@]}" "$dist/wattledger" --version | tee /dev/stderr | grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$'
   check_offline "${run[@]}" "$dist/wattledger"

@@ -10,11 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked
-mkdir -p target/dist
 bin=$target_dir/release/wattledger
-objcopy --only-keep-debug --compress-debug-sections=zlib "$bin" target/dist/wattledger.debug
-objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=target/dist/wattledger.debug "$bin" target/dist/wattledger
-chmod 0755 target/dist/wattledger
+bash .ci/split-debug.sh objcopy "$bin" target/dist
 target/dist/wattledger --version
 size() { stat -c %s "$1" | awk -v f="$1" '{ printf "release.sh: %-32s %6.1f MB\n", f, $1 / 1e6 }'; }
 size "$bin"

@@ -134,6 +134,10 @@ struct Device {
     last_ns: i64,
     /// Hours with written intervals, by start, until they are rolled up.
     hours: BTreeMap<i64, Hour>,
+    /// Samples arrived since the last [`LedgerWriter::close`] looked at it.
+    touched: bool,
+    /// Before this, with nothing arrived, `close` has nothing to do for it.
+    due_ns: i64,
 }
 
 /// The intervals of one device's hour written so far, as last written.
@@ -167,7 +171,7 @@ pub struct LedgerWriter {
     margin_ns: i64,
     /// Intervals starting before this are not written (see the module docs).
     first_ns: i64,
-    devices: HashMap<(&'static str, String), Device>,
+    devices: HashMap<(&'static str, String), Device, foldhash::fast::RandomState>,
     /// Intervals per hour when the hourly roll-up is written.
     per_hour: Option<usize>,
     /// Parts that arrived for an interval already written (a sample stamped more
@@ -184,7 +188,7 @@ impl LedgerWriter {
             interval_ns,
             margin_ns: LATE_MARGIN.as_nanos() as i64,
             first_ns: 0,
-            devices: HashMap::new(),
+            devices: HashMap::default(),
             per_hour: (cfg.hourly && HOUR_NS % interval_ns == 0).then(|| (HOUR_NS / interval_ns) as usize),
             late_parts: 0,
         };
@@ -217,7 +221,10 @@ impl LedgerWriter {
                 silent_closed: BTreeMap::new(),
                 last_ns: sample.time_ns,
                 hours: BTreeMap::new(),
+                touched: true,
+                due_ns: i64::MIN,
             });
+            dev.touched = true;
             if dev.tags != p.tags {
                 dev.tags = p.tags.clone();
             }
@@ -243,6 +250,13 @@ impl LedgerWriter {
         let mut out = Vec::new();
         let silent_ns = self.rules.max_gap_ns + self.margin_ns;
         self.devices.retain(|_, dev| {
+            // A device that received nothing can only close its first interval
+            // by silence, or be dropped, and neither is due before `due_ns`: a
+            // rig's thousand miners are not walked for every GPU poll.
+            if !dev.touched && now_ns < dev.due_ns {
+                return true;
+            }
+            dev.touched = false;
             let settled = dev.acc.settled_ns().unwrap_or(i64::MIN);
             while let Some((&k, _)) = dev.open.first_key_value() {
                 let end = k + self.interval_ns;
@@ -289,6 +303,10 @@ impl LedgerWriter {
                     false
                 });
             }
+            dev.due_ns = match dev.open.first_key_value() {
+                Some((&k, _)) => k + self.interval_ns + silent_ns,
+                None => dev.last_ns + 2 * silent_ns,
+            };
             // A device silent for longer than any interval can span, and any sample
             // can be late, starts afresh.
             !(dev.open.is_empty() && dev.last_ns + 2 * silent_ns <= now_ns)
