@@ -201,6 +201,9 @@ impl LedgerCache {
                 }
                 end = w.end_ns;
             }
+            // The piece before is done with: at a site it is tens of MB, not to be
+            // held while the next one is read.
+            self.piece = None;
             let piece = read_ledger_sums(store, plan, win.start_ns, end, b).await?;
             self.devices_hint = Some(piece.devices.len());
             self.piece = Some(piece);
