@@ -140,25 +140,49 @@ struct Device {
     due_ns: i64,
 }
 
-/// The intervals of one device's hour written so far, as last written.
+/// The intervals of one device's hour written so far: the sum of those that
+/// cannot change, and, as last written, those closed while the device was
+/// silent (a late sample may still write them again).
 #[derive(Debug)]
 struct Hour {
     tags: Vec<(String, String)>,
-    intervals: BTreeMap<i64, Sums>,
+    final_sums: Sums,
+    final_intervals: usize,
+    may_change: BTreeMap<i64, Sums>,
     /// An interval was written with other tags (the device moved to another
     /// workload, say): the hour is not one series' and gets no roll-up.
     mixed: bool,
 }
 
 impl Hour {
-    fn record(hours: &mut BTreeMap<i64, Hour>, start_ns: i64, tags: &[(String, String)], sums: &Sums) {
+    fn record(
+        hours: &mut BTreeMap<i64, Hour>,
+        start_ns: i64,
+        tags: &[(String, String)],
+        sums: &Sums,
+        may_change: bool,
+    ) {
         let hour = hours.entry(start_ns.div_euclid(HOUR_NS) * HOUR_NS).or_insert_with(|| Hour {
             tags: tags.to_vec(),
-            intervals: BTreeMap::new(),
+            final_sums: Sums::default(),
+            final_intervals: 0,
+            may_change: BTreeMap::new(),
             mixed: false,
         });
         hour.mixed |= hour.tags != tags;
-        hour.intervals.insert(start_ns, sums.clone());
+        if may_change {
+            hour.may_change.insert(start_ns, sums.clone());
+        } else {
+            hour.final_sums.absorb(sums);
+            hour.final_intervals += 1;
+        }
+    }
+
+    /// The hour's sums and intervals, once none of them can change.
+    fn total(&self) -> (Sums, usize) {
+        let mut sums = self.final_sums.clone();
+        self.may_change.values().for_each(|s| sums.absorb(s));
+        (sums, self.final_intervals + self.may_change.len())
     }
 }
 
@@ -269,7 +293,7 @@ impl LedgerWriter {
                     let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                     out.push(ledger_point(dev.source, tags, k, self.interval_ns, &sums, &self.rules));
                     if self.per_hour.is_some() {
-                        Hour::record(&mut dev.hours, k, &dev.tags, &sums);
+                        Hour::record(&mut dev.hours, k, &dev.tags, &sums, end > settled);
                     }
                     if end > settled {
                         dev.silent_closed.insert(k, (sums, false));
@@ -280,7 +304,7 @@ impl LedgerWriter {
                 let tags = dev.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                 out.push(ledger_point(dev.source, tags, k, self.interval_ns, sums, &self.rules));
                 if self.per_hour.is_some() {
-                    Hour::record(&mut dev.hours, k, &dev.tags, sums);
+                    Hour::record(&mut dev.hours, k, &dev.tags, sums, true);
                 }
                 *dirty = false;
             }
@@ -294,9 +318,8 @@ impl LedgerWriter {
                     if closed < h + HOUR_NS || silent.range(h..h + HOUR_NS).next().is_some() {
                         return true;
                     }
-                    if !hour.mixed && hour.intervals.len() == per_hour {
-                        let mut sums = Sums::default();
-                        hour.intervals.values().for_each(|s| sums.absorb(s));
+                    let (sums, intervals) = hour.total();
+                    if !hour.mixed && intervals == per_hour {
                         let tags = hour.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                         out.push(hourly_point(dev.source, tags, h, per_hour, &sums, &self.rules));
                     }

@@ -917,7 +917,8 @@ mod tests {
             let body = format!("{}{sep}{}{sep}{}{sep}", doc(0), doc(300), doc(600)).into_bytes();
             let url = serve_in_pieces(body, 97).await;
             let reader = InfluxQlReader::new(&url, "db", None, Auth::None, Duration::from_secs(5)).unwrap();
-            let q = SeriesQuery { measurement: "m".into(), fields: vec![], tag_filters: vec![], start_ns: 0, end_ns: 1 };
+            let q =
+                SeriesQuery { measurement: "m".into(), fields: vec![], tag_filters: vec![], start_ns: 0, end_ns: 1 };
             let keys = reader.series_keys(&q).await.unwrap();
             assert_eq!(keys.len(), 900, "separator {sep:?}");
             assert!(keys.iter().any(|k| k.get("host").map(String::as_str) == Some("h899")));
