@@ -60,6 +60,16 @@ fn documented_influxql() -> Vec<String> {
 
 struct FixedClock(i64);
 
+/// How far to move a fixed-date scenario starting at `t0_ns` and lasting `span_ns`:
+/// the documented raw policy keeps 14 days and influxd refuses older points, so
+/// the scenario is moved by whole weeks (hours and weekdays kept) to end an hour
+/// or more before now.
+fn weeks_to_now(t0_ns: i64, span_ns: i64) -> i64 {
+    const WEEK_NS: i64 = 7 * 86_400 * S;
+    let now = wattledger::model::now_ns();
+    ((now - 3600 * S - span_ns - t0_ns) / WEEK_NS).max(0) * WEEK_NS
+}
+
 impl Clock for FixedClock {
     fn now_ns(&self) -> i64 {
         self.0
@@ -83,9 +93,11 @@ async fn documented_retention_policies_work_on_influxd() {
     let cfg: AggregatorConfig = wattledger::config::from_str(&toml, std::path::Path::new("t.toml")).unwrap();
     let store = wattledger::store::open_store(&cfg.store).await.unwrap();
     let lines = scenario::line_protocol();
-    let points = wattledger::ship::lineproto::parse(&lines, wattledger::ship::lineproto::Precision::S).unwrap();
+    let mut points = wattledger::ship::lineproto::parse(&lines, wattledger::ship::lineproto::Precision::S).unwrap();
+    let shift = weeks_to_now(scenario::T0_S * S, (scenario::MINUTES * 60 + 30) * S);
+    points.iter_mut().for_each(|p| p.time_ns += shift);
     store.write(&points).await.unwrap();
-    let now = (scenario::T0_S + scenario::MINUTES * 60 + 30) * S;
+    let now = (scenario::T0_S + scenario::MINUTES * 60 + 30) * S + shift;
     let agg = Aggregator::new(cfg, store, Arc::new(FixedClock(now))).unwrap();
     let stats = agg.run_once(now).await.unwrap();
     assert!(stats.windows_written > 0, "{stats:?}");
@@ -96,7 +108,7 @@ async fn documented_retention_policies_work_on_influxd() {
 
     // The windows are served from "forever": the report from the store equals the
     // one recomputed from the raw samples.
-    let (from, to) = (scenario::T0_S * S, (scenario::T0_S + 7200) * S);
+    let (from, to) = (scenario::T0_S * S + shift, (scenario::T0_S + 7200) * S + shift);
     let stored = agg.report(from, to, Windows::Stored { write_back: false }).await.unwrap();
     let recomputed = agg.report(from, to, Windows::Recompute).await.unwrap();
     let json = serde_json::to_value(&stored).unwrap();
@@ -136,9 +148,11 @@ async fn the_ledger_is_routed_to_the_policy_without_expiry() {
     let writer = sink.build().unwrap();
     assert!(writer.describe().contains("energy_ledger to influxdb v1"), "{}", writer.describe());
     // The real agent pipeline's batches (virtual time, a runtime of its own).
-    let batches = ledger_site::site_batches();
-    for b in &batches {
-        writer.write_lines(b).await.unwrap();
+    let shift = weeks_to_now(ledger_site::T0_NS, ledger_site::END_S as i64 * S);
+    for b in ledger_site::site_batches() {
+        let mut points = wattledger::ship::lineproto::parse(&b, wattledger::ship::lineproto::Precision::Ns).unwrap();
+        points.iter_mut().for_each(|p| p.time_ns += shift);
+        writer.write_lines(&wattledger::ship::lineproto::encode_batch(&points).unwrap()).await.unwrap();
     }
     assert!(count_in(&db, "forever", "energy_ledger", "energy_j").await > 0, "the ledger in forever");
     assert_eq!(count_in(&db, "raw_14d", "energy_ledger", "energy_j").await, 0, "no ledger in raw_14d");
@@ -151,9 +165,10 @@ async fn the_ledger_is_routed_to_the_policy_without_expiry() {
     let unrouted = dir.path().join("unrouted.toml");
     std::fs::write(&unrouted, ledger_site::aggregator_config(&db.store_toml())).unwrap();
     // Over a range the ledger covers completely, it gives the raw samples' energy.
-    let raw = ledger_site::report(&routed, 540, 1380, "raw");
-    let ledger = ledger_site::report(&routed, 540, 1380, "ledger");
-    let missed = ledger_site::report(&unrouted, 540, 1380, "ledger");
+    let t0 = ledger_site::T0_NS + shift;
+    let raw = ledger_site::report_at(&routed, t0, 540, 1380, "raw");
+    let ledger = ledger_site::report_at(&routed, t0, 540, 1380, "ledger");
+    let missed = ledger_site::report_at(&unrouted, t0, 540, 1380, "ledger");
     let (raw, ledger, missed) = (&raw["workloads"], &ledger["workloads"], &missed["workloads"]);
     for i in 0..raw.as_array().unwrap().len() {
         let (r, l) = (raw[i]["energy_j"].as_f64().unwrap(), ledger[i]["energy_j"].as_f64().unwrap());

@@ -247,7 +247,13 @@ pub fn site_batches() -> Vec<String> {
 /// `wattledger report --format json` of `config` over `[from_s, to_s)` seconds after
 /// the site's start.
 pub fn report(config: &std::path::Path, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
-    let at = |s: i64| wattledger::aggregate::rfc3339(T0_NS + s * S);
+    report_at(config, T0_NS, from_s, to_s, energy_from)
+}
+
+/// [`report`] of the site moved to start at `t0_ns`.
+#[allow(dead_code)]
+pub fn report_at(config: &std::path::Path, t0_ns: i64, from_s: i64, to_s: i64, energy_from: &str) -> serde_json::Value {
+    let at = |s: i64| wattledger::aggregate::rfc3339(t0_ns + s * S);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattledger"))
         .args(["report", "--format", "json", "--energy-from", energy_from, "--config"])
         .arg(config)
