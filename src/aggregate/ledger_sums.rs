@@ -140,6 +140,27 @@ pub struct LedgerDevice {
     pub partial: Vec<i64>,
 }
 
+impl LedgerDevice {
+    /// A device known by the tags of its first series.
+    fn of_series(source: &'static str, tags: &BTreeMap<String, String>) -> Self {
+        LedgerDevice { filter: identity_filter(source, tags), tags: tags.clone(), ..LedgerDevice::default() }
+    }
+
+    /// Notes that the bucket at `start` holds points that do not stand for it.
+    fn mark_partial(&mut self, start: i64) {
+        if !self.partial.contains(&start) {
+            self.partial.push(start);
+        }
+    }
+}
+
+/// The (source measurement, device id) of a ledger series, when its source is
+/// one of `sources`.
+fn series_device(sources: &[&'static str; 2], tags: &BTreeMap<String, String>) -> Option<(&'static str, String)> {
+    let source = tags.get(el::TAG_SOURCE).and_then(|s| sources.iter().find(|m| **m == s.as_str()))?;
+    Some((source, series_device_id(source, tags)))
+}
+
 /// A workload's ledger summed per device and bucket over `[start_ns, end_ns)`.
 #[derive(Debug, Default)]
 pub struct LedgerSums {
@@ -185,18 +206,11 @@ pub async fn read_ledger_sums(
     let mut lacking: BTreeMap<i64, Vec<(&'static str, String)>> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     for tags in store.series_keys(&q).await? {
-        let Some(source) = tags.get(el::TAG_SOURCE).and_then(|s| sources.iter().find(|m| **m == s.as_str())) else {
-            continue;
-        };
-        let key = (*source, series_device_id(source, &tags));
+        let Some(key) = series_device(&sources, &tags) else { continue };
         if !seen.insert(key.clone()) {
             continue;
         }
-        let dev = sums.devices.entry(key.clone()).or_insert_with(|| LedgerDevice {
-            filter: identity_filter(source, &tags),
-            tags: tags.clone(),
-            ..LedgerDevice::default()
-        });
+        let dev = sums.devices.entry(key.clone()).or_insert_with(|| LedgerDevice::of_series(key.0, &tags));
         for &b in buckets.iter().filter(|b| !dev.usable.contains_key(b)) {
             lacking.entry(b).or_default().push(key.clone());
         }
@@ -210,30 +224,24 @@ pub async fn read_ledger_sums(
             }
         } else {
             for key in devices {
-                let dev = sums.devices.get_mut(key).expect("entered above");
-                if !dev.partial.contains(&b) {
-                    dev.partial.push(b);
-                }
+                sums.devices.get_mut(key).expect("entered above").mark_partial(b);
             }
         }
     }
     for (a, b) in runs {
         let minutes = grouped_sums(store, plan, el::MEASUREMENT, a, b, bucket_ns).await?;
-        for (key, m) in minutes.devices {
-            let dev = sums.devices.entry(key).or_insert_with(|| LedgerDevice {
-                filter: m.filter.clone(),
-                tags: m.tags.clone(),
-                ..LedgerDevice::default()
-            });
-            for (start, s) in m.usable {
+        for (key, LedgerDevice { filter, tags, usable, partial }) in minutes.devices {
+            let dev =
+                sums.devices.entry(key).or_insert_with(|| LedgerDevice { filter, tags, ..LedgerDevice::default() });
+            for (start, s) in usable {
                 if let std::collections::btree_map::Entry::Vacant(e) = dev.usable.entry(start) {
                     e.insert(s);
                     dev.partial.retain(|&p| p != start);
                 }
             }
-            for start in m.partial {
-                if !dev.usable.contains_key(&start) && !dev.partial.contains(&start) {
-                    dev.partial.push(start);
+            for start in partial {
+                if !dev.usable.contains_key(&start) {
+                    dev.mark_partial(start);
                 }
             }
         }
@@ -292,16 +300,8 @@ struct Fold {
 
 impl RowVisitor for Fold {
     fn series(&mut self, series: usize, tags: &BTreeMap<String, String>) {
-        let Some(source) = tags.get(el::TAG_SOURCE).and_then(|s| self.sources.iter().find(|m| **m == s.as_str()))
-        else {
-            return;
-        };
-        let key = (*source, series_device_id(source, tags));
-        let dev = self.out.devices.entry(key.clone()).or_default();
-        if dev.filter.is_empty() {
-            dev.filter = identity_filter(source, tags);
-            dev.tags = tags.clone();
-        }
+        let Some(key) = series_device(&self.sources, tags) else { return };
+        self.out.devices.entry(key.clone()).or_insert_with(|| LedgerDevice::of_series(key.0, tags));
         self.series.insert(series, key);
     }
 
@@ -314,8 +314,8 @@ impl RowVisitor for Fold {
             // A second series of the device with the same interval (its tags
             // changed) would count it twice: the first one stands.
             dev.usable.insert(time_ns, bucket.sums);
-        } else if !dev.partial.contains(&time_ns) {
-            dev.partial.push(time_ns);
+        } else {
+            dev.mark_partial(time_ns);
         }
     }
 }
