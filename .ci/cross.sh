@@ -60,7 +60,8 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-gnu; do
   dist=target/dist/$target
   bash .ci/split-debug.sh "$objcopy" "$bin" "$dist"
   file "$dist/wattledger" | tee "$scratch/file.out"
-  "${run[@]}" "$dist/wattledger" --version | tee /dev/stderr | grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$'
+  version=$("${run[@]}" "$dist/wattledger" --version); echo "$version" >&2
+  grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$' <<<"$version"
   check_offline "${run[@]}" "$dist/wattledger"
   case $target in
     x86_64-unknown-linux-musl)

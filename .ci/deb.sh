@@ -23,7 +23,9 @@ bash .ci/release.sh
 readelf -S target/dist/wattledger | grep -q '\.gnu_debuglink' && readelf -S target/dist/wattledger.debug | grep -q '\.debug_info'
 dpkg -i target/debian/wattledger.deb
 trap 'dpkg --purge wattledger >/dev/null 2>&1 || true' EXIT
-wattledger --version | tee /dev/stderr | grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$'
+# Printed through the shell's own stderr: `tee /dev/stderr` would reopen (and truncate) a log file it goes to.
+version=$(wattledger --version); echo "$version" >&2
+grep -Eq '^wattledger [0-9.]+ \(git [0-9a-f]{12}\)$' <<<"$version"
 ! readelf -S /usr/bin/wattledger | grep -q '\.debug_info' || { echo "deb.sh: /usr/bin/wattledger is not stripped" >&2; exit 1; }
 echo "deb.sh: /usr/bin/wattledger is $(stat -c %s /usr/bin/wattledger) bytes"
 test -f /etc/wattledger/agent.toml && test -f /etc/wattledger/aggregator.toml
