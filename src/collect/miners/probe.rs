@@ -163,6 +163,10 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
 async fn finish_cgminer(ctx: &Ctx<'_>, mut doc: Value) -> MinerReading {
     let (make, id) = claim_cgminer(&doc);
     if let Api::Cgminer { extra, .. } = make.api {
+        if !extra.is_empty() {
+            // Only what the map reads is held while the extra commands are in flight.
+            doc = json::prune(doc, &id.map.paths());
+        }
         for c in extra {
             match ctx.cg(c).await {
                 Ok(p) => doc[*c] = p,

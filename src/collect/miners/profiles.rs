@@ -105,6 +105,40 @@ pub struct FieldMap {
     pub pool: &'static [PoolSrc],
 }
 
+impl FieldMap {
+    /// Every path [`extract`] reads with this map: what [`super::json::prune`] must keep.
+    pub fn paths(&self) -> Vec<String> {
+        let src = |s: &Src| match *s {
+            Src::P(p) | Src::Sum(p) | Src::Br(p, ..) => p,
+        };
+        let mut out: Vec<String> = Vec::new();
+        for r in self.hashrate.iter().chain(self.rated_hashrate) {
+            out.push(src(&r.src).to_owned());
+            out.extend(r.unit_key.map(str::to_owned));
+        }
+        for s in [self.power_w, self.diff_accepted, self.shares_accepted, self.shares_rejected, self.temps_c]
+            .into_iter()
+            .chain([self.fans_rpm, self.uptime_s])
+            .flatten()
+        {
+            out.push(src(s).to_owned());
+        }
+        for p in self.pool {
+            match *p {
+                PoolSrc::List { at, url, user, alive, active, priority } => {
+                    let keys = [Some(url), Some(user), alive.map(|(k, _)| k), active, priority];
+                    out.extend(keys.into_iter().flatten().map(|k| format!("{at}/{k}")));
+                }
+                PoolSrc::Flat { url, port, user, alive, when } => {
+                    let keys = [Some(url), port, Some(user), alive.map(|(k, _)| k), when];
+                    out.extend(keys.into_iter().flatten().map(str::to_owned));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// How a pool's "up" state is written.
 #[derive(Debug, Clone, Copy)]
 pub enum Alive {
@@ -329,4 +363,39 @@ fn host_has_port(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
     authority.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::miners::json::prune;
+    use crate::collect::miners::makes::MAKES;
+
+    /// Every map reads the same from every make's captured replies whether the document
+    /// was pruned to the map's paths or not, and the pruning leaves something out (of LuxOS's
+    /// replies, whose `stats` the probe holds while it asks for `power`, most).
+    #[test]
+    fn a_document_pruned_to_a_maps_paths_reads_the_same() {
+        let docs: Vec<(&str, Value)> = MAKES
+            .iter()
+            .filter_map(|m| {
+                m.sim
+                    .as_ref()
+                    .map(|s| (m.id, Value::Object((s.replies)().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())))
+            })
+            .collect();
+        assert!(docs.len() >= 10, "{} makes with captures", docs.len());
+        for map in all() {
+            for (id, doc) in &docs {
+                let pruned = prune(doc.clone(), &map.paths());
+                if map.id == "luxos" && *id == "luxos" {
+                    assert!(pruned.to_string().len() * 4 < doc.to_string().len(), "luxos: pruning kept {pruned}");
+                }
+                assert_eq!(extract(map, &pruned), extract(map, doc), "map {} on {id}'s replies", map.id);
+                if map.id == *id {
+                    assert!(pruned.to_string().len() < doc.to_string().len(), "{id}: pruning kept everything");
+                }
+            }
+        }
+    }
 }
