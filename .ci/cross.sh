@@ -51,6 +51,9 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-gnu; do
     aarch64-unknown-linux-gnu)
       export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
       export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+      # jemalloc fixes the page size it supports at build time; arm64 kernels run 4 KiB
+      # or 64 KiB pages (GH200 distributions often 64 KiB), and 64 KiB serves both.
+      export JEMALLOC_SYS_WITH_LG_PAGE=16
       objcopy=aarch64-linux-gnu-objcopy
       run=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
       ;;

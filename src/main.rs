@@ -1,8 +1,8 @@
-// mimalloc instead of glibc's malloc: a fleet read parses thousands of small JSON replies on
-// two threads at once, and glibc's arenas spent a fifth of `probe`'s CPU in malloc/free
-// and its arena lock (docs/benchmarks.md, "Miner sweep").
+// jemalloc instead of glibc's malloc: with glibc, memory freed by one tokio worker and
+// reused by another fragments into per-thread arenas; jemalloc keeps the agent's peak RSS
+// lower and a fleet read's CPU smaller (docs/benchmarks.md, "Allocator").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     wattledger::cli::main()

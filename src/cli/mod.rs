@@ -61,7 +61,15 @@ pub fn main() -> ExitCode {
     let quiet_demo =
         matches!(cli.command, Command::Demo(_)) && cli.log == "info" && std::env::var_os("WATTLEDGER_LOG").is_none();
     init_logging(if quiet_demo { "warn" } else { &cli.log }, cli.log_json);
-    let rt = match tokio::runtime::Runtime::new() {
+    // `probe` is I/O with a little parsing between: one thread reads a 5,000-miner sweep
+    // with less CPU than a worker per core waking its peers for every reply
+    // (docs/benchmarks.md, "Miner sweep"). The services keep a thread per core.
+    let rt = if matches!(cli.command, Command::Probe(_)) {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -5,9 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use super::json;
+use super::json::{self, Keep};
 use super::makes::{self, Api, Make, MAKES};
 use super::profiles::FieldMap;
+use super::MULTI_PARTS;
 
 pub use makes::axeos::identify as identify_axeos;
 pub use makes::axeos_generic::identify as identify_axeos_fork;
@@ -58,6 +59,30 @@ pub fn claim_cgminer(doc: &Value) -> (&'static Make, Identity) {
     // Unreachable while the generic fallback is registered; kept total all the same.
     let m = &makes::cgminer_generic::MAKE;
     (m, makes::cgminer_generic::identify(doc).expect("the generic cgminer make claims every document"))
+}
+
+/// What of a [`super::MULTI_COMMAND`] reply is parsed: what [`split_multi`] checks (the
+/// `STATUS` blocks, `Msg`), the whole `version` reply (what every cgminer make's `identify`
+/// reads) and every path of the cgminer makes' field maps within the four replies. A make
+/// whose `identify` reads a reply other than `version` names that path in its map (Avalon's
+/// `MM ID`). Each part may come as `[{...}]` or `{...}`, so both forms are kept.
+pub fn multi_reply_keep() -> &'static Keep {
+    static KEEP: std::sync::OnceLock<Keep> = std::sync::OnceLock::new();
+    KEEP.get_or_init(|| {
+        let mut paths = vec!["STATUS".to_owned(), "Msg".to_owned(), "version".to_owned()];
+        for c in MULTI_PARTS {
+            paths.extend([format!("{c}/0/STATUS"), format!("{c}/STATUS")]);
+        }
+        for m in MAKES.iter().filter(|m| matches!(m.api, Api::Cgminer { .. })) {
+            for p in m.map.paths() {
+                if let Some((c, rest)) = p.split_once('/').filter(|(c, _)| MULTI_PARTS.contains(c)) {
+                    paths.push(format!("{c}/0/{rest}"));
+                    paths.push(p);
+                }
+            }
+        }
+        Keep::new(&paths)
+    })
 }
 
 /// Identifies a cgminer-family miner from its `version` reply (and `stats` for Avalon
@@ -116,4 +141,59 @@ pub fn split_multi(reply: Value, commands: &[&str]) -> Result<Map<String, Value>
         }
     }
     Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::miners::makes::Serve;
+    use crate::collect::miners::{finish, MinerReading};
+
+    fn read(raw: &[u8], keep: Option<&Keep>) -> (&'static str, MinerReading) {
+        let reply = match keep {
+            Some(k) => json::parse_kept(raw, k),
+            None => json::parse_lenient(raw),
+        };
+        let doc = Value::Object(split_multi(reply.unwrap(), &MULTI_PARTS).unwrap());
+        let (make, id) = claim_cgminer(&doc);
+        (make.id, finish("192.0.2.1", 4028, &id, &doc))
+    }
+
+    /// Every cgminer make's captured multi-command reply, in both wire forms and with a
+    /// failing part, reads the same parsed through [`multi_reply_keep`] as parsed whole.
+    #[test]
+    fn the_multi_reply_keep_changes_no_reading() {
+        let mut seen = 0;
+        for m in MAKES {
+            let Some(sim) = m.sim.as_ref().filter(|s| matches!(s.serve, Serve::Cgminer { multi: true })) else {
+                continue;
+            };
+            let replies: Map<String, Value> = (sim.replies)().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let part = |c: &str| replies.get(c).cloned().unwrap_or(Value::Null);
+            let wrapped: Map<String, Value> =
+                MULTI_PARTS.iter().map(|c| (c.to_string(), Value::Array(vec![part(c)]))).collect();
+            let bare: Map<String, Value> = MULTI_PARTS.iter().map(|c| (c.to_string(), part(c))).collect();
+            for doc in [wrapped, bare] {
+                let raw = serde_json::to_vec(&doc).unwrap();
+                let (whole_make, whole) = read(&raw, None);
+                let (kept_make, kept) = read(&raw, Some(multi_reply_keep()));
+                assert_eq!(kept_make, whole_make, "{}", m.id);
+                assert_eq!(kept, whole, "{}", m.id);
+                assert!(kept.hashrate_ths.is_some(), "{}: {kept:?}", m.id);
+                let kept_len = json::parse_kept(&raw, multi_reply_keep()).unwrap().to_string().len();
+                assert!(kept_len < raw.len(), "{}: the keep kept everything", m.id);
+            }
+            let mut failing = serde_json::to_value(&replies).unwrap();
+            failing["stats"] = serde_json::json!([{"STATUS": [{"STATUS": "E", "Msg": "busy"}]}]);
+            for c in ["version", "summary", "pools"] {
+                failing[c] = Value::Array(vec![part(c)]);
+            }
+            let raw = serde_json::to_vec(&failing).unwrap();
+            let err = |v: Value| split_multi(v, &MULTI_PARTS).unwrap_err();
+            assert_eq!(err(json::parse_kept(&raw, multi_reply_keep()).unwrap()), "stats: busy");
+            assert_eq!(err(json::parse_lenient(&raw).unwrap()), "stats: busy");
+            seen += 1;
+        }
+        assert!(seen >= 3, "{seen} cgminer makes with a multi-command simulator");
+    }
 }

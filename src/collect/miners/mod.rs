@@ -35,3 +35,5 @@ pub const WHATSMINER_V3_PORT: u16 = makes::Api::FRAMED_PORT;
 pub const DEFAULT_MAX_REPLY_BYTES: usize = 512 * 1024;
 /// The read-only multi-command sent first to a cgminer-family miner.
 pub const MULTI_COMMAND: &str = "version+summary+stats+pools";
+/// The commands of [`MULTI_COMMAND`], the keys of its reply.
+pub const MULTI_PARTS: [&str; 4] = ["version", "summary", "stats", "pools"];

@@ -11,11 +11,12 @@
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::identify::{claim_cgminer, reply_error, s, split_multi};
+use super::identify::{claim_cgminer, multi_reply_keep, reply_error, s, split_multi};
+use super::json::{self, Keep};
 use super::makes::{Api, HttpApi, HttpReq, Login, MAKES};
 use super::reading::{finish, MinerReading, ReadOptions};
 use super::wire::{self, WireError};
-use super::{json, MULTI_COMMAND};
+use super::{MULTI_COMMAND, MULTI_PARTS};
 
 /// Why a probe found no miner.
 #[derive(Debug, thiserror::Error)]
@@ -68,16 +69,21 @@ impl Ctx<'_> {
         ProbeError::NotAMiner { addr: self.addr(), reason: reason.into() }
     }
 
-    async fn tcp_json(&self, payload: &str) -> Result<TcpReply, WireError> {
+    /// One TCP request; its JSON reply whole, or only what `keep` reaches.
+    async fn tcp_json(&self, payload: &str, keep: Option<&Keep>) -> Result<TcpReply, WireError> {
         let raw = wire::tcp_request(self.host, self.port, payload.as_bytes(), self.deadline, self.cap).await?;
         if raw.starts_with(b"HTTP/") {
             return Ok(TcpReply::Http);
         }
-        Ok(TcpReply::Json(json::parse_lenient(&raw).map_err(|e| e.to_string())))
+        let v = match keep {
+            Some(k) => json::parse_kept(&raw, k),
+            None => json::parse_lenient(&raw),
+        };
+        Ok(TcpReply::Json(v.map_err(|e| e.to_string())))
     }
 
     async fn cg(&self, command: &str) -> Result<Value, String> {
-        match self.tcp_json(&format!("{{\"command\":\"{command}\"}}")).await {
+        match self.tcp_json(&format!("{{\"command\":\"{command}\"}}"), None).await {
             Ok(TcpReply::Json(Ok(v))) => match reply_error(&v) {
                 Some(e) => Err(e),
                 None => Ok(v),
@@ -127,7 +133,8 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
     if port == Api::FRAMED_PORT {
         return probe_framed(&ctx).await;
     }
-    let first = match ctx.tcp_json(&format!("{{\"command\":\"{MULTI_COMMAND}\"}}")).await {
+    let multi = format!("{{\"command\":\"{MULTI_COMMAND}\"}}");
+    let first = match ctx.tcp_json(&multi, Some(multi_reply_keep())).await {
         Ok(TcpReply::Json(r)) => r,
         Ok(TcpReply::Http) => {
             return match http_miss {
@@ -138,7 +145,7 @@ pub async fn probe(host: &str, port: u16, opts: &ReadOptions) -> Result<MinerRea
         Err(e) => return Err(ctx.unreachable(e)),
     };
     let reply = first.map_err(|e| ctx.not_miner(e))?;
-    if let Ok(doc) = split_multi(reply, &["version", "summary", "stats", "pools"]) {
+    if let Ok(doc) = split_multi(reply, &MULTI_PARTS) {
         return Ok(finish_cgminer(&ctx, Value::Object(doc)).await);
     }
     if let Some(r) = probe_btminer(&ctx).await? {
@@ -186,14 +193,14 @@ async fn probe_btminer(ctx: &Ctx<'_>) -> Result<Option<MinerReading>, ProbeError
     }) else {
         return Ok(None);
     };
-    let v = match ctx.tcp_json(r#"{"cmd":"get_version"}"#).await {
+    let v = match ctx.tcp_json(r#"{"cmd":"get_version"}"#, None).await {
         Ok(TcpReply::Json(Ok(v))) if s(&v, "Msg/fw_ver").is_some() => v,
         _ => return Ok(None),
     };
     let mut doc = Map::new();
     doc.insert("get_version".into(), v);
     for c in commands {
-        let r = match ctx.tcp_json(&format!("{{\"cmd\":\"{c}\"}}")).await {
+        let r = match ctx.tcp_json(&format!("{{\"cmd\":\"{c}\"}}"), None).await {
             Ok(TcpReply::Json(Ok(r))) => match reply_error(&r) {
                 None => Ok(r),
                 Some(e) => Err(e),

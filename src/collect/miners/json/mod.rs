@@ -8,6 +8,9 @@
 
 use serde_json::Value;
 
+mod keep;
+pub use keep::{parse_kept, prune, Keep};
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum JsonError {
     #[error("empty reply")]
@@ -138,12 +141,12 @@ fn digits_after(key: &str, prefix: &str) -> bool {
 }
 
 /// Whether a path segment matches more than one key (`*`, `prefix#`, `prefix*`).
-fn is_pattern(seg: &str) -> bool {
+pub(super) fn is_pattern(seg: &str) -> bool {
     seg.ends_with(['*', '#'])
 }
 
 /// Whether the object key `key` is reached by the path segment `seg`.
-fn key_matches(seg: &str, key: &str) -> bool {
+pub(super) fn key_matches(seg: &str, key: &str) -> bool {
     if seg == "*" {
         true
     } else if let Some(prefix) = seg.strip_suffix('#') {
@@ -152,62 +155,6 @@ fn key_matches(seg: &str, key: &str) -> bool {
         key.starts_with(prefix)
     } else {
         key == seg
-    }
-}
-
-/// Whether the array position `i` is reached by the path segment `seg`.
-fn index_matches(seg: &str, i: usize) -> bool {
-    seg == "*" || seg.parse::<usize>() == Ok(i)
-}
-
-/// `root` with only what `paths` can reach: a value a path ends at is kept whole, every
-/// other branch is dropped, and an array keeps its positions (a dropped element before a
-/// kept one becomes `null`, which no path reads a number or string from). [`select`] of any
-/// of `paths` reaches the same values in the result as in `root`.
-///
-/// A reply is held while the rest of its miner's requests are in flight; keeping only what
-/// the make's field map reads is what bounds a fleet read's memory (LuxOS `stats` is
-/// hundreds of keys, of which the map reads a dozen).
-pub fn prune<S: AsRef<str>>(root: Value, paths: &[S]) -> Value {
-    let split: Vec<Vec<&str>> =
-        paths.iter().map(|p| p.as_ref().split('/').filter(|s| !s.is_empty()).collect()).collect();
-    let all: Vec<&[&str]> = split.iter().map(Vec::as_slice).collect();
-    keep(root, &all).unwrap_or(Value::Null)
-}
-
-fn keep(v: Value, paths: &[&[&str]]) -> Option<Value> {
-    if paths.iter().any(|p| p.is_empty()) {
-        return Some(v);
-    }
-    let rest = |matches: &dyn Fn(&str) -> bool| -> Vec<&[&str]> {
-        paths.iter().filter(|p| matches(p[0])).map(|p| &p[1..]).collect()
-    };
-    match v {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, x) in map {
-                let sub = rest(&|seg| key_matches(seg, &k));
-                if !sub.is_empty() {
-                    if let Some(y) = keep(x, &sub) {
-                        out.insert(k, y);
-                    }
-                }
-            }
-            Some(Value::Object(out))
-        }
-        Value::Array(arr) => {
-            let mut out = Vec::new();
-            for (i, x) in arr.into_iter().enumerate() {
-                let sub = rest(&|seg| index_matches(seg, i));
-                if let Some(y) = (!sub.is_empty()).then(|| keep(x, &sub)).flatten() {
-                    out.resize(i, Value::Null);
-                    out.push(y);
-                }
-            }
-            Some(Value::Array(out))
-        }
-        // A path goes on below a number or string: it reaches nothing here.
-        _ => None,
     }
 }
 
@@ -224,12 +171,11 @@ pub fn select_paths(root: &Value, path: &str) -> Vec<String> {
                     next.extend(map.iter().filter(|(k, _)| key_matches(seg, k)).map(|(k, x)| (join(&at, k), x)));
                 }
                 Value::Array(arr) => {
-                    next.extend(
-                        arr.iter()
-                            .enumerate()
-                            .filter(|(i, _)| index_matches(seg, *i))
-                            .map(|(i, x)| (join(&at, &i.to_string()), x)),
-                    );
+                    if seg == "*" {
+                        next.extend(arr.iter().enumerate().map(|(i, x)| (join(&at, &i.to_string()), x)));
+                    } else if let Ok(i) = seg.parse::<usize>() {
+                        next.extend(arr.get(i).map(|x| (join(&at, seg), x)));
+                    }
                 }
                 _ => {}
             }
@@ -313,23 +259,6 @@ mod tests {
         assert_eq!(got, vec![1.0, 2.0]);
         assert_eq!(first_num(&v, "S/0/GHS 5s"), Some(3.0));
         assert_eq!(first_num(&v, "S/1/GHS 5s"), None);
-    }
-
-    #[test]
-    fn prune_keeps_what_the_paths_reach() {
-        let v = json!({
-            "S": [{"skip": 1}, {"fan1": 1, "fan_num": 9, "GHS 5s": "3", "deep": {"a": [1, 2]}}],
-            "T": {"x": 1},
-            "U": "scalar"
-        });
-        let paths = ["S/*/fan#", "S/1/GHS 5s", "S/1/deep", "U/below", "missing/x"];
-        let p = prune(v.clone(), &paths);
-        assert_eq!(p, json!({"S": [{}, {"fan1": 1, "GHS 5s": "3", "deep": {"a": [1, 2]}}]}));
-        for path in paths {
-            assert_eq!(select(&p, path), select(&v, path), "{path}");
-        }
-        assert_eq!(prune(v.clone(), &[""]), v);
-        assert_eq!(prune(v, &[] as &[&str]), json!({}));
     }
 
     #[test]
