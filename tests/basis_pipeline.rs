@@ -21,88 +21,63 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use common::{Batches, VirtualClock};
+use common::{scripted, secs, Batches, VirtualClock, S, T0_NS};
 use wattledger::agent::config::AgentConfig;
-use wattledger::agent::pipeline::ScheduledSource;
 use wattledger::agent::Agent;
 use wattledger::aggregate::compare::WindowResult;
 use wattledger::aggregate::config::AggregatorConfig;
 use wattledger::aggregate::reconcile::FacilityBasis;
 use wattledger::aggregate::{Aggregator, Windows};
 use wattledger::alert::config::{Kind, Rule};
-use wattledger::collect::{Source, SourceError};
 use wattledger::ledger::EnergyFrom;
 use wattledger::model::{Clock, Point, SystemClock};
 use wattledger::ship::lineproto::{parse, Precision};
 use wattledger::store::embedded::EmbeddedStore;
 use wattledger::store::{SeriesQuery, Store};
 
-/// 2026-11-20T00:00:00Z.
-const T0_NS: i64 = 1_795_132_800_000_000_000;
-const S: i64 = 1_000_000_000;
 const END_S: f64 = 1260.0;
 
-fn secs(time_ns: i64) -> f64 {
-    (time_ns - T0_NS) as f64 / 1e9
-}
-
-struct Miners;
-
-#[async_trait]
-impl Source for Miners {
-    fn name(&self) -> &str {
-        "miners"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let stock = Point::new("asic", time_ns)
-            .tag("miner", "192.0.2.10:4028")
-            .tag("make", "Antminer")
-            .tag("model", "S19 Pro")
-            .tag("power_source", "estimated")
-            .field("power_w", 3250.0)
-            .field("hashrate_ths", 110.0)
-            .field("diff_accepted", 1e9 + 25_000.0 * t)
-            .field("online", true);
-        let unknown = Point::new("asic", time_ns)
-            .tag("miner", "192.0.2.11:4028")
-            .tag("make", "Antminer")
-            .tag("model", "X99")
-            .field("hashrate_ths", 50.0)
-            .field("diff_accepted", 1e9 + 11_000.0 * t)
-            .field("online", true);
-        // The stock miner misses its polls from 100 s to 220 s (its ledger
-        // intervals there cover less than they expect), while its outlet answers.
-        Ok(if (100.0..220.0).contains(&t) { vec![unknown] } else { vec![stock, unknown] })
+fn miner_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let stock = Point::new("asic", time_ns)
+        .tag("miner", "192.0.2.10:4028")
+        .tag("make", "Antminer")
+        .tag("model", "S19 Pro")
+        .tag("power_source", "estimated")
+        .field("power_w", 3250.0)
+        .field("hashrate_ths", 110.0)
+        .field("diff_accepted", 1e9 + 25_000.0 * t)
+        .field("online", true);
+    let unknown = Point::new("asic", time_ns)
+        .tag("miner", "192.0.2.11:4028")
+        .tag("make", "Antminer")
+        .tag("model", "X99")
+        .field("hashrate_ths", 50.0)
+        .field("diff_accepted", 1e9 + 11_000.0 * t)
+        .field("online", true);
+    // The stock miner misses its polls from 100 s to 220 s (its ledger
+    // intervals there cover less than they expect), while its outlet answers.
+    if (100.0..220.0).contains(&t) {
+        vec![unknown]
+    } else {
+        vec![stock, unknown]
     }
 }
 
-struct Gpus;
-
-#[async_trait]
-impl Source for Gpus {
-    fn name(&self) -> &str {
-        "nvml"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let gpu = |i: &str, uuid: &str, w: f64| {
-            Point::new("gpu", time_ns)
-                .tag("gpu", i)
-                .tag("uuid", uuid)
-                .tag("model", "H100")
-                .field("power_w", w)
-                .field("energy_j", 1e6 + w * t)
-                .field("util_gpu_pct", 90.0)
-                .field("status", "ok")
-        };
-        Ok(vec![gpu("0", "GPU-a", 600.0), gpu("1", "GPU-b", 200.0)])
-    }
+fn gpu_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let gpu = |i: &str, uuid: &str, w: f64| {
+        Point::new("gpu", time_ns)
+            .tag("gpu", i)
+            .tag("uuid", uuid)
+            .tag("model", "H100")
+            .field("power_w", w)
+            .field("energy_j", 1e6 + w * t)
+            .field("util_gpu_pct", 90.0)
+            .field("status", "ok")
+    };
+    vec![gpu("0", "GPU-a", 600.0), gpu("1", "GPU-b", 200.0)]
 }
-
-/// The meter source's points, as `collect::meters` writes them.
-struct Meters;
 
 fn channel(time_ns: i64, meter: &str, ch: &str, kind: &str, covers: &str, w: Option<f64>) -> Point {
     let t = secs(time_ns);
@@ -127,21 +102,16 @@ fn kind_of(covers: &str) -> &'static str {
     }
 }
 
-#[async_trait]
-impl Source for Meters {
-    fn name(&self) -> &str {
-        "meters"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let outlet = if (300.0..420.0).contains(&t) { None } else { Some(3400.0) };
-        Ok(vec![
-            channel(time_ns, "pdu-1", "1", "snmp", "192.0.2.10", outlet),
-            channel(time_ns, "bmc-rig1", "1U", "redfish", "rig1", Some(1000.0)),
-            channel(time_ns, "site", "total", "modbus", "s1", Some(4900.0)),
-            channel(time_ns, "row", "total", "modbus", "row-1", Some(4400.0)),
-        ])
-    }
+/// The meter source's points, as `collect::meters` writes them.
+fn meter_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let outlet = if (300.0..420.0).contains(&t) { None } else { Some(3400.0) };
+    vec![
+        channel(time_ns, "pdu-1", "1", "snmp", "192.0.2.10", outlet),
+        channel(time_ns, "bmc-rig1", "1U", "redfish", "rig1", Some(1000.0)),
+        channel(time_ns, "site", "total", "modbus", "s1", Some(4900.0)),
+        channel(time_ns, "row", "total", "modbus", "row-1", Some(4400.0)),
+    ]
 }
 
 fn agent_config(spool: &std::path::Path) -> AgentConfig {
@@ -161,9 +131,9 @@ async fn run_site() -> Vec<String> {
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::starting_at(T0_NS));
     let writer = Arc::new(Batches::default());
     let sources = vec![
-        ScheduledSource { source: Box::new(Miners), interval: Duration::from_secs(10) },
-        ScheduledSource { source: Box::new(Gpus), interval: Duration::from_secs(5) },
-        ScheduledSource { source: Box::new(Meters), interval: Duration::from_secs(7) },
+        scripted("miners", 10, miner_points),
+        scripted("nvml", 5, gpu_points),
+        scripted("meters", 7, meter_points),
     ];
     let agent = Agent::with_parts(agent_config(spool.path()), clock, sources, writer.clone()).unwrap();
     agent.run(tokio::time::sleep(Duration::from_secs_f64(END_S))).await.unwrap();

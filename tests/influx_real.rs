@@ -104,7 +104,9 @@ async fn v1_write_reads_back_through_influxql_with_types_and_escaping() {
 }
 
 /// Polls VictoriaMetrics' export API until `want` series of `prefix` are visible.
-async fn vm_export(vm: &str, prefix: &str, want: usize) -> Vec<serde_json::Value> {
+/// The series named `prefix_*`, once `want` of them hold `samples` samples each: VictoriaMetrics
+/// makes a series searchable before all of one write's samples are (seen under load in CI).
+async fn vm_export(vm: &str, prefix: &str, want: usize, samples: usize) -> Vec<serde_json::Value> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -118,7 +120,8 @@ async fn vm_export(vm: &str, prefix: &str, want: usize) -> Vec<serde_json::Value
             .await
             .unwrap();
         let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        if rows.len() >= want || Instant::now() > deadline {
+        let complete = rows.iter().filter(|r| r["values"].as_array().is_some_and(|v| v.len() >= samples)).count();
+        if complete >= want || Instant::now() > deadline {
             return rows;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,7 +154,7 @@ async fn v2_write_reaches_victoria_metrics_with_token_and_gzip() {
             .field("ok", false),
     ];
     w.write_lines(&encode_batch(&points).unwrap()).await.unwrap();
-    let rows = vm_export(&vm, &m, 3).await;
+    let rows = vm_export(&vm, &m, 3, 2).await;
     let find = |name: &str| {
         rows.iter()
             .find(|r| r["metric"]["__name__"] == format!("{m}_{name}"))

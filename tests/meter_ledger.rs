@@ -23,90 +23,62 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Batches, VirtualClock};
+use common::{scripted, secs, Batches, VirtualClock, S, T0_NS};
 use wattledger::agent::config::AgentConfig;
-use wattledger::agent::pipeline::ScheduledSource;
 use wattledger::agent::Agent;
 use wattledger::aggregate::compare::WindowResult;
 use wattledger::aggregate::config::AggregatorConfig;
 use wattledger::aggregate::{Aggregator, Windows};
 use wattledger::collect::meters::EnergyCounter;
-use wattledger::collect::{Source, SourceError};
 use wattledger::ledger::EnergyFrom;
 use wattledger::model::{Clock, FieldValue, Point, SystemClock};
 use wattledger::ship::lineproto::{parse, Precision};
 use wattledger::store::embedded::EmbeddedStore;
 use wattledger::store::{GroupedQuery, RowVisitor, Series, SeriesQuery, Store, StoreError};
 
-/// 2026-11-20T00:00:00Z.
-const T0_NS: i64 = 1_795_132_800_000_000_000;
-const S: i64 = 1_000_000_000;
 const END_S: f64 = 1260.0;
 /// A 32-bit counter of joules.
 const WRAP_J: f64 = 4_294_967_296.0;
 
-fn secs(time_ns: i64) -> f64 {
-    (time_ns - T0_NS) as f64 / 1e9
-}
-
-struct Miners;
-
-#[async_trait]
-impl Source for Miners {
-    fn name(&self) -> &str {
-        "miners"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let stock = Point::new("asic", time_ns)
-            .tag("miner", "192.0.2.10:4028")
-            .tag("model", "S19 Pro")
-            .tag("power_source", "estimated")
-            .field("power_w", 3250.0)
-            .field("hashrate_ths", 110.0)
-            .field("diff_accepted", 1e9 + 25_000.0 * t)
-            .field("online", true);
-        let reporting = Point::new("asic", time_ns)
-            .tag("miner", "192.0.2.12:4028")
-            .tag("model", "S21")
-            .tag("power_source", "reported")
-            .field("power_w", 3000.0)
-            .field("hashrate_ths", 200.0)
-            .field("diff_accepted", 1e9 + 45_000.0 * t)
-            .field("online", true);
-        Ok(if (100.0..220.0).contains(&t) { vec![reporting] } else { vec![stock, reporting] })
+fn miner_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let stock = Point::new("asic", time_ns)
+        .tag("miner", "192.0.2.10:4028")
+        .tag("model", "S19 Pro")
+        .tag("power_source", "estimated")
+        .field("power_w", 3250.0)
+        .field("hashrate_ths", 110.0)
+        .field("diff_accepted", 1e9 + 25_000.0 * t)
+        .field("online", true);
+    let reporting = Point::new("asic", time_ns)
+        .tag("miner", "192.0.2.12:4028")
+        .tag("model", "S21")
+        .tag("power_source", "reported")
+        .field("power_w", 3000.0)
+        .field("hashrate_ths", 200.0)
+        .field("diff_accepted", 1e9 + 45_000.0 * t)
+        .field("online", true);
+    if (100.0..220.0).contains(&t) {
+        vec![reporting]
+    } else {
+        vec![stock, reporting]
     }
 }
 
-struct Gpus;
-
-#[async_trait]
-impl Source for Gpus {
-    fn name(&self) -> &str {
-        "nvml"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let gpu = |i: &str, uuid: &str, w: f64, e: f64| {
-            Point::new("gpu", time_ns)
-                .tag("gpu", i)
-                .tag("uuid", uuid)
-                .field("power_w", w)
-                .field("energy_j", e)
-                .field("util_gpu_pct", 90.0)
-                .field("status", "ok")
-        };
-        let wa = 600.0 + 50.0 * (t / 41.0).sin();
-        let ea = 1e6 + 600.0 * t - 50.0 * 41.0 * (t / 41.0).cos();
-        Ok(vec![gpu("0", "GPU-a", wa, ea), gpu("1", "GPU-b", 200.0, 2e6 + 200.0 * t)])
-    }
-}
-
-/// The meter source's points, as `collect::meters` writes them, with the outlet's
-/// 32-bit counter continued past its wrap by the real [`EnergyCounter`].
-#[derive(Default)]
-struct Meters {
-    outlet_1: EnergyCounter,
+fn gpu_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let gpu = |i: &str, uuid: &str, w: f64, e: f64| {
+        Point::new("gpu", time_ns)
+            .tag("gpu", i)
+            .tag("uuid", uuid)
+            .field("power_w", w)
+            .field("energy_j", e)
+            .field("util_gpu_pct", 90.0)
+            .field("status", "ok")
+    };
+    let wa = 600.0 + 50.0 * (t / 41.0).sin();
+    let ea = 1e6 + 600.0 * t - 50.0 * 41.0 * (t / 41.0).cos();
+    vec![gpu("0", "GPU-a", wa, ea), gpu("1", "GPU-b", 200.0, 2e6 + 200.0 * t)]
 }
 
 fn channel(time_ns: i64, meter: &str, ch: &str, covers: (&str, &str)) -> Point {
@@ -118,12 +90,11 @@ fn channel(time_ns: i64, meter: &str, ch: &str, covers: (&str, &str)) -> Point {
         .tag("covers", covers.1)
 }
 
-#[async_trait]
-impl Source for Meters {
-    fn name(&self) -> &str {
-        "meters"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
+/// The meter source's points, as `collect::meters` writes them, with the outlet's
+/// 32-bit counter continued past its wrap by the real [`EnergyCounter`].
+fn meter_points() -> impl FnMut(i64) -> Vec<Point> + Send {
+    let mut outlet_1_counter = EnergyCounter::default();
+    move |time_ns| {
         let t = secs(time_ns);
         let outlet_1 = channel(time_ns, "pdu-1", "1", ("miner", "192.0.2.10"));
         let outlet_1 = if (300.0..420.0).contains(&t) {
@@ -131,7 +102,7 @@ impl Source for Meters {
         } else {
             // ∫ (3400 + 60 sin(t/37)) dt from a start 3.74 MJ below the top: wraps at ~1,100 s.
             let e = WRAP_J - 3.74e6 + 3400.0 * t - 60.0 * 37.0 * ((t / 37.0).cos() - 1.0);
-            let (j, _) = self.outlet_1.update(e % WRAP_J, Some(WRAP_J));
+            let (j, _) = outlet_1_counter.update(e % WRAP_J, Some(WRAP_J));
             outlet_1.field("power_w", 3400.0 + 60.0 * (t / 37.0).sin()).field("energy_j", j).field("online", true)
         };
         let outlet_2 = channel(time_ns, "pdu-1", "2", ("miner", "192.0.2.12"))
@@ -145,7 +116,7 @@ impl Source for Meters {
             .field("power_w", 7000.0 + 100.0 * (t / 53.0).sin())
             .field("energy_j", 9e6 + 7000.0 * t - 100.0 * 53.0 * (t / 53.0).cos())
             .field("online", true);
-        Ok(vec![outlet_1, outlet_2, bmc, site])
+        vec![outlet_1, outlet_2, bmc, site]
     }
 }
 
@@ -166,9 +137,9 @@ async fn site_store() -> Arc<EmbeddedStore> {
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::starting_at(T0_NS));
     let writer = Arc::new(Batches::default());
     let sources = vec![
-        ScheduledSource { source: Box::new(Miners), interval: Duration::from_secs(10) },
-        ScheduledSource { source: Box::new(Gpus), interval: Duration::from_secs(5) },
-        ScheduledSource { source: Box::new(Meters::default()), interval: Duration::from_secs(7) },
+        scripted("miners", 10, miner_points),
+        scripted("nvml", 5, gpu_points),
+        scripted("meters", 7, meter_points()),
     ];
     let agent = Agent::with_parts(agent_config(spool.path()), clock, sources, writer.clone()).unwrap();
     agent.run(tokio::time::sleep(Duration::from_secs_f64(END_S))).await.unwrap();

@@ -22,127 +22,95 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::common::{Batches, VirtualClock};
-use async_trait::async_trait;
+use crate::common::{scripted, secs};
+pub use crate::common::{Batches, VirtualClock, S, T0_NS};
 use wattledger::agent::config::AgentConfig;
 use wattledger::agent::pipeline::ScheduledSource;
 use wattledger::agent::Agent;
-use wattledger::collect::{Source, SourceError};
 use wattledger::model::{Clock, Point};
 
-/// 2026-11-20T00:00:00Z, the scenario's start.
-pub const T0_NS: i64 = 1_795_132_800_000_000_000;
-pub const S: i64 = 1_000_000_000;
 /// When the first agent stops (mid-interval) and the second starts.
 pub const RESTART_S: f64 = 1430.5;
 /// When the second agent stops.
 pub const END_S: f64 = 3000.0;
-
-fn secs(time_ns: i64) -> f64 {
-    (time_ns - T0_NS) as f64 / 1e9
-}
 
 /// ∫₀ᵗ (a + b sin(u / p)) du.
 fn energy(t: f64, a: f64, b: f64, p: f64) -> f64 {
     a * t + b * p * (1.0 - (t / p).cos())
 }
 
-struct Gpus;
-
-#[async_trait]
-impl Source for Gpus {
-    fn name(&self) -> &str {
-        "nvml"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let mut out = Vec::new();
-        let gpu = |i: &str, uuid: &str| Point::new("gpu", time_ns).tag("gpu", i).tag("uuid", uuid).tag("model", "H100");
-        // GPU-a: the driver reloads at 700.5 s; the counter then counts from there.
-        let reload = 700.5;
-        let counter = if t < reload {
-            5e6 + energy(t, 400.0, 200.0, 97.0)
-        } else {
-            energy(t, 400.0, 200.0, 97.0) - energy(reload, 400.0, 200.0, 97.0)
-        };
-        let status = if (2200.0..2230.0).contains(&t) { "lost" } else { "ok" };
+fn gpu_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let mut out = Vec::new();
+    let gpu = |i: &str, uuid: &str| Point::new("gpu", time_ns).tag("gpu", i).tag("uuid", uuid).tag("model", "H100");
+    // GPU-a: the driver reloads at 700.5 s; the counter then counts from there.
+    let reload = 700.5;
+    let counter = if t < reload {
+        5e6 + energy(t, 400.0, 200.0, 97.0)
+    } else {
+        energy(t, 400.0, 200.0, 97.0) - energy(reload, 400.0, 200.0, 97.0)
+    };
+    let status = if (2200.0..2230.0).contains(&t) { "lost" } else { "ok" };
+    out.push(
+        gpu("0", "GPU-a")
+            .field("power_w", 400.0 + 200.0 * (t / 97.0).sin())
+            .field("energy_j", counter)
+            .field("util_gpu_pct", 50.0 + 45.0 * (t / 53.0).sin())
+            .field("status", status),
+    );
+    if t >= 913.0 && !(1800.0..2000.0).contains(&t) {
         out.push(
-            gpu("0", "GPU-a")
-                .field("power_w", 400.0 + 200.0 * (t / 97.0).sin())
-                .field("energy_j", counter)
-                .field("util_gpu_pct", 50.0 + 45.0 * (t / 53.0).sin())
-                .field("status", status),
+            gpu("1", "GPU-b")
+                .field("power_w", 250.0 + 10.0 * (t / 7.0).sin())
+                .field("energy_j", 1e6 + energy(t, 250.0, 10.0, 7.0))
+                .field("util_gpu_pct", 80.0)
+                .field("status", "ok"),
         );
-        if t >= 913.0 && !(1800.0..2000.0).contains(&t) {
-            out.push(
-                gpu("1", "GPU-b")
-                    .field("power_w", 250.0 + 10.0 * (t / 7.0).sin())
-                    .field("energy_j", 1e6 + energy(t, 250.0, 10.0, 7.0))
-                    .field("util_gpu_pct", 80.0)
-                    .field("status", "ok"),
-            );
-        }
-        out.push(gpu("2", "GPU-c").field("power_w", 300.0 + 50.0 * (t / 31.0).cos()).field("status", "ok"));
-        Ok(out)
     }
+    out.push(gpu("2", "GPU-c").field("power_w", 300.0 + 50.0 * (t / 31.0).cos()).field("status", "ok"));
+    out
 }
 
-struct Miners;
-
-#[async_trait]
-impl Source for Miners {
-    fn name(&self) -> &str {
-        "miners"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        let miner = |addr: &str, source: &str| {
-            Point::new("asic", time_ns)
-                .tag("miner", addr)
-                .tag("make", "Antminer")
-                .tag("model", "S19 Pro")
-                .tag("power_source", source)
-        };
-        let mut out = Vec::new();
-        // 192.0.2.10 reboots at 1000 s: silent for 30 s, then its counter restarts.
-        if !(1000.0..1030.0).contains(&t) {
-            let diff = if t < 1000.0 { 7e8 + 23_000.0 * t } else { 23_000.0 * (t - 1030.0) + 5_000.0 };
-            out.push(
-                miner("192.0.2.10:4028", "reported")
-                    .field("power_w", 3250.0 + 30.0 * (t / 41.0).sin())
-                    .field("hashrate_ths", 100.0 + 5.0 * (t / 29.0).sin())
-                    .field("diff_accepted", diff)
-                    .field("online", true),
-            );
-        }
+fn miner_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    let miner = |addr: &str, source: &str| {
+        Point::new("asic", time_ns)
+            .tag("miner", addr)
+            .tag("make", "Antminer")
+            .tag("model", "S19 Pro")
+            .tag("power_source", source)
+    };
+    let mut out = Vec::new();
+    // 192.0.2.10 reboots at 1000 s: silent for 30 s, then its counter restarts.
+    if !(1000.0..1030.0).contains(&t) {
+        let diff = if t < 1000.0 { 7e8 + 23_000.0 * t } else { 23_000.0 * (t - 1030.0) + 5_000.0 };
         out.push(
-            miner("192.0.2.11:4028", "estimated")
-                .field("power_w", 3000.0)
-                .field("hashrate_ths", 95.0 + 3.0 * (t / 13.0).cos())
+            miner("192.0.2.10:4028", "reported")
+                .field("power_w", 3250.0 + 30.0 * (t / 41.0).sin())
+                .field("hashrate_ths", 100.0 + 5.0 * (t / 29.0).sin())
+                .field("diff_accepted", diff)
                 .field("online", true),
         );
-        Ok(out)
     }
+    out.push(
+        miner("192.0.2.11:4028", "estimated")
+            .field("power_w", 3000.0)
+            .field("hashrate_ths", 95.0 + 3.0 * (t / 13.0).cos())
+            .field("online", true),
+    );
+    out
 }
 
-struct Inference;
-
-#[async_trait]
-impl Source for Inference {
-    fn name(&self) -> &str {
-        "inference:vllm"
-    }
-    async fn collect(&mut self, time_ns: i64) -> Result<Vec<Point>, SourceError> {
-        let t = secs(time_ns);
-        // The server restarts at 2100 s: both counters start again from 0.
-        let since = if t < 2100.0 { t + 10_000.0 } else { t - 2100.0 };
-        Ok(vec![Point::new("inference", time_ns)
-            .tag("server", "vllm")
-            .tag("model", "llama")
-            .field("prompt_tokens", 900.0 * since)
-            .field("generation_tokens", 300.0 * since + 0.01 * since * since)
-            .field("requests", since / 3.0)])
-    }
+fn inference_points(time_ns: i64) -> Vec<Point> {
+    let t = secs(time_ns);
+    // The server restarts at 2100 s: both counters start again from 0.
+    let since = if t < 2100.0 { t + 10_000.0 } else { t - 2100.0 };
+    vec![Point::new("inference", time_ns)
+        .tag("server", "vllm")
+        .tag("model", "llama")
+        .field("prompt_tokens", 900.0 * since)
+        .field("generation_tokens", 300.0 * since + 0.01 * since * since)
+        .field("requests", since / 3.0)]
 }
 
 fn agent_config(spool: &std::path::Path) -> AgentConfig {
@@ -162,9 +130,9 @@ inference = { "vllm" = "tokens" }
 
 fn sources() -> Vec<ScheduledSource> {
     vec![
-        ScheduledSource { source: Box::new(Gpus), interval: Duration::from_secs(2) },
-        ScheduledSource { source: Box::new(Miners), interval: Duration::from_secs(10) },
-        ScheduledSource { source: Box::new(Inference), interval: Duration::from_secs(5) },
+        scripted("nvml", 2, gpu_points),
+        scripted("miners", 10, miner_points),
+        scripted("inference:vllm", 5, inference_points),
     ]
 }
 

@@ -274,3 +274,45 @@ impl wattledger::ship::Writer for Batches {
         "test batches".into()
     }
 }
+
+/// 2026-11-20T00:00:00Z, where the virtual-time pipeline scenarios start.
+pub const T0_NS: i64 = 1_795_132_800_000_000_000;
+/// One second in nanoseconds.
+pub const S: i64 = 1_000_000_000;
+
+/// Seconds since [`T0_NS`].
+pub fn secs(time_ns: i64) -> f64 {
+    (time_ns - T0_NS) as f64 / 1e9
+}
+
+/// A scripted test double of a source: its points are a function of the time the agent
+/// polls it at, so a scenario is exact and repeatable in virtual time.
+struct Scripted<F> {
+    name: &'static str,
+    points: F,
+}
+
+#[async_trait::async_trait]
+impl<F: FnMut(i64) -> Vec<wattledger::model::Point> + Send> wattledger::collect::Source for Scripted<F> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn collect(
+        &mut self,
+        time_ns: i64,
+    ) -> Result<Vec<wattledger::model::Point>, wattledger::collect::SourceError> {
+        Ok((self.points)(time_ns))
+    }
+}
+
+/// The source `name`, polled every `every_s` seconds, whose points at a time are `points(time_ns)`.
+pub fn scripted(
+    name: &'static str,
+    every_s: u64,
+    points: impl FnMut(i64) -> Vec<wattledger::model::Point> + Send + 'static,
+) -> wattledger::agent::pipeline::ScheduledSource {
+    wattledger::agent::pipeline::ScheduledSource {
+        source: Box::new(Scripted { name, points }),
+        interval: std::time::Duration::from_secs(every_s),
+    }
+}
