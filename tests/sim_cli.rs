@@ -1,5 +1,6 @@
 //! `wattledger sim gpus` and `wattledger sim inference` as processes: their help, what
-//! they print, and that what they serve follows the wall clock.
+//! they print, and that what they serve follows the wall clock; and the allocator every
+//! command of the binary runs on.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -88,4 +89,19 @@ async fn sim_inference_serves_vllm_counters_at_the_given_rates() {
     assert!(String::from_utf8_lossy(&taken.stderr).contains(&listen));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Every command runs on jemalloc with freed pages given back after 1 s (`src/main.rs`,
+/// docs/benchmarks.md "Allocator"): jemalloc prints the options it read at exit.
+#[test]
+fn the_binary_runs_on_jemalloc_with_a_one_second_decay() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wattledger"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(stats.contains("opt.dirty_decay_ms: 1000"), "{stats}");
+    assert!(stats.contains("opt.muzzy_decay_ms: 0"), "{stats}");
 }
