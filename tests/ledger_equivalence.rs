@@ -9,7 +9,6 @@
 //! of every workload is computed three ways: `auto` must equal `raw` everywhere,
 //! and `ledger` must equal `raw` in every window the ledger covers completely.
 
-#[allow(dead_code)]
 mod common;
 #[path = "common/ledger_site.rs"]
 mod ledger_site;

@@ -145,6 +145,65 @@ fn avalon_other_captures() {
 }
 
 #[test]
+fn avalon_a1566_without_summary() {
+    // pyasic's A1566 replies: version, stats, pools, devs; no `summary` among them.
+    let d = doc(&[
+        ("version", "avalon/a1566_version.json"),
+        ("stats", "avalon/a1566_stats.json"),
+        ("pools", "avalon/a1566_pools.json"),
+    ]);
+    let r = read_cg(&d);
+    // PROD "AvalonMiner 15-194"; CGMiner 4.11.1 with MM ID0 Ver[15-194-24102401_25462b2_9ddf522].
+    assert_eq!((r.make.as_deref(), r.model.as_deref()), (Some("Avalon"), Some("15-194")));
+    assert_eq!(r.firmware.as_deref(), Some("cgminer 4.11.1 (15-194-24102401_25462b2_9ddf522)"));
+    close(r.hashrate_ths, 199241.07 / 1000.0); // GHSspd[199241.07]
+    close(r.power_w, 3731.0); // WALLPOWER[3731], before PS[4] 3526; pyasic's test expects 3731 too
+    assert_eq!(r.power_source, Some(PowerSource::Reported));
+    close(r.temp_c_max, 78.0); // TMax[78], MTmax[77 78 77]
+    close(r.fan_rpm_avg, (4275.0 + 4282.0) / 2.0); // Fan1[4275] Fan2[4282], as pyasic reads them
+    assert_eq!(r.uptime_s, Some(975)); // no summary: STATS[0].Elapsed
+                                       // The accepted difficulty is summary's; the pools' own (38797312) is not read instead.
+    assert_eq!(r.diff_accepted, None);
+    assert_eq!(r.pool_url.as_deref(), Some("stratum+tcp://stratum.pool.io:3333")); // Stratum Active, priority 0
+    assert_eq!(first_num(&cap("avalon/a1566_devs.json"), "DEVS/0/Difficulty Accepted"), Some(38797312.0));
+}
+
+#[test]
+fn volcminer_d1() {
+    let d = doc(&[
+        ("version", "volcminer/version.json"),
+        ("summary", "volcminer/summary.json"),
+        ("stats", "volcminer/stats.json"),
+        ("pools", "volcminer/pools.json"),
+    ]);
+    let r = read_cg(&d);
+    assert_eq!((r.make.as_deref(), r.model.as_deref()), (Some("VolcMiner"), Some("D1"))); // Type "VolcMiner D1"
+    assert_eq!(r.firmware.as_deref(), Some("VolcMiner 1.3.0.8 (ccminer 2.3.3)")); // Miner, STATUS Description
+    close(r.hashrate_ths, 15498.96 / 1e6); // SUMMARY "MHS 5s" "15498.96" (Scrypt MH/s)
+                                           // No power in the replies and no rated D1 in the model table: no power, not an estimate.
+    assert_eq!((r.power_w, r.power_source), (None, None));
+    assert_eq!(r.diff_accepted, None);
+    assert_eq!((r.shares_accepted, r.shares_rejected), (Some(101), Some(3))); // POOLS 101 + 0, 3 + 0
+    close(r.temp_c_max, 64.0); // temp1 64, temp2 63, temp3 0 (no third chain), temp4 63
+    close(r.fan_rpm_avg, 5640.0); // fan1..fan4 5640
+    assert_eq!(r.uptime_s, Some(1355)); // SUMMARY Elapsed
+    assert_eq!(r.pool_url.as_deref(), Some("stratum+tcp://pool.invalid:3333")); // POOL 0 Alive
+    assert!(r.online && r.error.is_none());
+    // Its stats as the firmware writes them: `}{` between the STATS objects.
+    let raw = cap("volcminer/stats_missing_comma.txt");
+    assert_eq!(first_num(&raw, "STATS/1/fan1"), Some(5610.0));
+    assert_eq!(first_str(&raw, "STATS/0/CGMiner"), Some("2.3.3"));
+    // Without the `Type`, the generic fallback reads the same numbers as make `unknown`.
+    let mut g = d.clone();
+    g["version"]["VERSION"][0].as_object_mut().unwrap().remove("Type");
+    let u = read_cg(&g);
+    assert_eq!(u.make.as_deref(), Some("unknown"));
+    assert_eq!(u.firmware.as_deref(), Some("ccminer 2.3.3")); // Description; its CGMiner 2.3.3 adds nothing
+    close(u.hashrate_ths, 15498.96 / 1e6);
+    assert_eq!(u.uptime_s, Some(1355));
+}
+
+#[test]
 fn whatsminer_v1() {
     let d = doc(&[("get_version", "whatsminer-v1/get_version.json"), ("summary", "whatsminer-v1/summary.json")]);
     let r = finish("10.0.0.2", 4028, &identify_whatsminer(&d), &d);

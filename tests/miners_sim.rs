@@ -51,63 +51,74 @@ async fn every_make_reads_back_its_capture_and_counters_advance() {
     let clock = Arc::new(ManualClock::new(T0));
     let fleet = SimFleet::start(spec(block(2), &SimMake::ALL), clock.clone()).await.unwrap();
     let a = fleet.addrs();
-    let r = |i: usize| {
+    // The fleet holds one miner of each simulated make, in `SimMake::ALL` order.
+    let at = |id: &str| SimMake::ALL.iter().position(|m| m.name() == id).unwrap_or_else(|| panic!("no make {id}"));
+    let r = |id: &str| {
+        let i = at(id);
         let h = a[i].ip().to_string();
         let p = a[i].port();
         async move { miners::probe(&h, p, &ro(3000)).await.unwrap() }
     };
     // At T0 every miner replays its capture: the numbers of the fixture tests.
-    let ant = r(0).await;
+    let ant = r("antminer-stock").await;
     assert_eq!((ant.make.as_deref(), ant.model.as_deref()), (Some("Antminer"), Some("S19 Pro")));
     close(ant.hashrate_ths, 110.56689);
     close(ant.diff_accepted, 1305083904.0);
     assert_eq!(ant.uptime_s, Some(50474));
     assert_eq!(ant.power_source, Some(PowerSource::Estimated));
-    let lux = r(1).await;
+    let lux = r("luxos").await;
     assert_eq!(lux.firmware.as_deref(), Some("LuxOS 2025.4.8.220305-57b389c7"));
     close(lux.power_w, 1051.0);
     close(lux.hashrate_ths, 59.75606);
-    let ava = r(2).await;
+    let ava = r("avalon").await;
     assert_eq!((ava.make.as_deref(), ava.model.as_deref()), (Some("Avalon"), Some("1246")));
     close(ava.hashrate_ths, 81.07268);
     close(ava.power_w, 3189.0);
-    let wm1 = r(3).await;
+    let wm1 = r("whatsminer-v1").await;
     assert_eq!(wm1.firmware.as_deref(), Some("btminer 20210322.22.REL"));
     close(wm1.hashrate_ths, 70.66811452);
     close(wm1.power_w, 3417.0);
-    let wm2 = r(4).await;
+    let wm2 = r("whatsminer-v2").await;
     close(wm2.hashrate_ths, 124.5);
-    let axe = r(6).await;
+    let axe = r("bitaxe-axeos").await;
     assert_eq!(axe.make.as_deref(), Some("Bitaxe"));
     close(axe.hashrate_ths, 1.0);
-    let wm3 = r(5).await;
-    assert_eq!(a[5].port(), 4433);
+    let wm3 = r("whatsminer-v3").await;
+    assert_eq!(a[at("whatsminer-v3")].port(), 4433);
     assert_eq!((wm3.make.as_deref(), wm3.model.as_deref()), (Some("Whatsminer"), Some("M60S_VK40")));
     assert_eq!(wm3.firmware.as_deref(), Some("btminer 20251209.16.Rel2 (API v3)"));
     close(wm3.hashrate_ths, 171.259); // hash-realtime, TH/s
     close(wm3.power_w, 3156.0);
     assert_eq!(wm3.uptime_s, Some(50000));
-    let epic = r(7).await;
+    let epic = r("epic-powerplay").await;
     assert_eq!(epic.make.as_deref(), Some("ePIC"));
     close(epic.hashrate_ths, 90.07199);
+    let volc = r("volcminer").await;
+    assert_eq!((volc.make.as_deref(), volc.model.as_deref()), (Some("VolcMiner"), Some("D1")));
+    close(volc.hashrate_ths, 0.01549896); // 15498.96 MH/s of Scrypt
+    assert_eq!((volc.power_w, volc.shares_accepted), (None, Some(101)));
 
     // Ten minutes later: uptime +600 s; accepted difficulty + hashrate × 600 / 2^32 × (1 - 0.002).
     clock.advance(Duration::from_secs(600));
-    let ant2 = r(0).await;
+    let ant2 = r("antminer-stock").await;
     assert_eq!(ant2.uptime_s, Some(50474 + 600));
     let grown = (110.56689e12 * 600.0 / TWO_32 * 0.998).floor();
     close(ant2.diff_accepted, 1305083904.0 + grown);
     // Shares: one per 524288 of accepted difficulty.
     assert_eq!(ant2.shares_accepted, Some(4057 + (110.56689e12 * 600.0 / TWO_32 * 0.998 / 524288.0).floor() as u64));
-    let wm1b = r(3).await;
+    let wm1b = r("whatsminer-v1").await;
     close(wm1b.diff_accepted, 158334976.0 + (70.66811452e12 * 600.0 / TWO_32 * 0.998).floor());
-    let axe2 = r(6).await;
+    // VolcMiner's shares are the pools' `Accepted`: one per 48 of the difficulty its hashrate does.
+    let volc2 = r("volcminer").await;
+    assert_eq!(volc2.shares_accepted, Some(101 + (0.01549896e12 * 600.0 / TWO_32 * 0.998 / 48.0).floor() as u64));
+    assert_eq!(volc2.uptime_s, Some(1355 + 600));
+    let axe2 = r("bitaxe-axeos").await;
     assert_eq!(axe2.uptime_s, Some(4 + 600));
 
     // Reboot: counters and uptime restart from zero.
     fleet.reboot(0);
     clock.advance(Duration::from_secs(10));
-    let ant3 = r(0).await;
+    let ant3 = r("antminer-stock").await;
     assert_eq!(ant3.uptime_s, Some(10));
     close(ant3.diff_accepted, (110.56689e12 * 10.0 / TWO_32 * 0.998).floor());
     assert_eq!(ant3.shares_accepted, Some(0)); // 256,942 < 524,288: no share yet
@@ -121,6 +132,7 @@ fn expected_pool(id: &str) -> Option<(&'static str, &'static str, Option<bool>)>
         "antminer-stock" => ("stratum+tcp://btc.global.luxor.tech:700", "satokierepair.H04YK", Some(true)),
         "luxos" => ("stratum+tcp://ca.stratum.braiins.com:3333", "asic-rs.user1", Some(true)),
         "avalon" => ("stratum+tcp://pool.example.com:4444", "worker1", Some(true)),
+        "volcminer" => ("stratum+tcp://pool.invalid:3333", "worker", Some(true)),
         "whatsminer-v1" | "whatsminer-v2" | "whatsminer-v3" => {
             ("stratum+tcp://btc.example.pool:3333", "asic-rs.test", Some(true))
         }

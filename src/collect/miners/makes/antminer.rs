@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{extra, Api, Make, Moves, Serve, Sim};
 use crate::collect::miners::identify::{cgminer_version, s, strip_make, Identity};
 use crate::collect::miners::profiles::{FieldMap, Rate, Src, Unit};
-use crate::miner_capture;
+use crate::miner_captures;
 
 /// The Antminer layout, shared by the makes that keep it (LuxOS).
 pub const MAP_BASE: FieldMap = FieldMap {
@@ -77,15 +77,7 @@ pub const MAKE: Make = Make {
     api: Api::Cgminer { identify, extra: &[] },
     sim: Some(Sim {
         serve: Serve::Cgminer { multi: true },
-        replies: || {
-            vec![
-                ("version", miner_capture!("antminer-stock/version.json")),
-                ("summary", miner_capture!("antminer-stock/summary.json")),
-                ("stats", miner_capture!("antminer-stock/stats.json")),
-                ("pools", miner_capture!("antminer-stock/pools.json")),
-                ("devs", miner_capture!("antminer-stock/devs.json")),
-            ]
-        },
+        replies: || miner_captures!("antminer-stock": "version", "summary", "stats", "pools", "devs"),
         base_ths: 110.56689,  // summary GHS 5s 110566.89 GH/s
         share_diff: 524288.0, // pools Last Share Difficulty
         extra: &[

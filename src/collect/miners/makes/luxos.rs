@@ -7,7 +7,7 @@ use super::antminer::{CG_EXTRA, MAP_BASE};
 use super::{Api, Make, Serve, Sim};
 use crate::collect::miners::identify::{cgminer_version, s, strip_make, Identity};
 use crate::collect::miners::profiles::{FieldMap, Src};
-use crate::miner_capture;
+use crate::miner_captures;
 
 pub static MAP: FieldMap = FieldMap { id: "luxos", power_w: &[Src::P("power/POWER/0/Watts")], ..MAP_BASE };
 
@@ -32,18 +32,8 @@ pub const MAKE: Make = Make {
     sim: Some(Sim {
         serve: Serve::Cgminer { multi: true },
         replies: || {
-            vec![
-                ("version", miner_capture!("luxos/version.json")),
-                ("summary", miner_capture!("luxos/summary.json")),
-                ("stats", miner_capture!("luxos/stats.json")),
-                ("pools", miner_capture!("luxos/pools.json")),
-                ("devs", miner_capture!("luxos/devs.json")),
-                ("power", miner_capture!("luxos/power.json")),
-                ("temps", miner_capture!("luxos/temps.json")),
-                ("fans", miner_capture!("luxos/fans.json")),
-                ("profiles", miner_capture!("luxos/profiles.json")),
-                ("config", miner_capture!("luxos/config.json")),
-            ]
+            miner_captures!("luxos":
+                "version", "summary", "stats", "pools", "devs", "power", "temps", "fans", "profiles", "config")
         },
         base_ths: 59.75606, // summary GHS 5s 59756.06 GH/s
         share_diff: 32768.0,

@@ -28,6 +28,7 @@ pub mod epic;
 pub mod goldshell;
 pub mod luxos;
 pub mod proto;
+pub mod volcminer;
 pub mod whatsminer;
 pub mod whatsminer_v3;
 
@@ -36,6 +37,7 @@ pub const MAKES: &[&Make] = &[
     &antminer::MAKE,
     &luxos::MAKE,
     &avalon::MAKE,
+    &volcminer::MAKE,
     &whatsminer::MAKE_V1,
     &whatsminer::MAKE_V2,
     &whatsminer_v3::MAKE,
@@ -272,5 +274,23 @@ macro_rules! miner_capture {
             "/tests/data/miners/",
             $p
         )))
+    };
+}
+
+/// The replies of a cgminer-family make whose captures are named after their commands:
+/// `miner_captures!("luxos": "version", "summary")` is
+/// `vec![("version", miner_capture!("luxos/version.json")), ("summary", …)]`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! miner_captures {
+    ($dir:literal: $($cmd:literal),+ $(,)?) => {
+        vec![$(($cmd, $crate::collect::miners::makes::load(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/miners/",
+            $dir,
+            "/",
+            $cmd,
+            ".json"
+        ))))),+]
     };
 }
