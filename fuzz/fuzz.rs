@@ -28,10 +28,8 @@ use wattledger::collect::inference::{extract, scan_samples, MetricNames, ServerK
 use wattledger::collect::meters::modbus::{decode, RegisterMap, BUILTIN_MAPS};
 use wattledger::collect::meters::snmp::number_from_value;
 use wattledger::collect::meters::{redfish, shelly, tasmota, ChannelReading};
-use wattledger::collect::miners::identify::{
-    identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
-};
 use wattledger::collect::miners::json::parse_lenient;
+use wattledger::collect::miners::makes::{Api, MAKES};
 use wattledger::collect::miners::profiles::{all, extract as extract_miner};
 use wattledger::collect::miners::wire::parse_http;
 use wattledger::collect::miners::{finish, identify_cgminer};
@@ -88,10 +86,11 @@ fn miner(b: &[u8]) {
         for map in all() {
             let _ = extract_miner(map, &doc);
         }
-        for id in
-            [identify_braiins_rest(&doc), identify_braiins_gql(&doc), identify_goldshell(&doc), identify_proto(&doc)]
-        {
-            let _ = finish("192.0.2.1", 80, &id, &doc);
+        // Every HTTP make of the registry reading the input as its document.
+        for m in MAKES {
+            if let Api::Http(h) = &m.api {
+                let _ = finish("192.0.2.1", 80, &(h.identify)(&doc), &doc);
+            }
         }
     }
 }

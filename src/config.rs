@@ -20,6 +20,9 @@ pub enum ConfigError {
     MissingEnv { path: PathBuf, var: String },
     #[error("cannot read secret file {path}: {source}")]
     SecretFile { path: PathBuf, source: std::io::Error },
+    /// A value serde accepted that the config's own checks refuse; `error.at` is the key.
+    #[error("{path}: {error}")]
+    Key { path: PathBuf, error: KeyError },
     #[error("{0}")]
     Invalid(String),
 }

@@ -415,6 +415,28 @@ fn unit_slip_is_caught_and_not_stored() {
     // An unknown model: only the absolute ceiling applies (2000 TH/s).
     assert!(wattledger::collect::miners::check_hashrate(110566.89, None).is_err());
     assert_eq!(wattledger::collect::miners::check_hashrate(110.0, None), Ok(110.0));
+
+    // Power in kW read as W: LuxOS's POWER[0].Watts 1051 written as 1.051 at 59.756 TH/s is
+    // 0.0176 J/TH. Not stored; the S19k Pro's rated 23 J/TH estimate stands in, said so.
+    let mut d = doc(&[
+        ("version", "luxos/version.json"),
+        ("summary", "luxos/summary.json"),
+        ("stats", "luxos/stats.json"),
+        ("power", "luxos/power.json"),
+    ]);
+    d["power"]["POWER"][0]["Watts"] = 1.051.into();
+    let r = read_cg(&d);
+    assert!(r.error.as_deref().unwrap().contains("kW read as W"), "{r:?}");
+    assert_eq!(r.power_source, Some(PowerSource::Estimated));
+    close(r.hashrate_ths, 59.75606);
+    // A sensor's 0.5 W while the miner hashes (0.008 J/TH) is refused the same way; a 0 W
+    // figure is no figure at all (the field maps read power only above 0).
+    d["power"]["POWER"][0]["Watts"] = 0.5.into();
+    assert!(read_cg(&d).error.as_deref().unwrap().contains("unit slip"));
+    // Not hashing, a low figure is the miner's own and is kept.
+    d["summary"]["SUMMARY"][0]["GHS 5s"] = 0.0.into();
+    let r = read_cg(&d);
+    assert_eq!((r.power_w, r.power_source, r.error), (Some(0.5), Some(PowerSource::Reported), None));
 }
 
 #[test]

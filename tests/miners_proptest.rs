@@ -4,14 +4,11 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use wattledger::collect::miners::identify::{
-    identify_braiins_gql, identify_braiins_rest, identify_goldshell, identify_proto,
-};
 use wattledger::collect::miners::json::{bracket_nums, parse_lenient, select};
 use wattledger::collect::miners::makes::{Api, MAKES};
 use wattledger::collect::miners::profiles::{all, extract};
 use wattledger::collect::miners::wire::{self, parse_http};
-use wattledger::collect::miners::{self, finish, identify_cgminer, split_multi, Identity, ReadOptions};
+use wattledger::collect::miners::{self, finish, identify_cgminer, split_multi, ReadOptions};
 
 /// Arbitrary JSON shaped like miner replies: object keys are mostly ones the parsers look
 /// for (`keys`), strings are sometimes values they treat specially (`strings`).
@@ -71,18 +68,6 @@ fn http_makes_json() -> BoxedStrategy<Value> {
     )
 }
 
-/// The keys a make's document is assembled under, and its identification.
-type Make = (&'static [&'static str], fn(&Value) -> Identity);
-
-fn http_makes() -> [Make; 4] {
-    [
-        (&["details", "stats", "cooling"], identify_braiins_rest),
-        (&["system", "pools"], identify_braiins_gql),
-        (&["status", "DEVS", "SUMMARY", "DEVDETAILS"], identify_goldshell),
-        (&["system", "mining", "cooling", "pools"], identify_proto),
-    ]
-}
-
 /// Reads `reply` as every make of the registry would see it: each document key its
 /// requests fill holds the reply.
 fn read_as_every_make(reply: &Value) {
@@ -114,24 +99,6 @@ fn read_as_every_make(reply: &Value) {
             if let Some(h) = r.hashrate_ths {
                 assert!(h.is_finite() && h >= 0.0, "{}", m.id);
             }
-        }
-    }
-}
-
-/// Reads `reply` as every HTTP-only make would see it.
-fn read_as_http_makes(reply: &Value) {
-    read_as_every_make(reply);
-    for (keys, identify) in http_makes() {
-        let mut doc = Map::new();
-        for k in keys {
-            doc.insert((*k).to_owned(), reply.clone());
-        }
-        let doc = Value::Object(doc);
-        let id = identify(&doc);
-        let r = finish("127.0.0.1", 80, &id, &doc);
-        assert!(r.online);
-        if let Some(h) = r.hashrate_ths {
-            assert!(h.is_finite() && h >= 0.0);
         }
     }
 }
@@ -187,13 +154,13 @@ proptest! {
     #[test]
     fn http_make_maps_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         if let Ok(v) = parse_lenient(&bytes) {
-            read_as_http_makes(&v);
+            read_as_every_make(&v);
         }
     }
 
     #[test]
     fn http_make_maps_never_panic_on_arbitrary_json(v in http_makes_json()) {
-        read_as_http_makes(&v);
+        read_as_every_make(&v);
     }
 }
 
@@ -262,7 +229,7 @@ proptest! {
         raw.extend_from_slice(b"0\r\n\r\n");
         match wattledger::collect::miners::wire::dechunk(&raw, cap) {
             Ok(body) => prop_assert!(body.len() <= cap),
-            Err(e) => prop_assert!(matches!(e, wire::WireError::TooLarge { .. } | wire::WireError::NotHttp), "{e}"),
+            Err(e) => prop_assert!(matches!(e, wire::WireError::TooLarge { .. } | wire::WireError::NotHttp | wire::WireError::BadHttp(_)), "{e}"),
         }
         let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         reply.extend_from_slice(&raw);

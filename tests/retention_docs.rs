@@ -181,7 +181,9 @@ async fn the_ledger_is_routed_to_the_policy_without_expiry() {
     // Refused where it cannot work: a v2 sink, and an aggregator on the embedded store.
     let v2: wattledger::ship::SinkConfig =
         toml::from_str(&format!("type = \"influxdb_v2\"\nurl = \"{}\"\nbucket = \"b\"\n{route}\n", db.url)).unwrap();
-    assert!(v2.validate().unwrap_err().contains("`buckets`"), "names the v2 key");
+    let err = v2.validate().unwrap_err();
+    assert_eq!(err.at, "retention_policies", "{err}");
+    assert!(err.problem.contains("`buckets`"), "names the v2 key: {err}");
     let embedded = ledger_site::aggregator_config(&format!("kind = \"embedded\"\npath = \"x.db\"\n{route}\n"));
     let cfg: AggregatorConfig = wattledger::config::from_str(&embedded, std::path::Path::new("t.toml")).unwrap();
     let err = cfg.validate().unwrap_err();

@@ -138,14 +138,14 @@ impl AgentConfig {
     /// Loads and checks a config file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let cfg: AgentConfig = crate::config::load(path)?;
-        cfg.validate().map_err(|m| ConfigError::Invalid(format!("{}: {m}", path.display())))?;
+        cfg.validate().map_err(|error| ConfigError::Key { path: path.to_owned(), error })?;
         Ok(cfg)
     }
 
     pub fn from_toml(raw: &str) -> Result<AgentConfig, ConfigError> {
         let origin = Path::new("<agent config>");
         let cfg: AgentConfig = crate::config::from_str(raw, origin)?;
-        cfg.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate().map_err(|error| ConfigError::Key { path: origin.to_owned(), error })?;
         Ok(cfg)
     }
 
@@ -207,7 +207,7 @@ impl AgentConfig {
                     format!("`{name}` is used twice; give each sink its own `name`"),
                 ));
             }
-            s.validate().map_err(|p| KeyError::new(format!("sinks[{i}]"), p))?;
+            s.validate().map_err(|e| KeyError::new(format!("sinks[{i}].{}", e.at), e.problem))?;
         }
         if let Some(g) = &self.gpus {
             if g.interval.is_zero() {
@@ -330,12 +330,13 @@ bucket = "wattledger"
 
     #[test]
     fn errors_name_the_key_path() {
-        let key = |raw: &str| {
-            let cfg: AgentConfig = crate::config::from_str(raw, Path::new("t")).unwrap();
-            cfg.validate().unwrap_err().at
+        // Through the loader: its error is typed and keeps the key path.
+        let key = |raw: &str| match AgentConfig::from_toml(raw) {
+            Err(ConfigError::Key { error, .. }) => error.at,
+            other => panic!("expected a key error, got {other:?}"),
         };
         assert_eq!(key(&SINKS.replace("name = \"influx\"", "name = \"influxdb_v2\"")), "sinks[1].name");
-        assert_eq!(key(&SINKS.replace("database = \"wattledger\"\n", "")), "sinks[0]");
+        assert_eq!(key(&SINKS.replace("database = \"wattledger\"\n", "")), "sinks[0].database");
         assert_eq!(key(&MINIMAL.replace("[gpus]", "[gpus]\ninterval = \"0s\"")), "gpus.interval");
         assert_eq!(key(&MINIMAL.replace("site = \"lab\"", "site = \"lab\"\nbatch_size = 0")), "agent.batch_size");
         assert_eq!(key(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")), "ledger");

@@ -404,7 +404,7 @@ impl AggregatorConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let cfg: AggregatorConfig = crate::config::load(path)?;
-        cfg.validate().map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+        cfg.validate().map_err(|error| ConfigError::Key { path: path.to_owned(), error })?;
         Ok(cfg)
     }
 
@@ -442,7 +442,8 @@ impl AggregatorConfig {
             tariffs.insert(name.as_str(), site.tariff(name)?);
         }
         let mut seen = std::collections::BTreeSet::new();
-        let mut needs_market = false;
+        // The first workload whose model needs market data, named in errors.
+        let mut needs_market: Option<&str> = None;
         let default_gap = w.max_gap.as_nanos() as i64;
         let mut plans = Vec::with_capacity(self.workloads.len());
         for (i, wl) in self.workloads.iter().enumerate() {
@@ -454,7 +455,9 @@ impl AggregatorConfig {
                 return Err(KeyError::new(format!("{at}.name"), format!("{:?} appears twice", wl.name)));
             }
             let (site, site_cfg) = self.find_site(wl).map_err(|e| KeyError::new(format!("{at}.site"), e))?;
-            needs_market |= wl.revenue_model.info().inputs.market;
+            if wl.revenue_model.info().inputs.market && needs_market.is_none() {
+                needs_market = Some(wl.name.as_str());
+            }
             if wl.max_gap.is_some_and(|g| g.is_zero()) {
                 return Err(KeyError::new(format!("{at}.max_gap"), "max_gap must be positive"));
             }
@@ -467,7 +470,7 @@ impl AggregatorConfig {
                 max_gap_ns: wl.max_gap.map_or(default_gap, |g| g.as_nanos() as i64),
             });
         }
-        if needs_market {
+        if let Some(user) = needs_market {
             let m = &self.market;
             match m.source {
                 MarketSourceKind::Static => {
@@ -482,7 +485,7 @@ impl AggregatorConfig {
                             None => {
                                 return Err(KeyError::new(
                                     at,
-                                    format!("source = \"static\" needs `{key}` (a bitcoin_fpps workload uses it)"),
+                                    format!("source = \"static\" needs `{key}` (workload `{user}` uses market data)"),
                                 ))
                             }
                             Some(v) if !(v.is_finite() && v >= 0.0) => {

@@ -111,7 +111,7 @@ pub struct RuleDefault {
     pub direction: Direction,
     pub unit: &'static str,
     pub for_s: u64,
-    /// How much data each evaluation looks at (0: the kind's own, see `window_for`).
+    /// How much data each evaluation looks at (0: `[aggregator] fleet_lookback`).
     pub window_s: u64,
     /// `gpu_idle_burn`: utilisation below which a GPU counts as idle.
     pub util_below_pct: f64,

@@ -17,7 +17,6 @@ use crate::aggregate::{rfc3339, AggregateError, Aggregator};
 use crate::ledger::Columns;
 use crate::model::schema::{self, agent, asic, gpu, market};
 use crate::model::FieldValue;
-use crate::revenue::{ai_on_demand, ai_tokens};
 use crate::store::{fold_series, SeriesQuery};
 
 /// What an evaluation found, and how to treat subjects it did not see.
@@ -103,10 +102,6 @@ fn last_time(until_ns: i64) -> impl FnMut(&BTreeMap<String, String>, &mut Option
         }
     }
 }
-
-/// Revenue models whose pay follows use, so a GPU's idle power is lost money; a
-/// reserved contract (`ai_contract`) pays by the hour whether the GPU works or not.
-pub const PAID_BY_USE: &[&str] = &[ai_on_demand::INFO.name, ai_tokens::INFO.name];
 
 /// How far back a miner's own efficiency baseline reaches, before the rule's window.
 pub const BASELINE_NS: i64 = 6 * 3_600_000_000_000;
@@ -327,12 +322,8 @@ pub async fn evaluate(
         }
         Kind::GpuIdleBurn => {
             // Idle power is lost money only where pay follows use.
-            let paid_by_use: Vec<&str> = cfg
-                .workloads
-                .iter()
-                .filter(|w| PAID_BY_USE.contains(&w.revenue_model.info().name))
-                .map(|w| w.name.as_str())
-                .collect();
+            let paid_by_use: Vec<&str> =
+                cfg.workloads.iter().filter(|w| w.revenue_model.info().paid_by_use).map(|w| w.name.as_str()).collect();
             let fields = [gpu::POWER_W, gpu::UTIL_GPU_PCT];
             for dev in latest(agg, gpu::MEASUREMENT, &fields, now_ns - window_ns, now_ns + 1).await? {
                 let t = |k: &str| dev.tags.get(k);

@@ -104,8 +104,7 @@ async fn store_line(cfg: &StoreConfig, offline: bool) -> Result<String, String> 
 /// With `offline`, the sources are built (targets parsed, URLs checked) but not
 /// read, and NVML is not opened.
 async fn check_agent(path: &Path, offline: bool) -> anyhow::Result<Vec<Line>> {
-    let cfg = AgentConfig::load(path)?;
-    cfg.validate().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let cfg = AgentConfig::load(path)?; // checks every key
     let mut lines = vec![Line::new("config", Ok("agent config is valid".into()))];
     if let Some(store) = &cfg.store {
         let result = if offline { store_line(store, true).await } else { check_output(store).await };
@@ -249,8 +248,7 @@ async fn check_output(cfg: &StoreConfig) -> Result<String, String> {
 /// Online, each workload must have matched data in the store over the last day;
 /// one that matched none is a warning naming the close `workload` tags.
 async fn check_aggregator(path: &Path, offline: bool) -> anyhow::Result<Vec<Line>> {
-    let cfg = AggregatorConfig::load(path)?;
-    cfg.validate().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let cfg = AggregatorConfig::load(path)?; // checks every key
     let mut lines = vec![Line::new(
         "config",
         Ok(format!("aggregator config is valid ({})", plural(cfg.workloads.len(), "workload", "workloads"))),

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::model::schema::gpu;
 
-pub const INFO: ModelInfo = gpu_hour_info("ai_contract", "AI · reserved contract", &[gpu::STATUS]);
+pub const INFO: ModelInfo = gpu_hour_info("ai_contract", "AI · reserved contract", &[gpu::STATUS], false);
 
 /// The terms: `usd_per_gpu_hour`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::model::schema::gpu;
 
-pub const INFO: ModelInfo = gpu_hour_info("ai_on_demand", "AI · on demand", &[gpu::UTIL_GPU_PCT]);
+pub const INFO: ModelInfo = gpu_hour_info("ai_on_demand", "AI · on demand", &[gpu::UTIL_GPU_PCT], true);
 
 /// The terms: `usd_per_gpu_hour` and `util_threshold_pct`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

@@ -21,6 +21,7 @@ pub const INFO: ModelInfo = ModelInfo {
         market: false,
     },
     efficiency: Some(Efficiency::TokensPerJoule),
+    paid_by_use: true,
 };
 
 /// The terms: `usd_per_mtok_prompt` and `usd_per_mtok_generation`.

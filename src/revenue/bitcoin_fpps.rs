@@ -27,6 +27,7 @@ pub const INFO: ModelInfo = ModelInfo {
         market: true,
     },
     efficiency: Some(Efficiency::JoulesPerTh),
+    paid_by_use: false,
 };
 
 /// The terms: `pool_fee` (0 when left out).

@@ -54,6 +54,10 @@ pub struct ModelInfo {
     pub inputs: Inputs,
     /// The hardware efficiency shown beside revenue per kWh, if any.
     pub efficiency: Option<Efficiency>,
+    /// Whether its pay follows the GPUs' use, so that a GPU drawing power while idle is
+    /// lost money (the `gpu_idle_burn` alert); a reserved contract pays by the hour
+    /// whether the GPU works or not.
+    pub paid_by_use: bool,
 }
 
 impl fmt::Display for ModelInfo {
@@ -239,6 +243,7 @@ pub const fn gpu_hour_info(
     name: &'static str,
     title: &'static str,
     revenue_fields: &'static [&'static str],
+    paid_by_use: bool,
 ) -> ModelInfo {
     ModelInfo {
         name,
@@ -251,6 +256,7 @@ pub const fn gpu_hour_info(
             market: false,
         },
         efficiency: None,
+        paid_by_use,
     }
 }
 
@@ -356,6 +362,32 @@ mod tests {
             fees_btc_per_block: 0.0,
         };
         assert!((m.hashprice_usd_per_phs_day() - 62.87).abs() < 0.01, "{}", m.hashprice_usd_per_phs_day());
+    }
+
+    /// A model's declared inputs are what the windows hand it: the ledger's rules
+    /// accumulate a fixed set of fields per measurement (`ledger::raw_fields`), so a model
+    /// that needs another field fails here until the ledger's rules read it.
+    #[test]
+    fn every_models_inputs_are_fields_the_ledger_rules_read() {
+        for reg in REVENUE_MODELS {
+            let inputs = reg.info.inputs;
+            for m in [inputs.energy_measurement, inputs.revenue_measurement] {
+                assert!(
+                    crate::ledger::RAW_MEASUREMENTS.contains(&m),
+                    "{}: {m} is not a measurement the rules read",
+                    reg.info
+                );
+            }
+            let read = crate::ledger::raw_fields(inputs.revenue_measurement);
+            for f in inputs.revenue_fields {
+                assert!(
+                    read.contains(f),
+                    "{}: {}.{f} is not read by ledger::raw_fields",
+                    reg.info,
+                    inputs.revenue_measurement
+                );
+            }
+        }
     }
 
     #[test]

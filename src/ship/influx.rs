@@ -43,7 +43,7 @@ use reqwest::StatusCode;
 use super::lineproto;
 use super::route::{routed_writer, validate_routes};
 use super::{WriteError, Writer};
-use crate::config::{ConfigError, Secret};
+use crate::config::{ConfigError, KeyError, Secret};
 
 /// Write API: `v1` (`/write`, InfluxDB 1.x) or `v2` (`/api/v2/write`, InfluxDB
 /// 1.8+, 2.x, 3.x, Cloud, VictoriaMetrics and wattledger's own ingest).
@@ -657,14 +657,15 @@ impl InfluxSinkConfig {
     }
 
     /// What can be checked before secrets are read: the URL and the target keys.
-    pub fn validate(&self, section: &str, api: WriteApi) -> Result<(), String> {
-        base_url(&self.url).map_err(|e| format!("{section} {e}"))?;
+    /// Checks the keys; the error's `at` is the key within the sink's section.
+    pub fn validate(&self, section: &str, api: WriteApi) -> Result<(), KeyError> {
+        base_url(&self.url).map_err(|e| KeyError::new("url", format!("{section} {e}")))?;
         match api {
             WriteApi::V1 if !self.buckets.is_empty() => {
-                return Err(format!("{section} `buckets` is for type = \"influxdb_v2\"; a v1 sink routes measurements with `retention_policies`"))
+                return Err(KeyError::new("buckets", format!("{section} `buckets` is for type = \"influxdb_v2\"; a v1 sink routes measurements with `retention_policies`")))
             }
             WriteApi::V2 if !self.retention_policies.is_empty() => {
-                return Err(format!("{section} `retention_policies` is for type = \"influxdb_v1\"; a v2 sink routes measurements with `buckets`"))
+                return Err(KeyError::new("retention_policies", format!("{section} `retention_policies` is for type = \"influxdb_v1\"; a v2 sink routes measurements with `buckets`")))
             }
             _ => {}
         }
@@ -672,10 +673,10 @@ impl InfluxSinkConfig {
         validate_routes(section, "buckets", &self.buckets)?;
         match api {
             WriteApi::V1 if self.database.is_none() => {
-                Err(format!("{section} `database` is required for type = \"influxdb_v1\""))
+                Err(KeyError::new("database", format!("{section} `database` is required for type = \"influxdb_v1\"")))
             }
             WriteApi::V2 if self.bucket.is_none() && self.database.is_none() => {
-                Err(format!("{section} `bucket` is required for type = \"influxdb_v2\""))
+                Err(KeyError::new("bucket", format!("{section} `bucket` is required for type = \"influxdb_v2\"")))
             }
             _ => Ok(()),
         }

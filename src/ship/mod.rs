@@ -42,7 +42,7 @@ impl SinkConfig {
     }
 
     /// Checks the keys without reading secret files or contacting anything.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::KeyError> {
         let section = self.section();
         match self {
             SinkConfig::InfluxdbV1(c) => c.validate(&section, influx::WriteApi::V1),

@@ -102,10 +102,17 @@ pub fn routed_writer(
 }
 
 /// Checks a `retention_policies` / `buckets` table: names that are not empty.
-pub fn validate_routes(section: &str, key: &str, routes: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn validate_routes(
+    section: &str,
+    key: &str,
+    routes: &BTreeMap<String, String>,
+) -> Result<(), crate::config::KeyError> {
     for (m, place) in routes {
         if m.trim().is_empty() || place.trim().is_empty() {
-            return Err(format!("{section} `{key}` maps measurement {m:?} to {place:?}; neither may be empty"));
+            return Err(crate::config::KeyError::new(
+                format!("{key}.{m}"),
+                format!("{section} `{key}` maps measurement {m:?} to {place:?}; neither may be empty"),
+            ));
         }
     }
     Ok(())

@@ -12,11 +12,7 @@ use super::MULTI_PARTS;
 
 pub use makes::axeos::identify as identify_axeos;
 pub use makes::axeos_generic::identify as identify_axeos_fork;
-pub use makes::braiins_graphql::identify as identify_braiins_gql;
-pub use makes::braiins_rest::identify as identify_braiins_rest;
 pub use makes::epic::identify as identify_epic;
-pub use makes::goldshell::identify as identify_goldshell;
-pub use makes::proto::identify as identify_proto;
 pub use makes::whatsminer::identify as identify_whatsminer;
 pub use makes::whatsminer_v3::identify as identify_whatsminer_v3;
 

@@ -276,7 +276,7 @@ async fn probe_http(ctx: &Ctx<'_>) -> Result<MinerReading, ProbeError> {
 
 fn fatal_or_not_this(ctx: &Ctx<'_>, e: WireError) -> Miss {
     match e {
-        WireError::NotHttp | WireError::HttpStatus { .. } => Miss::NotThis,
+        WireError::NotHttp | WireError::BadHttp(_) | WireError::HttpStatus { .. } => Miss::NotThis,
         e => Miss::Fatal(ctx.unreachable(e)),
     }
 }
@@ -323,10 +323,10 @@ async fn read_http(ctx: &Ctx<'_>, api: &HttpApi, seen: &mut Seen) -> Result<Valu
         match ctx.http_req(r, token.as_deref()).await {
             Ok((200, Some(v))) => store(&mut doc, r, v),
             Ok((st, _)) if r.optional => tracing::debug!(miner = %ctx.addr(), "{}: HTTP {st}", r.path),
-            Err(e @ (WireError::NotHttp | WireError::HttpStatus { .. })) if r.optional => {
+            Err(e @ (WireError::NotHttp | WireError::BadHttp(_) | WireError::HttpStatus { .. })) if r.optional => {
                 tracing::debug!(miner = %ctx.addr(), "{}: {e}", r.path)
             }
-            Err(e @ (WireError::NotHttp | WireError::HttpStatus { .. })) => {
+            Err(e @ (WireError::NotHttp | WireError::BadHttp(_) | WireError::HttpStatus { .. })) => {
                 tracing::debug!(miner = %ctx.addr(), "{}: {e}", r.path);
                 return Err(refused(api, r, token.is_some()));
             }

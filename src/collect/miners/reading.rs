@@ -20,8 +20,6 @@ pub enum PowerSource {
     Reported,
     /// Measured hashrate × the model's nominal J/TH ([`models`]).
     Estimated,
-    /// A PDU or smart-plug reading configured for this miner.
-    Meter,
 }
 
 impl PowerSource {
@@ -29,7 +27,6 @@ impl PowerSource {
         match self {
             PowerSource::Reported => "reported",
             PowerSource::Estimated => "estimated",
-            PowerSource::Meter => "meter",
         }
     }
 }
@@ -86,13 +83,6 @@ impl MinerReading {
             online: false,
             error: Some(error.into()),
         }
-    }
-
-    /// Replaces power with a configured meter's reading (PDU outlet, smart plug).
-    pub fn with_meter(mut self, power_w: f64) -> Self {
-        self.power_w = Some(power_w);
-        self.power_source = Some(PowerSource::Meter);
-        self
     }
 
     /// `host:port`, the `miner` tag.
@@ -171,8 +161,23 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
     let (mut power_w, mut power_source) = (x.power_w, x.power_w.map(|_| PowerSource::Reported));
     if let Some(p) = power_w {
         let limit = spec.map(|s| s.rated_w * 2.5).unwrap_or(MAX_PLAUSIBLE_W);
-        if p > limit.min(MAX_PLAUSIBLE_W) {
-            let e = format!("power {p} W implausible (limit {limit:.0} W for this model); unit slip suspected");
+        let problem = if !p.is_finite() || p < 0.0 {
+            Some(format!("power {p} W is not a power"))
+        } else if p > limit.min(MAX_PLAUSIBLE_W) {
+            Some(format!("power {p} W implausible (limit {limit:.0} W for this model); unit slip suspected"))
+        } else {
+            match hashrate_ths.filter(|h| *h > 0.0) {
+                // A kW figure read as W, or a sensor reading next to nothing while the miner
+                // hashes: either would make its joules look almost free.
+                Some(h) if p / h < MIN_PLAUSIBLE_J_PER_TH => Some(format!(
+                    "power {p} W while hashing {h:.3} TH/s is {:.4} J/TH, below any miner's \
+                     {MIN_PLAUSIBLE_J_PER_TH} J/TH; unit slip (kW read as W?) or a failing sensor suspected",
+                    p / h
+                )),
+                _ => None,
+            }
+        };
+        if let Some(e) = problem {
             tracing::warn!(miner = %addr, "{e}; not stored");
             errors.push(e);
             power_w = None;
@@ -247,6 +252,10 @@ fn shippable(s: &str) -> Option<String> {
 pub const MAX_PLAUSIBLE_THS: f64 = 2000.0;
 /// No single miner draws more than this.
 pub const MAX_PLAUSIBLE_W: f64 = 20_000.0;
+
+/// Fewer joules per terahash than any miner spends. SHA-256 machines are above 9 J/TH; the
+/// other algorithms' hashes cost more, not less (a Scrypt D1: about 220,000 J/TH).
+pub const MIN_PLAUSIBLE_J_PER_TH: f64 = 1.0;
 
 /// Accepts a hashrate only if it is plausible for the rated hashrate: more than 3× the
 /// rating means a unit slip (GH/s read as TH/s is 1000×); less than 1/300 of it while

@@ -25,6 +25,9 @@ pub enum WireError {
     Io(std::io::Error),
     #[error("not an HTTP reply")]
     NotHttp,
+    /// An HTTP reply that cannot be read: what is wrong with it.
+    #[error("malformed HTTP reply: {0}")]
+    BadHttp(&'static str),
     #[error("HTTP {status}")]
     HttpStatus { status: u16 },
 }
@@ -230,9 +233,10 @@ pub fn parse_http(buf: &[u8], cap: usize) -> Result<HttpReply, WireError> {
     if !buf.starts_with(b"HTTP/1.") {
         return Err(WireError::NotHttp);
     }
-    let head_end = find(buf, b"\r\n\r\n").ok_or(WireError::NotHttp)? + 4;
+    let head_end = find(buf, b"\r\n\r\n").ok_or(WireError::BadHttp("no end of the header"))? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]);
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(WireError::NotHttp)?;
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(WireError::BadHttp("no status code"))?;
     let lower = head.to_ascii_lowercase();
     let raw = &buf[head_end..];
     let body = if lower.contains("transfer-encoding: chunked") {
@@ -263,7 +267,7 @@ pub fn dechunk(mut raw: &[u8], cap: usize) -> Result<Vec<u8>, WireError> {
             Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => {
                 return Err(WireError::TooLarge { cap })
             }
-            Err(_) => return Err(WireError::NotHttp),
+            Err(_) => return Err(WireError::BadHttp("a chunk size that is not hexadecimal")),
         };
         raw = &raw[eol + 2..];
         if size == 0 {
@@ -300,6 +304,8 @@ mod tests {
         .unwrap();
         assert_eq!(r.body, b"{\"a\":1}");
         assert!(matches!(parse_http(b"{\"STATUS\":1}", 100), Err(WireError::NotHttp)));
+        assert!(matches!(parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 2", 100), Err(WireError::BadHttp(_))));
+        assert!(matches!(parse_http(b"HTTP/1.1 abc\r\n\r\n", 100), Err(WireError::BadHttp(_))));
         assert!(matches!(parse_http(b"HTTP/1.1 200 OK\r\n\r\n0123456789", 5), Err(WireError::TooLarge { .. })));
     }
 }
