@@ -40,6 +40,13 @@ impl KeyError {
     pub fn new(at: impl Into<String>, problem: impl Into<String>) -> Self {
         KeyError { at: at.into(), problem: problem.into() }
     }
+
+    /// The same error seen from the enclosing section: `database` within `sinks[0]` is
+    /// `sinks[0].database`.
+    pub fn within(self, section: &str) -> Self {
+        let at = if self.at.is_empty() { section.to_owned() } else { format!("{section}.{}", self.at) };
+        KeyError { at, problem: self.problem }
+    }
 }
 
 /// Reads a TOML file into `T`, expanding `${VAR}` references from the environment

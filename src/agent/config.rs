@@ -207,7 +207,7 @@ impl AgentConfig {
                     format!("`{name}` is used twice; give each sink its own `name`"),
                 ));
             }
-            s.validate().map_err(|e| KeyError::new(format!("sinks[{i}].{}", e.at), e.problem))?;
+            s.validate().map_err(|e| e.within(&format!("sinks[{i}]")))?;
         }
         if let Some(g) = &self.gpus {
             if g.interval.is_zero() {
@@ -225,7 +225,7 @@ impl AgentConfig {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.inference.iter().enumerate() {
-            s.validate().map_err(|p| KeyError::new(format!("inference[{i}]"), p))?;
+            s.validate().map_err(|e| e.within(&format!("inference[{i}]")))?;
             if !names.insert(s.name.as_str()) {
                 return Err(KeyError::new(
                     format!("inference[{i}].name"),
@@ -234,7 +234,7 @@ impl AgentConfig {
             }
         }
         if let Some(m) = &self.meters {
-            m.validate().map_err(|p| KeyError::new("meters", p))?;
+            m.validate().map_err(|e| e.within("meters"))?;
         }
         let gpus_on = self.gpus.as_ref().is_some_and(|g| g.enabled);
         if !gpus_on && self.miners.is_none() && self.inference.is_empty() && self.meters.is_none() {
@@ -243,8 +243,8 @@ impl AgentConfig {
                 "no sources: enable [gpus], list [miners] targets, add an [[inference]] server or [[meters.devices]]",
             ));
         }
-        crate::agent::workloads::WorkloadMap::new(&self.workloads).map_err(|p| KeyError::new("workloads", p))?;
-        self.ledger.validate().map_err(|p| KeyError::new("ledger", p))?;
+        crate::agent::workloads::WorkloadMap::new(&self.workloads).map_err(|e| e.within("workloads"))?;
+        self.ledger.validate().map_err(|e| e.within("ledger"))?;
         Ok(())
     }
 
@@ -339,7 +339,23 @@ bucket = "wattledger"
         assert_eq!(key(&SINKS.replace("database = \"wattledger\"\n", "")), "sinks[0].database");
         assert_eq!(key(&MINIMAL.replace("[gpus]", "[gpus]\ninterval = \"0s\"")), "gpus.interval");
         assert_eq!(key(&MINIMAL.replace("site = \"lab\"", "site = \"lab\"\nbatch_size = 0")), "agent.batch_size");
-        assert_eq!(key(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")), "ledger");
+        assert_eq!(key(&format!("{MINIMAL}[ledger]\ninterval = \"0s\"\n")), "ledger.interval");
+        assert_eq!(
+            key(&format!("{MINIMAL}[workloads.miners]\n\"192.0.2.0/33\" = \"w\"\n")),
+            "workloads.miners.\"192.0.2.0/33\""
+        );
+        let plug = "[[meters.devices]]\nname = \"p\"\nurl = \"tasmota://192.0.2.9\"\n";
+        assert_eq!(key(&format!("{MINIMAL}[meters]\ninterval = \"0s\"\n{plug}")), "meters.interval");
+        assert_eq!(
+            key(&format!("{MINIMAL}[meters]\n{plug}{}", plug.replace("tasmota:", "nosuch:"))),
+            "meters.devices[1].name"
+        );
+        assert_eq!(
+            key(&format!("{MINIMAL}[meters]\n{}", plug.replace("tasmota:", "nosuch:"))),
+            "meters.devices[0].url"
+        );
+        let server = "[[inference]]\nname = \"llm\"\nkind = \"vllm\"\nurl = \"ftp://192.0.2.5/metrics\"\n";
+        assert_eq!(key(&format!("{MINIMAL}{server}")), "inference[0].url");
     }
 
     #[test]

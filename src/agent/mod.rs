@@ -85,7 +85,8 @@ impl Agent {
         sources: Vec<ScheduledSource>,
         sinks: Vec<(String, Arc<dyn Writer>)>,
     ) -> Result<Agent, AgentError> {
-        let workloads = WorkloadMap::new(&cfg.workloads).map_err(AgentError::Config)?;
+        let workloads =
+            WorkloadMap::new(&cfg.workloads).map_err(|e| AgentError::Config(e.within("workloads").to_string()))?;
         if sinks.is_empty() {
             return Err(AgentError::Config("no sinks; add a [[sinks]] section (see docs/config.md)".into()));
         }

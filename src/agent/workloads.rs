@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use crate::agent::config::WorkloadsConfig;
+use crate::config::KeyError;
 use crate::model::{schema, Point};
 
 #[derive(Debug, Clone, Default)]
@@ -20,7 +21,8 @@ pub struct WorkloadMap {
 }
 
 impl WorkloadMap {
-    pub fn new(cfg: &WorkloadsConfig) -> Result<WorkloadMap, String> {
+    /// The map of `[workloads]`; the error's `at` is the key within it.
+    pub fn new(cfg: &WorkloadsConfig) -> Result<WorkloadMap, KeyError> {
         let mut map = WorkloadMap {
             default: cfg.default.clone().filter(|d| !d.is_empty()),
             gpus: cfg.gpus.clone().into_iter().collect(),
@@ -29,9 +31,12 @@ impl WorkloadMap {
         };
         for (key, workload) in &cfg.miners {
             if key.contains('/') {
-                let net: IpNet = key
-                    .parse()
-                    .map_err(|e| format!("[workloads] miners: `{key}` is not a CIDR range like 10.0.0.0/24 ({e})"))?;
+                let net: IpNet = key.parse().map_err(|e| {
+                    KeyError::new(
+                        format!("miners.\"{key}\""),
+                        format!("[workloads] miners: `{key}` is not a CIDR range like 192.0.2.0/24 ({e})"),
+                    )
+                })?;
                 map.miner_ranges.push((net, workload.clone()));
             } else {
                 map.miner_exact.insert(key.clone(), workload.clone());

@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::collect::{Source, SourceError};
+use crate::config::KeyError;
 use crate::model::{schema, Point};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -82,20 +83,25 @@ fn default_max_body() -> usize {
 }
 
 impl InferenceServerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the keys; the error's `at` is the key within the `[[inference]]` entry.
+    pub fn validate(&self) -> Result<(), KeyError> {
         if self.name.trim().is_empty() {
-            return Err("[[inference]] name must not be empty".into());
+            return Err(KeyError::new("name", "[[inference]] name must not be empty"));
         }
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("[[inference]] {}: url `{}` is not a URL ({e})", self.name, self.url))?;
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            KeyError::new("url", format!("[[inference]] {}: url `{}` is not a URL ({e})", self.name, self.url))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("[[inference]] {}: url must be http:// or https://", self.name));
+            return Err(KeyError::new("url", format!("[[inference]] {}: url must be http:// or https://", self.name)));
         }
-        if self.interval.is_zero() || self.timeout.is_zero() || self.max_body_bytes == 0 {
-            return Err(format!(
-                "[[inference]] {}: interval, timeout and max_body_bytes must be greater than 0",
-                self.name
-            ));
+        for (key, zero) in [
+            ("interval", self.interval.is_zero()),
+            ("timeout", self.timeout.is_zero()),
+            ("max_body_bytes", self.max_body_bytes == 0),
+        ] {
+            if zero {
+                return Err(KeyError::new(key, format!("[[inference]] {}: {key} must be greater than 0", self.name)));
+            }
         }
         Ok(())
     }
@@ -399,7 +405,7 @@ pub struct InferenceSource {
 impl InferenceSource {
     pub fn new(cfg: InferenceServerConfig) -> Result<InferenceSource, SourceError> {
         let source_name = format!("inference:{}", cfg.name);
-        cfg.validate().map_err(|m| SourceError::new(&source_name, m))?;
+        cfg.validate().map_err(|e| SourceError::new(&source_name, e.to_string()))?;
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)

@@ -34,6 +34,7 @@ use serde::Deserialize;
 
 use super::point::{hourly_point, ledger_point};
 use super::{device_id, point_sample, Cuts, DeviceAccumulator, Rules, Sums, LEDGER_SOURCES};
+use crate::config::KeyError;
 use crate::model::schema::energy_ledger_hourly::HOUR_NS;
 use crate::model::Point;
 
@@ -94,21 +95,25 @@ fn default_thresholds() -> Vec<f64> {
 }
 
 impl LedgerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the keys; the error's `at` is the key within `[ledger]`.
+    pub fn validate(&self) -> Result<(), KeyError> {
         if self.interval < Duration::from_secs(1) {
-            return Err("[ledger] interval must be at least 1s".into());
+            return Err(KeyError::new("interval", "[ledger] interval must be at least 1s"));
         }
         if self.hourly && HOUR_NS % self.interval.as_nanos().max(1) as i64 != 0 {
-            return Err(format!(
+            return Err(KeyError::new("interval", format!(
                 "[ledger] interval {:?} does not divide an hour, which the hourly roll-up needs: use an interval such as 60s or 5m, or set hourly = false",
                 self.interval
-            ));
+            )));
         }
         if self.max_gap.is_zero() {
-            return Err("[ledger] max_gap must be positive".into());
+            return Err(KeyError::new("max_gap", "[ledger] max_gap must be positive"));
         }
         if let Some(t) = self.util_thresholds_pct.iter().find(|t| !(0.0..=100.0).contains(*t)) {
-            return Err(format!("[ledger] util_thresholds_pct: {t} is not a percentage in 0..=100"));
+            return Err(KeyError::new(
+                "util_thresholds_pct",
+                format!("[ledger] util_thresholds_pct: {t} is not a percentage in 0..=100"),
+            ));
         }
         Ok(())
     }

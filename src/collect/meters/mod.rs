@@ -25,6 +25,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::collect::{Source, SourceError};
+use crate::config::KeyError;
 use crate::model::{schema, Point};
 
 /// Largest power accepted from any meter (a 10 MW feeder); above it the reading is
@@ -307,34 +308,45 @@ impl ChannelMap {
 }
 
 impl MetersConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.interval.is_zero() || self.timeout.is_zero() {
-            return Err("[meters] interval and timeout must be longer than 0s".into());
+    /// Checks the keys and builds every driver (nothing is contacted); the error's `at`
+    /// is the key within `[meters]`.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        for (key, zero) in [("interval", self.interval.is_zero()), ("timeout", self.timeout.is_zero())] {
+            if zero {
+                return Err(KeyError::new(key, format!("[meters] {key} must be longer than 0s")));
+            }
         }
         if self.concurrency == 0 {
-            return Err("[meters] concurrency must be at least 1".into());
+            return Err(KeyError::new("concurrency", "[meters] concurrency must be at least 1"));
         }
         if self.devices.is_empty() {
-            return Err("[meters] lists no [[meters.devices]]; add one or remove [meters]".into());
+            return Err(KeyError::new("devices", "[meters] lists no [[meters.devices]]; add one or remove [meters]"));
         }
         let mut names = std::collections::BTreeSet::new();
-        for d in &self.devices {
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = |key: &str| format!("devices[{i}].{key}");
             if d.name.trim().is_empty() {
-                return Err(format!("[[meters.devices]] `{}` has an empty name", d.url));
+                return Err(KeyError::new(at("name"), format!("[[meters.devices]] `{}` has an empty name", d.url)));
             }
             if !names.insert(d.name.as_str()) {
-                return Err(format!("[[meters.devices]] name `{}` is used twice; names must be unique", d.name));
+                return Err(KeyError::new(
+                    at("name"),
+                    format!("[[meters.devices]] name `{}` is used twice; names must be unique", d.name),
+                ));
             }
-            for c in &d.channels {
+            for (j, c) in d.channels.iter().enumerate() {
                 let n = [c.miner.is_some(), c.gpu_host.is_some(), c.group.is_some()].iter().filter(|b| **b).count();
                 if n > 1 {
-                    return Err(format!(
-                        "meter `{}` channel `{}`: give one of miner, gpu_host or group, not {n}",
-                        d.name, c.channel
+                    return Err(KeyError::new(
+                        at(&format!("channels[{j}]")),
+                        format!(
+                            "meter `{}` channel `{}`: give one of miner, gpu_host or group, not {n}",
+                            d.name, c.channel
+                        ),
                     ));
                 }
             }
-            build_driver(d, self.timeout).map_err(|e| format!("meter `{}`: {e}", d.name))?;
+            build_driver(d, self.timeout).map_err(|e| KeyError::new(at("url"), format!("meter `{}`: {e}", d.name)))?;
         }
         Ok(())
     }
