@@ -161,7 +161,7 @@ pub fn finish(host: &str, port: u16, id: &Identity, doc: &Value) -> MinerReading
     let (mut power_w, mut power_source) = (x.power_w, x.power_w.map(|_| PowerSource::Reported));
     if let Some(p) = power_w {
         let limit = spec.map(|s| s.rated_w * 2.5).unwrap_or(MAX_PLAUSIBLE_W);
-        let problem = if !p.is_finite() || p < 0.0 {
+        let problem = if !p.is_finite() {
             Some(format!("power {p} W is not a power"))
         } else if p > limit.min(MAX_PLAUSIBLE_W) {
             Some(format!("power {p} W implausible (limit {limit:.0} W for this model); unit slip suspected"))
