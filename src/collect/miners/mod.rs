@@ -25,10 +25,7 @@ pub use identify::{
     split_multi, Identity,
 };
 pub use probe::{probe, read, ProbeError};
-pub use reading::{
-    check_hashrate, finish, MinerReading, PowerSource, ReadOptions, MAX_PLAUSIBLE_THS, MAX_PLAUSIBLE_W,
-    MIN_PLAUSIBLE_J_PER_TH,
-};
+pub use reading::{check_hashrate, finish, MinerReading, PowerSource, ReadOptions, MAX_PLAUSIBLE_THS, MAX_PLAUSIBLE_W};
 
 /// The cgminer API port.
 pub const CGMINER_PORT: u16 = 4028;

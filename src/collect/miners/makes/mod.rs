@@ -264,15 +264,15 @@ pub fn load(s: &str) -> Value {
     serde_json::from_str(s).expect("bundled capture is valid JSON")
 }
 
-/// `include_str!` of a capture under `tests/data/miners/`.
+/// `include_str!` of a capture under `tests/data/miners/`; its path may be given in pieces.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! miner_capture {
-    ($p:literal) => {
+    ($($p:literal),+) => {
         $crate::collect::miners::makes::load(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/miners/",
-            $p
+            $($p),+
         )))
     };
 }
@@ -284,13 +284,6 @@ macro_rules! miner_capture {
 #[doc(hidden)]
 macro_rules! miner_captures {
     ($dir:literal: $($cmd:literal),+ $(,)?) => {
-        vec![$(($cmd, $crate::collect::miners::makes::load(include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/miners/",
-            $dir,
-            "/",
-            $cmd,
-            ".json"
-        ))))),+]
+        vec![$(($cmd, $crate::miner_capture!($dir, "/", $cmd, ".json"))),+]
     };
 }
